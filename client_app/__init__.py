@@ -1,0 +1,1 @@
+"""The hospital side: site agent, ClientApp shim, local training, the site store and CLI."""

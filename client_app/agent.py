@@ -1,0 +1,264 @@
+"""The site agent: the one process that touches a hospital's data, keys and privacy ledger.
+
+Every Flower message reaches the agent as a :class:`TaskRequest` (through the ClientApp shim
+and the gRPC service, or directly for the in-process agent used by tests and simulation).
+The agent admits only studies whose plan hash the site approved, trains with DP-SGD inside the
+site's privacy ceiling, records each run in the ledger and answers with encrypted envelopes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+
+import numpy as np
+
+from client_app.envelopes import layout_to_proto, mean_of, seal_vector
+from client_app.keys import ckks_params, load_secret_context
+from client_app.site_data import SiteSplit, feature_sums, load_split, standardise, standardiser
+from client_app.site_dir import SiteDir
+from client_app.store import SiteStore
+from client_app.training import train_local
+from common.errors import ErrorCode, TesseraError
+from common.layout import TensorSlot
+from common.metrics import DEFAULT_BINS, score_histograms
+from common.models import build_model, model_to_vector, predict_scores, vector_to_model
+from common.plan import StudyPlan, parse_plan, plan_hash
+from privacy.accounting import DpStep, epsilon_for_history, noise_for_target, plan_sampling
+from privacy.ckks import check_headroom
+from protos.tessera.v1 import agent_pb2
+
+log = logging.getLogger(__name__)
+
+#: Largest federation the headroom check provisions for.
+MAX_CONTRIBUTORS = 1000
+
+
+def _site_seed(seed: int, site: str, round_: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{site}:{round_}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def clip_update(update: np.ndarray, *, bound: float) -> np.ndarray:
+    """Scale an update down to L2 norm ``bound`` if it is longer."""
+    norm = float(np.linalg.norm(update))
+    return update if norm <= bound else update * (bound / norm)
+
+
+class SiteAgent:
+    """Serve one site's study tasks. Thread-safe: tasks run one at a time."""
+
+    def __init__(self, site: SiteDir) -> None:
+        self.site = site
+        self._lock = threading.Lock()
+        self._trained: set[tuple[str, str, int]] = set()
+
+    # -- boundary ---------------------------------------------------------------------
+    def handle(self, request: agent_pb2.TaskRequest) -> agent_pb2.TaskReply:
+        """Answer one task; failures become a reply with a code and a reason."""
+        with self._lock:
+            try:
+                reply = self._dispatch(request)
+            except TesseraError as err:
+                log.info("task %s refused: %s", request.kind, err.code.value)
+                reply = agent_pb2.TaskReply(ok=False, error_code=err.code.value, reason=err.message)
+            except Exception:  # the boundary: never leak internals to the coordinator
+                log.exception("task %s failed", request.kind)
+                reply = agent_pb2.TaskReply(
+                    ok=False, error_code=ErrorCode.INTERNAL.value, reason="internal error at site"
+                )
+        reply.site = self.site.name
+        return reply
+
+    def _dispatch(self, request: agent_pb2.TaskRequest) -> agent_pb2.TaskReply:
+        handlers = {
+            "hello": self._hello,
+            "stats": self._stats,
+            "train": self._train,
+            "evaluate": self._evaluate,
+            "release": self._release,
+        }
+        handler = handlers.get(request.kind)
+        if handler is None:
+            raise TesseraError(ErrorCode.BAD_ENVELOPE, f"unknown task kind '{request.kind}'")
+        with SiteStore.open(self.site) as store:
+            plan = self._admit(request, store)
+            return handler(request, plan, store)
+
+    def _admit(self, request: agent_pb2.TaskRequest, store: SiteStore) -> StudyPlan:
+        plan = parse_plan(request.plan_toml.decode("utf-8"))
+        digest = plan_hash(plan)
+        if digest != request.plan_hash:
+            raise TesseraError(
+                ErrorCode.FOREIGN_STUDY, "the study plan sent does not match its plan hash"
+            )
+        if not store.is_approved(digest):
+            store.record_event(
+                "study_refused", plan_hash=digest, details={"reason": "not approved"}
+            )
+            raise TesseraError(
+                ErrorCode.NOT_APPROVED,
+                f"study {digest[:12]} is not approved at site '{self.site.name}'",
+            )
+        return plan
+
+    def _key(self, plan: StudyPlan, digest: str) -> bytes | None:
+        return load_secret_context(self.site, digest) if plan.he.enabled else None
+
+    # -- tasks ------------------------------------------------------------------------
+    def _hello(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
+        split = load_split(self.site, plan)
+        store.record_event("study_received", plan_hash=request.plan_hash, details={})
+        return agent_pb2.TaskReply(
+            ok=True,
+            metrics={"examples_train": len(split.train.y), "examples_test": len(split.test.y)},
+        )
+
+    def _stats(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
+        split = load_split(self.site, plan)
+        sums = feature_sums(split.train)
+        secret = self._key(plan, request.plan_hash)
+        if secret is not None:
+            check_headroom(ckks_params(plan), max_abs=float(np.abs(sums).max()),
+                           contributors=MAX_CONTRIBUTORS)
+        slot = TensorSlot(name="feature_sums", shape=(sums.size,), offset=0, length=sums.size)
+        env = seal_vector(
+            kind="stats", plan_hash=request.plan_hash, round_=0, site=self.site.name,
+            example_count=len(split.train.y), values=sums, layout=[slot], secret_context=secret,
+        )
+        return agent_pb2.TaskReply(ok=True, envelope=env)
+
+    def _standardised(self, request, plan: StudyPlan, secret: bytes | None, split: SiteSplit):
+        if not request.HasField("stats"):
+            raise TesseraError(ErrorCode.BAD_ENVELOPE, "task carries no federation statistics")
+        sums = mean_of(request.stats, secret_context=secret) * request.stats.example_count
+        return standardiser(sums, float(request.stats.example_count))
+
+    def _global_model(self, request, plan: StudyPlan, secret: bytes | None, n_features: int):
+        if not request.HasField("global"):
+            raise TesseraError(ErrorCode.BAD_ENVELOPE, "task carries no global model")
+        env = getattr(request, "global")
+        model = build_model(plan.model, n_features=n_features, seed=plan.seed)
+        _, layout = model_to_vector(model)
+        weights = mean_of(env, secret_context=secret if env.encrypted else None)
+        vector_to_model(model, weights, layout)
+        return model, weights, layout
+
+    def _train(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
+        started = time.perf_counter()
+        digest, round_ = request.plan_hash, int(request.round)
+        if not 1 <= round_ <= plan.training.rounds:
+            raise TesseraError(ErrorCode.WRONG_ROUND, f"round {round_} is outside the plan")
+        if (request.run_id, digest, round_) in self._trained:
+            raise TesseraError(ErrorCode.DUPLICATE, f"round {round_} was already trained")
+        split = load_split(self.site, plan)
+        secret = self._key(plan, digest)
+        mean, std = self._standardised(request, plan, secret, split)
+        X = standardise(split.train.X, mean, std)
+        model, start, layout = self._global_model(request, plan, secret, X.shape[1])
+        n_train = len(split.train.y)
+        sample_rate, steps = plan_sampling(
+            n_train=n_train, batch_size=plan.training.batch_size,
+            epochs=plan.training.local_epochs,
+        )
+        noise = 0.0
+        if plan.privacy.dp:
+            noise = noise_for_target(
+                target_epsilon=plan.privacy.target_epsilon, delta=plan.privacy.delta,
+                sample_rate=sample_rate, steps=steps * plan.training.rounds,
+            )
+            self._check_budget(store, plan, split, DpStep(noise, sample_rate, steps), round_)
+        outcome = train_local(
+            model, X, split.train.y.astype(np.float64),
+            epochs=plan.training.local_epochs, batch_size=plan.training.batch_size,
+            learning_rate=plan.training.learning_rate, dp=plan.privacy.dp,
+            noise_multiplier=noise, max_grad_norm=plan.privacy.max_grad_norm,
+            seed=_site_seed(plan.seed, self.site.name, round_),
+        )
+        self._trained.add((request.run_id, digest, round_))
+        metrics: dict[str, float] = {"loss": outcome.mean_loss, "steps": float(outcome.steps)}
+        if plan.privacy.dp:
+            entry = store.record_training(
+                plan_hash=digest, study=plan.name, round=round_,
+                dataset_id=split.dataset_id, dataset_version=split.dataset_version,
+                noise_multiplier=noise, sample_rate=sample_rate, steps=outcome.steps,
+                delta=plan.privacy.delta,
+            )
+            study_steps = [
+                DpStep(e.noise_multiplier, e.sample_rate, e.steps)
+                for e in store.ledger(dataset_id=split.dataset_id)
+                if e.plan_hash == digest
+            ]
+            metrics.update(
+                epsilon=entry.epsilon, epsilon_cumulative=entry.epsilon_cumulative,
+                epsilon_study=epsilon_for_history(study_steps, delta=plan.privacy.delta),
+                noise_multiplier=noise, sample_rate=sample_rate,
+            )
+        trained, _ = model_to_vector(model)
+        update = clip_update(trained - start, bound=plan.privacy.update_clip)
+        weighted = (start + update) * n_train
+        if secret is not None:
+            check_headroom(ckks_params(plan), max_abs=float(np.abs(weighted).max()),
+                           contributors=MAX_CONTRIBUTORS)
+        env = seal_vector(
+            kind="weights", plan_hash=digest, round_=round_, site=self.site.name,
+            example_count=n_train, values=weighted, layout=layout, secret_context=secret,
+        )
+        store.record_event("update_sent", plan_hash=digest,
+                           details={"round": round_, "digest": env.digest})
+        metrics["seconds"] = time.perf_counter() - started
+        return agent_pb2.TaskReply(ok=True, envelope=env, metrics=metrics)
+
+    def _check_budget(self, store, plan, split: SiteSplit, step: DpStep, round_: int) -> None:
+        projected = store.projected_epsilon(split.dataset_id, [step], delta=plan.privacy.delta)
+        ceiling = store.ceiling()
+        if projected > ceiling:
+            reason = (
+                f"round {round_} would raise cumulative epsilon for dataset "
+                f"'{split.dataset_id}' to {projected:.3f}, above this site's ceiling "
+                f"{ceiling:.3f}"
+            )
+            store.record_event("budget_refusal", plan_hash=plan_hash(plan),
+                               details={"round": round_, "projected": projected,
+                                        "ceiling": ceiling})
+            raise TesseraError(ErrorCode.BUDGET_EXCEEDED, reason)
+
+    def _evaluate(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
+        split = load_split(self.site, plan)
+        secret = self._key(plan, request.plan_hash)
+        mean, std = self._standardised(request, plan, secret, split)
+        X = standardise(split.test.X, mean, std)
+        model, _, _ = self._global_model(request, plan, secret, X.shape[1])
+        scores = np.clip(predict_scores(model, X), 0.0, 1.0)
+        y = split.test.y
+        counts = agent_pb2.EvalCounts(bins=DEFAULT_BINS, n=len(y))
+        groups: list[tuple[str, np.ndarray]] = [("", np.ones(len(y), dtype=bool))]
+        if split.test.groups is not None:
+            groups += [(str(g), split.test.groups == g) for g in sorted(set(split.test.groups))]
+        for name, mask in groups:
+            pos, neg = score_histograms(scores[mask], y[mask], bins=DEFAULT_BINS)
+            counts.histograms.append(agent_pb2.Histogram(group=name, pos=pos.tolist(),
+                                                         neg=neg.tolist()))
+        eps = 1e-12
+        counts.log_loss_sum = float(-np.sum(y * np.log(scores + eps)
+                                            + (1 - y) * np.log(1 - scores + eps)))
+        counts.brier_sum = float(np.sum((scores - y) ** 2))
+        return agent_pb2.TaskReply(ok=True, counts=counts)
+
+    def _release(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
+        if int(request.round) != plan.training.rounds:
+            raise TesseraError(ErrorCode.PERMISSION_DENIED,
+                               "only the final aggregate of a study may be released")
+        split = load_split(self.site, plan)
+        secret = self._key(plan, request.plan_hash)
+        mean, std = self._standardised(request, plan, secret, split)
+        _, weights, layout = self._global_model(request, plan, secret, split.train.X.shape[1])
+        released = agent_pb2.ReleasedModel(values=weights.tolist(), mean=mean.tolist(),
+                                           std=std.tolist(), features=list(split.train.features))
+        released.layout.extend(layout_to_proto(layout))
+        store.record_event("model_released", plan_hash=request.plan_hash,
+                           details={"round": int(request.round)})
+        return agent_pb2.TaskReply(ok=True, model=released)
+

@@ -1,0 +1,1 @@
+"""Revisions of the site store schema, oldest first."""

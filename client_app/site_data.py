@@ -1,0 +1,73 @@
+"""A site's data for a study: load the registered file, split it, standardise it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from client_app.site_dir import SiteDir
+from common.datasets import TableData, content_hash, read_csv_bytes, stratified_split
+from common.errors import ErrorCode, TesseraError
+from common.plan import StudyPlan
+
+#: Features whose federation-wide standard deviation is below this are left unscaled.
+MIN_STD = 1e-9
+
+
+@dataclass(frozen=True)
+class SiteSplit:
+    """A site's train and held-out rows for one study, with the dataset's identity."""
+
+    dataset_id: str
+    dataset_version: str
+    train: TableData
+    test: TableData
+
+
+def dataset_file(site: SiteDir, plan: StudyPlan) -> str:
+    """File name of the dataset a study uses inside the site's data folder."""
+    return f"{plan.dataset.name}.csv"
+
+
+def load_split(site: SiteDir, plan: StudyPlan) -> SiteSplit:
+    """Read the study's dataset at this site and make the stratified split with the study seed."""
+    path = site.data_dir / dataset_file(site, plan)
+    if not path.exists():
+        raise TesseraError(
+            ErrorCode.NOT_FOUND,
+            f"site '{site.name}' has no dataset '{plan.dataset.name}' registered",
+        )
+    raw = path.read_bytes()
+    data = read_csv_bytes(raw, plan.dataset, source_name=path.name)
+    train_idx, test_idx = stratified_split(
+        data.y, test_fraction=plan.dataset.test_fraction, seed=plan.seed
+    )
+    return SiteSplit(
+        dataset_id=plan.dataset.name,
+        dataset_version=content_hash(raw),
+        train=data.take(train_idx),
+        test=data.take(test_idx),
+    )
+
+
+def feature_sums(train: TableData) -> np.ndarray:
+    """Per-feature sums followed by per-feature sums of squares (for federation statistics)."""
+    return np.concatenate([train.X.sum(axis=0), (train.X**2).sum(axis=0)])
+
+
+def standardiser(sums: np.ndarray, total: float) -> tuple[np.ndarray, np.ndarray]:
+    """Federation-wide mean and standard deviation from summed statistics."""
+    if total <= 0:
+        raise TesseraError(ErrorCode.BAD_ENVELOPE, "federation statistics cover no examples")
+    n_features = sums.size // 2
+    mean = sums[:n_features] / total
+    var = np.maximum(sums[n_features:] / total - mean**2, 0.0)
+    std = np.sqrt(var)
+    std[std < MIN_STD] = 1.0
+    return mean, std
+
+
+def standardise(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Apply a standardisation."""
+    return (X - mean) / std

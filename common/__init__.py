@@ -1,0 +1,3 @@
+"""Shared foundations: study plans, the model zoo, metric maths, datasets and errors.
+
+Imports nothing of ours."""

@@ -1,0 +1,76 @@
+"""Error codes and the one exception type of Tessera.
+
+Internal code raises :class:`TesseraError` with a code and a message that names the
+parameter or field at fault. Only the three boundaries (CLI, gRPC, GUI) turn codes into
+exit statuses or on-screen text. Messages never carry patient data or key material.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Machine-readable failure and refusal codes."""
+
+    PLAN_INVALID = "plan_invalid"
+    CONFIG_INVALID = "config_invalid"
+    UNKNOWN_STUDY = "unknown_study"
+    NOT_APPROVED = "not_approved"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    DATA_INVALID = "data_invalid"
+    BAD_ENVELOPE = "bad_envelope"
+    BAD_CIPHERTEXT = "bad_ciphertext"
+    FOREIGN_STUDY = "foreign_study"
+    WRONG_ROUND = "wrong_round"
+    REPLAY = "replay"
+    DUPLICATE = "duplicate"
+    OVERSIZED = "oversized"
+    BAD_SIGNATURE = "bad_signature"
+    FINGERPRINT_MISMATCH = "fingerprint_mismatch"
+    KEY_MISSING = "key_missing"
+    WRONG_PASSPHRASE = "wrong_passphrase"
+    NOT_FOUND = "not_found"
+    PERMISSION_DENIED = "permission_denied"
+    PROCESS_FAILED = "process_failed"
+    INTERNAL = "internal"
+
+
+#: Exit statuses used by the CLI boundary. 0 is success; 1 is reserved for crashes.
+EXIT_CODES: dict[ErrorCode, int] = {
+    ErrorCode.PLAN_INVALID: 2,
+    ErrorCode.CONFIG_INVALID: 2,
+    ErrorCode.DATA_INVALID: 3,
+    ErrorCode.UNKNOWN_STUDY: 4,
+    ErrorCode.NOT_FOUND: 4,
+    ErrorCode.NOT_APPROVED: 5,
+    ErrorCode.BUDGET_EXCEEDED: 6,
+    ErrorCode.BAD_ENVELOPE: 7,
+    ErrorCode.BAD_CIPHERTEXT: 7,
+    ErrorCode.FOREIGN_STUDY: 7,
+    ErrorCode.WRONG_ROUND: 7,
+    ErrorCode.REPLAY: 7,
+    ErrorCode.DUPLICATE: 7,
+    ErrorCode.OVERSIZED: 7,
+    ErrorCode.BAD_SIGNATURE: 7,
+    ErrorCode.FINGERPRINT_MISMATCH: 7,
+    ErrorCode.KEY_MISSING: 8,
+    ErrorCode.WRONG_PASSPHRASE: 9,
+    ErrorCode.PERMISSION_DENIED: 10,
+    ErrorCode.PROCESS_FAILED: 11,
+    ErrorCode.INTERNAL: 12,
+}
+
+
+class TesseraError(Exception):
+    """A failure with a machine-readable code and a human-readable message."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI exit status for this error."""
+        return EXIT_CODES.get(self.code, 1)

@@ -1,0 +1,285 @@
+"""The study plan: its schema, TOML reading and writing, overrides and the plan hash.
+
+A study plan is the one home of training configuration (dataset schema, model, rounds, DP
+and HE parameters, minimum sites). Plans are TOML files validated by frozen pydantic models
+that forbid unknown keys and are strict about types (a quoted number is an error). Sites
+approve a plan by its :func:`plan_hash`, a SHA-256 over a canonical JSON normal form, so the
+hash ignores key order, whitespace and comments but changes with any semantic edit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from common.errors import ErrorCode, TesseraError
+
+__all__ = [
+    "DatasetSpec",
+    "FederationSpec",
+    "HESpec",
+    "ModelSpec",
+    "PrivacySpec",
+    "StudyPlan",
+    "StudySpec",
+    "TrainingSpec",
+    "bundled_plan_path",
+    "load_plan",
+    "override",
+    "parse_plan",
+    "plan_hash",
+    "plan_to_toml",
+]
+
+_SLUG = re.compile(r"^[a-z0-9_-]+$")
+_STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class StudySpec(_Spec):
+    """``[study]``: identity of the study and its master seed."""
+
+    name: str
+    description: str = ""
+    seed: int = Field(ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.fullmatch(value):
+            raise ValueError("must be a slug of lowercase letters, digits, '_' and '-'")
+        return value
+
+
+class DatasetSpec(_Spec):
+    """``[dataset]``: the schema every site's table must have, and how it is split."""
+
+    name: str = Field(min_length=1)
+    features: list[str] = Field(min_length=1)
+    label: str = Field(min_length=1)
+    sensitive: str | None = None
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+    partition: Literal["iid", "dirichlet"] = "iid"
+    alpha: float = Field(default=0.5, gt=0.0)
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, value: list[str]) -> list[str]:
+        if any(not name for name in value):
+            raise ValueError("feature names must be non-empty")
+        duplicates = sorted(name for name, count in Counter(value).items() if count > 1)
+        if duplicates:
+            raise ValueError(f"duplicate feature names: {', '.join(duplicates)}")
+        return value
+
+    @field_validator("label")
+    @classmethod
+    def _label_not_feature(cls, value: str, info: ValidationInfo) -> str:
+        if value in info.data.get("features", []):
+            raise ValueError("the label must not also be a feature")
+        return value
+
+    @field_validator("sensitive")
+    @classmethod
+    def _sensitive_not_label(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value == "":
+            raise ValueError("must be a column name or omitted")
+        if value is not None and value == info.data.get("label"):
+            raise ValueError("the sensitive column must not be the label")
+        return value
+
+
+class ModelSpec(_Spec):
+    """``[model]``: which zoo model to train (see :mod:`common.models`)."""
+
+    kind: Literal["logreg", "mlp"]
+    hidden: int = Field(default=16, ge=2)
+    groups: int = Field(default=4, ge=1)
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_divide_hidden(cls, value: int, info: ValidationInfo) -> int:
+        hidden = info.data.get("hidden")
+        if info.data.get("kind") == "mlp" and hidden is not None and hidden % value != 0:
+            raise ValueError(f"must divide model.hidden ({hidden}) for an mlp")
+        return value
+
+
+class TrainingSpec(_Spec):
+    """``[training]``: federated rounds and each site's local SGD."""
+
+    rounds: int = Field(ge=1, le=1000)
+    local_epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0.0)
+
+
+class PrivacySpec(_Spec):
+    """``[privacy]``: DP-SGD target and clipping, and the per-round update bound."""
+
+    dp: bool = True
+    target_epsilon: float = Field(gt=0.0)
+    delta: float = Field(gt=0.0, lt=1.0)
+    max_grad_norm: float = Field(gt=0.0)
+    update_clip: float = Field(gt=0.0)
+
+
+class HESpec(_Spec):
+    """``[he]``: CKKS parameters for encrypted aggregation."""
+
+    enabled: bool = True
+    poly_modulus_degree: Literal[4096, 8192, 16384] = 8192
+    coeff_mod_bit_sizes: list[int] = Field(default_factory=lambda: [60, 40, 60], min_length=2)
+    global_scale_bits: int = Field(default=40, ge=1)
+
+    @field_validator("coeff_mod_bit_sizes")
+    @classmethod
+    def _positive_sizes(cls, value: list[int]) -> list[int]:
+        if any(bits < 1 for bits in value):
+            raise ValueError("every bit size must be positive")
+        return value
+
+    @field_validator("global_scale_bits")
+    @classmethod
+    def _scale_below_modulus(cls, value: int, info: ValidationInfo) -> int:
+        sizes = info.data.get("coeff_mod_bit_sizes")
+        if sizes and value >= max(sizes):
+            raise ValueError(f"must be less than max(he.coeff_mod_bit_sizes) ({max(sizes)})")
+        return value
+
+
+class FederationSpec(_Spec):
+    """``[federation]``: how many sites must take part in a round."""
+
+    min_sites: int = Field(default=2, ge=1)
+
+
+class StudyPlan(_Spec):
+    """A complete, validated study plan."""
+
+    study: StudySpec
+    dataset: DatasetSpec
+    model: ModelSpec
+    training: TrainingSpec
+    privacy: PrivacySpec
+    he: HESpec = Field(default_factory=HESpec)
+    federation: FederationSpec = Field(default_factory=FederationSpec)
+
+    @property
+    def name(self) -> str:
+        """The study's name (``study.name``)."""
+        return self.study.name
+
+    @property
+    def seed(self) -> int:
+        """The study's master seed (``study.seed``)."""
+        return self.study.seed
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in item["loc"]) or "(plan)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"study plan: {where}: {message}")
+    return "\n".join(lines)
+
+
+def _validate(raw: dict[str, Any]) -> StudyPlan:
+    try:
+        return StudyPlan.model_validate(raw)
+    except ValidationError as error:
+        raise TesseraError(ErrorCode.PLAN_INVALID, _describe(error)) from None
+
+
+def parse_plan(text: str) -> StudyPlan:
+    """Parse and validate a study plan from TOML text; every problem is listed, one a line."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise TesseraError(ErrorCode.PLAN_INVALID, f"study plan: not valid TOML: {error}") from None
+    return _validate(raw)
+
+
+def load_plan(path: Path) -> StudyPlan:
+    """Read and validate the study plan stored at ``path``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TesseraError(ErrorCode.NOT_FOUND, f"study plan file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise TesseraError(ErrorCode.PLAN_INVALID, f"study plan: {path}: not UTF-8 text") from None
+    return parse_plan(text)
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _normalise(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_normalise(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def plan_hash(plan: StudyPlan) -> str:
+    """SHA-256 hex of the plan's canonical JSON (sorted keys, no whitespace, 3.0 == 3)."""
+    canonical = json.dumps(
+        _normalise(plan.model_dump(mode="json")),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def plan_to_toml(plan: StudyPlan) -> str:
+    """Render the plan as TOML such that ``parse_plan(plan_to_toml(p)) == p``."""
+    return tomli_w.dumps(plan.model_dump(mode="json", exclude_none=True))
+
+
+def override(
+    plan: StudyPlan,
+    *,
+    rounds: int | None = None,
+    target_epsilon: float | None = None,
+    seed: int | None = None,
+    he_enabled: bool | None = None,
+    min_sites: int | None = None,
+) -> StudyPlan:
+    """Return a new, validated plan with the given fields replaced (``None`` keeps a field)."""
+    raw = plan.model_dump()
+    changes = {
+        ("training", "rounds"): rounds,
+        ("privacy", "target_epsilon"): target_epsilon,
+        ("study", "seed"): seed,
+        ("he", "enabled"): he_enabled,
+        ("federation", "min_sites"): min_sites,
+    }
+    for (section, field), value in changes.items():
+        if value is not None:
+            raw[section][field] = value
+    return _validate(raw)
+
+
+def bundled_plan_path(name: str) -> Path:
+    """Path of a plan shipped in the repository's ``studies/`` folder, by study name."""
+    available = sorted(path.stem for path in _STUDIES_DIR.glob("*.toml"))
+    if name not in available:
+        listing = ", ".join(available) or "none"
+        raise TesseraError(
+            ErrorCode.NOT_FOUND, f"no bundled study plan named {name!r}; available: {listing}"
+        )
+    return _STUDIES_DIR / f"{name}.toml"

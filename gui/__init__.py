@@ -1,0 +1,1 @@
+"""The PySide6 site-operator desktop app (pages, Qt models, workers)."""

@@ -1,0 +1,1 @@
+"""Privacy maths and cryptography: DP accounting, CKKS sums, sealing, at-rest encryption."""

@@ -1,0 +1,362 @@
+"""CKKS (TenSEAL) keys, chunked encryption and encrypted sums of model updates.
+
+This module owns Tessera's homomorphic-encryption codec: pure functions over bytes and numpy
+arrays. Sites hold the *secret context* (secret key only: encryption is symmetric, so there is
+no public key, and no relinearisation or Galois keys, since sums need neither). The coordinator
+holds the *evaluation context*: encryption parameters and nothing else, enough to add
+ciphertexts and not to encrypt or decrypt. A vector longer than one ciphertext's slots travels
+as a list of ciphertexts ("chunks") of at most ``slots`` values each.
+
+CKKS wraps silently when a value outgrows the coefficient modulus: callers clip and pre-scale
+values and check them with :func:`check_headroom` before encrypting.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import tenseal as ts
+
+from common.errors import ErrorCode, TesseraError
+
+#: SEAL's largest total coefficient-modulus bits at 128-bit security, per polynomial degree.
+MAX_COEFF_BITS: dict[int, int] = {4096: 109, 8192: 218, 16384: 438}
+
+#: Factor kept between the largest admitted sum and the modulus limit (2**12 in practice:
+#: 2**10 here plus one bit per data prime, as SEAL's b-bit primes may be as small as 2**(b-1)).
+HEADROOM_SAFETY_BITS = 10
+
+_FINGERPRINT_DOMAIN = b"tessera/ckks-secret-key/v1\x00"
+
+
+@dataclass(frozen=True)
+class CkksParams:
+    """CKKS encryption parameters: ring degree, coefficient-modulus primes, encoding scale."""
+
+    poly_modulus_degree: int = 8192
+    coeff_mod_bit_sizes: tuple[int, ...] = (60, 40, 60)
+    global_scale_bits: int = 40
+
+    def __post_init__(self) -> None:
+        degree = self.poly_modulus_degree
+        if not _is_int(degree) or degree not in MAX_COEFF_BITS:
+            raise TesseraError(
+                ErrorCode.CONFIG_INVALID,
+                f"poly_modulus_degree: must be one of {sorted(MAX_COEFF_BITS)}, got {degree!r}",
+            )
+        bits = self.coeff_mod_bit_sizes
+        if isinstance(bits, list):  # plans come from TOML, which has lists
+            bits = tuple(bits)
+            object.__setattr__(self, "coeff_mod_bit_sizes", bits)
+        if not isinstance(bits, tuple) or len(bits) < 2:
+            raise TesseraError(
+                ErrorCode.CONFIG_INVALID,
+                "coeff_mod_bit_sizes: must list at least two primes (data primes, then the "
+                f"special prime), got {bits!r}",
+            )
+        if not all(_is_int(b) and 20 <= b <= 60 for b in bits):
+            raise TesseraError(
+                ErrorCode.CONFIG_INVALID,
+                f"coeff_mod_bit_sizes: every prime must be 20 to 60 bits, got {bits!r}",
+            )
+        if sum(bits) > MAX_COEFF_BITS[degree]:
+            raise TesseraError(
+                ErrorCode.CONFIG_INVALID,
+                f"coeff_mod_bit_sizes: {sum(bits)} bits in total exceed {MAX_COEFF_BITS[degree]}, "
+                f"the 128-bit security limit for poly_modulus_degree {degree}",
+            )
+        scale = self.global_scale_bits
+        if not _is_int(scale) or not 1 <= scale < max(bits):
+            raise TesseraError(
+                ErrorCode.CONFIG_INVALID,
+                f"global_scale_bits: must be an integer from 1 to {max(bits) - 1} (below the "
+                f"largest coefficient prime), got {scale!r}",
+            )
+
+    @property
+    def slots(self) -> int:
+        """Values one ciphertext holds."""
+        return self.poly_modulus_degree // 2
+
+
+@dataclass(frozen=True)
+class CkksKeys:
+    """A freshly generated key: the sites' secret context and the coordinator's context."""
+
+    secret_context: bytes = field(repr=False)
+    evaluation_context: bytes = field(repr=False)
+    fingerprint: str
+
+    def __post_init__(self) -> None:
+        for name in ("secret_context", "evaluation_context"):
+            if not isinstance(getattr(self, name), bytes):
+                raise TesseraError(ErrorCode.CONFIG_INVALID, f"{name}: must be bytes")
+        if not (
+            isinstance(self.fingerprint, str)
+            and len(self.fingerprint) == 64
+            and all(c in "0123456789abcdef" for c in self.fingerprint)
+        ):
+            raise TesseraError(
+                ErrorCode.CONFIG_INVALID, "fingerprint: must be 64 lowercase hex digits"
+            )
+
+
+def generate_keys(params: CkksParams) -> CkksKeys:
+    """Generate a CKKS secret key for ``params`` and its key-free evaluation context."""
+    if not isinstance(params, CkksParams):
+        raise TesseraError(ErrorCode.CONFIG_INVALID, "params: must be CkksParams")
+    try:
+        context = ts.context(
+            ts.SCHEME_TYPE.CKKS,
+            poly_modulus_degree=params.poly_modulus_degree,
+            coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes),
+            encryption_type=ts.ENCRYPTION_TYPE.SYMMETRIC,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise TesseraError(
+            ErrorCode.CONFIG_INVALID, f"coeff_mod_bit_sizes: SEAL refused the parameters ({exc})"
+        ) from None
+    context.global_scale = 2.0**params.global_scale_bits
+    # TenSEAL's constructor makes relinearisation keys in memory; they are never serialised,
+    # and a context loaded from these bytes has none.
+    secret = context.serialize(
+        save_public_key=False, save_secret_key=True, save_galois_keys=False, save_relin_keys=False
+    )
+    evaluation = context.serialize(
+        save_public_key=False, save_secret_key=False, save_galois_keys=False, save_relin_keys=False
+    )
+    return CkksKeys(
+        secret_context=secret,
+        evaluation_context=evaluation,
+        fingerprint=fingerprint_of_secret(secret),
+    )
+
+
+def fingerprint_of_secret(secret_context: bytes) -> str:
+    """SHA-256 (hex) identifying the secret key and parameters of ``secret_context``.
+
+    Computed over a canonical re-serialisation (secret key and parameters only), so the same
+    key always gives the same fingerprint. It is a one-way digest of a high-entropy key and
+    reveals nothing about it.
+    """
+    context = _private_context(secret_context)
+    canonical = context.serialize(
+        save_public_key=False, save_secret_key=True, save_galois_keys=False, save_relin_keys=False
+    )
+    return hashlib.sha256(_FINGERPRINT_DOMAIN + canonical).hexdigest()
+
+
+def encrypt_vector(secret_context: bytes, values: np.ndarray) -> list[bytes]:
+    """Encrypt a 1-D array as ciphertexts of at most ``slots`` values each, in order."""
+    context = _private_context(secret_context)
+    if not isinstance(values, np.ndarray) or values.ndim != 1 or values.size == 0:
+        raise TesseraError(ErrorCode.DATA_INVALID, "values: must be a non-empty 1-D numpy array")
+    if not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
+        raise TesseraError(ErrorCode.DATA_INVALID, "values: must hold real numbers")
+    flat = values.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(flat)):
+        raise TesseraError(ErrorCode.DATA_INVALID, "values: must be finite (no NaN or inf)")
+    slots = _slots(context)
+    try:
+        return [
+            ts.ckks_vector(context, flat[start : start + slots].tolist()).serialize()
+            for start in range(0, flat.size, slots)
+        ]
+    except ValueError as exc:  # an asymmetric context saved without its public key
+        raise TesseraError(
+            ErrorCode.KEY_MISSING, f"secret_context: cannot encrypt ({exc})"
+        ) from None
+
+
+def add_encrypted(evaluation_context: bytes, vectors: Sequence[Sequence[bytes]]) -> list[bytes]:
+    """Element-wise sum of chunked encrypted vectors that all have the same layout."""
+    context = _context(evaluation_context, name="evaluation_context")
+    if isinstance(vectors, bytes | str) or len(vectors) == 0:
+        raise TesseraError(ErrorCode.BAD_CIPHERTEXT, "vectors: no encrypted vectors to add")
+    for index, vector in enumerate(vectors):
+        if isinstance(vector, bytes | str) or len(vector) == 0:
+            raise TesseraError(
+                ErrorCode.BAD_CIPHERTEXT, f"vectors[{index}]: must be a non-empty list of chunks"
+            )
+        if len(vector) != len(vectors[0]):
+            raise TesseraError(
+                ErrorCode.BAD_CIPHERTEXT,
+                f"vectors[{index}]: has {len(vector)} chunks, vectors[0] has {len(vectors[0])}",
+            )
+    slots = _slots(context)
+    total: list[bytes] = []
+    for chunk in range(len(vectors[0])):
+        acc = _load_chunk(context, vectors[0][chunk], slots, where=f"vectors[0] chunk {chunk}")
+        for index in range(1, len(vectors)):
+            where = f"vectors[{index}] chunk {chunk}"
+            other = _load_chunk(context, vectors[index][chunk], slots, where=where)
+            if other.size() != acc.size():
+                raise TesseraError(
+                    ErrorCode.BAD_CIPHERTEXT,
+                    f"{where}: holds {other.size()} values, vectors[0] holds {acc.size()}",
+                )
+            try:
+                acc.add_(other)
+            except (ValueError, RuntimeError) as exc:
+                raise TesseraError(
+                    ErrorCode.BAD_CIPHERTEXT,
+                    f"{where}: cannot be added to vectors[0] chunk {chunk} ({exc})",
+                ) from None
+        total.append(acc.serialize())
+    return total
+
+
+def decrypt_vector(secret_context: bytes, chunks: Sequence[bytes], *, length: int) -> np.ndarray:
+    """Decrypt chunks made by :func:`encrypt_vector` (or summed) and return the first ``length``
+    values as float64."""
+    context = _private_context(secret_context)
+    if not _is_int(length) or length < 1:
+        raise TesseraError(
+            ErrorCode.CONFIG_INVALID, f"length: must be an integer >= 1, got {length!r}"
+        )
+    if isinstance(chunks, bytes | str) or len(chunks) == 0:
+        raise TesseraError(ErrorCode.BAD_CIPHERTEXT, "chunks: no ciphertexts to decrypt")
+    slots = _slots(context)
+    parts: list[np.ndarray] = []
+    for index, data in enumerate(chunks):
+        vector = _load_chunk(context, data, slots, where=f"chunks[{index}]")
+        if index < len(chunks) - 1 and vector.size() != slots:
+            raise TesseraError(
+                ErrorCode.BAD_CIPHERTEXT,
+                f"chunks[{index}]: holds {vector.size()} values, but every chunk except the "
+                f"last must hold {slots}",
+            )
+        plain = np.asarray(vector.decrypt(), dtype=np.float64)
+        if plain.size != vector.size():
+            raise TesseraError(
+                ErrorCode.BAD_CIPHERTEXT, f"chunks[{index}]: inconsistent chunk size"
+            )
+        parts.append(plain)
+    values = np.concatenate(parts)
+    if length > values.size:
+        raise TesseraError(
+            ErrorCode.BAD_CIPHERTEXT,
+            f"chunks: hold {values.size} values, fewer than length {length}",
+        )
+    return values[:length].copy()
+
+
+def can_decrypt(context_bytes: bytes) -> bool:
+    """Whether a serialized context holds a secret key."""
+    return bool(_context(context_bytes, name="context_bytes").is_private())
+
+
+def can_encrypt(context_bytes: bytes) -> bool:
+    """Whether a serialized context can encrypt (tried for real on one value)."""
+    context = _context(context_bytes, name="context_bytes")
+    try:
+        ts.ckks_vector(context, [0.0])
+    except ValueError:
+        return False
+    return True
+
+
+def headroom_bound(params: CkksParams, *, contributors: int) -> float:
+    """Largest ``|value|`` one contributor may encrypt so that a sum over ``contributors``
+    cannot wrap.
+
+    A fresh ciphertext lives modulo the data primes ``q`` (all but the last, special prime);
+    a slot value ``v`` becomes coefficients of magnitude at most ``v * 2**scale_bits``, which
+    decode correctly while below ``q / 2``. Each b-bit prime is at least ``2**(b - 1)``, so the
+    limit used is ``2**(sum(data bits) - data primes - 1 - scale_bits)``, divided by
+    ``2**HEADROOM_SAFETY_BITS`` and by the number of contributors.
+    """
+    if not isinstance(params, CkksParams):
+        raise TesseraError(ErrorCode.CONFIG_INVALID, "params: must be CkksParams")
+    if not _is_int(contributors) or contributors < 1:
+        raise TesseraError(
+            ErrorCode.CONFIG_INVALID, f"contributors: must be an integer >= 1, got {contributors!r}"
+        )
+    data_bits = params.coeff_mod_bit_sizes[:-1]
+    log2_limit = sum(data_bits) - len(data_bits) - 1 - params.global_scale_bits
+    return 2.0 ** (log2_limit - HEADROOM_SAFETY_BITS) / contributors
+
+
+def check_headroom(params: CkksParams, *, max_abs: float, contributors: int) -> None:
+    """Refuse a per-contributor magnitude whose sum over ``contributors`` could wrap."""
+    if (
+        not isinstance(max_abs, int | float)
+        or isinstance(max_abs, bool)
+        or not (math.isfinite(max_abs) and max_abs >= 0)
+    ):
+        raise TesseraError(
+            ErrorCode.CONFIG_INVALID, f"max_abs: must be a finite number >= 0, got {max_abs!r}"
+        )
+    bound = headroom_bound(params, contributors=contributors)
+    if max_abs > bound:
+        raise TesseraError(
+            ErrorCode.CONFIG_INVALID,
+            f"max_abs: {max_abs:g} exceeds {bound:g}, the largest magnitude {contributors} "
+            "contributors may encrypt without the sum wrapping; clip harder, scale down or "
+            "choose larger coeff_mod_bit_sizes",
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_context(data: bytes) -> ts.Context:
+    return ts.context_from(data)
+
+
+def _context(data: bytes, *, name: str) -> ts.Context:
+    if not isinstance(data, bytes) or not data:
+        raise TesseraError(ErrorCode.CONFIG_INVALID, f"{name}: must be non-empty bytes")
+    try:
+        context = _cached_context(data)
+    except (ValueError, RuntimeError):
+        raise TesseraError(
+            ErrorCode.CONFIG_INVALID, f"{name}: not a serialized TenSEAL context"
+        ) from None
+    try:
+        context.global_scale  # noqa: B018 (a context without a scale cannot encode)
+    except ValueError:
+        raise TesseraError(ErrorCode.CONFIG_INVALID, f"{name}: has no CKKS scale") from None
+    return context
+
+
+def _private_context(data: bytes) -> ts.Context:
+    context = _context(data, name="secret_context")
+    if not context.is_private():
+        raise TesseraError(ErrorCode.KEY_MISSING, "secret_context: holds no secret key")
+    return context
+
+
+def _slots(context: ts.Context) -> int:
+    return int(context.seal_context().data.key_context_data().parms().poly_modulus_degree()) // 2
+
+
+def _load_chunk(context: ts.Context, data: object, slots: int, *, where: str) -> ts.CKKSVector:
+    """Parse one ciphertext and check it is a single, fresh-shaped ciphertext of this context."""
+    if not isinstance(data, bytes) or not data:
+        raise TesseraError(ErrorCode.BAD_CIPHERTEXT, f"{where}: must be non-empty bytes")
+    try:
+        vector = ts.ckks_vector_from(context, data)
+    except (ValueError, RuntimeError, TypeError):
+        raise TesseraError(
+            ErrorCode.BAD_CIPHERTEXT,
+            f"{where}: not a CKKS ciphertext for these encryption parameters",
+        ) from None
+    ciphertexts = vector.ciphertext()
+    if len(ciphertexts) != 1 or ciphertexts[0].size() != 2:
+        raise TesseraError(
+            ErrorCode.BAD_CIPHERTEXT, f"{where}: must hold exactly one two-part ciphertext"
+        )
+    if not 1 <= vector.size() <= slots:
+        raise TesseraError(
+            ErrorCode.BAD_CIPHERTEXT,
+            f"{where}: claims {vector.size()} values, expected 1 to {slots}",
+        )
+    return vector
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

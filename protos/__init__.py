@@ -1,0 +1,1 @@
+"""Protocol buffers of Tessera (sources and checked-in generated code)."""

@@ -1,0 +1,133 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ChunkLayout(_message.Message):
+    __slots__ = ("name", "shape", "offset", "length")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    offset: int
+    length: int
+    def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class UpdateEnvelope(_message.Message):
+    __slots__ = ("version", "study", "round", "site", "example_count", "context_fingerprint", "layout", "encrypted", "ciphertexts", "values", "digest", "kind", "contributors", "signature")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTED_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTORS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    study: str
+    round: int
+    site: str
+    example_count: int
+    context_fingerprint: str
+    layout: _containers.RepeatedCompositeFieldContainer[ChunkLayout]
+    encrypted: bool
+    ciphertexts: _containers.RepeatedScalarFieldContainer[bytes]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    digest: str
+    kind: str
+    contributors: int
+    signature: bytes
+    def __init__(self, version: _Optional[int] = ..., study: _Optional[str] = ..., round: _Optional[int] = ..., site: _Optional[str] = ..., example_count: _Optional[int] = ..., context_fingerprint: _Optional[str] = ..., layout: _Optional[_Iterable[_Union[ChunkLayout, _Mapping]]] = ..., encrypted: _Optional[bool] = ..., ciphertexts: _Optional[_Iterable[bytes]] = ..., values: _Optional[_Iterable[float]] = ..., digest: _Optional[str] = ..., kind: _Optional[str] = ..., contributors: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class TaskRequest(_message.Message):
+    __slots__ = ("kind", "plan_hash", "plan_toml", "round", "stats", "run_id")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PLAN_HASH_FIELD_NUMBER: _ClassVar[int]
+    PLAN_TOML_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    plan_hash: str
+    plan_toml: bytes
+    round: int
+    stats: UpdateEnvelope
+    run_id: str
+    def __init__(self, kind: _Optional[str] = ..., plan_hash: _Optional[str] = ..., plan_toml: _Optional[bytes] = ..., round: _Optional[int] = ..., stats: _Optional[_Union[UpdateEnvelope, _Mapping]] = ..., run_id: _Optional[str] = ..., **kwargs) -> None: ...
+
+class Histogram(_message.Message):
+    __slots__ = ("group", "pos", "neg")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    POS_FIELD_NUMBER: _ClassVar[int]
+    NEG_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    pos: _containers.RepeatedScalarFieldContainer[int]
+    neg: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, group: _Optional[str] = ..., pos: _Optional[_Iterable[int]] = ..., neg: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class EvalCounts(_message.Message):
+    __slots__ = ("bins", "histograms", "log_loss_sum", "n", "brier_sum")
+    BINS_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAMS_FIELD_NUMBER: _ClassVar[int]
+    LOG_LOSS_SUM_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    BRIER_SUM_FIELD_NUMBER: _ClassVar[int]
+    bins: int
+    histograms: _containers.RepeatedCompositeFieldContainer[Histogram]
+    log_loss_sum: float
+    n: int
+    brier_sum: float
+    def __init__(self, bins: _Optional[int] = ..., histograms: _Optional[_Iterable[_Union[Histogram, _Mapping]]] = ..., log_loss_sum: _Optional[float] = ..., n: _Optional[int] = ..., brier_sum: _Optional[float] = ...) -> None: ...
+
+class ReleasedModel(_message.Message):
+    __slots__ = ("layout", "values", "mean", "std", "features")
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    STD_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    layout: _containers.RepeatedCompositeFieldContainer[ChunkLayout]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    mean: _containers.RepeatedScalarFieldContainer[float]
+    std: _containers.RepeatedScalarFieldContainer[float]
+    features: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, layout: _Optional[_Iterable[_Union[ChunkLayout, _Mapping]]] = ..., values: _Optional[_Iterable[float]] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TaskReply(_message.Message):
+    __slots__ = ("site", "ok", "error_code", "reason", "envelope", "metrics", "counts", "model")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    ok: bool
+    error_code: str
+    reason: str
+    envelope: UpdateEnvelope
+    metrics: _containers.ScalarMap[str, float]
+    counts: EvalCounts
+    model: ReleasedModel
+    def __init__(self, site: _Optional[str] = ..., ok: _Optional[bool] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., envelope: _Optional[_Union[UpdateEnvelope, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., counts: _Optional[_Union[EvalCounts, _Mapping]] = ..., model: _Optional[_Union[ReleasedModel, _Mapping]] = ...) -> None: ...

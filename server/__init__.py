@@ -1,0 +1,1 @@
+"""The coordinator side: ServerApp, encrypted FedAvg, model registry and coordinator CLI."""

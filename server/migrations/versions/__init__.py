@@ -1,0 +1,1 @@
+"""Revisions of the coordinator store schema, oldest first."""

@@ -1,0 +1,235 @@
+"""The coordinator store and its model registry (``coordinator/coordinator.db``, ``models/``).
+
+The schema comes only from the Alembic migrations in ``server/migrations``, applied when the
+registry opens; on SQLite every transaction holds the write lock from its start, so two
+processes registering at once get distinct versions.
+Each released model is written to ``models/<study>-v<version>.json`` (a JSON model document) with its sha256, training
+metrics, epsilon per site and lineage; reading it back verifies the hash.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from common.errors import ErrorCode, TesseraError
+from server.migrations import (
+    READ_ONLY,
+    ModelVersionRow,
+    create_coordinator_engine,
+    ensure_private_file,
+    migrate_coordinator,
+)
+
+_STUDY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model; ``path`` is relative to the coordinator folder."""
+
+    id: int
+    at: datetime
+    study: str
+    version: int
+    plan_hash: str
+    rounds: int
+    sha256: str
+    path: str
+    metrics: dict[str, float]
+    epsilon_per_site: dict[str, float]
+    lineage: dict[str, Any]
+
+    def to_json(self) -> dict[str, object]:
+        return {**asdict(self), "at": self.at.isoformat()}
+
+
+def _json_text(value: object, *, name: str) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TesseraError(
+            ErrorCode.DATA_INVALID, f"{name} must be JSON-serialisable with finite numbers"
+        ) from exc
+
+
+def _float_map(value: dict[str, float], *, name: str) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise TesseraError(ErrorCode.DATA_INVALID, f"{name} must be a mapping of names to numbers")
+    out: dict[str, float] = {}
+    for key, number in value.items():
+        if not isinstance(key, str) or isinstance(number, bool) \
+                or not isinstance(number, int | float) or not math.isfinite(number):
+            raise TesseraError(
+                ErrorCode.DATA_INVALID, f"{name} must map names to finite numbers"
+            )
+        out[key] = float(number)
+    return out
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (mode 0o600) through a temporary file and a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class ModelRegistry:
+    """Versions, hashes, metrics and lineage of the models a coordinator released."""
+
+    def __init__(self, root: Path, *, url: str | None = None) -> None:
+        self._root = Path(root).expanduser().absolute()
+        self._models = self._root / "models"
+        db_path = self._root / "coordinator.db"
+        self._engine = create_coordinator_engine(url or f"sqlite:///{db_path}")
+        migrate_coordinator(self._engine)
+
+    @classmethod
+    def open(cls, coordinator_dir: Path) -> ModelRegistry:
+        """Open (creating and migrating) the registry of a coordinator folder."""
+        root = Path(coordinator_dir).expanduser().absolute()
+        for folder in (root, root / "models"):
+            folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o700)
+        ensure_private_file(root / "coordinator.db")
+        return cls(root)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, *, write: bool = False) -> Iterator[Session]:
+        """A short transaction; only ``write`` ones take SQLite's write lock."""
+        bind = self._engine if write else self._engine.execution_options(**{READ_ONLY: True})
+        with Session(bind, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def register(
+        self, *, study: str, plan_hash: str, rounds: int, model_bytes: bytes,
+        metrics: dict[str, float], epsilon_per_site: dict[str, float],
+        lineage: dict[str, object],
+    ) -> ModelVersion:
+        """Store ``model_bytes`` as the next version of ``study`` and record it."""
+        if not isinstance(study, str) or not _STUDY.fullmatch(study):
+            raise TesseraError(
+                ErrorCode.PLAN_INVALID,
+                "study must be 1-128 letters, digits, '_', '.' or '-', starting with a "
+                "letter or digit",
+            )
+        if not isinstance(plan_hash, str) or not plan_hash:
+            raise TesseraError(ErrorCode.PLAN_INVALID, "plan_hash must be a non-empty string")
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+            raise TesseraError(ErrorCode.PLAN_INVALID, "rounds must be an integer >= 0")
+        if not isinstance(model_bytes, bytes | bytearray) or not model_bytes:
+            raise TesseraError(ErrorCode.DATA_INVALID, "model_bytes must be non-empty bytes")
+        metrics_text = _json_text(_float_map(metrics, name="metrics"), name="metrics")
+        epsilon_text = _json_text(
+            _float_map(epsilon_per_site, name="epsilon_per_site"), name="epsilon_per_site"
+        )
+        lineage_text = _json_text(lineage, name="lineage")
+        digest = hashlib.sha256(model_bytes).hexdigest()
+        self._models.mkdir(parents=True, exist_ok=True)
+        with self._transaction(write=True) as session:
+            latest = session.exec(
+                select(sa.func.max(ModelVersionRow.version)).where(ModelVersionRow.study == study)
+            ).one()
+            version = int(latest or 0) + 1
+            relative = f"models/{study}-v{version}.json"
+            target = self._root / relative
+            _write_private(target, bytes(model_bytes))
+            row = ModelVersionRow(
+                at=datetime.now(UTC), study=study, version=version, plan_hash=plan_hash,
+                rounds=rounds, sha256=digest, path=relative, metrics=metrics_text,
+                epsilon=epsilon_text, lineage=lineage_text,
+            )
+            try:
+                session.add(row)
+                session.flush()
+            except Exception:
+                target.unlink(missing_ok=True)
+                raise
+            return _model_version(row)
+
+    def get(self, study: str, version: int) -> ModelVersion:
+        with self._transaction() as session:
+            row = session.exec(
+                select(ModelVersionRow).where(
+                    ModelVersionRow.study == study, ModelVersionRow.version == version
+                )
+            ).first()
+            if row is None:
+                raise TesseraError(
+                    ErrorCode.NOT_FOUND, f"model {study!r} version {version} is not registered"
+                )
+            return _model_version(row)
+
+    def latest(self, study: str) -> ModelVersion:
+        with self._transaction() as session:
+            row = session.exec(
+                select(ModelVersionRow).where(ModelVersionRow.study == study)
+                .order_by(col(ModelVersionRow.version).desc()).limit(1)
+            ).first()
+            if row is None:
+                raise TesseraError(ErrorCode.NOT_FOUND, f"no model registered for study {study!r}")
+            return _model_version(row)
+
+    def load_bytes(self, mv: ModelVersion) -> bytes:
+        """The model file of ``mv``, after checking it against its registered sha256."""
+        path = self._root / mv.path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise TesseraError(
+                ErrorCode.NOT_FOUND, f"model file {mv.path} of {mv.study} v{mv.version} is missing"
+            ) from exc
+        if hashlib.sha256(data).hexdigest() != mv.sha256:
+            raise TesseraError(
+                ErrorCode.DATA_INVALID,
+                f"model file {mv.path} does not match its registered sha256",
+            )
+        return data
+
+    def list(self, *, study: str | None = None) -> builtins.list[ModelVersion]:
+        """Registered models (all, or of one study), in registration order."""
+        query = select(ModelVersionRow)
+        if study is not None:
+            query = query.where(ModelVersionRow.study == study)
+        with self._transaction() as session:
+            rows = session.exec(query.order_by(col(ModelVersionRow.id))).all()
+            return [_model_version(r) for r in rows]
+
+
+def _model_version(row: ModelVersionRow) -> ModelVersion:
+    at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=UTC)
+    return ModelVersion(
+        id=row.id or 0, at=at, study=row.study, version=row.version, plan_hash=row.plan_hash,
+        rounds=row.rounds, sha256=row.sha256, path=row.path, metrics=json.loads(row.metrics),
+        epsilon_per_site=json.loads(row.epsilon), lineage=json.loads(row.lineage),
+    )

@@ -1,0 +1,1 @@
+"""The front door: the tessera console script and the local-federation launcher."""

@@ -1,0 +1,117 @@
+"""The ``tessera`` console script: wires the role CLIs and the demo; no logic of its own."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from client_app.cli import app as site_app
+from client_app.service import serve_forever
+from client_app.site_dir import open_site_dir
+from common.errors import TesseraError
+from common.plan import bundled_plan_path, load_plan, override, plan_hash
+
+app = typer.Typer(help="Tessera: federated, privacy-preserving learning for hospitals.",
+                  no_args_is_help=True, add_completion=False)
+study_app = typer.Typer(help="Study plans: validate and hash.", no_args_is_help=True)
+app.add_typer(site_app, name="site", help="Site operator commands (run at a hospital).")
+app.add_typer(study_app, name="study")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(err: TesseraError) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {err.message}", highlight=False)
+    return typer.Exit(err.exit_code)
+
+
+@site_app.command("agent")
+def site_agent(site_dir: Annotated[Path, typer.Option(help="The site folder.")]) -> None:
+    """Run the site agent (the process that owns data, keys and ledger) until stopped."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        serve_forever(open_site_dir(site_dir))
+    except TesseraError as err:
+        raise _fail(err) from None
+
+
+@study_app.command("validate")
+def study_validate(plan: Path) -> None:
+    """Validate a study plan and print its plan hash."""
+    try:
+        parsed = load_plan(plan)
+    except TesseraError as err:
+        raise _fail(err) from None
+    console.print(f"{parsed.name}: valid")
+    console.print(plan_hash(parsed))
+
+
+@app.command()
+def demo(
+    sites: Annotated[int, typer.Option(min=1, max=50, help="Number of hospital sites.")] = 3,
+    rounds: Annotated[int | None, typer.Option(help="Rounds (default: the plan's).")] = None,
+    study: Annotated[str, typer.Option(help="Bundled study name or a plan file.")] =
+        "breast_cancer",
+    epsilon: Annotated[float | None, typer.Option(help="Target epsilon per site.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the plan's).")] = None,
+    no_he: Annotated[bool, typer.Option("--no-he", help="Plaintext FedAvg, to compare.")] =
+        False,
+    workdir: Annotated[Path, typer.Option(help="Work folder to create.")] = Path("demo-work"),
+    report: Annotated[Path | None, typer.Option(help="Report path.")] = None,
+    ceiling: Annotated[list[str] | None, typer.Option(
+        help="SITE=EPSILON privacy ceiling for one site (repeatable).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds before giving up.")] = 1800.0,
+) -> None:
+    """Run a study on a local federation of real Flower processes and write a report."""
+    from tessera.demo import DemoOptions, run_demo
+
+    try:
+        path = Path(study) if study.endswith(".toml") else bundled_plan_path(study)
+        plan = override(load_plan(path), rounds=rounds, target_epsilon=epsilon, seed=seed,
+                        he_enabled=False if no_he else None,
+                        min_sites=min(sites, load_plan(path).federation.min_sites))
+        ceilings = _parse_ceilings(ceiling or [])
+        options = DemoOptions(workdir=workdir, report=report or workdir / "report.json",
+                              sites=sites, ceilings=ceilings, timeout=timeout)
+        console.print(f"study [bold]{plan.name}[/] plan hash {plan_hash(plan)}")
+        result = run_demo(plan, options, console)
+    except TesseraError as err:
+        raise _fail(err) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: every started process was stopped")
+        raise typer.Exit(130) from None
+    final = result.get("final") or {}
+    console.print(f"report written to {options.report}")
+    if result["status"] != "completed":
+        err_console.print(f"[bold red]study did not complete:[/] {result.get('error')}")
+        raise typer.Exit(11)
+    console.print(f"final accuracy {final.get('accuracy', 0):.3f}  AUC {final.get('auc', 0):.3f}"
+                  f"  (baseline AUC {result['baseline']['auc']:.3f})")
+
+
+def _parse_ceilings(items: list[str]) -> dict[str, float]:
+    from common.errors import ErrorCode
+
+    out: dict[str, float] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise TesseraError(ErrorCode.CONFIG_INVALID,
+                               f"--ceiling: expected SITE=EPSILON, got '{item}'") from None
+    return out
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

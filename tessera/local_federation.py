@@ -1,0 +1,155 @@
+"""Build a local federation's work folder (DESIGN.md section 5) for ``tessera demo``.
+
+The launcher plays every party on one machine, so it also acts as each site operator
+(registering the site's partition, approving the plan hash) and as the courier that carries
+the custodian site's CKKS key to the other sites. The coordinator folder only ever receives
+the add-only evaluation context.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import tomli_w
+
+from client_app.keys import he_keygen, store_secret_context
+from client_app.site_dir import SiteDir, init_site_dir
+from client_app.store import SiteStore
+from common.datasets import TableData, load_bundled, partition_indices, select, write_csv
+from common.errors import ErrorCode, TesseraError
+from common.plan import StudyPlan, plan_hash, plan_to_toml
+from server.he_context import write_evaluation_context
+
+MARKER = ".tessera-demo"
+
+
+@dataclass(frozen=True)
+class LocalFederation:
+    """Paths and parties of a freshly built local federation."""
+
+    workdir: Path
+    plan: StudyPlan
+    plan_hash: str
+    plan_path: Path
+    sites: tuple[SiteDir, ...]
+    custodian: str
+    data: TableData
+    partitions: tuple[tuple[int, ...], ...]
+
+    @property
+    def coordinator_dir(self) -> Path:
+        """The coordinator's folder."""
+        return self.workdir / "coordinator"
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """Create an empty work folder; replace one only if an earlier demo made it."""
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / MARKER).exists():
+            raise TesseraError(
+                ErrorCode.CONFIG_INVALID,
+                f"work folder '{workdir.name}' is not empty and was not made by tessera demo",
+            )
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("made by tessera demo\n")
+
+
+def site_names(count: int) -> list[str]:
+    """Names of the demo sites."""
+    return [f"site-{i}" for i in range(1, count + 1)]
+
+
+def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, float],
+          default_ceiling: float = 10.0) -> LocalFederation:
+    """Provision a coordinator, ``sites`` hospitals and an auditor folder in ``workdir``."""
+    if sites < 1:
+        raise TesseraError(ErrorCode.CONFIG_INVALID, "--sites must be at least 1")
+    prepare_workdir(workdir)
+    digest = plan_hash(plan)
+    coordinator = workdir / "coordinator"
+    for folder in (coordinator, coordinator / "studies", workdir / "auditor"):
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    plan_path = coordinator / "studies" / f"{digest[:16]}.toml"
+    plan_path.write_text(plan_to_toml(plan), encoding="utf-8")
+
+    data = select(load_bundled(plan.dataset.name), plan.dataset)
+    parts = partition_indices(
+        data.y, sites, seed=plan.seed, scheme=plan.dataset.partition, alpha=plan.dataset.alpha,
+    )
+    site_dirs: list[SiteDir] = []
+    raw = load_bundled(plan.dataset.name)
+    for name, rows in zip(site_names(sites), parts, strict=True):
+        site = init_site_dir(workdir / "sites" / name, name=name,
+                             ceiling=ceilings.get(name, default_ceiling))
+        write_csv(site.data_dir / f"{plan.dataset.name}.csv", raw, rows)
+        with SiteStore.open(site) as store:
+            store.approve(digest, actor="demo-operator", note="approved by tessera demo")
+        site_dirs.append(site)
+
+    custodian = site_dirs[0]
+    if plan.he.enabled:
+        keys, coord_ctx = he_keygen(custodian, plan)
+        for site in site_dirs[1:]:
+            store_secret_context(site, digest, keys.secret_context)
+        write_evaluation_context(coordinator / "he", plan_hash=digest,
+                                 fingerprint=coord_ctx.fingerprint,
+                                 context=coord_ctx.evaluation_context)
+    _write_manifest(workdir, plan, digest, site_dirs, custodian.name)
+    return LocalFederation(workdir, plan, digest, plan_path, tuple(site_dirs), custodian.name,
+                           data, tuple(tuple(int(i) for i in p) for p in parts))
+
+
+def _write_manifest(workdir: Path, plan: StudyPlan, digest: str, sites: list[SiteDir],
+                    custodian: str) -> None:
+    manifest = {
+        "federation": {"name": "tessera-demo",
+                       "created": datetime.now(UTC).isoformat(timespec="seconds")},
+        "study": {"name": plan.name, "plan_hash": digest, "key_custodian": custodian},
+        "sites": [{"name": s.name, "folder": f"sites/{s.name}"} for s in sites],
+    }
+    (workdir / "federation.toml").write_text(tomli_w.dumps(manifest), encoding="utf-8")
+
+
+def app_folder(coordinator_dir: Path, run_config: dict[str, object]) -> tuple[Path, Path]:
+    """The Flower app bundle the coordinator submits, and its run-config file.
+
+    The bundle holds only its pyproject: the ServerApp and the ClientApp shim are installed
+    with Tessera, so no code travels and no dependency is installed at run time.
+    """
+    folder = coordinator_dir / "app"
+    folder.mkdir(parents=True, exist_ok=True)
+    project = {
+        "project": {"name": "tessera-study", "version": "1.0.0",
+                    "description": "Tessera study run", "license": "Apache-2.0",
+                    "dependencies": []},
+        "tool": {"flwr": {"app": {
+            "publisher": "tessera",
+            "components": {"serverapp": "server.server_app:app",
+                           "clientapp": "client_app.shim:app"},
+            "config": {key: _default(value) for key, value in run_config.items()},
+        }}},
+    }
+    (folder / "pyproject.toml").write_text(tomli_w.dumps(project), encoding="utf-8")
+    run_toml = coordinator_dir / "run-config.toml"
+    run_toml.write_text(tomli_w.dumps(run_config), encoding="utf-8")
+    return folder, run_toml
+
+
+def _default(value: object) -> object:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return 0
+    if isinstance(value, float):
+        return 0.0
+    return ""
+
+
+def describe(fed: LocalFederation) -> str:
+    """One-line JSON summary (for logs)."""
+    return json.dumps({"sites": [s.name for s in fed.sites], "plan_hash": fed.plan_hash})

@@ -1,0 +1,90 @@
+"""Follow a coordinator run's progress file and show each step with rich."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+class ProgressView:
+    """Tails ``runs/<run>/progress.jsonl`` and prints rounds as they complete."""
+
+    def __init__(self, runs_dir: Path, console: Console, *, rounds: int) -> None:
+        self.runs_dir = runs_dir
+        self.console = console
+        self.rounds = rounds
+        self._offset = 0
+        self._folder: Path | None = None
+
+    def _current(self) -> Path | None:
+        if self._folder is None and self.runs_dir.exists():
+            folders = sorted(self.runs_dir.iterdir(), key=lambda p: p.stat().st_mtime)
+            self._folder = folders[-1] if folders else None
+        return self._folder
+
+    def result_path(self) -> Path | None:
+        """The result file, once the run has written it."""
+        folder = self._current()
+        path = folder / "result.json" if folder else None
+        return path if path and path.exists() else None
+
+    def poll(self) -> dict[str, Any] | None:
+        """Print new progress events; return the run result once it exists."""
+        folder = self._current()
+        if folder is None:
+            return None
+        progress = folder / "progress.jsonl"
+        if progress.exists():
+            with progress.open("r", encoding="utf-8") as handle:
+                handle.seek(self._offset)
+                for line in handle:
+                    if line.endswith("\n"):
+                        self._show(json.loads(line))
+                        self._offset += len(line.encode("utf-8"))
+        path = self.result_path()
+        if path is None:
+            return None
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def _show(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        c = self.console
+        if kind == "nodes_connected":
+            c.print(f"[cyan]{event['count']} SuperNode(s) connected[/]")
+        elif kind == "sites_admitted":
+            c.print(f"admitted: {', '.join(event['sites'])}")
+            for item in event.get("refused", []):
+                c.print(f"[yellow]refused {item['site']}: {item['reason']}[/]")
+        elif kind == "stats_summed":
+            c.print(f"round 0: encrypted federation statistics from {event['sites']} site(s)")
+        elif kind == "round_started":
+            c.print(f"[bold]round {event['round']}/{self.rounds}[/] training at "
+                    f"{', '.join(event['sites'])}")
+        elif kind == "round_trained":
+            self._trained(event)
+        elif kind == "round_evaluated":
+            m = event["metrics"]
+            c.print(f"  round {event['round']}: accuracy {m.get('accuracy', 0):.3f}  "
+                    f"AUC {m.get('auc', 0):.3f}  ({event['seconds']:.1f} s)")
+        elif kind == "model_released":
+            c.print(f"final model released by {event['site']}")
+        elif kind == "run_failed":
+            c.print(f"[bold red]run failed: {event['message']}[/]")
+
+    def _trained(self, event: dict[str, Any]) -> None:
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        for col in ("site", "status", "epsilon", "bytes up"):
+            table.add_column(col)
+        for site in event["participating"]:
+            eps = event.get("epsilon", {}).get(site)
+            table.add_row(site, "[green]ok[/]", "-" if eps is None else f"{eps:.3f}",
+                          str(event["bytes_up"].get(site, "-")))
+        for item in event["refused"] + event["rejected"]:
+            table.add_row(item["site"], f"[yellow]{item['code']}[/]", "-", "-")
+        self.console.print(table)
+        for item in event["refused"] + event["rejected"]:
+            self.console.print(f"  [yellow]{item['site']}: {item['reason']}[/]")

@@ -1,0 +1,44 @@
+"""Assemble ``report.json`` from the run result, the federation and the baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tessera.local_federation import LocalFederation
+
+
+def build_report(fed: LocalFederation, result: dict[str, Any], *, baseline: dict[str, Any],
+                 timings: dict[str, float], superlink: str, tls: bool,
+                 node_auth: bool) -> dict[str, Any]:
+    """The run report (see README: report fields)."""
+    plan = fed.plan
+    rounds = result.get("rounds", [])
+    refused = [dict(item, round=0) for item in result.get("admission_refused", [])]
+    return {
+        "status": result.get("status", "failed"),
+        "error": result.get("error"),
+        "study": {"name": plan.name, "plan_hash": fed.plan_hash,
+                  "rounds": plan.training.rounds, "seed": plan.seed},
+        "engine": {"kind": "deployment", "superlink": superlink,
+                   "supernodes": len(fed.sites), "tls": tls, "node_auth": node_auth,
+                   "run_id": result.get("run_id")},
+        "privacy": {
+            "dp": plan.privacy.dp, "epsilon_target": plan.privacy.target_epsilon,
+            "delta": plan.privacy.delta, "max_grad_norm": plan.privacy.max_grad_norm,
+            "update_clip": plan.privacy.update_clip, "he": plan.he.enabled,
+            "he_params": {"scheme": "CKKS",
+                          "poly_modulus_degree": plan.he.poly_modulus_degree,
+                          "coeff_mod_bit_sizes": list(plan.he.coeff_mod_bit_sizes),
+                          "global_scale_bits": plan.he.global_scale_bits,
+                          "key_custodian": fed.custodian} if plan.he.enabled else None,
+        },
+        "admission_refused": refused,
+        "stats_round": result.get("stats_round"),
+        "rounds": rounds,
+        "sites": result.get("sites", []),
+        "final": result.get("final"),
+        "baseline": baseline,
+        "model": result.get("model"),
+        "timings": {**{k: round(v, 3) for k, v in timings.items()},
+                    "coordinator_seconds": round(float(result.get("seconds", 0.0)), 3)},
+    }

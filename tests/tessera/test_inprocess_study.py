@@ -1,0 +1,80 @@
+"""A whole study through the real strategy and real site agents, in one process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from client_app.agent import SiteAgent
+from client_app.store import SiteStore
+from common.plan import bundled_plan_path, load_plan, override
+from protos.tessera.v1 import agent_pb2
+from server.coordinator import run_study
+from tessera import local_federation
+from tessera.inprocess import InProcessGrid
+
+
+def _run(tmp_path: Path, *, he: bool = True, ceilings=None, reply_hook=None, rounds=2,
+         sites=3):
+    plan = override(load_plan(bundled_plan_path("breast_cancer")), rounds=rounds,
+                    he_enabled=he)
+    fed = local_federation.build(tmp_path / "work", plan, sites=sites, ceilings=ceilings or {})
+    grid = InProcessGrid([SiteAgent(s) for s in fed.sites], reply_hook=reply_hook)
+    result = run_study(grid, workdir=fed.workdir, plan_path=fed.plan_path, run_id="1",
+                       expected_sites=sites, custodian=fed.custodian)
+    return fed, grid, result
+
+
+def test_encrypted_study_completes_and_registers_model(tmp_path: Path) -> None:
+    fed, _, result = _run(tmp_path)
+    assert result["status"] == "completed", result.get("error")
+    assert result["final"]["auc"] > 0.95
+    assert len(result["rounds"]) == 2
+    for rnd in result["rounds"]:
+        assert sorted(rnd["participating_sites"]) == ["site-1", "site-2", "site-3"]
+        assert all(v > 0 for v in rnd["bytes_up"].values())
+    for site in result["sites"]:
+        assert 0 < site["epsilon_spent"] <= fed.plan.privacy.target_epsilon
+    model_file = fed.coordinator_dir / result["model"]["path"]
+    doc = json.loads(model_file.read_text())
+    assert doc["plan_hash"] == fed.plan_hash
+
+
+def test_site_with_low_ceiling_is_refused_and_study_goes_on(tmp_path: Path) -> None:
+    fed, _, result = _run(tmp_path, ceilings={"site-3": 0.5}, rounds=2)
+    assert result["status"] == "completed", result.get("error")
+    first = result["rounds"][0]
+    assert [r["site"] for r in first["refused_sites"]] == ["site-3"]
+    assert first["refused_sites"][0]["code"] == "budget_exceeded"
+    assert "ceiling" in first["refused_sites"][0]["reason"]
+    assert "site-3" not in result["rounds"][1]["participating_sites"]
+    with SiteStore.open(fed.sites[2]) as store:
+        assert store.ledger() == []
+
+
+def test_replayed_envelope_is_rejected_and_round_completes(tmp_path: Path) -> None:
+    kept: dict[str, bytes] = {}
+
+    def replay(site: str, request: agent_pb2.TaskRequest, data: bytes) -> bytes:
+        if request.kind == "train" and site == "site-2":
+            if request.round == 1:
+                kept["r1"] = data
+            elif request.round == 2:
+                return kept["r1"]
+        return data
+
+    _, _, result = _run(tmp_path, reply_hook=replay, rounds=2)
+    assert result["status"] == "completed", result.get("error")
+    second = result["rounds"][1]
+    assert second["rejected_envelopes"][0]["site"] == "site-2"
+    assert second["rejected_envelopes"][0]["code"] == "replay"
+    assert sorted(second["participating_sites"]) == ["site-1", "site-3"]
+
+
+@pytest.mark.parametrize("he", [False])
+def test_plaintext_pipeline_runs_for_comparison(tmp_path: Path, he: bool) -> None:
+    _, _, result = _run(tmp_path, he=he, rounds=1)
+    assert result["status"] == "completed", result.get("error")
+    assert result["final"]["auc"] > 0.9
