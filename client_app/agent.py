@@ -8,8 +8,8 @@ site's privacy ceiling, records each run in the ledger and answers with encrypte
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import secrets
 import threading
 import time
 
@@ -36,9 +36,13 @@ log = logging.getLogger(__name__)
 MAX_CONTRIBUTORS = 1000
 
 
-def _site_seed(seed: int, site: str, round_: int) -> int:
-    digest = hashlib.sha256(f"{seed}:{site}:{round_}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
+def _training_seed() -> int:
+    """A secret seed for local training: DP noise must not be reproducible by anyone else.
+
+    The model's initial weights come from the public study seed; the sampling and the noise
+    of DP-SGD never do, or whoever knows the plan could regenerate and subtract the noise.
+    """
+    return secrets.randbits(62)
 
 
 def clip_update(update: np.ndarray, *, bound: float) -> np.ndarray:
@@ -175,10 +179,12 @@ class SiteAgent:
             epochs=plan.training.local_epochs, batch_size=plan.training.batch_size,
             learning_rate=plan.training.learning_rate, dp=plan.privacy.dp,
             noise_multiplier=noise, max_grad_norm=plan.privacy.max_grad_norm,
-            seed=_site_seed(plan.seed, self.site.name, round_),
+            seed=_training_seed(),
         )
         self._trained.add((request.run_id, digest, round_))
-        metrics: dict[str, float] = {"loss": outcome.mean_loss, "steps": float(outcome.steps)}
+        # The training loss is computed from raw data without noise: it stays at the site.
+        log.info("round %d trained: %d steps", round_, outcome.steps)
+        metrics: dict[str, float] = {"steps": float(outcome.steps)}
         if plan.privacy.dp:
             entry = store.record_training(
                 plan_hash=digest, study=plan.name, round=round_,

@@ -50,7 +50,7 @@ class TrainOutcome:
 
 def train_local(
     model: torch.nn.Module,
-    X: np.ndarray,  # noqa: N803 (the conventional name of a design matrix)
+    X: np.ndarray,
     y: np.ndarray,
     *,
     epochs: int,
@@ -94,7 +94,8 @@ def train_local(
 
     was_training = model.training
     started = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
+    cuda_devices = [parameter.device.index or 0] if parameter.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(noise_seed)  # DP noise and any dropout draw from the forked RNG
         model.train()
         try:
@@ -266,7 +267,7 @@ def _check_model(model: object) -> None:
 
 
 def _tensors(
-    X: np.ndarray,  # noqa: N803
+    X: np.ndarray,
     y: np.ndarray,
     *,
     dtype: torch.dtype,

@@ -12,11 +12,14 @@ composes the history of every run on a dataset with :func:`epsilon_for_history`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from common.errors import ErrorCode, TesseraError
 
@@ -39,6 +42,7 @@ def _import_opacus_quietly() -> None:
 _import_opacus_quietly()
 
 from opacus.accountants import RDPAccountant  # noqa: E402
+from opacus.accountants.analysis import rdp as rdp_analysis  # noqa: E402
 from opacus.accountants.utils import get_noise_multiplier  # noqa: E402
 
 #: Opacus warns when the best RDP order is the largest one it tries; the bound it then
@@ -94,6 +98,7 @@ def plan_sampling(*, n_train: int, batch_size: int, epochs: int) -> tuple[float,
     return sample_rate, epochs * steps_per_epoch(sample_rate=sample_rate)
 
 
+@functools.lru_cache(maxsize=256)
 def noise_for_target(
     *, target_epsilon: float, delta: float, sample_rate: float, steps: int
 ) -> float:
@@ -153,11 +158,26 @@ def epsilon_for_history(history: Sequence[DpStep], *, delta: float) -> float:
             merged.append((item.noise_multiplier, item.sample_rate, item.steps))
     if not merged:
         return 0.0
-    accountant = RDPAccountant()
-    accountant.history = merged
+    # RDP is linear in the number of steps: cache the per-step RDP curve of each
+    # (noise, rate) pair, then sum exactly as RDPAccountant.get_privacy_spent does.
+    rdp = sum(_rdp_per_step(sigma, rate) * steps for sigma, rate, steps in merged)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_EDGE_ORDER_WARNING, category=UserWarning)
-        return float(accountant.get_epsilon(delta=delta))
+        eps, _ = rdp_analysis.get_privacy_spent(orders=_ORDERS, rdp=rdp, delta=delta)
+    return float(eps)
+
+
+_ORDERS = RDPAccountant.DEFAULT_ALPHAS
+
+
+@functools.lru_cache(maxsize=1024)
+def _rdp_per_step(noise_multiplier: float, sample_rate: float) -> np.ndarray:
+    """RDP of one step at every order (the expensive part; pure in its arguments)."""
+    curve = rdp_analysis.compute_rdp(
+        q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=_ORDERS
+    )
+    curve.setflags(write=False)
+    return curve
 
 
 def _is_number(value: object) -> bool:

@@ -9,6 +9,9 @@ as a list of ciphertexts ("chunks") of at most ``slots`` values each.
 
 CKKS wraps silently when a value outgrows the coefficient modulus: callers clip and pre-scale
 values and check them with :func:`check_headroom` before encrypting.
+
+Deserialised contexts are cached per bytes object (a few entries), so a process that encrypts
+with a secret context keeps that key in memory as long as it keeps the bytes.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
 
 from client_app.agent import SiteAgent
 from client_app.shim import pack_payload, unpack_payload
@@ -27,6 +28,8 @@ class InProcessGrid(Grid):
         self.nodes = {1000 + i: agent for i, agent in enumerate(agents)}
         self.reply_hook = reply_hook
         self.sent: list[tuple[int, str]] = []
+        # Messages take their sender identity from the process, as in a ServerApp process.
+        TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
 
     def set_run(self, run: object) -> None:  # pragma: no cover - not used in-process
         """Not used in-process."""

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -134,6 +135,9 @@ def flower_env(flwr_home: Path, base: Mapping[str, str] | None = None) -> dict[s
     """Environment for Flower processes: private home, no telemetry, no update check."""
     env = dict(os.environ if base is None else base)
     flwr_home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Flower starts helpers (flower-superexec, flwr-serverapp, flwr-clientapp) by name.
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
     env.update(
         FLWR_HOME=str(flwr_home),
         FLWR_TELEMETRY_ENABLED="0",

@@ -112,6 +112,16 @@ def test_secret_context_holds_no_relin_or_galois_keys(keys: CkksKeys) -> None:
     assert not loaded.has_galois_keys()
 
 
+def test_capability_probes_see_a_public_key_that_could_encrypt() -> None:
+    # A context the coordinator must never hold: no secret, but a public key.
+    context = ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=[60, 40, 60])
+    context.global_scale = 2.0**40
+    public = context.serialize(save_public_key=True, save_secret_key=False)
+
+    assert can_encrypt(public) is True
+    assert can_decrypt(public) is False
+
+
 def test_fingerprint_differs_per_key_and_is_recomputable(keys: CkksKeys) -> None:
     other = generate_keys(CkksParams())
     reserialized = ts.context_from(keys.secret_context).serialize(save_secret_key=True)
