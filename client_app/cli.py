@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
+from client_app.kit import import_site_kit
 from client_app.site_dir import init_site_dir, open_site_dir
 from client_app.store import SiteStore
 from common.errors import ErrorCode, TesseraError
@@ -237,3 +238,23 @@ def events(
             json.dumps(r.details, sort_keys=True),
         ))
     Console().print(table)
+
+
+@app.command("import-kit")
+def import_kit(
+    kit: Annotated[Path, typer.Argument(
+        help="The site kit from the coordinator (folder or .tar.gz).")],
+    site_dir: SiteDirOption,
+    coordinator_key: Annotated[str | None, typer.Option(
+        "--coordinator-key",
+        help="Refuse unless the manifest is signed by this coordinator key (hex).")] = None,
+) -> None:
+    """Verify a site kit (signature, keys) and install it into the site folder."""
+    with _boundary():
+        identity = import_site_kit(kit, site_dir, expected_coordinator_key=coordinator_key)
+    manifest = identity.manifest
+    typer.echo(f"site {identity.site} of federation {manifest.name} imported into "
+               f"{identity.root.parent}")
+    typer.echo(f"  superlink       {identity.entry.superlink_address}:{manifest.superlink_port}")
+    typer.echo(f"  coordinator key {manifest.coordinator_signing_key}")
+    typer.echo(f"  sites           {', '.join(manifest.site_names)}")

@@ -17,10 +17,12 @@ from tessera.inprocess import InProcessGrid
 
 
 def _run(tmp_path: Path, *, he: bool = True, ceilings=None, reply_hook=None, rounds=2,
-         sites=3):
+         sites=3, prepare=None):
     plan = override(load_plan(bundled_plan_path("breast_cancer")), rounds=rounds,
                     he_enabled=he)
     fed = local_federation.build(tmp_path / "work", plan, sites=sites, ceilings=ceilings or {})
+    if prepare is not None:
+        prepare(fed)
     grid = InProcessGrid([SiteAgent(s) for s in fed.sites], reply_hook=reply_hook)
     result = run_study(grid, workdir=fed.workdir, plan_path=fed.plan_path, run_id="1",
                        expected_sites=sites, custodian=fed.custodian)
@@ -78,3 +80,31 @@ def test_plaintext_pipeline_runs_for_comparison(tmp_path: Path, he: bool) -> Non
     _, _, result = _run(tmp_path, he=he, rounds=1)
     assert result["status"] == "completed", result.get("error")
     assert result["final"]["auc"] > 0.9
+
+
+def test_site_that_did_not_approve_the_plan_hash_is_refused(tmp_path: Path) -> None:
+    def revoke(fed) -> None:
+        with SiteStore.open(fed.sites[1]) as store:
+            store.revoke(fed.plan_hash, actor="operator")
+
+    fed, grid, result = _run(tmp_path, rounds=1, prepare=revoke)
+    assert result["status"] == "completed", result.get("error")
+    refused = result["admission_refused"]
+    assert [(r["site"], r["code"]) for r in refused] == [("site-2", "not_approved")]
+    assert "not approved" in refused[0]["reason"]
+    assert all(kind == "hello" for node, kind in grid.sent if node == 1001)
+    with SiteStore.open(fed.sites[1]) as store:
+        assert store.ledger() == []
+        assert [e.kind for e in store.events(kind="study_refused")] == ["study_refused"]
+
+
+def test_study_stops_cleanly_when_too_few_sites_remain(tmp_path: Path) -> None:
+    def revoke_two(fed) -> None:
+        for site in fed.sites[1:]:
+            with SiteStore.open(site) as store:
+                store.revoke(fed.plan_hash, actor="operator")
+
+    fed, _, result = _run(tmp_path, rounds=1, prepare=revoke_two)
+    assert result["status"] == "failed"
+    assert "needs 2" in result["error"]["message"]
+    assert result.get("model") is None

@@ -1,0 +1,81 @@
+"""``tessera federation ...``: the coordinator's provisioning commands.
+
+Commands only translate options into :mod:`server.provisioning` calls and print a summary.
+A :class:`TesseraError` becomes ``error: <message>`` on stderr and the error's exit status.
+Nothing secret is printed: only paths, names and public keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from common.errors import ErrorCode, TesseraError
+from server.provisioning import DEFAULT_PORT, init_federation
+
+app = typer.Typer(
+    name="federation",
+    help="Provision a federation: CA, SuperLink certificate, keys and per-party kits.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _group() -> None:
+    """Coordinator commands that create and describe a federation."""
+
+
+def _site_addresses(values: list[str]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        site, sep, host = value.partition("=")
+        if not sep or not site.strip() or not host.strip():
+            raise TesseraError(ErrorCode.CONFIG_INVALID,
+                               f"--site-address {value!r} must be SITE=HOST")
+        if site.strip() in pairs:
+            raise TesseraError(ErrorCode.CONFIG_INVALID,
+                               f"--site-address gives site {site.strip()!r} twice")
+        pairs[site.strip()] = host.strip()
+    return pairs
+
+
+@app.command("init")
+def init(
+    name: Annotated[str, typer.Option("--name", help="The federation name.")],
+    sites: Annotated[str, typer.Option("--sites", help="Comma-separated site names.")],
+    out: Annotated[Path, typer.Option("--out", help="New (or empty) folder to write.")],
+    address: Annotated[list[str] | None, typer.Option(
+        "--address", help="SuperLink address the sites dial (repeatable; first is "
+        "advertised). 127.0.0.1 and localhost are always in the certificate.")] = None,
+    port: Annotated[int, typer.Option("--port", help="SuperLink port.")] = DEFAULT_PORT,
+    site_address: Annotated[list[str] | None, typer.Option(
+        "--site-address", help="SITE=HOST: the SuperLink address one site dials "
+        "(repeatable).")] = None,
+    archives: Annotated[bool, typer.Option(
+        "--archives/--no-archives", help="Also pack each kit as a .tar.gz.")] = True,
+) -> None:
+    """Create a federation: signed manifest, coordinator, site and auditor kits."""
+    try:
+        fed = init_federation(
+            out, name=name, sites=[s.strip() for s in sites.split(",") if s.strip()],
+            addresses=address or ["127.0.0.1"], port=port,
+            site_addresses=_site_addresses(site_address or []), archives=archives)
+    except TesseraError as err:
+        typer.echo(f"error: {err.message}", err=True)
+        raise typer.Exit(err.exit_code) from None
+    except OSError as err:
+        typer.echo(f"error: cannot write {out}: {err.strerror or type(err).__name__}", err=True)
+        raise typer.Exit(TesseraError(ErrorCode.INTERNAL, "").exit_code) from None
+    m = fed.manifest
+    typer.echo(f"federation {m.name} provisioned in {fed.root}")
+    typer.echo(f"  superlink       {m.superlink_address}:{m.superlink_port} "
+               f"(TLS names: {', '.join(m.tls_names)})")
+    typer.echo(f"  coordinator key {m.coordinator_signing_key}  (sites may pin it)")
+    typer.echo(f"  CA sha256       {m.ca_sha256}")
+    typer.echo(f"  coordinator kit {fed.coordinator_kit}  (keep it on the coordinator machine)")
+    for site in m.sites:
+        typer.echo(f"  site kit        {fed.site_kit(site.name)}  (give only to {site.name})")
+    typer.echo(f"  auditor kit     {fed.auditor_kit}")

@@ -1,0 +1,108 @@
+"""``tessera demo`` end to end: real SuperLink, SuperNodes and site agents on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from privacy.ckks import can_decrypt
+
+pytestmark = pytest.mark.slow
+
+TESSERA = str(Path(sys.executable).parent / "tessera")
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(cmdline)
+    return found
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
+    work = tmp_path_factory.mktemp("e2e") / "work"
+    proc = subprocess.run(
+        [TESSERA, "demo", "--sites", "3", "--rounds", "2", "--workdir", str(work),
+         "--ceiling", "site-3=0.5", "--timeout", "900"],
+        capture_output=True, text=True, timeout=1200, check=False,
+    )
+    report_path = work / "report.json"
+    assert report_path.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return work, json.loads(report_path.read_text()), proc.stdout + proc.stderr
+
+
+def test_demo_completes_an_encrypted_dp_study_on_real_processes(demo_run) -> None:
+    work, report, output = demo_run
+    assert report["status"] == "completed", report.get("error")
+    assert report["engine"]["kind"] == "deployment"
+    assert report["engine"]["supernodes"] == 3
+    assert report["privacy"]["he"] is True and report["privacy"]["dp"] is True
+    assert [r["round"] for r in report["rounds"]] == [1, 2]
+    for rnd in report["rounds"]:
+        assert rnd["seconds"] > 0
+        assert all(b > 0 for b in rnd["bytes_up"].values())
+        assert all(b > 0 for b in rnd["bytes_down"].values())
+    assert abs(report["final"]["auc"] - report["baseline"]["auc"]) < 0.05
+    assert report["model"]["sha256"]
+    assert (work / "coordinator" / report["model"]["path"]).exists()
+
+
+def test_low_ceiling_site_is_refused_and_the_others_finish(demo_run) -> None:
+    _, report, _ = demo_run
+    first = report["rounds"][0]
+    refused = {r["site"]: r for r in first["refused_sites"]}
+    assert refused["site-3"]["code"] == "budget_exceeded"
+    assert sorted(first["participating_sites"]) == ["site-1", "site-2"]
+    spent = {s["name"]: s["epsilon_spent"] for s in report["sites"]}
+    assert 0 < spent["site-1"] <= report["privacy"]["epsilon_target"]
+    assert spent["site-3"] == 0.0
+
+
+def test_insecure_run_says_so_on_screen_and_in_the_report(demo_run) -> None:
+    _, report, output = demo_run
+    if not report["engine"]["tls"]:
+        assert "insecure" in output.lower()
+
+
+def test_coordinator_folder_holds_no_ckks_secret_key(demo_run) -> None:
+    work, _, _ = demo_run
+    import tenseal as ts
+
+    secret = next((work / "sites" / "site-1" / "keys").glob("ckks-*"))
+    secret_bytes = secret.read_bytes()
+    windows = {secret_bytes[i:i + 48] for i in range(0, len(secret_bytes) - 48, 997)}
+    contexts = 0
+    for path in (work / "coordinator").rglob("*"):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        assert not any(w in data for w in windows), path.name
+        if path.suffix in {".db", ".json", ".jsonl", ".toml", ".log", ".txt"} or path.name.endswith(
+            ("-wal", "-shm")
+        ):
+            continue
+        try:
+            ts.context_from(data)
+        except Exception:
+            continue
+        contexts += 1
+        assert not can_decrypt(data), path.name
+    assert contexts >= 1
+
+
+def test_no_process_is_left_behind(demo_run) -> None:
+    work, _, _ = demo_run
+    assert _processes_mentioning(str(work)) == []
