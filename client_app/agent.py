@@ -18,9 +18,9 @@ import numpy as np
 from client_app.envelopes import layout_to_proto, mean_of, seal_vector
 from client_app.keys import ckks_params, load_secret_context
 from client_app.site_data import SiteSplit, feature_sums, load_split, standardise, standardiser
-from client_app.site_dir import SiteDir
 from client_app.store import SiteStore
 from client_app.training import train_local
+from client_app.vault import SiteVault
 from common.errors import ErrorCode, TesseraError
 from common.layout import TensorSlot
 from common.metrics import DEFAULT_BINS, score_histograms
@@ -54,8 +54,9 @@ def clip_update(update: np.ndarray, *, bound: float) -> np.ndarray:
 class SiteAgent:
     """Serve one site's study tasks. Thread-safe: tasks run one at a time."""
 
-    def __init__(self, site: SiteDir) -> None:
-        self.site = site
+    def __init__(self, vault: SiteVault) -> None:
+        self.vault = vault
+        self.site = vault.site
         self._lock = threading.Lock()
         self._trained: set[tuple[str, str, int]] = set()
 
@@ -109,11 +110,11 @@ class SiteAgent:
         return plan
 
     def _key(self, plan: StudyPlan, digest: str) -> bytes | None:
-        return load_secret_context(self.site, digest) if plan.he.enabled else None
+        return load_secret_context(self.vault, digest) if plan.he.enabled else None
 
     # -- tasks ------------------------------------------------------------------------
     def _hello(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
-        split = load_split(self.site, plan)
+        split = load_split(self.vault, plan)
         store.record_event("study_received", plan_hash=request.plan_hash, details={})
         return agent_pb2.TaskReply(
             ok=True,
@@ -121,7 +122,7 @@ class SiteAgent:
         )
 
     def _stats(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
-        split = load_split(self.site, plan)
+        split = load_split(self.vault, plan)
         sums = feature_sums(split.train)
         secret = self._key(plan, request.plan_hash)
         if secret is not None:
@@ -157,7 +158,7 @@ class SiteAgent:
             raise TesseraError(ErrorCode.WRONG_ROUND, f"round {round_} is outside the plan")
         if (request.run_id, digest, round_) in self._trained:
             raise TesseraError(ErrorCode.DUPLICATE, f"round {round_} was already trained")
-        split = load_split(self.site, plan)
+        split = load_split(self.vault, plan)
         secret = self._key(plan, digest)
         mean, std = self._standardised(request, plan, secret, split)
         X = standardise(split.train.X, mean, std)
@@ -232,7 +233,7 @@ class SiteAgent:
             raise TesseraError(ErrorCode.BUDGET_EXCEEDED, reason)
 
     def _evaluate(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
-        split = load_split(self.site, plan)
+        split = load_split(self.vault, plan)
         secret = self._key(plan, request.plan_hash)
         mean, std = self._standardised(request, plan, secret, split)
         X = standardise(split.test.X, mean, std)
@@ -257,7 +258,7 @@ class SiteAgent:
         if int(request.round) != plan.training.rounds:
             raise TesseraError(ErrorCode.PERMISSION_DENIED,
                                "only the final aggregate of a study may be released")
-        split = load_split(self.site, plan)
+        split = load_split(self.vault, plan)
         secret = self._key(plan, request.plan_hash)
         mean, std = self._standardised(request, plan, secret, split)
         _, weights, layout = self._global_model(request, plan, secret, split.train.X.shape[1])

@@ -23,7 +23,6 @@ from pathlib import Path
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from client_app.site_dir import init_site_dir, open_site_dir
 from common.errors import ErrorCode, TesseraError
@@ -42,6 +41,7 @@ from privacy.manifest import (
     load_manifest,
     read_kit_info,
 )
+from privacy.sealing import SealingKey
 from privacy.signing import SigningKey
 
 KIT_DIR = "kit"
@@ -162,10 +162,7 @@ def _verified(kit: Path, *, pinned: str | None) -> KitInfo:
         raise TesseraError(ErrorCode.FINGERPRINT_MISMATCH,
                            f"{CA_CERT_FILE} in the kit is not the CA the manifest names")
     _check_node_auth(kit, entry)
-    sealing = _hex_key(kit / SEALING_KEY_FILE)
-    sealing_public = X25519PrivateKey.from_private_bytes(sealing).public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
-    if sealing_public != entry.sealing_public_key.lower():
+    if SealingKey(_hex_key(kit / SEALING_KEY_FILE)).public_hex != entry.sealing_public_key.lower():
         raise _mismatch("sealing", entry.name)
     if SigningKey(_hex_key(kit / SIGNING_KEY_FILE)).public_hex != entry.signing_public_key.lower():
         raise _mismatch("signing", entry.name)

@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 
 from client_app.agent import SiteAgent
-from client_app.site_dir import SiteDir
+from client_app.vault import SiteVault
 from protos.tessera.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,10 @@ def start_server(agent: SiteAgent, socket_path: Path) -> grpc.Server:
     return server
 
 
-def serve_forever(site: SiteDir) -> None:
+def serve_forever(vault: SiteVault) -> None:
     """Run the site agent until SIGTERM or SIGINT."""
-    server = start_server(SiteAgent(site), site.socket_path)
+    site = vault.site
+    server = start_server(SiteAgent(vault), site.socket_path)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

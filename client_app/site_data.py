@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from client_app.site_dir import SiteDir
+from client_app.vault import SiteVault
 from common.datasets import TableData, content_hash, read_csv_bytes, stratified_split
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan
@@ -25,21 +25,10 @@ class SiteSplit:
     test: TableData
 
 
-def dataset_file(site: SiteDir, plan: StudyPlan) -> str:
-    """File name of the dataset a study uses inside the site's data folder."""
-    return f"{plan.dataset.name}.csv"
-
-
-def load_split(site: SiteDir, plan: StudyPlan) -> SiteSplit:
+def load_split(vault: SiteVault, plan: StudyPlan) -> SiteSplit:
     """Read the study's dataset at this site and make the stratified split with the study seed."""
-    path = site.data_dir / dataset_file(site, plan)
-    if not path.exists():
-        raise TesseraError(
-            ErrorCode.NOT_FOUND,
-            f"site '{site.name}' has no dataset '{plan.dataset.name}' registered",
-        )
-    raw = path.read_bytes()
-    data = read_csv_bytes(raw, plan.dataset, source_name=path.name)
+    raw = vault.read_dataset(plan.dataset.name)
+    data = read_csv_bytes(raw, plan.dataset, source_name=f"dataset '{plan.dataset.name}'")
     train_idx, test_idx = stratified_split(
         data.y, test_fraction=plan.dataset.test_fraction, seed=plan.seed
     )

@@ -20,21 +20,6 @@ import numpy as np
 from common.errors import ErrorCode, TesseraError
 from common.plan import DatasetSpec
 
-__all__ = [
-    "PATIENT_ID",
-    "TableData",
-    "bundled_names",
-    "content_hash",
-    "csv_bytes",
-    "load_bundled",
-    "partition_indices",
-    "read_csv",
-    "read_csv_bytes",
-    "select",
-    "stratified_split",
-    "write_csv",
-]
-
 PATIENT_ID = "patient_id"
 _BUNDLED = ("breast_cancer", "diabetes")
 _MAX_DRAWS = 1000
@@ -109,13 +94,13 @@ def load_bundled(name: str) -> TableData:
     if name == "breast_cancer":
         bunch = datasets.load_breast_cancer()
         features = tuple(str(f).replace(" ", "_") for f in bunch.feature_names)
-        X = np.asarray(bunch.data, dtype=np.float64)  # noqa: N806
+        X = np.asarray(bunch.data, dtype=np.float64)
         y = np.asarray(bunch.target, dtype=np.int64)  # 1 = benign
         return TableData(_ids(len(y)), X, y, features, "benign")
     if name == "diabetes":
         bunch = datasets.load_diabetes(scaled=False)
         features = tuple(str(f) for f in bunch.feature_names)
-        X = np.asarray(bunch.data, dtype=np.float64)  # noqa: N806
+        X = np.asarray(bunch.data, dtype=np.float64)
         target = np.asarray(bunch.target, dtype=np.float64)
         y = (target > np.median(target)).astype(np.int64)
         groups = np.array([_group_text(v) for v in X[:, features.index("sex")]], dtype=str)
@@ -137,7 +122,7 @@ def select(data: TableData, spec: DatasetSpec) -> TableData:
         raise TesseraError(
             ErrorCode.DATA_INVALID, f"dataset: feature column {missing[0]!r} not found"
         )
-    X = data.X[:, [data.features.index(f) for f in spec.features]]  # noqa: N806
+    X = data.X[:, [data.features.index(f) for f in spec.features]]
     groups: np.ndarray | None = None
     if spec.sensitive is not None:
         if spec.sensitive == data.sensitive and data.groups is not None:

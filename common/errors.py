@@ -29,7 +29,7 @@ class ErrorCode(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     FINGERPRINT_MISMATCH = "fingerprint_mismatch"
     KEY_MISSING = "key_missing"
-    WRONG_PASSPHRASE = "wrong_passphrase"
+    WRONG_PASSPHRASE = "wrong_passphrase"  # noqa: S105 (an error code)
     NOT_FOUND = "not_found"
     PERMISSION_DENIED = "permission_denied"
     PROCESS_FAILED = "process_failed"

@@ -16,14 +16,6 @@ import numpy as np
 
 from common.errors import ErrorCode, TesseraError
 
-__all__ = [
-    "DEFAULT_BINS",
-    "BinaryMetrics",
-    "auc_from_histograms",
-    "binary_metrics_from_histograms",
-    "score_histograms",
-]
-
 DEFAULT_BINS = 1000
 
 

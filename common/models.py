@@ -20,15 +20,6 @@ from common.errors import ErrorCode, TesseraError
 from common.layout import TensorSlot, layout_length
 from common.plan import ModelSpec
 
-__all__ = [
-    "MLP",
-    "LogisticRegression",
-    "build_model",
-    "model_to_vector",
-    "predict_scores",
-    "vector_to_model",
-]
-
 _OPACUS_PREFIX = "_module."
 
 
@@ -145,7 +136,7 @@ def vector_to_model(model: nn.Module, vector: np.ndarray, layout: list[TensorSlo
             tensor.copy_(source.reshape(tensor.shape).to(tensor.dtype))
 
 
-def predict_scores(model: nn.Module, X: np.ndarray) -> np.ndarray:  # noqa: N803
+def predict_scores(model: nn.Module, X: np.ndarray) -> np.ndarray:
     """Positive-class probabilities (float64) for rows of ``X``, in eval mode without grad."""
     features = np.asarray(X)
     if features.ndim != 2:

@@ -22,23 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from common.errors import ErrorCode, TesseraError
 
-__all__ = [
-    "DatasetSpec",
-    "FederationSpec",
-    "HESpec",
-    "ModelSpec",
-    "PrivacySpec",
-    "StudyPlan",
-    "StudySpec",
-    "TrainingSpec",
-    "bundled_plan_path",
-    "load_plan",
-    "override",
-    "parse_plan",
-    "plan_hash",
-    "plan_to_toml",
-]
-
 _SLUG = re.compile(r"^[a-z0-9_-]+$")
 _STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 

@@ -30,7 +30,6 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from common.errors import ErrorCode, TesseraError
@@ -50,6 +49,7 @@ from privacy.manifest import (
     signed_manifest_toml,
     write_kit_info,
 )
+from privacy.sealing import SealingKey
 from privacy.signing import SigningKey
 
 __all__ = ["Federation", "init_federation", "load_manifest"]
@@ -112,12 +112,12 @@ def init_federation(out: Path, *, name: str, sites: Sequence[str],
     if not 0 < port < 65536:
         raise TesseraError(ErrorCode.CONFIG_INVALID, f"--port {port} is not a port number")
     hosts = [_check_host(a, "--address") for a in addresses] or ["127.0.0.1"]
-    per_site = dict(site_addresses or {})
-    for site, host in per_site.items():
+    per_site: dict[str, str] = {}
+    for site, host in (site_addresses or {}).items():
         if site not in site_names:
             raise TesseraError(ErrorCode.CONFIG_INVALID,
                                f"--site-address names {site!r}, which is not in --sites")
-        _check_host(host, "--site-address")
+        per_site[site] = _check_host(host, "--site-address")
     tls_names = tuple(dict.fromkeys([*_ALWAYS_TLS_NAMES, *hosts, *per_site.values()]))
 
     out = Path(out).expanduser().absolute()
@@ -146,17 +146,17 @@ def _provision(out: Path, *, name: str, sites: list[str], address: str, port: in
     link_cert = _superlink_certificate(link_key, ca_key, ca_cert, tls_names=tls_names, now=now)
     ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
     coordinator, auditor = SigningKey.generate(), SigningKey.generate()
-    auditor_sealing = X25519PrivateKey.generate()
-    site_keys = {s: (ec.generate_private_key(ec.SECP384R1()), X25519PrivateKey.generate(),
+    auditor_sealing = SealingKey.generate()
+    site_keys = {s: (ec.generate_private_key(ec.SECP384R1()), SealingKey.generate(),
                      SigningKey.generate()) for s in sites}
     manifest = Manifest(
         name=name, created=now.isoformat().replace("+00:00", "Z"), superlink_address=address,
         superlink_port=port, tls_names=tls_names, ca_sha256=certificate_sha256(ca_pem),
         coordinator_signing_key=coordinator.public_hex, auditor_signing_key=auditor.public_hex,
-        auditor_sealing_key=_x25519_public_hex(auditor_sealing),
+        auditor_sealing_key=auditor_sealing.public_hex,
         sites=tuple(SiteEntry(
             name=s, superlink_address=per_site.get(s, address),
-            node_auth_public_key=_openssh_public(auth), sealing_public_key=_x25519_public_hex(seal),
+            node_auth_public_key=_openssh_public(auth), sealing_public_key=seal.public_hex,
             signing_public_key=sign.public_hex) for s, (auth, seal, sign) in site_keys.items()),
         signature="")
     manifest_bytes = signed_manifest_toml(manifest_content(manifest), coordinator).encode()
@@ -188,12 +188,12 @@ def _provision(out: Path, *, name: str, sites: list[str], address: str, port: in
             serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
             serialization.NoEncryption()), private=True)
         _write(folder / NODE_AUTH_PUB_FILE, _pub_line(entry))
-        _write(folder / SEALING_KEY_FILE, _hex_line(_x25519_raw(seal)), private=True)
+        _write(folder / SEALING_KEY_FILE, _hex_line(seal.raw), private=True)
         _write(folder / SIGNING_KEY_FILE, _hex_line(sign.raw), private=True)
 
     aud = kit(fed.auditor_kit, "auditor", "auditor")
     _write(aud / SIGNING_KEY_FILE, _hex_line(auditor.raw), private=True)
-    _write(aud / SEALING_KEY_FILE, _hex_line(_x25519_raw(auditor_sealing)), private=True)
+    _write(aud / SEALING_KEY_FILE, _hex_line(auditor_sealing.raw), private=True)
 
     if archives:
         for folder in (coord, aud, *(fed.site_kit(s) for s in sites)):
@@ -210,10 +210,7 @@ def _ca_certificate(key: ec.EllipticCurvePrivateKey, *, name: str,
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=False, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(_key_usage(ca=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                        critical=False)
         .sign(key, hashes.SHA384())
@@ -239,10 +236,7 @@ def _superlink_certificate(key: ec.EllipticCurvePrivateKey, ca_key: ec.EllipticC
         .not_valid_after(min(now + SUPERLINK_VALIDITY, ca_cert.not_valid_after_utc))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(_key_usage(ca=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                        critical=False)
@@ -250,6 +244,14 @@ def _superlink_certificate(key: ec.EllipticCurvePrivateKey, ca_key: ec.EllipticC
                        critical=False)
         .sign(ca_key, hashes.SHA384())
     )
+
+
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    """A CA signs certificates and CRLs; the SuperLink only signs TLS handshakes."""
+    return x509.KeyUsage(
+        digital_signature=not ca, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+        encipher_only=False, decipher_only=False)
 
 
 def _check_name(value: str, option: str) -> str:
@@ -279,16 +281,6 @@ def _openssh_public(key: ec.EllipticCurvePrivateKey) -> str:
 
 def _pub_line(entry: SiteEntry) -> bytes:
     return f"{entry.node_auth_public_key} tessera-{entry.name}\n".encode()
-
-
-def _x25519_raw(key: X25519PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                             serialization.NoEncryption())
-
-
-def _x25519_public_hex(key: X25519PrivateKey) -> str:
-    return key.public_key().public_bytes(serialization.Encoding.Raw,
-                                         serialization.PublicFormat.Raw).hex()
 
 
 def _pem_private(key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -3,8 +3,9 @@
 The schema comes only from the Alembic migrations in ``server/migrations``, applied when the
 registry opens; on SQLite every transaction holds the write lock from its start, so two
 processes registering at once get distinct versions.
-Each released model is written to ``models/<study>-v<version>.json`` (a JSON model document) with its sha256, training
-metrics, epsilon per site and lineage; reading it back verifies the hash.
+Each released model is written to ``models/<study>-v<version>.json`` (a JSON model
+document) with its sha256, training metrics, epsilon per site and lineage; reading it back
+verifies the hash.
 """
 
 from __future__ import annotations

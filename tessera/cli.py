@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,14 +14,19 @@ from rich.console import Console
 from client_app.cli import app as site_app
 from client_app.service import serve_forever
 from client_app.site_dir import open_site_dir
+from client_app.vault import unlock_vault
 from common.errors import TesseraError
 from common.plan import bundled_plan_path, load_plan, override, plan_hash
+from privacy.at_rest import PASSPHRASE_ENV_VAR
+from server.cli import app as federation_app
 
 app = typer.Typer(help="Tessera: federated, privacy-preserving learning for hospitals.",
                   no_args_is_help=True, add_completion=False)
 study_app = typer.Typer(help="Study plans: validate and hash.", no_args_is_help=True)
 app.add_typer(site_app, name="site", help="Site operator commands (run at a hospital).")
 app.add_typer(study_app, name="study")
+app.add_typer(federation_app, name="federation",
+              help="Coordinator commands: provision a federation.")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -35,7 +41,7 @@ def site_agent(site_dir: Annotated[Path, typer.Option(help="The site folder.")])
     """Run the site agent (the process that owns data, keys and ledger) until stopped."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        serve_forever(open_site_dir(site_dir))
+        serve_forever(unlock_vault(open_site_dir(site_dir)))
     except TesseraError as err:
         raise _fail(err) from None
 
@@ -66,9 +72,11 @@ def demo(
     ceiling: Annotated[list[str] | None, typer.Option(
         help="SITE=EPSILON privacy ceiling for one site (repeatable).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds before giving up.")] = 1800.0,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="No TLS, no node authentication: development only.")] = False,
 ) -> None:
     """Run a study on a local federation of real Flower processes and write a report."""
-    from tessera.demo import DemoOptions, run_demo
+    from tessera.demo import DEMO_PASSPHRASE, DemoOptions, run_demo
 
     try:
         path = Path(study) if study.endswith(".toml") else bundled_plan_path(study)
@@ -76,8 +84,13 @@ def demo(
                         he_enabled=False if no_he else None,
                         min_sites=min(sites, load_plan(path).federation.min_sites))
         ceilings = _parse_ceilings(ceiling or [])
+        passphrase = os.environ.get(PASSPHRASE_ENV_VAR) or DEMO_PASSPHRASE
+        if passphrase == DEMO_PASSPHRASE:
+            console.print(f"demo site keystores use the passphrase '{DEMO_PASSPHRASE}' "
+                          f"(set {PASSPHRASE_ENV_VAR} to choose another)")
         options = DemoOptions(workdir=workdir, report=report or workdir / "report.json",
-                              sites=sites, ceilings=ceilings, timeout=timeout)
+                              sites=sites, ceilings=ceilings, timeout=timeout,
+                              passphrase=passphrase, insecure=insecure)
         console.print(f"study [bold]{plan.name}[/] plan hash {plan_hash(plan)}")
         result = run_demo(plan, options, console)
     except TesseraError as err:

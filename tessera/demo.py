@@ -16,8 +16,10 @@ from typing import Any
 
 from rich.console import Console
 
+from client_app.site_dir import SiteDir
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan
+from privacy.at_rest import PASSPHRASE_ENV_VAR
 from tessera import local_federation
 from tessera.baseline import centralised_baseline
 from tessera.processes import ProcessGroup, flower_env, free_port, port_open
@@ -25,6 +27,8 @@ from tessera.progress import ProgressView
 from tessera.report import build_report
 
 CONNECTION = "tessera"
+#: Passphrase of the demo's site keystores when TESSERA_SITE_PASSPHRASE is not set.
+DEMO_PASSPHRASE = "tessera-demo"  # noqa: S105 (documented demo default, not a secret)
 
 
 @dataclass(frozen=True)
@@ -34,29 +38,70 @@ class DemoOptions:
     workdir: Path
     report: Path
     sites: int = 3
-    insecure: bool = True
+    insecure: bool = False
     ceilings: dict[str, float] = field(default_factory=dict)
     timeout: float = 1800.0
+    passphrase: str = field(repr=False, default=DEMO_PASSPHRASE)
 
 
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def _write_flwr_config(home: Path, port: int) -> None:
+def _write_flwr_config(home: Path, port: int, kit: Path | None) -> None:
+    transport = "insecure = true" if kit is None else \
+        f'root-certificates = "{(kit / "ca.pem").resolve()}"'
     text = (
         f'[superlink]\ndefault = "{CONNECTION}"\n\n'
-        f'[superlink.{CONNECTION}]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
+        f'[superlink.{CONNECTION}]\naddress = "127.0.0.1:{port}"\n{transport}\n'
     )
     (home / "config.toml").write_text(text, encoding="utf-8")
+
+
+def _superlink_args(fed: local_federation.LocalFederation, port: int) -> list[str]:
+    coord = fed.coordinator_dir
+    args = [_bin("flower-superlink"), "--host", "127.0.0.1", "--port", str(port),
+            "--database", str(coord / "superlink.db"),
+            "--disable-runtime-dependency-installation"]
+    if not fed.tls:
+        return [*args, "--insecure"]
+    kit = fed.coordinator_kit
+    return [*args, "--ssl-ca-certfile", str(kit / "ca.pem"),
+            "--ssl-certfile", str(kit / "superlink.pem"),
+            "--ssl-keyfile", str(kit / "superlink.key"), "--enable-supernode-auth"]
+
+
+def _supernode_args(fed: local_federation.LocalFederation, site: SiteDir, port: int) -> list[str]:
+    args = [_bin("flower-supernode"), "--superlink", f"127.0.0.1:{port}",
+            "--port", str(free_port()),
+            "--node-config", f"agent-address='unix:{site.socket_path.resolve()}'"]
+    if not fed.tls:
+        return [*args, "--insecure"]
+    kit = site.root / "kit"
+    return [*args, "--root-certificates", str(kit / "ca.pem"),
+            "--auth-supernode-private-key", str(kit / "node-auth.key")]
+
+
+def _register_nodes(procs: ProcessGroup, fed: local_federation.LocalFederation) -> None:
+    """Register every site's node-authentication public key with the SuperLink."""
+    for site in fed.sites:
+        key = fed.coordinator_kit / "node-auth" / f"{site.name}.pub"
+        child = procs.start(f"register-{site.name}", [
+            _bin("flwr"), "supernode", "register", str(key), CONNECTION], oneshot=True)
+        if child.popen.wait(timeout=120) != 0:
+            raise TesseraError(ErrorCode.PROCESS_FAILED,
+                               f"registering the node key of {site.name} failed; "
+                               f"see {child.log_path.name}")
 
 
 def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[str, Any]:
     """Build the federation, run the study on real processes, write and return the report."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    link_port = free_port()
     fed = local_federation.build(options.workdir, plan, sites=options.sites,
-                                 ceilings=options.ceilings)
+                                 ceilings=options.ceilings, passphrase=options.passphrase,
+                                 tls=not options.insecure, port=link_port)
     timings["provision_seconds"] = time.perf_counter() - t0
     baseline = centralised_baseline(fed.data, fed.partitions,
                                     test_fraction=plan.dataset.test_fraction, seed=plan.seed)
@@ -66,8 +111,7 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
     coord = fed.coordinator_dir
     home = coord / "flwr-home"
     env = flower_env(home)
-    link_port = free_port()
-    _write_flwr_config(home, link_port)
+    _write_flwr_config(home, link_port, None if options.insecure else fed.coordinator_kit)
     run_config = {"workdir": str(options.workdir.resolve()), "plan": str(fed.plan_path.resolve()),
                   "expected-sites": len(fed.sites), "custodian": fed.custodian,
                   "round-timeout": float(options.timeout)}
@@ -75,29 +119,25 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
     result: dict[str, Any] | None = None
     with ProcessGroup(options.workdir / "logs", env) as procs:
         t1 = time.perf_counter()
-        procs.start("superlink", [
-            _bin("flower-superlink"), "--insecure", "--host", "127.0.0.1",
-            "--port", str(link_port), "--database", str(coord / "superlink.db"),
-            "--disable-runtime-dependency-installation",
-        ], cwd=coord)
+        procs.start("superlink", _superlink_args(fed, link_port), cwd=coord)
         procs.wait_until(lambda: port_open(link_port), what="the SuperLink",
                          timeout=90, watch=["superlink"])
+        if fed.tls:
+            _register_nodes(procs, fed)
         for site in fed.sites:
             procs.start(f"agent-{site.name}", [
                 sys.executable, "-m", "tessera.cli", "site", "agent", "--site-dir",
                 str(site.root),
-            ], env=flower_env(site.root / "flwr-home"))
+            ], env={**flower_env(site.root / "flwr-home"),
+                    PASSPHRASE_ENV_VAR: options.passphrase})
         for site in fed.sites:
             procs.wait_until(site.socket_path.exists, what=f"the agent of {site.name}",
                              timeout=120, watch=[f"agent-{site.name}"])
-            procs.start(f"supernode-{site.name}", [
-                _bin("flower-supernode"), "--insecure", "--superlink",
-                f"127.0.0.1:{link_port}", "--port", str(free_port()),
-                "--node-config", f"agent-address='unix:{site.socket_path.resolve()}'",
-            ], env=flower_env(site.root / "flwr-home"))
+            procs.start(f"supernode-{site.name}", _supernode_args(fed, site, link_port),
+                        env=flower_env(site.root / "flwr-home"))
         timings["startup_seconds"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        runner = procs.start("flwr-run", [
+        runner = procs.start("flwr-run", oneshot=True, argv=[
             _bin("flwr"), "run", str(app_dir), CONNECTION, "--run-config", str(run_toml),
             "--stream",
         ], cwd=coord)
@@ -113,15 +153,15 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
                 if result is None:
                     raise TesseraError(ErrorCode.PROCESS_FAILED,
                                        "the study run ended without a result; see logs/")
-            procs.check_alive(*[c.name for c in procs.children if c.name != "flwr-run"])
+            procs.check_alive()
             if time.monotonic() > deadline:
                 raise TesseraError(ErrorCode.PROCESS_FAILED, "the study run timed out")
             time.sleep(0.5)
         timings["study_seconds"] = time.perf_counter() - t2
     timings["total_seconds"] = time.perf_counter() - t0
     report = build_report(fed, result, baseline=baseline, timings=timings,
-                          superlink=f"127.0.0.1:{link_port}", tls=not options.insecure,
-                          node_auth=False)
+                          superlink=f"127.0.0.1:{link_port}", tls=fed.tls,
+                          node_auth=fed.tls)
     options.report.parent.mkdir(parents=True, exist_ok=True)
     options.report.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report

@@ -10,19 +10,29 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import tomli_w
 
 from client_app.keys import he_keygen, store_secret_context
+from client_app.kit import import_site_kit
 from client_app.site_dir import SiteDir, init_site_dir
 from client_app.store import SiteStore
-from common.datasets import TableData, load_bundled, partition_indices, select, write_csv
+from client_app.vault import SiteVault, create_vault
+from common.datasets import (
+    TableData,
+    content_hash,
+    csv_bytes,
+    load_bundled,
+    partition_indices,
+    select,
+)
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, plan_hash, plan_to_toml
 from server.he_context import write_evaluation_context
+from server.provisioning import init_federation
 
 MARKER = ".tessera-demo"
 
@@ -39,6 +49,13 @@ class LocalFederation:
     custodian: str
     data: TableData
     partitions: tuple[tuple[int, ...], ...]
+    passphrase: str = field(repr=False, default="")
+    tls: bool = False
+
+    @property
+    def coordinator_kit(self) -> Path:
+        """The coordinator's kit (CA, SuperLink certificate, node public keys)."""
+        return self.coordinator_dir / "kit"
 
     @property
     def coordinator_dir(self) -> Path:
@@ -64,7 +81,26 @@ def site_names(count: int) -> list[str]:
     return [f"site-{i}" for i in range(1, count + 1)]
 
 
+def provision(workdir: Path, names: list[str], *, port: int) -> None:
+    """Provision the federation (CA, certificates, keys, signed manifest) and hand out kits.
+
+    As a real coordinator would, the launcher keeps only the coordinator kit; each site
+    kit is imported (verified) into its site folder and the provisioning folder is removed,
+    so no party's folder holds another party's private key.
+    """
+    staging = workdir / ".provisioning"
+    fed = init_federation(staging, name="tessera-demo", sites=names, port=port, archives=False)
+    shutil.copy2(fed.manifest_path, workdir / "federation.toml")
+    shutil.copytree(fed.coordinator_kit, workdir / "coordinator" / "kit")
+    shutil.copytree(fed.auditor_kit, workdir / "auditor" / "kit")
+    for name in names:
+        import_site_kit(fed.site_kit(name), workdir / "sites" / name,
+                        expected_coordinator_key=fed.manifest.coordinator_signing_key)
+    shutil.rmtree(staging)
+
+
 def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, float],
+          passphrase: str, tls: bool = False, port: int = 9092,
           default_ceiling: float = 10.0) -> LocalFederation:
     """Provision a coordinator, ``sites`` hospitals and an auditor folder in ``workdir``."""
     if sites < 1:
@@ -74,6 +110,8 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
     coordinator = workdir / "coordinator"
     for folder in (coordinator, coordinator / "studies", workdir / "auditor"):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if tls:
+        provision(workdir, site_names(sites), port=port)
     plan_path = coordinator / "studies" / f"{digest[:16]}.toml"
     plan_path.write_text(plan_to_toml(plan), encoding="utf-8")
 
@@ -82,26 +120,36 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
         data.y, sites, seed=plan.seed, scheme=plan.dataset.partition, alpha=plan.dataset.alpha,
     )
     site_dirs: list[SiteDir] = []
+    vaults: list[SiteVault] = []
     raw = load_bundled(plan.dataset.name)
     for name, rows in zip(site_names(sites), parts, strict=True):
-        site = init_site_dir(workdir / "sites" / name, name=name,
-                             ceiling=ceilings.get(name, default_ceiling))
-        write_csv(site.data_dir / f"{plan.dataset.name}.csv", raw, rows)
+        site = init_site_dir(workdir / "sites" / name, name=name)
+        vault = create_vault(site, passphrase)
+        content = csv_bytes(raw, rows)
+        vault.write_dataset(plan.dataset.name, content)
         with SiteStore.open(site) as store:
+            store.set_ceiling(ceilings.get(name, default_ceiling), actor="demo-operator",
+                              confirm_raise=True)
+            store.record_event("dataset_registered", details={
+                "dataset": plan.dataset.name, "version": content_hash(content),
+                "rows": len(rows)})
             store.approve(digest, actor="demo-operator", note="approved by tessera demo")
         site_dirs.append(site)
+        vaults.append(vault)
 
     custodian = site_dirs[0]
     if plan.he.enabled:
-        keys, coord_ctx = he_keygen(custodian, plan)
-        for site in site_dirs[1:]:
-            store_secret_context(site, digest, keys.secret_context)
+        keys, coord_ctx = he_keygen(vaults[0], plan)
+        for vault in vaults[1:]:
+            store_secret_context(vault, digest, keys.secret_context)
         write_evaluation_context(coordinator / "he", plan_hash=digest,
                                  fingerprint=coord_ctx.fingerprint,
                                  context=coord_ctx.evaluation_context)
-    _write_manifest(workdir, plan, digest, site_dirs, custodian.name)
+    if not tls:
+        _write_manifest(workdir, plan, digest, site_dirs, custodian.name)
     return LocalFederation(workdir, plan, digest, plan_path, tuple(site_dirs), custodian.name,
-                           data, tuple(tuple(int(i) for i in p) for p in parts))
+                           data, tuple(tuple(int(i) for i in p) for p in parts), passphrase,
+                           tls)
 
 
 def _write_manifest(workdir: Path, plan: StudyPlan, digest: str, sites: list[SiteDir],

@@ -43,6 +43,7 @@ class Child:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    oneshot: bool = False
 
     def tail(self, lines: int = 15) -> str:
         """Last lines of the child's log (for error messages about the child itself)."""
@@ -71,7 +72,7 @@ class ProcessGroup:
         signal.signal(signal.SIGTERM, self._old_term)
 
     def start(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-              cwd: Path | None = None) -> Child:
+              cwd: Path | None = None, oneshot: bool = False) -> Child:
         """Start one child in its own process group, output to ``<log_dir>/<name>.log``."""
         log_path = self.log_dir / f"{name}.log"
         merged = {**self.env, **(env or {})}
@@ -80,14 +81,14 @@ class ProcessGroup:
                 list(argv), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=merged, cwd=cwd, start_new_session=True,
             )
-        child = Child(name, popen, log_path)
+        child = Child(name, popen, log_path, oneshot)
         self.children.append(child)
         return child
 
     def check_alive(self, *names: str) -> None:
         """Raise if a named child (or any child, when none named) has exited."""
         for child in self.children:
-            if names and child.name not in names:
+            if (names and child.name not in names) or (not names and child.oneshot):
                 continue
             if child.popen.poll() is not None:
                 raise TesseraError(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from client_app.envelopes import seal_vector
 from common.errors import ErrorCode, TesseraError
 from common.layout import TensorSlot
 from privacy.ckks import CkksParams, can_decrypt, decrypt_vector, generate_keys
 from protos.tessera.v1 import agent_pb2
 from server.envelopes import Expectation, ReplayGuard, check_envelope, sum_envelopes
-
-from client_app.envelopes import seal_vector  # noqa: I001  (site side builds the envelopes)
 
 PLAN = "a" * 64
 LENGTH = 31
@@ -41,7 +40,8 @@ def _env(keys, site: str, values: np.ndarray, *, round_: int = 1, count: int = 1
 def test_encrypted_sum_matches_plaintext_sum(keys) -> None:
     rng = np.random.default_rng(0)
     vectors = [rng.uniform(-10, 10, LENGTH) * n for n in (50, 120, 300)]
-    envs = [_env(keys, f"s{i}", v, count=n) for i, (v, n) in enumerate(zip(vectors, (50, 120, 300)))]
+    counts = (50, 120, 300)
+    envs = [_env(keys, f"s{i}", v, count=n) for i, (v, n) in enumerate(zip(vectors, counts))]
     guard = ReplayGuard()
     for env in envs:
         check_envelope(env, sender=env.site, expect=_expect(keys), guard=guard)

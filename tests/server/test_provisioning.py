@@ -191,9 +191,10 @@ def test_superlink_certificate_chains_to_ca_and_names_dialled_addresses(fed: Fed
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert isinstance(ca.signature_hash_algorithm, hashes.SHA384)
     assert 729 <= (ca.not_valid_after_utc - ca.not_valid_before_utc).days <= 731
-    names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost"),
-             x509.IPAddress(ipaddress.ip_address("10.0.0.5")), x509.DNSName("link.example.org"),
-             x509.DNSName("east-gw.example.org")]
+    names: list[x509.DNSName | x509.IPAddress] = [
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("10.0.0.5")), x509.DNSName("link.example.org"),
+        x509.DNSName("east-gw.example.org")]
     for name in names:
         verifier = PolicyBuilder().store(Store([ca])).build_server_verifier(name)
         chain = verifier.verify(leaf, [])

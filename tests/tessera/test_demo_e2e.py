@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from client_app.keys import load_secret_context
+from client_app.site_dir import open_site_dir
+from client_app.vault import unlock_vault
 from privacy.ckks import can_decrypt
+from tessera.demo import DEMO_PASSPHRASE
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +38,11 @@ def _processes_mentioning(text: str) -> list[str]:
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
     work = tmp_path_factory.mktemp("e2e") / "work"
+    env = {k: v for k, v in os.environ.items() if k != "TESSERA_SITE_PASSPHRASE"}
     proc = subprocess.run(
         [TESSERA, "demo", "--sites", "3", "--rounds", "2", "--workdir", str(work),
          "--ceiling", "site-3=0.5", "--timeout", "900"],
-        capture_output=True, text=True, timeout=1200, check=False,
+        capture_output=True, text=True, timeout=1200, check=False, env=env,
     )
     report_path = work / "report.json"
     assert report_path.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -78,12 +83,14 @@ def test_insecure_run_says_so_on_screen_and_in_the_report(demo_run) -> None:
 
 
 def test_coordinator_folder_holds_no_ckks_secret_key(demo_run) -> None:
-    work, _, _ = demo_run
+    work, report, _ = demo_run
     import tenseal as ts
 
-    secret = next((work / "sites" / "site-1" / "keys").glob("ckks-*"))
-    secret_bytes = secret.read_bytes()
-    windows = {secret_bytes[i:i + 48] for i in range(0, len(secret_bytes) - 48, 997)}
+    vault = unlock_vault(open_site_dir(work / "sites" / "site-1"), DEMO_PASSPHRASE)
+    secret_bytes = load_secret_context(vault, report["study"]["plan_hash"])
+    assert can_decrypt(secret_bytes)
+    # Skip the parameter header the secret context shares with the public evaluation context.
+    windows = {secret_bytes[i:i + 48] for i in range(1024, len(secret_bytes) - 48, 997)}
     contexts = 0
     for path in (work / "coordinator").rglob("*"):
         if not path.is_file():
@@ -101,6 +108,18 @@ def test_coordinator_folder_holds_no_ckks_secret_key(demo_run) -> None:
         contexts += 1
         assert not can_decrypt(data), path.name
     assert contexts >= 1
+
+
+def test_no_dataset_bytes_are_stored_in_plaintext(demo_run) -> None:
+    work, _, _ = demo_run
+    vault = unlock_vault(open_site_dir(work / "sites" / "site-2"), DEMO_PASSPHRASE)
+    content = vault.read_dataset("breast_cancer")
+    windows = {content[i:i + 16] for i in range(0, len(content) - 16, 7)}
+    for path in (work / "sites" / "site-2").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            leaked = [w for w in windows if w in data]
+            assert not leaked, path.relative_to(work)
 
 
 def test_no_process_is_left_behind(demo_run) -> None:

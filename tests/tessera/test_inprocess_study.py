@@ -9,21 +9,26 @@ import pytest
 
 from client_app.agent import SiteAgent
 from client_app.store import SiteStore
+from client_app.vault import unlock_vault
 from common.plan import bundled_plan_path, load_plan, override
 from protos.tessera.v1 import agent_pb2
 from server.coordinator import run_study
 from tessera import local_federation
 from tessera.inprocess import InProcessGrid
 
+PASSPHRASE = "correct horse battery staple"
+
 
 def _run(tmp_path: Path, *, he: bool = True, ceilings=None, reply_hook=None, rounds=2,
          sites=3, prepare=None):
     plan = override(load_plan(bundled_plan_path("breast_cancer")), rounds=rounds,
                     he_enabled=he)
-    fed = local_federation.build(tmp_path / "work", plan, sites=sites, ceilings=ceilings or {})
+    fed = local_federation.build(tmp_path / "work", plan, sites=sites, ceilings=ceilings or {},
+                                 passphrase=PASSPHRASE)
     if prepare is not None:
         prepare(fed)
-    grid = InProcessGrid([SiteAgent(s) for s in fed.sites], reply_hook=reply_hook)
+    agents = [SiteAgent(unlock_vault(s, PASSPHRASE)) for s in fed.sites]
+    grid = InProcessGrid(agents, reply_hook=reply_hook)
     result = run_study(grid, workdir=fed.workdir, plan_path=fed.plan_path, run_id="1",
                        expected_sites=sites, custodian=fed.custodian)
     return fed, grid, result
