@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from client_app.envelopes import layout_to_proto, mean_of, seal_vector
+from client_app.identity import sign_envelope, signing_key
 from client_app.keys import ckks_params, load_secret_context
 from client_app.site_data import SiteSplit, feature_sums, load_split, standardise, standardiser
 from client_app.store import SiteStore
@@ -57,6 +58,7 @@ class SiteAgent:
     def __init__(self, vault: SiteVault) -> None:
         self.vault = vault
         self.site = vault.site
+        self._signing_key = signing_key(vault)
         self._lock = threading.Lock()
         self._trained: set[tuple[str, str, int]] = set()
 
@@ -133,6 +135,8 @@ class SiteAgent:
             kind="stats", plan_hash=request.plan_hash, round_=0, site=self.site.name,
             example_count=len(split.train.y), values=sums, layout=[slot], secret_context=secret,
         )
+        if self._signing_key is not None:
+            sign_envelope(env, self._signing_key)
         return agent_pb2.TaskReply(ok=True, envelope=env)
 
     def _standardised(self, request, plan: StudyPlan, secret: bytes | None, split: SiteSplit):
@@ -213,6 +217,8 @@ class SiteAgent:
             kind="weights", plan_hash=digest, round_=round_, site=self.site.name,
             example_count=n_train, values=weighted, layout=layout, secret_context=secret,
         )
+        if self._signing_key is not None:
+            sign_envelope(env, self._signing_key)
         store.record_event("update_sent", plan_hash=digest,
                            details={"round": round_, "digest": env.digest})
         metrics["seconds"] = time.perf_counter() - started

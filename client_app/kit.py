@@ -137,7 +137,9 @@ def load_site_identity(site_dir: Path) -> SiteKit:
                            f"not site {site.name!r}")
     manifest = load_manifest(root / MANIFEST_FILE)
     manifest.site(site.name)
-    for name in (*PRIVATE_FILES, *PUBLIC_FILES):
+    # The signing and sealing keys move into the encrypted vault on first unlock
+    # (client_app.identity); only the node-authentication key must stay a file.
+    for name in (*PUBLIC_FILES, NODE_AUTH_KEY_FILE):
         if not (root / name).is_file():
             raise TesseraError(ErrorCode.KEY_MISSING, f"site kit in {root} lacks {name}")
     return SiteKit(site=site.name, root=root, manifest=manifest)

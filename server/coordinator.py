@@ -21,6 +21,7 @@ from common.errors import ErrorCode, TesseraError
 from common.models import build_model, model_to_vector
 from common.plan import parse_plan, plan_hash
 from privacy.digest import payload_digest
+from privacy.manifest import MANIFEST_FILE, load_manifest
 from protos.tessera.v1 import agent_pb2
 from server.envelopes import ENVELOPE_VERSION, check_envelope, sum_envelopes
 from server.he_context import read_evaluation_context
@@ -32,6 +33,15 @@ from server.tasks import Reply, build_messages, read_replies
 
 log = logging.getLogger(__name__)
 MODEL_FORMAT = "tessera-model/1"
+
+
+def site_signing_keys(coordinator: Path) -> dict[str, str] | None:
+    """Sites' signing keys from the coordinator kit's verified manifest (None: unprovisioned)."""
+    manifest_path = coordinator / "kit" / MANIFEST_FILE
+    if not manifest_path.exists():
+        return None
+    manifest = load_manifest(manifest_path)
+    return {entry.name: entry.signing_public_key for entry in manifest.sites}
 
 
 def wait_for_nodes(grid: Grid, expected: int, *, timeout: float) -> list[int]:
@@ -101,7 +111,8 @@ def _federation_stats(grid: Grid, run: StudyRun, timeout: float) -> dict[str, An
             continue
         rlog.bytes_up[site] = item.size
         try:
-            check_envelope(item.reply.envelope, sender=site, expect=expect, guard=run.guard)
+            check_envelope(item.reply.envelope, sender=site, expect=expect, guard=run.guard,
+                           signing_keys=run.signing_keys)
         except TesseraError as err:
             rlog.rejected.append({"site": site, "code": err.code.value, "reason": err.message})
             continue
@@ -158,7 +169,8 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
         if plan.he.enabled else None
     initial = initial_envelope(digest, plan)
     run = StudyRun(plan=plan, plan_toml=plan_toml, plan_hash=digest, run_id=run_id,
-                   recorder=recorder, evaluation=evaluation, model_length=len(initial.values))
+                   recorder=recorder, evaluation=evaluation, model_length=len(initial.values),
+                   signing_keys=site_signing_keys(coordinator))
     result: dict[str, Any] = {"run_id": run_id, "plan_hash": digest, "status": "failed"}
     try:
         nodes = wait_for_nodes(grid, expected_sites, timeout=min(timeout, 300.0))
@@ -180,7 +192,8 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
                 epsilon_per_site=run.site_epsilon,
                 lineage={"run_id": run_id, "sites": sorted(run.site_examples)},
             )
-        result.update(status="completed", final=final_metrics, model=version.to_json())
+        result.update(status="completed", final=final_metrics, model=version.to_json(),
+                      signed_envelopes=run.signing_keys is not None)
     except TesseraError as err:
         result.update(error={"code": err.code.value, "message": err.message})
         recorder.event("run_failed", code=err.code.value, message=err.message)

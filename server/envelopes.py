@@ -15,7 +15,8 @@ import numpy as np
 
 from common.errors import ErrorCode, TesseraError
 from privacy.ckks import add_encrypted
-from privacy.digest import payload_digest
+from privacy.digest import ENVELOPE_DOMAIN, envelope_claims, payload_digest
+from privacy.signing import verify
 from protos.tessera.v1 import agent_pb2
 
 ENVELOPE_VERSION = 1
@@ -51,6 +52,22 @@ class Expectation:
         return self.chunks * per_ct
 
 
+def check_signature(env: agent_pb2.UpdateEnvelope, *, sender: str,
+                    signing_keys: dict[str, str] | None) -> None:
+    """Verify a site's Ed25519 signature when the federation is provisioned."""
+    if signing_keys is None:
+        return
+    public = signing_keys.get(sender)
+    if public is None:
+        raise TesseraError(ErrorCode.BAD_SIGNATURE, "sender is not a site of this federation")
+    if not env.signature:
+        raise TesseraError(ErrorCode.BAD_SIGNATURE, "envelope is not signed")
+    claims = envelope_claims(study=env.study, round_=env.round, site=env.site, kind=env.kind,
+                             example_count=env.example_count, digest=env.digest,
+                             fingerprint=env.context_fingerprint)
+    verify(public, env.signature.hex(), ENVELOPE_DOMAIN, claims)
+
+
 @dataclass
 class ReplayGuard:
     """Remembers envelopes seen in this run, to refuse replays and duplicates."""
@@ -65,7 +82,8 @@ def payload_size(env: agent_pb2.UpdateEnvelope) -> int:
 
 
 def check_envelope(
-    env: agent_pb2.UpdateEnvelope, *, sender: str, expect: Expectation, guard: ReplayGuard
+    env: agent_pb2.UpdateEnvelope, *, sender: str, expect: Expectation, guard: ReplayGuard,
+    signing_keys: dict[str, str] | None = None,
 ) -> None:
     """Raise a TesseraError naming the fault if an envelope may not join the round's sum."""
     if env.version != ENVELOPE_VERSION:
@@ -93,6 +111,7 @@ def check_envelope(
     if key in guard.senders:
         raise TesseraError(ErrorCode.DUPLICATE, "a second envelope from this site in this round")
     _check_payload(env, expect)
+    check_signature(env, sender=sender, signing_keys=signing_keys)
     guard.digests.add(env.digest)
     guard.senders[key] = env.digest
 

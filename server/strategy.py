@@ -88,7 +88,7 @@ class EncryptedFedAvg(Strategy):
                 continue
             try:
                 check_envelope(item.reply.envelope, sender=site, expect=expect,
-                               guard=self.run.guard)
+                               guard=self.run.guard, signing_keys=self.run.signing_keys)
             except TesseraError as err:
                 rlog.rejected.append({"site": site, "code": err.code.value, "reason": err.message})
                 continue

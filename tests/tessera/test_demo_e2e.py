@@ -76,10 +76,13 @@ def test_low_ceiling_site_is_refused_and_the_others_finish(demo_run) -> None:
     assert spent["site-3"] == 0.0
 
 
-def test_insecure_run_says_so_on_screen_and_in_the_report(demo_run) -> None:
-    _, report, output = demo_run
-    if not report["engine"]["tls"]:
-        assert "insecure" in output.lower()
+def test_demo_runs_over_tls_with_node_authentication(demo_run) -> None:
+    work, report, output = demo_run
+    assert report["engine"]["tls"] is True
+    assert report["engine"]["node_auth"] is True
+    assert "insecure" not in output.lower()
+    assert (work / "federation.toml").exists()
+    assert not (work / ".provisioning").exists()
 
 
 def test_coordinator_folder_holds_no_ckks_secret_key(demo_run) -> None:

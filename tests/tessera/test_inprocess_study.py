@@ -20,11 +20,11 @@ PASSPHRASE = "correct horse battery staple"
 
 
 def _run(tmp_path: Path, *, he: bool = True, ceilings=None, reply_hook=None, rounds=2,
-         sites=3, prepare=None):
+         sites=3, prepare=None, tls=False):
     plan = override(load_plan(bundled_plan_path("breast_cancer")), rounds=rounds,
                     he_enabled=he)
     fed = local_federation.build(tmp_path / "work", plan, sites=sites, ceilings=ceilings or {},
-                                 passphrase=PASSPHRASE)
+                                 passphrase=PASSPHRASE, tls=tls)
     if prepare is not None:
         prepare(fed)
     agents = [SiteAgent(unlock_vault(s, PASSPHRASE)) for s in fed.sites]
@@ -113,3 +113,32 @@ def test_study_stops_cleanly_when_too_few_sites_remain(tmp_path: Path) -> None:
     assert result["status"] == "failed"
     assert "needs 2" in result["error"]["message"]
     assert result.get("model") is None
+
+
+def test_provisioned_federation_signs_envelopes_and_rejects_forgeries(tmp_path: Path) -> None:
+    def forge(site: str, request: agent_pb2.TaskRequest, data: bytes) -> bytes:
+        reply = agent_pb2.TaskReply.FromString(data)
+        if request.kind == "train" and site == "site-2" and request.round == 1:
+            sig = bytearray(reply.envelope.signature)
+            sig[0] ^= 0xFF
+            reply.envelope.signature = bytes(sig)
+        if request.kind == "train" and site == "site-3" and request.round == 1:
+            reply.envelope.example_count += 1000  # a claim the signature does not cover
+        return reply.SerializeToString()
+
+    fed, _, result = _run(tmp_path, rounds=1, tls=True, reply_hook=forge, sites=4)
+    assert result["status"] == "completed", result.get("error")
+    assert result["signed_envelopes"] is True
+    rejected = {r["site"]: r["code"] for r in result["rounds"][0]["rejected_envelopes"]}
+    assert rejected == {"site-2": "bad_signature", "site-3": "bad_signature"}
+    assert result["rounds"][0]["participating_sites"] == ["site-1", "site-4"]
+
+
+def test_kit_signing_key_moves_into_the_vault(tmp_path: Path) -> None:
+    fed, _, result = _run(tmp_path, rounds=1, tls=True)
+    assert result["status"] == "completed", result.get("error")
+    for site in fed.sites:
+        kit = site.root / "kit"
+        assert (kit / "node-auth.key").exists()
+        assert not (kit / "signing.key").exists()
+        assert not (kit / "sealing.key").exists()
