@@ -13,6 +13,8 @@ from pathlib import Path
 
 from common.errors import ErrorCode, TesseraError
 from privacy.ckks import can_decrypt
+from privacy.he_package import verify_package
+from privacy.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -58,3 +60,10 @@ def read_evaluation_context(directory: Path, *, plan_hash: str) -> EvaluationCon
         raise TesseraError(ErrorCode.KEY_MISSING, "evaluation context belongs to another study")
     context = (directory / str(meta["context_file"])).read_bytes()
     return EvaluationContext(plan_hash, str(meta["fingerprint"]), context)
+
+
+def import_evaluation_package(directory: Path, data: bytes, manifest: Manifest) -> Path:
+    """Verify a custodian's signed package and store its context for the ServerApp."""
+    package = verify_package(data, manifest)
+    return write_evaluation_context(directory, plan_hash=package.plan_hash,
+                                    fingerprint=package.fingerprint, context=package.context)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import tomli_w
 
+from client_app.he_custody import import_sealed, keygen_and_seal
 from client_app.keys import he_keygen, store_secret_context
 from client_app.kit import import_site_kit
 from client_app.site_dir import SiteDir, init_site_dir
@@ -31,7 +32,8 @@ from common.datasets import (
 )
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, plan_hash, plan_to_toml
-from server.he_context import write_evaluation_context
+from privacy.manifest import load_manifest
+from server.he_context import import_evaluation_package, write_evaluation_context
 from server.provisioning import init_federation
 
 MARKER = ".tessera-demo"
@@ -138,7 +140,9 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
         vaults.append(vault)
 
     custodian = site_dirs[0]
-    if plan.he.enabled:
+    if plan.he.enabled and tls:
+        _key_ceremony(workdir, plan, vaults)
+    elif plan.he.enabled:
         keys, coord_ctx = he_keygen(vaults[0], plan)
         for vault in vaults[1:]:
             store_secret_context(vault, digest, keys.secret_context)
@@ -150,6 +154,17 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
     return LocalFederation(workdir, plan, digest, plan_path, tuple(site_dirs), custodian.name,
                            data, tuple(tuple(int(i) for i in p) for p in parts), passphrase,
                            tls)
+
+
+def _key_ceremony(workdir: Path, plan: StudyPlan, vaults: list[SiteVault]) -> None:
+    """The custodian seals the study key to each site; the coordinator gets the package."""
+    manifest = load_manifest(workdir / "federation.toml")
+    outbox = vaults[0].site.root / "outbox" / plan_hash(plan)[:16]
+    result = keygen_and_seal(vaults[0], plan, manifest, outbox)
+    for vault in vaults[1:]:
+        import_sealed(vault, result.sealed[vault.site.name].read_bytes(), manifest)
+    import_evaluation_package(workdir / "coordinator" / "he", result.package.read_bytes(),
+                              manifest)
 
 
 def _write_manifest(workdir: Path, plan: StudyPlan, digest: str, sites: list[SiteDir],
