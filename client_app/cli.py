@@ -20,10 +20,13 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
+from client_app import cli_vault
 from client_app.kit import import_site_kit
 from client_app.site_dir import init_site_dir, open_site_dir
 from client_app.store import SiteStore
+from client_app.vault import open_or_create_vault
 from common.errors import ErrorCode, TesseraError
+from privacy.at_rest import passphrase_from_environment
 
 app = typer.Typer(
     name="site",
@@ -93,9 +96,10 @@ def init(
         float, typer.Option("--ceiling", help="Privacy ceiling: epsilon per dataset.")
     ] = 10.0,
 ) -> None:
-    """Create a site folder with its store (idempotent for the same name)."""
+    """Create a site folder with its store and keystore (idempotent for the same name)."""
     with _boundary():
         site = init_site_dir(site_dir, name=name, ceiling=ceiling)
+        open_or_create_vault(site, passphrase_from_environment())
         with SiteStore.open(site) as store:
             current = store.ceiling()
     typer.echo(f"site {site.name} ready in {site.root} (privacy ceiling {current:g})")
@@ -258,3 +262,6 @@ def import_kit(
     typer.echo(f"  superlink       {identity.entry.superlink_address}:{manifest.superlink_port}")
     typer.echo(f"  coordinator key {manifest.coordinator_signing_key}")
     typer.echo(f"  sites           {', '.join(manifest.site_names)}")
+
+
+cli_vault.register(app, _boundary)

@@ -19,6 +19,7 @@ from common.errors import TesseraError
 from common.plan import bundled_plan_path, load_plan, override, plan_hash
 from privacy.at_rest import PASSPHRASE_ENV_VAR
 from server.cli import app as federation_app
+from tessera.access import KIT_ENV_VAR, enforce_on
 
 app = typer.Typer(help="Tessera: federated, privacy-preserving learning for hospitals.",
                   no_args_is_help=True, add_completion=False)
@@ -29,6 +30,18 @@ app.add_typer(federation_app, name="federation",
               help="Coordinator commands: provision a federation.")
 console = Console()
 err_console = Console(stderr=True)
+
+
+@app.callback()
+def _access(
+    ctx: typer.Context,
+    kit: Annotated[Path | None, typer.Option(
+        "--kit", envvar=KIT_ENV_VAR, show_envvar=True,
+        help="Your kit folder (coordinator, site or auditor): who runs the command. "
+        "Default: the kit installed in --site-dir.")] = None,
+) -> None:
+    """Every command checks the access policy (tessera/roles.toml) before it runs."""
+    enforce_on(ctx, kit=kit)
 
 
 def _fail(err: TesseraError) -> typer.Exit:

@@ -1,0 +1,234 @@
+"""Who runs a command, whether the access policy lets them, and the record of each denial.
+
+Identity comes from the kit a command runs with, in this order:
+
+1. ``tessera --kit DIR ...`` (a global option, before the command) or the ``TESSERA_KIT``
+   environment variable: the role and party in ``DIR/kit.toml``.
+2. For commands that take ``--site-dir DIR``: the kit installed in the site folder
+   (``DIR/kit/kit.toml``). A site folder *without* an installed kit counts as its own site
+   operator: that is the development set-up (``tessera site init`` before or without a
+   federation) and the way a site bootstraps before ``tessera site import-kit``. Whoever
+   can write the folder controls it anyway; a provisioned site is identified by its kit.
+3. Commands the policy lists under ``[without_kit]`` (``federation init``, which creates the
+   coordinator's kit): the role named there.
+4. Otherwise no identity: only commands granted to every role run; anything else is denied
+   with a message saying how to provide a kit.
+
+Kit roles map to policy roles: ``coordinator`` → coordinator, ``site`` → site_operator,
+``auditor`` → auditor. The policy is ``tessera/roles.toml`` unless ``TESSERA_POLICY`` names
+another file.
+
+Each denial is recorded as a ``role_denied`` event (details: command, role, party; never
+arguments or secrets): in the site store when a site folder is involved, otherwise as one
+JSON line appended to ``<kit>/denials.jsonl``. The audit-trail work will move these records
+into the signed, hash-chained log. A caller without any kit or site folder leaves nothing to
+record in; the denial is only printed.
+
+The CLI hook (:func:`enforce_on`) wraps every leaf command of the click tree, so the check
+runs after click has parsed the arguments (``--help`` and usage errors are click's, for
+everyone) and before the command body.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from client_app.kit import KIT_DIR
+from client_app.site_dir import open_site_dir
+from client_app.store import SiteStore
+from common.errors import ErrorCode, TesseraError
+from common.roles import Policy, Role, normalise_command, parse_policy
+from privacy.manifest import KIT_FILE, read_kit_info
+
+KIT_ENV_VAR = "TESSERA_KIT"
+POLICY_ENV_VAR = "TESSERA_POLICY"
+DENIAL_EVENT = "role_denied"
+DENIALS_FILE = "denials.jsonl"
+SITE_DIR_OPTION = "--site-dir"
+KIT_ROLES: dict[str, Role] = {
+    "coordinator": Role.COORDINATOR,
+    "site": Role.SITE_OPERATOR,
+    "auditor": Role.AUDITOR,
+}
+_KIT_META = "tessera.access.kit"
+_GUARDED = "__tessera_access_guarded__"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The caller of a command: role, party, and where that came from."""
+
+    role: Role
+    party: str
+    source: str
+    kit: Path | None = None
+
+    def describe(self) -> str:
+        """``auditor 'auditor' (kit /x/auditor-kit)``: for messages; nothing secret."""
+        return f"{self.role.value} '{self.party}' ({self.source})"
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """The access policy: ``path``, else ``$TESSERA_POLICY``, else the bundled roles.toml."""
+    chosen = path or (Path(os.environ[POLICY_ENV_VAR]) if os.environ.get(POLICY_ENV_VAR)
+                      else None)
+    try:
+        if chosen is None:
+            text = resources.files("tessera").joinpath("roles.toml").read_text(encoding="utf-8")
+        else:
+            text = chosen.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TesseraError(ErrorCode.CONFIG_INVALID,
+                           f"access policy {chosen or 'roles.toml'} cannot be read "
+                           f"({type(exc).__name__})") from None
+    try:
+        return parse_policy(text)
+    except TesseraError as err:
+        where = f" ({chosen})" if chosen else ""
+        raise TesseraError(err.code, f"{err.message}{where}") from None
+
+
+def kit_identity(kit: Path, *, source: str) -> Identity:
+    """The identity in kit folder ``kit`` (NOT_FOUND / CONFIG_INVALID naming the kit)."""
+    info = read_kit_info(kit)
+    return Identity(role=KIT_ROLES[info.role], party=info.party, source=source, kit=kit)
+
+
+def resolve_identity(command: str, *, kit: Path | None, site_dir: Path | None,
+                     policy: Policy) -> Identity | None:
+    """Who runs ``command`` (see the module docstring for the order); None if nobody."""
+    if kit is not None:
+        kit = Path(kit).expanduser().absolute()
+        try:
+            return kit_identity(kit, source=f"kit {kit}")
+        except TesseraError as err:
+            raise TesseraError(err.code, f"--kit / {KIT_ENV_VAR}: {err.message}") from None
+    if site_dir is not None:
+        site_dir = Path(site_dir).expanduser().absolute()
+        installed = site_dir / KIT_DIR
+        if (installed / KIT_FILE).is_file():
+            return kit_identity(installed, source=f"the kit installed in {site_dir}")
+        return Identity(role=Role.SITE_OPERATOR, party=_site_name(site_dir),
+                        source=f"site folder {site_dir} without a kit")
+    role = policy.role_without_kit(command)
+    if role is not None:
+        return Identity(role=role, party=role.value,
+                        source=f"no kit: '{normalise_command(command)}' creates one")
+    return None
+
+
+def authorize(command: str, *, kit: Path | None = None, site_dir: Path | None = None,
+              policy: Policy | None = None) -> Identity | None:
+    """Check that the caller may run ``command``; record and raise PERMISSION_DENIED if not.
+
+    Returns the caller's identity (None for a command granted to everyone, run without one).
+    """
+    policy = policy or load_policy()
+    command = normalise_command(command)
+    identity = resolve_identity(command, kit=kit, site_dir=site_dir, policy=policy)
+    if identity is None:
+        policy.require_known(command)
+        if policy.granted_to_everyone(command):
+            return None
+        raise TesseraError(
+            ErrorCode.PERMISSION_DENIED,
+            f"'{command}' needs to know who you are: run it with your kit, "
+            f"'tessera --kit DIR {command} ...', or set {KIT_ENV_VAR}=DIR "
+            f"(DIR is the kit folder holding {KIT_FILE})")
+    try:
+        policy.check(command, identity.role)
+    except TesseraError as err:
+        note = record_denial(command, identity, site_dir=site_dir)
+        raise TesseraError(err.code, f"{err.message}; you are {identity.describe()}{note}"
+                           ) from None
+    return identity
+
+
+def record_denial(command: str, identity: Identity, *, site_dir: Path | None) -> str:
+    """Record a ``role_denied`` event; returns "" or a note saying why it was not recorded."""
+    details: dict[str, object] = {"command": command, "role": identity.role.value,
+                                  "party": identity.party}
+    try:
+        if site_dir is not None and (Path(site_dir) / "site.toml").is_file():
+            with SiteStore.open(open_site_dir(site_dir)) as store:
+                store.record_event(DENIAL_EVENT, details=details)
+            return ""
+        if identity.kit is not None:
+            _append_line(identity.kit / DENIALS_FILE,
+                         {"at": datetime.now(UTC).isoformat(timespec="seconds"),
+                          "kind": DENIAL_EVENT, **details})
+            return ""
+    except (TesseraError, OSError, SQLAlchemyError) as exc:
+        return f" (the denial could not be recorded: {type(exc).__name__})"
+    return ""
+
+
+def enforce_on(ctx: click.Context, *, kit: Path | None) -> None:
+    """Make every leaf command under ``ctx.command`` check the policy before it runs.
+
+    Call from the top-level group's callback: click builds the command tree per invocation,
+    so the wrapping is local to this one. ``kit`` is the global ``--kit`` / ``TESSERA_KIT``.
+    """
+    ctx.meta[_KIT_META] = kit
+    if isinstance(ctx.command, click.Group):
+        _guard_group(ctx.command, ())
+
+
+def _guard_group(group: click.Group, prefix: tuple[str, ...]) -> None:
+    for name, command in group.commands.items():
+        path = (*prefix, name)
+        if isinstance(command, click.Group):
+            _guard_group(command, path)
+        elif command.callback is not None and not getattr(command.callback, _GUARDED, False):
+            command.callback = _guarded(command.callback, " ".join(path))
+
+
+def _guarded(callback: Callable[..., Any], command: str) -> Callable[..., Any]:
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        site_dir = _site_dir_argument(ctx, kwargs)
+        try:
+            authorize(command, kit=ctx.meta.get(_KIT_META), site_dir=site_dir)
+        except TesseraError as err:
+            click.echo(f"error: {err.message}", err=True)
+            raise click.exceptions.Exit(err.exit_code) from None
+        return callback(*args, **kwargs)
+
+    setattr(run, _GUARDED, True)
+    return run
+
+
+def _site_dir_argument(ctx: click.Context, kwargs: dict[str, Any]) -> Path | None:
+    for param in ctx.command.params:
+        if isinstance(param, click.Option) and SITE_DIR_OPTION in param.opts:
+            value = kwargs.get(param.name or "")
+            return Path(value) if value else None
+    return None
+
+
+def _site_name(site_dir: Path) -> str:
+    try:
+        return open_site_dir(site_dir).name
+    except TesseraError:
+        return site_dir.name
+
+
+def _append_line(path: Path, record: dict[str, object]) -> None:
+    line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
