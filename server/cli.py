@@ -7,12 +7,16 @@ Nothing secret is printed: only paths, names and public keys.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from common.errors import ErrorCode, TesseraError
+from privacy.manifest import MANIFEST_FILE, load_manifest
+from server.he_context import import_evaluation_package
 from server.provisioning import DEFAULT_PORT, init_federation
 
 app = typer.Typer(
@@ -21,6 +25,19 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@contextmanager
+def _boundary(io_problem: str) -> Iterator[None]:
+    """Errors become ``error: ...`` and the error's exit status; never a traceback."""
+    try:
+        yield
+    except TesseraError as err:
+        typer.echo(f"error: {err.message}", err=True)
+        raise typer.Exit(err.exit_code) from None
+    except OSError as err:
+        typer.echo(f"error: {io_problem}: {err.strerror or type(err).__name__}", err=True)
+        raise typer.Exit(TesseraError(ErrorCode.INTERNAL, "").exit_code) from None
 
 
 @app.callback()
@@ -58,17 +75,11 @@ def init(
         "--archives/--no-archives", help="Also pack each kit as a .tar.gz.")] = True,
 ) -> None:
     """Create a federation: signed manifest, coordinator, site and auditor kits."""
-    try:
+    with _boundary(f"cannot write {out}"):
         fed = init_federation(
             out, name=name, sites=[s.strip() for s in sites.split(",") if s.strip()],
             addresses=address or ["127.0.0.1"], port=port,
             site_addresses=_site_addresses(site_address or []), archives=archives)
-    except TesseraError as err:
-        typer.echo(f"error: {err.message}", err=True)
-        raise typer.Exit(err.exit_code) from None
-    except OSError as err:
-        typer.echo(f"error: cannot write {out}: {err.strerror or type(err).__name__}", err=True)
-        raise typer.Exit(TesseraError(ErrorCode.INTERNAL, "").exit_code) from None
     m = fed.manifest
     typer.echo(f"federation {m.name} provisioned in {fed.root}")
     typer.echo(f"  superlink       {m.superlink_address}:{m.superlink_port} "
@@ -79,3 +90,17 @@ def init(
     for site in m.sites:
         typer.echo(f"  site kit        {fed.site_kit(site.name)}  (give only to {site.name})")
     typer.echo(f"  auditor kit     {fed.auditor_kit}")
+
+
+@app.command("he-context")
+def he_context(
+    package: Annotated[Path, typer.Argument(help="The custodian's evaluation-context package.")],
+    kit: Annotated[Path, typer.Option("--kit", help="The coordinator kit folder.")],
+    coordinator_dir: Annotated[Path, typer.Option(
+        "--coordinator-dir", help="The coordinator folder the ServerApp reads.")],
+) -> None:
+    """Import a study's add-only CKKS context after checking the custodian's signature."""
+    with _boundary("cannot read or store the package"):
+        manifest = load_manifest(kit / MANIFEST_FILE)
+        path = import_evaluation_package(coordinator_dir / "he", package.read_bytes(), manifest)
+    typer.echo(f"evaluation context stored: {path.name} (it cannot decrypt)")
