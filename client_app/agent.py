@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from client_app.envelopes import layout_to_proto, mean_of, seal_vector
-from client_app.identity import sign_envelope, signing_key
+from client_app.identity import sign_envelope, sign_reply, signing_key
 from client_app.keys import ckks_params, load_secret_context
 from client_app.site_data import SiteSplit, feature_sums, load_split, standardise, standardiser
 from client_app.store import SiteStore
@@ -77,6 +77,8 @@ class SiteAgent:
                     ok=False, error_code=ErrorCode.INTERNAL.value, reason="internal error at site"
                 )
         reply.site = self.site.name
+        if self._signing_key is not None:
+            sign_reply(reply, request, self._signing_key)
         return reply
 
     def _dispatch(self, request: agent_pb2.TaskRequest) -> agent_pb2.TaskReply:
@@ -266,6 +268,12 @@ class SiteAgent:
                                "only the final aggregate of a study may be released")
         split = load_split(self.vault, plan)
         secret = self._key(plan, request.plan_hash)
+        # Release only true aggregates: never one site's update or statistics in plaintext.
+        final = getattr(request, "global")
+        _check_aggregate(final, plan, request.plan_hash, kind="weights",
+                         round_=plan.training.rounds, own_examples=len(split.train.y))
+        _check_aggregate(request.stats, plan, request.plan_hash, kind="stats", round_=0,
+                         own_examples=len(split.train.y))
         mean, std = self._standardised(request, plan, secret, split)
         _, weights, layout = self._global_model(request, plan, secret, split.train.X.shape[1])
         released = agent_pb2.ReleasedModel(values=weights.tolist(), mean=mean.tolist(),
@@ -275,3 +283,18 @@ class SiteAgent:
                            details={"round": int(request.round)})
         return agent_pb2.TaskReply(ok=True, model=released)
 
+
+def _check_aggregate(env: agent_pb2.UpdateEnvelope, plan: StudyPlan, digest: str, *, kind: str,
+                     round_: int, own_examples: int) -> None:
+    """Refuse to release anything but an aggregate of at least the plan's minimum sites."""
+    problems = []
+    if env.study != digest or env.kind != kind or env.round != round_ or env.site:
+        problems.append("not this study's final aggregate")
+    if env.contributors < plan.federation.min_sites:
+        problems.append(f"sums {env.contributors} site(s), the plan needs "
+                        f"{plan.federation.min_sites}")
+    if plan.federation.min_sites > 1 and env.example_count <= own_examples:
+        problems.append("covers no examples beyond this site's own")
+    if problems:
+        raise TesseraError(ErrorCode.PERMISSION_DENIED,
+                           "release refused: the " + kind + " envelope " + "; ".join(problems))

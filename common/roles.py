@@ -153,11 +153,10 @@ def _roles(path: str, value: object) -> frozenset[Role]:
 
 
 def _role(path: str, name: object, where: str) -> Role:
-    try:
+    if isinstance(name, str) and name in {r.value for r in Role}:
         return Role(name)
-    except ValueError:
-        raise _invalid(f"{where} entry {path!r} names unknown role {name!r} "
-                       f"(roles: {_ROLE_NAMES})") from None
+    raise _invalid(f"{where} entry {path!r} names unknown role {name!r} "
+                   f"(roles: {_ROLE_NAMES})")
 
 
 def _invalid(message: str) -> TesseraError:

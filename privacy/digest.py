@@ -33,3 +33,14 @@ def envelope_claims(*, study: str, round_: int, site: str, kind: str, example_co
     return {"study": study, "round": int(round_), "site": site, "kind": kind,
             "example_count": int(example_count), "digest": digest,
             "fingerprint": fingerprint}
+
+
+#: Signature domain of a site agent's task replies.
+REPLY_DOMAIN = "task-reply"
+
+
+def reply_claims(*, run_id: str, plan_hash: str, kind: str, round_: int, site: str,
+                 reply_sha256: str) -> dict[str, object]:
+    """What a site's reply signature covers."""
+    return {"run_id": run_id, "plan_hash": plan_hash, "kind": kind, "round": int(round_),
+            "site": site, "reply_sha256": reply_sha256}

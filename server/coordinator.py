@@ -29,7 +29,7 @@ from server.registry import ModelRegistry
 from server.run_record import RunRecorder, run_folder
 from server.strategy import EncryptedFedAvg, envelope_record, record_envelope
 from server.study_run import StudyRun
-from server.tasks import Reply, build_messages, read_replies
+from server.tasks import Reply, ReplyCheck, build_messages, read_replies
 
 log = logging.getLogger(__name__)
 MODEL_FORMAT = "tessera-model/1"
@@ -55,12 +55,15 @@ def wait_for_nodes(grid: Grid, expected: int, *, timeout: float) -> list[int]:
 
 
 def exchange(
-    grid: Grid, request: agent_pb2.TaskRequest, nodes: list[int], *, timeout: float
+    grid: Grid, request: agent_pb2.TaskRequest, nodes: list[int], *, timeout: float,
+    run: StudyRun | None = None, bind: bool = True,
 ) -> tuple[list[Reply], int]:
-    """Send one request to several nodes and decode their replies."""
+    """Send one request to several nodes and decode (and authenticate) their replies."""
     messages, size = build_messages(request, nodes)
     replies: list[Message] = list(grid.send_and_receive(messages, timeout=timeout))
-    return read_replies(replies), size
+    check = None if run is None else ReplyCheck(
+        request, run.signing_keys, run.evaluators if bind else None)
+    return read_replies(replies, check), size
 
 
 def initial_envelope(plan_hash_: str, plan: Any) -> agent_pb2.UpdateEnvelope:
@@ -80,7 +83,8 @@ def initial_envelope(plan_hash_: str, plan: Any) -> agent_pb2.UpdateEnvelope:
 
 def _admit_sites(grid: Grid, run: StudyRun, nodes: list[int], timeout: float) -> list[dict]:
     refused: list[dict[str, str]] = []
-    replies, _ = exchange(grid, run.request("hello", 0), nodes, timeout=timeout)
+    replies, _ = exchange(grid, run.request("hello", 0), nodes, timeout=timeout, run=run,
+                          bind=False)
     for item in replies:
         if item.reply is None:
             refused.append({"site": f"node-{item.node_id}", "code": "no_reply",
@@ -99,7 +103,8 @@ def _admit_sites(grid: Grid, run: StudyRun, nodes: list[int], timeout: float) ->
 
 def _federation_stats(grid: Grid, run: StudyRun, timeout: float) -> dict[str, Any]:
     rlog = run.recorder.round(0)
-    replies, size = exchange(grid, run.request("stats", 0), sorted(run.trainers), timeout=timeout)
+    replies, size = exchange(grid, run.request("stats", 0), sorted(run.trainers),
+                             timeout=timeout, run=run)
     expect = run.expectation("stats", 0, 2 * len(run.plan.dataset.features))
     accepted = []
     for item in replies:
@@ -112,7 +117,8 @@ def _federation_stats(grid: Grid, run: StudyRun, timeout: float) -> dict[str, An
         rlog.bytes_up[site] = item.size
         try:
             check_envelope(item.reply.envelope, sender=site, expect=expect, guard=run.guard,
-                           signing_keys=run.signing_keys)
+                           signing_keys=run.signing_keys,
+                           evaluation_context=run.evaluation_context)
         except TesseraError as err:
             rlog.rejected.append({"site": site, "code": err.code.value, "reason": err.message})
             continue
@@ -131,7 +137,7 @@ def _release(grid: Grid, run: StudyRun, final: agent_pb2.UpdateEnvelope, custodi
     order += [s for s in sorted(by_site) if s not in order]
     for site in order:
         req = run.request("release", run.plan.training.rounds, final)
-        replies, _ = exchange(grid, req, [by_site[site]], timeout=timeout)
+        replies, _ = exchange(grid, req, [by_site[site]], timeout=timeout, run=run)
         if replies and replies[0].reply is not None and replies[0].reply.ok:
             run.recorder.event("model_released", site=site)
             return replies[0].reply.model

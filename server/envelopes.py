@@ -83,7 +83,7 @@ def payload_size(env: agent_pb2.UpdateEnvelope) -> int:
 
 def check_envelope(
     env: agent_pb2.UpdateEnvelope, *, sender: str, expect: Expectation, guard: ReplayGuard,
-    signing_keys: dict[str, str] | None = None,
+    signing_keys: dict[str, str] | None = None, evaluation_context: bytes | None = None,
 ) -> None:
     """Raise a TesseraError naming the fault if an envelope may not join the round's sum."""
     if env.version != ENVELOPE_VERSION:
@@ -112,6 +112,9 @@ def check_envelope(
         raise TesseraError(ErrorCode.DUPLICATE, "a second envelope from this site in this round")
     _check_payload(env, expect)
     check_signature(env, sender=sender, signing_keys=signing_keys)
+    if expect.encrypted and evaluation_context is not None:
+        # Parse every ciphertext now, so one bad envelope is dropped, not the whole sum.
+        add_encrypted(evaluation_context, [list(env.ciphertexts)])
     guard.digests.add(env.digest)
     guard.senders[key] = env.digest
 

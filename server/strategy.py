@@ -22,7 +22,13 @@ from common.metrics import binary_metrics_from_histograms
 from protos.tessera.v1 import agent_pb2
 from server.envelopes import check_envelope, sum_envelopes
 from server.study_run import TERMINAL_REFUSALS, StudyRun
-from server.tasks import build_messages, pack_payload, read_replies, unpack_payload
+from server.tasks import (
+    ReplyCheck,
+    build_messages,
+    pack_payload,
+    read_replies,
+    unpack_payload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +49,16 @@ class EncryptedFedAvg(Strategy):
     def __init__(self, run: StudyRun) -> None:
         self.run = run
         self._sent_at: dict[int, float] = {}
+        self._requests: dict[tuple[str, int], agent_pb2.TaskRequest] = {}
 
     def summary(self) -> None:
         """Log the strategy's configuration."""
         log.info("EncryptedFedAvg: he=%s min_sites=%d", self.run.plan.he.enabled,
                  self.run.plan.federation.min_sites)
+
+    def _check(self, kind: str, server_round: int) -> ReplyCheck:
+        return ReplyCheck(self._requests[(kind, server_round)], self.run.signing_keys,
+                          self.run.evaluators)
 
     # -- training ---------------------------------------------------------------------
     def configure_train(
@@ -56,6 +67,7 @@ class EncryptedFedAvg(Strategy):
         """Send the current global envelope to every site still training."""
         self.run.require_quorum(len(self.run.trainers), f"round {server_round}")
         req = self.run.request("train", server_round, record_envelope(arrays))
+        self._requests[("train", server_round)] = req
         messages, size = build_messages(req, sorted(self.run.trainers))
         rlog = self.run.recorder.round(server_round)
         for node in self.run.trainers:
@@ -73,11 +85,14 @@ class EncryptedFedAvg(Strategy):
         expect = self.run.expectation("weights", server_round, self.run.model_length)
         accepted: list[agent_pb2.UpdateEnvelope] = []
         answered: set[int] = set()
-        for item in read_replies(replies):
+        for item in read_replies(replies, self._check("train", server_round)):
             site = self.run.trainers.get(item.node_id, f"node-{item.node_id}")
             answered.add(item.node_id)
             if item.reply is None:
-                rlog.refused.append({"site": site, "code": "no_reply", "reason": item.failure})
+                forged = item.failure.startswith("bad_signature")
+                (rlog.rejected if forged else rlog.refused).append(
+                    {"site": site, "code": "bad_signature" if forged else "no_reply",
+                     "reason": item.failure})
                 continue
             rlog.bytes_up[site] = item.size
             if not item.reply.ok:
@@ -88,7 +103,8 @@ class EncryptedFedAvg(Strategy):
                 continue
             try:
                 check_envelope(item.reply.envelope, sender=site, expect=expect,
-                               guard=self.run.guard, signing_keys=self.run.signing_keys)
+                               guard=self.run.guard, signing_keys=self.run.signing_keys,
+                               evaluation_context=self.run.evaluation_context)
             except TesseraError as err:
                 rlog.rejected.append({"site": site, "code": err.code.value, "reason": err.message})
                 continue
@@ -119,6 +135,7 @@ class EncryptedFedAvg(Strategy):
     ) -> Iterable[Message]:
         """Ask every admitted site to evaluate the new global model on its held-out split."""
         req = self.run.request("evaluate", server_round, record_envelope(arrays))
+        self._requests[("evaluate", server_round)] = req
         messages, size = build_messages(req, sorted(self.run.evaluators))
         rlog = self.run.recorder.round(server_round)
         for node in self.run.evaluators:
@@ -131,7 +148,8 @@ class EncryptedFedAvg(Strategy):
     ) -> MetricRecord | None:
         """Sum the sites' score histograms and derive metrics from the totals."""
         rlog = self.run.recorder.round(server_round)
-        counts = [r.reply.counts for r in read_replies(replies) if r.reply and r.reply.ok]
+        checked = read_replies(replies, self._check("evaluate", server_round))
+        counts = [r.reply.counts for r in checked if r.reply and r.reply.ok]
         summary = sum_counts(counts)
         if summary is None:
             return None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flwr.app import Array, ArrayRecord, Message, RecordDict
 
+from common.errors import TesseraError
+from privacy.digest import REPLY_DOMAIN, reply_claims
+from privacy.signing import verify
 from protos.tessera.v1 import agent_pb2
 
 #: Record and array names shared with the ClientApp shim (the wire convention).
@@ -62,8 +66,41 @@ def build_messages(
     return messages, len(payload)
 
 
-def read_replies(replies: Iterable[Message]) -> list[Reply]:
-    """Decode reply messages; transport errors and undecodable replies become failures."""
+@dataclass(frozen=True)
+class ReplyCheck:
+    """What authenticates replies to one request: site keys and the node-to-site binding."""
+
+    request: agent_pb2.TaskRequest
+    signing_keys: dict[str, str] | None
+    names: dict[int, str] | None = None
+
+
+def _authentic(node: int, reply: agent_pb2.TaskReply, check: ReplyCheck) -> str:
+    """Empty if the reply may be used, else why not."""
+    if check.names is not None and check.names.get(node) != reply.site:
+        return "reply names another site than the one admitted on this node"
+    if check.signing_keys is None:
+        return ""
+    public = check.signing_keys.get(reply.site)
+    if public is None or not reply.signature:
+        return "reply is not signed by a site of this federation"
+    signature = reply.signature.hex()
+    unsigned = agent_pb2.TaskReply()
+    unsigned.CopyFrom(reply)
+    unsigned.ClearField("signature")
+    digest = hashlib.sha256(unsigned.SerializeToString(deterministic=True)).hexdigest()
+    req = check.request
+    claims = reply_claims(run_id=req.run_id, plan_hash=req.plan_hash, kind=req.kind,
+                          round_=req.round, site=reply.site, reply_sha256=digest)
+    try:
+        verify(public, signature, REPLY_DOMAIN, claims)
+    except TesseraError:
+        return "reply signature does not verify"
+    return ""
+
+
+def read_replies(replies: Iterable[Message], check: ReplyCheck | None = None) -> list[Reply]:
+    """Decode reply messages; transport errors, undecodable and unauthentic replies fail."""
     out: list[Reply] = []
     for msg in replies:
         node = int(msg.metadata.src_node_id)
@@ -75,6 +112,10 @@ def read_replies(replies: Iterable[Message]) -> list[Reply]:
             reply = agent_pb2.TaskReply.FromString(data)
         except Exception:  # undecodable reply: report, never crash the round
             out.append(Reply(node, None, "undecodable reply", 0))
+            continue
+        problem = _authentic(node, reply, check) if check is not None else ""
+        if problem:
+            out.append(Reply(node, None, f"bad_signature: {problem}", len(data)))
             continue
         out.append(Reply(node, reply, "", len(data)))
     return out

@@ -2,8 +2,10 @@
 
 Identity comes from the kit a command runs with, in this order:
 
-1. ``tessera --kit DIR ...`` (a global option, before the command) or the ``TESSERA_KIT``
-   environment variable: the role and party in ``DIR/kit.toml``.
+1. The kit the command itself takes (its own ``--kit DIR`` option, as in
+   ``tessera federation he-context``), else ``tessera --kit DIR ...`` (a global option,
+   before the command) or the ``TESSERA_KIT`` environment variable: the role and party in
+   ``DIR/kit.toml``.
 2. For commands that take ``--site-dir DIR``: the kit installed in the site folder
    (``DIR/kit/kit.toml``). A site folder *without* an installed kit counts as its own site
    operator: that is the development set-up (``tessera site init`` before or without a
@@ -56,6 +58,7 @@ POLICY_ENV_VAR = "TESSERA_POLICY"
 DENIAL_EVENT = "role_denied"
 DENIALS_FILE = "denials.jsonl"
 SITE_DIR_OPTION = "--site-dir"
+KIT_OPTION = "--kit"
 KIT_ROLES: dict[str, Role] = {
     "coordinator": Role.COORDINATOR,
     "site": Role.SITE_OPERATOR,
@@ -198,9 +201,10 @@ def _guarded(callback: Callable[..., Any], command: str) -> Callable[..., Any]:
     @functools.wraps(callback)
     def run(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
-        site_dir = _site_dir_argument(ctx, kwargs)
+        kit = _path_argument(ctx, kwargs, KIT_OPTION) or ctx.meta.get(_KIT_META)
+        site_dir = _path_argument(ctx, kwargs, SITE_DIR_OPTION)
         try:
-            authorize(command, kit=ctx.meta.get(_KIT_META), site_dir=site_dir)
+            authorize(command, kit=kit, site_dir=site_dir)
         except TesseraError as err:
             click.echo(f"error: {err.message}", err=True)
             raise click.exceptions.Exit(err.exit_code) from None
@@ -210,9 +214,10 @@ def _guarded(callback: Callable[..., Any], command: str) -> Callable[..., Any]:
     return run
 
 
-def _site_dir_argument(ctx: click.Context, kwargs: dict[str, Any]) -> Path | None:
+def _path_argument(ctx: click.Context, kwargs: dict[str, Any], option: str) -> Path | None:
+    """The value the running command got for ``option`` (None if it has no such option)."""
     for param in ctx.command.params:
-        if isinstance(param, click.Option) and SITE_DIR_OPTION in param.opts:
+        if isinstance(param, click.Option) and option in param.opts:
             value = kwargs.get(param.name or "")
             return Path(value) if value else None
     return None

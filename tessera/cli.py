@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -57,6 +56,25 @@ def site_agent(site_dir: Annotated[Path, typer.Option(help="The site folder.")])
         serve_forever(unlock_vault(open_site_dir(site_dir)))
     except TesseraError as err:
         raise _fail(err) from None
+
+
+@site_app.command("run")
+def site_run(
+    site_dir: Annotated[Path, typer.Option(help="The site folder.")],
+    superlink: Annotated[str | None, typer.Option(
+        help="HOST:PORT of the SuperLink (default: from the signed manifest).")] = None,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="No TLS, no node authentication: development only.")] = False,
+) -> None:
+    """Run this site's agent and SuperNode (TLS and node authentication by default)."""
+    from tessera.site_run import run_site
+
+    try:
+        run_site(site_dir, superlink=superlink, insecure=insecure, console=console)
+    except TesseraError as err:
+        raise _fail(err) from None
+    except KeyboardInterrupt:
+        err_console.print("stopped: the agent and the SuperNode were shut down")
 
 
 @study_app.command("validate")
@@ -140,4 +158,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -135,6 +135,11 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def flower_env(flwr_home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for Flower processes: private home, no telemetry, no update check."""
     env = dict(os.environ if base is None else base)
+    # Flower processes run coordinator-shipped code: they never see the site passphrase.
+    env.pop("TESSERA_SITE_PASSPHRASE", None)
+    env.pop("TESSERA_NEW_SITE_PASSPHRASE", None)
+    # Each process's identity comes from its own folder, never from the caller's kit.
+    env.pop("TESSERA_KIT", None)
     flwr_home.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Flower starts helpers (flower-superexec, flwr-serverapp, flwr-clientapp) by name.
     bin_dir = str(Path(sys.executable).parent)

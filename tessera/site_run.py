@@ -54,10 +54,12 @@ def run_site(site_dir: Path, *, superlink: str | None, insecure: bool,
     unlock_vault(site, passphrase)  # fail early, before any process starts
     address = superlink or default_superlink(site)
     command = supernode_command(site, address, insecure=insecure)
-    env = {**flower_env(site.root / "flwr-home"), PASSPHRASE_ENV_VAR: passphrase}
+    env = flower_env(site.root / "flwr-home")
     with ProcessGroup(site.root / "logs", env) as procs:
+        # Only the agent, which owns data and keys, receives the passphrase.
         procs.start("agent", [sys.executable, "-m", "tessera.cli", "site", "agent",
-                              "--site-dir", str(site.root)])
+                              "--site-dir", str(site.root)],
+                    env={PASSPHRASE_ENV_VAR: passphrase})
         procs.wait_until(site.socket_path.exists, what="the site agent", timeout=120,
                          watch=["agent"])
         procs.start("supernode", command)

@@ -110,3 +110,15 @@ def test_encrypted_envelope_is_refused_when_the_plan_says_plaintext(keys) -> Non
         check_envelope(env, sender="s1", expect=expect, guard=ReplayGuard())
     # A ciphertext is far larger than the plaintext vector the plan allows.
     assert err.value.code in (ErrorCode.BAD_ENVELOPE, ErrorCode.OVERSIZED)
+
+
+def test_garbage_ciphertext_with_a_matching_digest_is_rejected_before_the_sum(keys) -> None:
+    from privacy.digest import payload_digest
+
+    env = _env(keys, "s1", np.ones(LENGTH))
+    env.ciphertexts[0] = b"\x00" * 1000
+    env.digest = payload_digest(ciphertexts=list(env.ciphertexts))
+    with pytest.raises(TesseraError) as err:
+        check_envelope(env, sender="s1", expect=_expect(keys), guard=ReplayGuard(),
+                       evaluation_context=keys.evaluation_context)
+    assert err.value.code == ErrorCode.BAD_CIPHERTEXT

@@ -17,7 +17,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def superlink(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("tls")
-    fed = init_federation(root / "fed", name="t", sites=["a", "b"], archives=False)
+    fed = init_federation(root / "fed", name="t", sites=["a", "b", "c"], archives=False)
     kit = fed.coordinator_kit
     home = root / "home"
     env = flower_env(home)
@@ -79,3 +79,54 @@ def test_supernode_without_tls_is_refused(superlink) -> None:
     code, log = _supernode(superlink, "plaintext", "--insecure",
                            "--auth-supernode-private-key", str(kit / "node-auth.key"))
     assert code not in (None, 0), log
+
+
+def test_site_run_starts_agent_and_supernode_and_stops_both(superlink, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from client_app.kit import import_site_kit
+    from client_app.site_dir import open_site_dir
+    from client_app.vault import create_vault
+    from tests.conftest import TEST_PASSPHRASE
+
+    fed, procs, port, root = superlink
+    reg = procs.start("register-c", [str(BIN / "flwr"), "supernode", "register",
+                                      str(fed.coordinator_kit / "node-auth" / "c.pub"), "t"],
+                      oneshot=True)
+    assert reg.popen.wait(timeout=120) == 0, reg.tail()
+    site_dir = tmp_path / "c"
+    import_site_kit(fed.site_kit("c"), site_dir)
+    site = open_site_dir(site_dir)
+    create_vault(site, TEST_PASSPHRASE)
+    runner = subprocess.Popen(
+        [str(BIN / "tessera"), "site", "run", "--site-dir", str(site_dir),
+         "--superlink", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "TESSERA_SITE_PASSPHRASE": TEST_PASSPHRASE})
+    try:
+        deadline = time.monotonic() + 120
+        while not site.socket_path.exists() and time.monotonic() < deadline:
+            assert runner.poll() is None, runner.stdout.read().decode()
+            time.sleep(0.5)
+        time.sleep(15)
+        assert runner.poll() is None, runner.stdout.read().decode()
+        log = (site_dir / "logs" / "supernode.log").read_text()
+        assert "Failed to activate" not in log
+    finally:
+        runner.send_signal(signal.SIGINT)
+        runner.wait(timeout=60)
+    output = " ".join(runner.stdout.read().decode().split())
+    assert "TLS, node authentication" in output
+    leftovers = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if str(site_dir) in cmd:
+                leftovers.append(cmd)
+    assert leftovers == []

@@ -106,7 +106,7 @@ class ReleasedModel(_message.Message):
     def __init__(self, layout: _Optional[_Iterable[_Union[ChunkLayout, _Mapping]]] = ..., values: _Optional[_Iterable[float]] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskReply(_message.Message):
-    __slots__ = ("site", "ok", "error_code", "reason", "envelope", "metrics", "counts", "model")
+    __slots__ = ("site", "ok", "error_code", "reason", "envelope", "metrics", "counts", "model", "signature")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +122,7 @@ class TaskReply(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     site: str
     ok: bool
     error_code: str
@@ -130,4 +131,5 @@ class TaskReply(_message.Message):
     metrics: _containers.ScalarMap[str, float]
     counts: EvalCounts
     model: ReleasedModel
-    def __init__(self, site: _Optional[str] = ..., ok: _Optional[bool] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., envelope: _Optional[_Union[UpdateEnvelope, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., counts: _Optional[_Union[EvalCounts, _Mapping]] = ..., model: _Optional[_Union[ReleasedModel, _Mapping]] = ...) -> None: ...
+    signature: bytes
+    def __init__(self, site: _Optional[str] = ..., ok: _Optional[bool] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., envelope: _Optional[_Union[UpdateEnvelope, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., counts: _Optional[_Union[EvalCounts, _Mapping]] = ..., model: _Optional[_Union[ReleasedModel, _Mapping]] = ..., signature: _Optional[bytes] = ...) -> None: ...
