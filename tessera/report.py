@@ -21,6 +21,7 @@ def build_report(fed: LocalFederation, result: dict[str, Any], *, baseline: dict
                   "rounds": plan.training.rounds, "seed": plan.seed},
         "engine": {"kind": "deployment", "superlink": superlink,
                    "supernodes": len(fed.sites), "tls": tls, "node_auth": node_auth,
+                   "signed_envelopes": bool(result.get("signed_envelopes", False)),
                    "run_id": result.get("run_id")},
         "privacy": {
             "dp": plan.privacy.dp, "epsilon_target": plan.privacy.target_epsilon,

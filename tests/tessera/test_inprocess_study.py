@@ -142,3 +142,30 @@ def test_kit_signing_key_moves_into_the_vault(tmp_path: Path) -> None:
         assert (kit / "node-auth.key").exists()
         assert not (kit / "signing.key").exists()
         assert not (kit / "sealing.key").exists()
+
+
+def test_foreign_oversized_and_replayed_envelopes_are_rejected_and_honest_sites_finish(
+    tmp_path: Path,
+) -> None:
+    kept: dict[int, bytes] = {}
+
+    def misbehave(site: str, request: agent_pb2.TaskRequest, data: bytes) -> bytes:
+        if request.kind != "train":
+            return data
+        reply = agent_pb2.TaskReply.FromString(data)
+        if site == "site-2":
+            reply.envelope.study = "f" * 64
+        elif site == "site-3":
+            reply.envelope.ciphertexts.append(b"\0" * 4_000_000)
+        elif site == "site-4":
+            kept.setdefault(request.round, data)
+            return kept[1]
+        return reply.SerializeToString()
+
+    _, _, result = _run(tmp_path, rounds=2, sites=5, reply_hook=misbehave)
+    assert result["status"] == "completed", result.get("error")
+    first, second = result["rounds"]
+    codes = {r["site"]: r["code"] for r in second["rejected_envelopes"]}
+    assert codes == {"site-2": "foreign_study", "site-3": "oversized", "site-4": "replay"}
+    assert {r["site"] for r in first["rejected_envelopes"]} == {"site-2", "site-3"}
+    assert second["participating_sites"] == ["site-1", "site-5"]
