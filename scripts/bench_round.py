@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ import numpy as np
 from client_app.agent import SiteAgent
 from client_app.keys import ckks_params
 from client_app.training import train_local
+from client_app.vault import unlock_vault
 from common.datasets import load_bundled, partition_indices, select, stratified_split
 from common.models import build_model, model_to_vector
 from common.plan import StudyPlan, bundled_plan_path, load_plan, override
@@ -53,6 +55,8 @@ from server.coordinator import run_study
 from tessera import local_federation
 from tessera.baseline import centralised_baseline
 from tessera.inprocess import InProcessGrid
+
+BENCH_PASSPHRASE = "benchmark-only passphrase"
 
 #: (name, HE enabled, DP enabled) of the in-process configurations, in report order.
 CONFIGS: tuple[tuple[str, bool, bool], ...] = (
@@ -122,10 +126,11 @@ def machine() -> Json:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
+    usable: int
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        usable = os.cpu_count()
+        usable = os.cpu_count() or 1
     return {
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable,
@@ -143,12 +148,13 @@ def run_inprocess(plan: StudyPlan, *, name: str, sites: int, n_params: int) -> J
     with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
         started = time.perf_counter()
         fed = local_federation.build(Path(tmp) / "work", plan, sites=sites, ceilings={},
-                                     default_ceiling=ceiling)
+                                     passphrase=BENCH_PASSPHRASE, default_ceiling=ceiling)
         provision_s = time.perf_counter() - started
         baseline = centralised_baseline(fed.data, fed.partitions,
                                         test_fraction=plan.dataset.test_fraction,
                                         seed=plan.seed)
-        grid = InProcessGrid([SiteAgent(site) for site in fed.sites])
+        grid = InProcessGrid([SiteAgent(unlock_vault(site, BENCH_PASSPHRASE))
+                              for site in fed.sites])
         started = time.perf_counter()
         result = run_study(grid, workdir=fed.workdir, plan_path=fed.plan_path,
                            run_id=f"bench-{name}", expected_sites=sites,
@@ -220,9 +226,9 @@ def bench_ckks(plan: StudyPlan, *, sites: int, n_params: int, reps: int) -> Json
             "chunks": len(chunks),
             "ciphertext_bytes": size,
             "vs_fp32": size / (4 * length),
-            "encrypt_seconds": _median_seconds(lambda v=values: encrypt_vector(secret, v), reps),
+            "encrypt_seconds": _median_seconds(partial(encrypt_vector, secret, values), reps),
             "decrypt_seconds": _median_seconds(
-                lambda c=chunks, n=length: decrypt_vector(secret, c, length=n), reps),
+                partial(decrypt_vector, secret, chunks, length=length), reps),
         }
 
     # Count-weighted, clipped model updates, as sites send them (weights times examples).
@@ -233,8 +239,8 @@ def bench_ckks(plan: StudyPlan, *, sites: int, n_params: int, reps: int) -> Json
 
     aggregation: dict[str, Json] = {}
     for n in sorted({sites, MANY_CONTRIBUTORS}):
-        he_s = _median_seconds(lambda k=n: add_encrypted(evaluation, sealed[:k]), reps)
-        np_s = _median_seconds(lambda k=n: np.sum(plain[:k], axis=0), max(reps, 50))
+        he_s = _median_seconds(partial(add_encrypted, evaluation, sealed[:n]), reps)
+        np_s = _median_seconds(partial(np.sum, plain[:n], axis=0), max(reps, 50))
         aggregation[str(n)] = {"sites": n, "values": n_params, "add_encrypted_seconds": he_s,
                                "numpy_sum_seconds": np_s, "ratio": he_s / np_s}
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
+from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
 from client_app.agent import SiteAgent
@@ -31,11 +32,11 @@ class InProcessGrid(Grid):
         # Messages take their sender identity from the process, as in a ServerApp process.
         TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
 
-    def set_run(self, run: object) -> None:  # pragma: no cover - not used in-process
+    def set_run(self, run: Run) -> None:  # pragma: no cover - not used in-process
         """Not used in-process."""
 
     @property
-    def run(self) -> object:  # pragma: no cover
+    def run(self) -> Run:  # pragma: no cover
         """Not used in-process."""
         raise NotImplementedError
 
