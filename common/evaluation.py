@@ -82,13 +82,6 @@ def _above(counts: np.ndarray) -> np.ndarray:
     return np.concatenate(([0.0], np.cumsum(counts[::-1])))
 
 
-def _edges_descending(bins: int) -> np.ndarray:
-    return np.arange(bins, -1, -1, dtype=np.float64) / bins
-
-
-# ---------------------------------------------------------------- curves
-
-
 def roc_curve_from_histograms(
     pos: np.ndarray, neg: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,7 +94,7 @@ def roc_curve_from_histograms(
     p, n = _counts(pos, neg)
     fpr = _divide(_above(n), n.sum())
     tpr = _divide(_above(p), p.sum())
-    return fpr, tpr, _edges_descending(p.size)
+    return fpr, tpr, np.arange(p.size, -1, -1) / p.size
 
 
 def pr_curve_from_histograms(
@@ -123,7 +116,7 @@ def pr_curve_from_histograms(
     recall = _divide(tp, p.sum())
     if p.sum() > 0:
         recall[0] = 0.0
-    return precision[keep], recall[keep], _edges_descending(p.size)[keep]
+    return precision[keep], recall[keep], (np.arange(p.size, -1, -1) / p.size)[keep]
 
 
 def average_precision_from_histograms(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -136,9 +129,6 @@ def average_precision_from_histograms(pos: np.ndarray, neg: np.ndarray) -> float
     if np.isnan(recall).any():
         return math.nan
     return float(np.sum(np.diff(recall) * precision[1:]))
-
-
-# ---------------------------------------------------------------- calibration
 
 
 @dataclass(frozen=True)
@@ -229,9 +219,6 @@ def log_loss_from_sum(*, log_loss_sum: float, n: int) -> float:
     return _mean_from_sum(log_loss_sum, n, name="log_loss_sum", upper_per_row=math.inf)
 
 
-# ---------------------------------------------------------------- fairness
-
-
 @dataclass(frozen=True)
 class GroupRates:
     """Rates of one sensitive group at the threshold; ``nan`` where undefined."""
@@ -288,9 +275,7 @@ def _spread(values: list[float]) -> float:
     return max(defined) - min(defined) if len(defined) >= 2 else math.nan
 
 
-def group_fairness(
-    groups: Mapping[str, Histogram], *, threshold: float = 0.5
-) -> FairnessResult:
+def group_fairness(groups: Mapping[str, Histogram], *, threshold: float = 0.5) -> FairnessResult:
     """Fairness of predictions ``score >= threshold`` across sensitive groups.
 
     ``groups`` maps each group value to its ``(pos, neg)`` histograms, all with the same bin
@@ -301,16 +286,15 @@ def group_fairness(
     if not isinstance(groups, Mapping) or not groups:
         raise _invalid("groups: must map at least one group name to (pos, neg) histograms")
     rates: dict[str, GroupRates] = {}
-    bins: int | None = None
+    sizes = set()
     for name, histograms in groups.items():
         if not isinstance(name, str) or not name:
             raise _invalid("groups: names must be non-empty strings ('' means all rows)")
         if not isinstance(histograms, tuple | list) or len(histograms) != 2:
             raise _invalid(f"groups[{name!r}]: must be a (pos, neg) pair")
         p, n = _counts(*histograms, name=f"groups[{name!r}]")
-        if bins is None:
-            bins = p.size
-        elif p.size != bins:
+        sizes.add(p.size)
+        if len(sizes) > 1:
             raise _invalid("groups: every group must have the same number of bins")
         k = _edge_index(threshold, p.size)
         tp, fp = p[k:].sum(), n[k:].sum()
@@ -338,9 +322,6 @@ def group_fairness(
     )
 
 
-# ---------------------------------------------------------------- report
-
-
 def _float(value: float) -> float | None:
     value = float(value)
     return None if math.isnan(value) else value
@@ -351,8 +332,13 @@ def _floats(values: np.ndarray) -> list[float | None]:
 
 
 def _downsample(fpr: np.ndarray, tpr: np.ndarray, *, most: int) -> tuple[np.ndarray, np.ndarray]:
-    """Curve points without repeats, thinned evenly to at most ``most`` (ends kept)."""
-    if fpr.size > 1 and not (np.isnan(fpr).any() or np.isnan(tpr).any()):
+    """Curve points without repeats, thinned evenly to at most ``most`` (ends kept).
+
+    An undefined curve (a class is absent) has no points.
+    """
+    if np.isnan(fpr).any() or np.isnan(tpr).any():
+        return fpr[:0], tpr[:0]
+    if fpr.size > 1:
         moved = np.concatenate(([True], (np.diff(fpr) != 0) | (np.diff(tpr) != 0)))
         moved[-1] = True
         fpr, tpr = fpr[moved], tpr[moved]

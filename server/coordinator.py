@@ -27,7 +27,7 @@ from server.envelopes import ENVELOPE_VERSION, check_envelope, sum_envelopes
 from server.he_context import read_evaluation_context
 from server.registry import ModelRegistry
 from server.run_record import RunRecorder, run_folder
-from server.strategy import EncryptedFedAvg, envelope_record, record_envelope
+from server.strategy import EncryptedFedAvg, envelope_record, record_envelope, scalar_metrics
 from server.study_run import StudyRun
 from server.tasks import Reply, ReplyCheck, build_messages, read_replies
 
@@ -194,7 +194,8 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
         with ModelRegistry.open(coordinator) as registry:
             version = registry.register(
                 study=plan.name, plan_hash=digest, rounds=plan.training.rounds,
-                model_bytes=model_document(run, released), metrics=final_metrics,
+                model_bytes=model_document(run, released),
+                metrics=dict(scalar_metrics(final_metrics)),
                 epsilon_per_site=run.site_epsilon,
                 lineage={"run_id": run_id, "sites": sorted(run.site_examples)},
             )

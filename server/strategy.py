@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
@@ -18,7 +19,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from common.errors import TesseraError
-from common.metrics import binary_metrics_from_histograms
+from common.evaluation import summarise
 from protos.tessera.v1 import agent_pb2
 from server.envelopes import check_envelope, sum_envelopes
 from server.study_run import TERMINAL_REFUSALS, StudyRun
@@ -157,20 +158,34 @@ class EncryptedFedAvg(Strategy):
         rlog.seconds = time.perf_counter() - self._sent_at.get(server_round, time.perf_counter())
         self.run.recorder.event("round_evaluated", round=server_round, metrics=summary,
                                 seconds=rlog.seconds)
-        return MetricRecord({k: float(v) for k, v in summary.items()})
+        return scalar_metrics(summary)
 
 
-def sum_counts(counts: list[agent_pb2.EvalCounts]) -> dict[str, float] | None:
-    """Metrics of the union of the sites' held-out splits, from summed counts."""
-    overall = [h for c in counts for h in c.histograms if h.group == ""]
-    if not overall:
+def sum_counts(counts: list[agent_pb2.EvalCounts]) -> dict[str, Any] | None:
+    """Metrics of the union of the sites' held-out splits, from summed counts only."""
+    totals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for item in counts:
+        for hist in item.histograms:
+            pos = np.asarray(hist.pos, dtype=np.int64)
+            neg = np.asarray(hist.neg, dtype=np.int64)
+            if hist.group in totals:
+                pos, neg = pos + totals[hist.group][0], neg + totals[hist.group][1]
+            totals[hist.group] = (pos, neg)
+    if "" not in totals:
         return None
-    pos = np.sum([np.asarray(h.pos, dtype=np.int64) for h in overall], axis=0)
-    neg = np.sum([np.asarray(h.neg, dtype=np.int64) for h in overall], axis=0)
-    n = int(sum(c.n for c in counts))
-    metrics = binary_metrics_from_histograms(pos, neg).as_dict()
-    metrics["log_loss"] = float(sum(c.log_loss_sum for c in counts) / max(n, 1))
-    metrics["brier"] = float(sum(c.brier_sum for c in counts) / max(n, 1))
-    metrics["n"] = float(n)
-    metrics["sites"] = float(len(counts))
-    return metrics
+    pos, neg = totals.pop("")
+    summary = summarise(
+        pos, neg, groups=totals or None,
+        log_loss_sum=float(sum(c.log_loss_sum for c in counts)),
+        brier_sum=float(sum(c.brier_sum for c in counts)),
+        n=int(sum(c.n for c in counts)),
+    )
+    summary["sites"] = len(counts)
+    return summary
+
+
+def scalar_metrics(summary: dict[str, Any]) -> MetricRecord:
+    """The numeric, defined metrics of a summary, as Flower's MetricRecord."""
+    return MetricRecord({k: float(v) for k, v in summary.items()
+                         if isinstance(v, int | float) and not isinstance(v, bool)
+                         and np.isfinite(v)})

@@ -1,0 +1,66 @@
+"""Federated evaluation from counts agrees with metrics on the pooled predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
+
+from client_app.agent import SiteAgent
+from client_app.vault import unlock_vault
+from common.layout import TensorSlot
+from common.models import build_model, predict_scores, vector_to_model
+from common.plan import bundled_plan_path, load_plan, override
+from server.coordinator import run_study
+from tessera import local_federation
+from tessera.baseline import pooled_splits
+from tessera.inprocess import InProcessGrid
+
+PASS = "evaluation test passphrase"
+
+
+def test_diabetes_final_metrics_and_fairness_match_pooled_predictions(tmp_path: Path) -> None:
+    plan = override(load_plan(bundled_plan_path("diabetes")), rounds=1)
+    fed = local_federation.build(tmp_path / "w", plan, sites=3, ceilings={}, passphrase=PASS)
+    grid = InProcessGrid([SiteAgent(unlock_vault(s, PASS)) for s in fed.sites])
+    result = run_study(grid, workdir=fed.workdir, plan_path=fed.plan_path, run_id="e",
+                       expected_sites=3, custodian=fed.custodian)
+    assert result["status"] == "completed", result.get("error")
+    final = result["final"]
+
+    doc = json.loads((fed.coordinator_dir / result["model"]["path"]).read_text())
+    model = build_model(plan.model, n_features=len(doc["features"]), seed=plan.seed)
+    layout = [TensorSlot(name=s["name"], shape=tuple(s["shape"]), offset=s["offset"],
+                         length=s["length"]) for s in doc["layout"]]
+    vector_to_model(model, np.asarray(doc["values"]), layout)
+    _, test = pooled_splits(fed.data, fed.partitions, test_fraction=plan.dataset.test_fraction,
+                            seed=plan.seed)
+    X = (test.X - np.asarray(doc["mean"])) / np.asarray(doc["std"])
+    scores = np.clip(predict_scores(model, X), 0.0, 1.0)
+    y = test.y
+    predicted = scores >= 0.5
+
+    assert final["n"] == len(y)
+    assert final["accuracy"] == accuracy_score(y, predicted)
+    assert abs(final["f1"] - f1_score(y, predicted)) < 1e-12
+    assert abs(final["auc"] - roc_auc_score(y, scores)) < 0.002
+    assert abs(final["brier"] - brier_score_loss(y, scores)) < 1e-6
+
+    fairness = final["fairness"]
+    rates = {}
+    for group in sorted(set(test.groups)):
+        mask = test.groups == group
+        rates[group] = (predicted[mask].mean(), predicted[mask & (y == 1)].mean(),
+                        predicted[mask & (y == 0)].mean())
+        got = fairness["groups"][group]
+        assert abs(got["selection_rate"] - rates[group][0]) < 1e-12
+        assert abs(got["tpr"] - rates[group][1]) < 1e-12
+        assert abs(got["fpr"] - rates[group][2]) < 1e-12
+    sel = [r[0] for r in rates.values()]
+    tpr = [r[1] for r in rates.values()]
+    fpr = [r[2] for r in rates.values()]
+    assert abs(fairness["demographic_parity_difference"] - (max(sel) - min(sel))) < 1e-12
+    expected_eod = max(max(tpr) - min(tpr), max(fpr) - min(fpr))
+    assert abs(fairness["equalized_odds_difference"] - expected_eod) < 1e-12
