@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from client_app.audit_trail import sync_quietly
 from client_app.envelopes import layout_to_proto, mean_of, seal_vector
 from client_app.identity import sign_envelope, sign_reply, signing_key
 from client_app.keys import ckks_params, load_secret_context
@@ -59,6 +60,7 @@ class SiteAgent:
         self.vault = vault
         self.site = vault.site
         self._signing_key = signing_key(vault)
+        sync_quietly(vault)
         self._lock = threading.Lock()
         self._trained: set[tuple[str, str, int]] = set()
 
@@ -79,6 +81,7 @@ class SiteAgent:
         reply.site = self.site.name
         if self._signing_key is not None:
             sign_reply(reply, request, self._signing_key)
+            sync_quietly(self.vault)
         return reply
 
     def _dispatch(self, request: agent_pb2.TaskRequest) -> agent_pb2.TaskReply:
@@ -121,7 +124,7 @@ class SiteAgent:
         split = load_split(self.vault, plan)
         store.record_event("study_received", plan_hash=request.plan_hash, details={})
         return agent_pb2.TaskReply(
-            ok=True,
+            ok=True, dataset_version=split.dataset_version,
             metrics={"examples_train": len(split.train.y), "examples_test": len(split.test.y)},
         )
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 
 from client_app.agent import SiteAgent
+from client_app.audit_trail import sync_quietly
 from client_app.vault import SiteVault
 from protos.tessera.v1 import agent_pb2, agent_pb2_grpc
 
@@ -67,6 +68,7 @@ def serve_forever(vault: SiteVault) -> None:
     log.info("site agent for '%s' listening", site.name)
     stop.wait()
     server.stop(grace=2).wait()
+    sync_quietly(vault)
     if site.socket_path.exists():
         site.socket_path.unlink()
 

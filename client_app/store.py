@@ -231,6 +231,24 @@ class SiteStore:
                 "old": current, "new": value, "actor": actor,
             }))
 
+    # -- internal settings (e.g. the audit-trail cursor) ---------------------------------------
+
+    def setting(self, key: str) -> str | None:
+        """An internal setting's value, or None."""
+        with self._transaction() as session:
+            row = session.get(SettingRow, _require_text(key, name="key"))
+            return None if row is None else row.value
+
+    def put_setting(self, key: str, value: str) -> None:
+        """Set an internal setting (not the ceiling: use :meth:`set_ceiling`)."""
+        if key == _CEILING_KEY:
+            raise TesseraError(ErrorCode.PERMISSION_DENIED, "use set_ceiling for the ceiling")
+        with self._transaction(write=True) as session:
+            row = session.get(SettingRow, _require_text(key, name="key"))
+            row = SettingRow(key=key, value=value) if row is None else row
+            row.value = value
+            session.add(row)
+
     # -- ledger ------------------------------------------------------------------------------
 
     def dp_history(self, dataset_id: str) -> list[DpStep]:

@@ -1,10 +1,11 @@
 """The study plan: its schema, TOML reading and writing, overrides and the plan hash.
 
 A study plan is the one home of training configuration (dataset schema, model, rounds, DP
-and HE parameters, minimum sites). Plans are TOML files validated by frozen pydantic models
-that forbid unknown keys and are strict about types (a quoted number is an error). Sites
-approve a plan by its :func:`plan_hash`, a SHA-256 over a canonical JSON normal form, so the
-hash ignores key order, whitespace and comments but changes with any semantic edit.
+and HE parameters, minimum sites, KPI release gates). Plans are TOML files validated by
+frozen pydantic models that forbid unknown keys and are strict about types (a quoted number
+is an error). Sites approve a plan by its :func:`plan_hash`, a SHA-256 over a canonical JSON
+normal form, so the hash ignores key order, whitespace and comments but changes with any
+semantic edit; the optional ``[kpis]`` table enters the hash only with the gates it sets.
 """
 
 from __future__ import annotations
@@ -148,6 +149,25 @@ class FederationSpec(_Spec):
     min_sites: int = Field(default=2, ge=1)
 
 
+class KpiSpec(_Spec):
+    """``[kpis]``: release gates on the final federated metrics (absent: no gate).
+
+    ``min_*`` gates need the metric at or above the bound, ``max_*`` gates at or below it;
+    :mod:`server.kpi` evaluates them.
+    """
+
+    min_auc: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_ece: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_brier: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_equalized_odds_difference: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_demographic_parity_difference: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    def gates(self) -> dict[str, float]:
+        """The gates that are set, by field name."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
 class StudyPlan(_Spec):
     """A complete, validated study plan."""
 
@@ -158,6 +178,7 @@ class StudyPlan(_Spec):
     privacy: PrivacySpec
     he: HESpec = Field(default_factory=HESpec)
     federation: FederationSpec = Field(default_factory=FederationSpec)
+    kpis: KpiSpec | None = None
 
     @property
     def name(self) -> str:
@@ -216,10 +237,23 @@ def _normalise(value: Any) -> Any:
     return value
 
 
+def _canonical(plan: StudyPlan) -> dict[str, Any]:
+    """The plan as plain data for hashing; ``[kpis]`` only with the gates it sets.
+
+    A plan without gates (no ``[kpis]`` table, or an empty one) hashes exactly as plans did
+    before ``[kpis]`` existed, and a gate added later does not change existing hashes.
+    """
+    raw = plan.model_dump(mode="json", exclude={"kpis"})
+    gates = plan.kpis.gates() if plan.kpis is not None else {}
+    if gates:
+        raw["kpis"] = gates
+    return raw
+
+
 def plan_hash(plan: StudyPlan) -> str:
     """SHA-256 hex of the plan's canonical JSON (sorted keys, no whitespace, 3.0 == 3)."""
     canonical = json.dumps(
-        _normalise(plan.model_dump(mode="json")),
+        _normalise(_canonical(plan)),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

@@ -23,8 +23,10 @@ from common.plan import parse_plan, plan_hash
 from privacy.digest import payload_digest
 from privacy.manifest import MANIFEST_FILE, load_manifest
 from protos.tessera.v1 import agent_pb2
+from server.audit_trail import record_run
 from server.envelopes import ENVELOPE_VERSION, check_envelope, sum_envelopes
 from server.he_context import read_evaluation_context
+from server.kpi import evaluate_gates
 from server.registry import ModelRegistry
 from server.run_record import RunRecorder, run_folder
 from server.strategy import EncryptedFedAvg, envelope_record, record_envelope, scalar_metrics
@@ -96,6 +98,7 @@ def _admit_sites(grid: Grid, run: StudyRun, nodes: list[int], timeout: float) ->
             run.trainers[item.node_id] = item.reply.site
             run.evaluators[item.node_id] = item.reply.site
             run.site_examples[item.reply.site] = int(item.reply.metrics["examples_train"])
+            run.dataset_versions[item.reply.site] = item.reply.dataset_version
     run.recorder.event("sites_admitted", sites=sorted(run.trainers.values()), refused=refused)
     run.require_quorum(len(run.trainers), "admission")
     return refused
@@ -191,16 +194,19 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
             raise TesseraError(ErrorCode.PROCESS_FAILED, "training ended before the last round")
         released = _release(grid, run, final, custodian, timeout)
         final_metrics = recorder.rounds[plan.training.rounds].metrics
+        gates = evaluate_gates(plan.kpis, final_metrics).to_json()
         with ModelRegistry.open(coordinator) as registry:
             version = registry.register(
                 study=plan.name, plan_hash=digest, rounds=plan.training.rounds,
                 model_bytes=model_document(run, released),
-                metrics=dict(scalar_metrics(final_metrics)),
+                metrics={k: float(v) for k, v in scalar_metrics(final_metrics).items()
+                         if isinstance(v, int | float)},
                 epsilon_per_site=run.site_epsilon,
-                lineage={"run_id": run_id, "sites": sorted(run.site_examples)},
+                lineage={"run_id": run_id, "sites": sorted(run.site_examples),
+                         "dataset_versions": run.dataset_versions, "kpi_gates": gates},
             )
         result.update(status="completed", final=final_metrics, model=version.to_json(),
-                      signed_envelopes=run.signing_keys is not None)
+                      kpi_gates=gates, signed_envelopes=run.signing_keys is not None)
     except TesseraError as err:
         result.update(error={"code": err.code.value, "message": err.message})
         recorder.event("run_failed", code=err.code.value, message=err.message)
@@ -213,5 +219,9 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
         ]
         result["seconds"] = time.perf_counter() - started
         recorder.write_result(result)
+        try:
+            record_run(coordinator, result)
+        except TesseraError as err:
+            log.warning("coordinator audit trail not updated: %s", err.code.value)
         recorder.event("run_finished", status=result["status"])
     return result

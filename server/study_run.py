@@ -40,6 +40,7 @@ class StudyRun:
     guard: ReplayGuard = field(default_factory=ReplayGuard)
     site_epsilon: dict[str, float] = field(default_factory=dict)
     site_examples: dict[str, int] = field(default_factory=dict)
+    dataset_versions: dict[str, str] = field(default_factory=dict)
     #: Each site's Ed25519 public key from the signed manifest; None when unprovisioned.
     signing_keys: dict[str, str] | None = None
 

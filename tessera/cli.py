@@ -18,15 +18,19 @@ from common.errors import TesseraError
 from common.plan import bundled_plan_path, load_plan, override, plan_hash
 from privacy.at_rest import PASSPHRASE_ENV_VAR
 from server.cli import app as federation_app
+from server.model_cli import app as model_app
 from tessera.access import KIT_ENV_VAR, enforce_on
+from tessera.audit_cli import app as audit_app
 
 app = typer.Typer(help="Tessera: federated, privacy-preserving learning for hospitals.",
                   no_args_is_help=True, add_completion=False)
 study_app = typer.Typer(help="Study plans: validate and hash.", no_args_is_help=True)
 app.add_typer(site_app, name="site", help="Site operator commands (run at a hospital).")
 app.add_typer(study_app, name="study")
+app.add_typer(audit_app, name="audit", help="Auditor tools: verify and read audit logs.")
 app.add_typer(federation_app, name="federation",
               help="Coordinator commands: provision a federation.")
+app.add_typer(model_app, name="model", help="Registered models: list, show, predict.")
 console = Console()
 err_console = Console(stderr=True)
 

@@ -40,6 +40,7 @@ def build_report(fed: LocalFederation, result: dict[str, Any], *, baseline: dict
         "final": result.get("final"),
         "baseline": baseline,
         "model": result.get("model"),
+        "kpi_gates": result.get("kpi_gates"),
         "timings": {**{k: round(v, 3) for k, v in timings.items()},
                     "coordinator_seconds": round(float(result.get("seconds", 0.0)), 3)},
     }

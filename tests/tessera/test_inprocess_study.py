@@ -47,6 +47,12 @@ def test_encrypted_study_completes_and_registers_model(tmp_path: Path) -> None:
     model_file = fed.coordinator_dir / result["model"]["path"]
     doc = json.loads(model_file.read_text())
     assert doc["plan_hash"] == fed.plan_hash
+    gates = result["kpi_gates"]
+    assert set(gates["checks"]) == {"min_auc", "max_ece"}
+    assert gates["promotable"] is (not gates["reasons"])
+    lineage = result["model"]["lineage"]
+    assert sorted(lineage["dataset_versions"]) == ["site-1", "site-2", "site-3"]
+    assert all(len(v) == 64 for v in lineage["dataset_versions"].values())
 
 
 def test_site_with_low_ceiling_is_refused_and_study_goes_on(tmp_path: Path) -> None:

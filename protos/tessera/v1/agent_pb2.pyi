@@ -106,7 +106,7 @@ class ReleasedModel(_message.Message):
     def __init__(self, layout: _Optional[_Iterable[_Union[ChunkLayout, _Mapping]]] = ..., values: _Optional[_Iterable[float]] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskReply(_message.Message):
-    __slots__ = ("site", "ok", "error_code", "reason", "envelope", "metrics", "counts", "model", "signature")
+    __slots__ = ("site", "ok", "error_code", "reason", "envelope", "metrics", "counts", "model", "signature", "dataset_version")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,7 @@ class TaskReply(_message.Message):
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
     site: str
     ok: bool
     error_code: str
@@ -132,4 +133,5 @@ class TaskReply(_message.Message):
     counts: EvalCounts
     model: ReleasedModel
     signature: bytes
-    def __init__(self, site: _Optional[str] = ..., ok: _Optional[bool] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., envelope: _Optional[_Union[UpdateEnvelope, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., counts: _Optional[_Union[EvalCounts, _Mapping]] = ..., model: _Optional[_Union[ReleasedModel, _Mapping]] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    dataset_version: str
+    def __init__(self, site: _Optional[str] = ..., ok: _Optional[bool] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., envelope: _Optional[_Union[UpdateEnvelope, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., counts: _Optional[_Union[EvalCounts, _Mapping]] = ..., model: _Optional[_Union[ReleasedModel, _Mapping]] = ..., signature: _Optional[bytes] = ..., dataset_version: _Optional[str] = ...) -> None: ...

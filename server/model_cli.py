@@ -1,0 +1,154 @@
+"""``tessera model ...``: list, show and use the models in a coordinator's registry.
+
+Commands only translate options into :class:`server.registry.ModelRegistry` and
+:mod:`server.predict` calls and print a summary. A :class:`TesseraError` becomes
+``error: <message>`` on stderr and the error's exit status. ``predict`` validates the whole
+input before it writes anything; it prints counts, never patient ids or scores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from common.errors import ErrorCode, TesseraError
+from server.predict import parse_model_document, predict_file, write_predictions
+from server.registry import ModelRegistry, ModelVersion
+
+app = typer.Typer(
+    name="model",
+    help="Registered models: list, show, and score patients with one.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+CoordinatorDir = Annotated[Path, typer.Option(
+    "--coordinator-dir", help="The coordinator folder (holds coordinator.db and models/).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+_SHOWN_METRICS = ("auc", "accuracy", "f1", "brier", "ece")
+
+
+@contextmanager
+def _boundary() -> Iterator[None]:
+    """Errors become ``error: ...`` and the error's exit status; never a traceback."""
+    try:
+        yield
+    except TesseraError as err:
+        typer.echo(f"error: {err.message}", err=True)
+        raise typer.Exit(err.exit_code) from None
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        typer.echo(f"error: {err.strerror or type(err).__name__}{where}", err=True)
+        raise typer.Exit(TesseraError(ErrorCode.INTERNAL, "").exit_code) from None
+
+
+@app.callback()
+def _group() -> None:
+    """Registered models: list, show, and score patients with one."""
+
+
+def _registry(coordinator_dir: Path) -> ModelRegistry:
+    """Open an existing coordinator folder's registry (never creates one by accident)."""
+    if not (Path(coordinator_dir) / "coordinator.db").is_file():
+        raise TesseraError(ErrorCode.NOT_FOUND,
+                           f"--coordinator-dir {coordinator_dir}: no coordinator.db there "
+                           "(not a coordinator folder)")
+    return ModelRegistry.open(coordinator_dir)
+
+
+def _metric_text(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k} {metrics[k]:.3f}" for k in _SHOWN_METRICS if k in metrics)
+
+
+@app.command("list")
+def list_models(
+    coordinator_dir: CoordinatorDir,
+    study: Annotated[str | None, typer.Option("--study", help="Only this study.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List registered models, oldest first."""
+    with _boundary(), _registry(coordinator_dir) as registry:
+        versions = registry.list(study=study)
+    if as_json:
+        typer.echo(json.dumps([mv.to_json() for mv in versions], indent=1, sort_keys=True))
+        return
+    if not versions:
+        typer.echo("no models registered")
+        return
+    for mv in versions:
+        typer.echo(f"{mv.study} v{mv.version}  {mv.at:%Y-%m-%d %H:%M}  rounds {mv.rounds}  "
+                   f"plan {mv.plan_hash[:12]}  {_metric_text(mv.metrics)}")
+
+
+def _resolve(registry: ModelRegistry, study: str, version: int | None) -> ModelVersion:
+    return registry.latest(study) if version is None else registry.get(study, version)
+
+
+@app.command("show")
+def show(
+    study: Annotated[str, typer.Argument(help="The study name.")],
+    version: Annotated[int, typer.Argument(min=1, help="The model version.")],
+    coordinator_dir: CoordinatorDir,
+    as_json: AsJson = False,
+) -> None:
+    """Show one model: hashes, metrics, privacy spent per site, lineage and its inputs."""
+    with _boundary(), _registry(coordinator_dir) as registry:
+        mv = registry.get(study, version)
+        doc = parse_model_document(registry.load_bytes(mv))
+    details = {**mv.to_json(), "features": doc.get("features"), "label": doc.get("label"),
+               "model": doc.get("model")}
+    if as_json:
+        typer.echo(json.dumps(details, indent=1, sort_keys=True))
+        return
+    typer.echo(f"{mv.study} v{mv.version} (registered {mv.at.isoformat(timespec='seconds')})")
+    typer.echo(f"  plan hash  {mv.plan_hash}")
+    typer.echo(f"  sha256     {mv.sha256}  ({mv.path}, verified)")
+    typer.echo(f"  rounds     {mv.rounds}")
+    typer.echo(f"  model      {json.dumps(doc.get('model'), sort_keys=True)}")
+    features = doc.get("features") or []
+    typer.echo(f"  inputs     patient_id and {len(features)} features: {', '.join(features)}")
+    for name, value in sorted(mv.metrics.items()):
+        typer.echo(f"  {name:<10} {value:.4f}")
+    for site, epsilon in sorted(mv.epsilon_per_site.items()):
+        typer.echo(f"  epsilon    {site}: {epsilon:.3f}")
+    typer.echo(f"  lineage    {json.dumps(mv.lineage, sort_keys=True)}")
+
+
+@app.command("predict")
+def predict(
+    study: Annotated[str, typer.Option("--study", help="The study whose model to use.")],
+    input_csv: Annotated[Path, typer.Option(
+        "--input", help="CSV with patient_id and every model feature (extra columns ignored).")],
+    output_csv: Annotated[Path, typer.Option(
+        "--output", help="CSV to write: patient_id,score,label.")],
+    coordinator_dir: CoordinatorDir,
+    version: Annotated[int | None, typer.Option(
+        "--version", min=1, help="The model version (default: the latest).")] = None,
+) -> None:
+    """Score patients with a registered model; writes nothing unless every row is valid."""
+    with _boundary():
+        if input_csv.resolve() == output_csv.resolve():
+            raise TesseraError(ErrorCode.CONFIG_INVALID,
+                               "--output must not be the --input file")
+        if not output_csv.parent.is_dir():
+            raise TesseraError(ErrorCode.NOT_FOUND,
+                               f"--output: folder {output_csv.parent} does not exist")
+        try:
+            data = input_csv.read_bytes()
+        except FileNotFoundError:
+            raise TesseraError(ErrorCode.NOT_FOUND,
+                               f"--input: {input_csv} does not exist") from None
+        with _registry(coordinator_dir) as registry:
+            mv = _resolve(registry, study, version)
+            doc = parse_model_document(registry.load_bytes(mv))
+        ids, scores, labels = predict_file(doc, data, source_name=input_csv.name)
+        write_predictions(output_csv, ids, scores, labels)
+    positives = int(labels.sum())
+    typer.echo(f"scored {len(ids)} patients with {mv.study} v{mv.version}: "
+               f"{positives} labelled 1, {len(ids) - positives} labelled 0 "
+               f"(threshold 0.5); written to {output_csv}")

@@ -1,0 +1,173 @@
+"""``tessera audit ...``: the auditor's tools over a party's audit log.
+
+``verify`` needs no key: it checks the hash chain, the Merkle checkpoints and their
+signatures, and names the first bad record and the kind of fault. ``show`` and ``export``
+decrypt payloads with the auditor's X25519 key (the auditor kit's ``sealing.key``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from common.errors import ErrorCode, TesseraError
+from privacy.at_rest import atomic_write_bytes
+from privacy.audit_log import AuditEntry, export_checkpoint, load_checkpoint, read_records
+from privacy.audit_verify import verify_log
+from privacy.sealing import SealingKey
+
+app = typer.Typer(name="audit", help="Verify and read tamper-evident audit logs.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+LogArg = Annotated[Path, typer.Argument(help="The audit log file.")]
+KeyOption = Annotated[Path, typer.Option("--key", help="The auditor's sealing key file.")]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _fail(err: TesseraError) -> typer.Exit:
+    typer.echo(f"error: {err.message}", err=True)
+    return typer.Exit(err.exit_code)
+
+
+def _auditor_key(path: Path) -> SealingKey:
+    try:
+        return SealingKey(bytes.fromhex(path.read_text(encoding="ascii").strip()))
+    except (OSError, ValueError):
+        raise TesseraError(ErrorCode.KEY_MISSING, "--key: not a readable auditor key") from None
+
+
+def _entries(log: Path, key: Path, checkpoint: Path | None, *, event: str | None,
+             study: str | None, since: str | None) -> list[AuditEntry]:
+    trusted = load_checkpoint(checkpoint) if checkpoint else None
+    entries = read_records(log, auditor_key=_auditor_key(key), trusted_checkpoint=trusted)
+    if since:
+        try:
+            start = datetime.fromisoformat(since)
+        except ValueError:
+            raise TesseraError(ErrorCode.CONFIG_INVALID, "--since: not an ISO date/time") \
+                from None
+        entries = [e for e in entries
+                   if datetime.fromisoformat(e.header["time"].replace("Z", "+00:00"))
+                   >= (start if start.tzinfo else start.astimezone())]
+    if event:
+        entries = [e for e in entries if e.header["event"] == event]
+    if study:
+        entries = [e for e in entries if (e.header.get("plan_hash") or "").startswith(study)]
+    return entries
+
+
+def _row(entry: AuditEntry) -> dict[str, Any]:
+    h = entry.header
+    return {"index": entry.index, "time": h["time"], "actor": h["actor"], "role": h["role"],
+            "event": h["event"], "plan_hash": h.get("plan_hash"),
+            "checkpointed": entry.checkpointed, "details": entry.details}
+
+
+def neutralise(cell: str) -> str:
+    """Make a cell safe to open in a spreadsheet (no formula injection)."""
+    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+
+
+@app.command("verify")
+def verify(log: LogArg, checkpoint: Annotated[Path | None, typer.Option(
+        "--checkpoint", help="A trusted checkpoint file.")] = None) -> None:
+    """Check a log's integrity; exit non-zero naming the first bad record and the fault."""
+    try:
+        trusted = load_checkpoint(checkpoint) if checkpoint else None
+        report = verify_log(log, trusted_checkpoint=trusted)
+    except TesseraError as err:
+        raise _fail(err) from None
+    if not report.ok:
+        where = "preamble" if report.first_bad_index == -1 else \
+            f"record {report.first_bad_index}"
+        typer.echo(f"FAILED: {report.fault.value if report.fault else 'fault'} at {where}: "
+                   f"{report.message}", err=True)
+        raise typer.Exit(TesseraError(ErrorCode.DATA_INVALID, '').exit_code)
+    typer.echo(f"OK: {report.records} records, chain and signed checkpoints verify "
+               f"({report.checkpointed} covered by a checkpoint)")
+    if report.fault is not None:
+        typer.echo(f"note: {report.message}")
+    if not report.tail_verified:
+        typer.echo("tail unverified: records after the last trusted checkpoint could have been "
+                   "cut or appended; pass --checkpoint with a checkpoint you stored earlier")
+
+
+@app.command("show")
+def show(log: LogArg, key: KeyOption,
+         as_json: Annotated[bool, typer.Option("--json")] = False,
+         event: Annotated[str | None, typer.Option("--event")] = None,
+         study: Annotated[str | None, typer.Option("--study")] = None,
+         since: Annotated[str | None, typer.Option("--since")] = None,
+         checkpoint: Annotated[Path | None, typer.Option("--checkpoint")] = None) -> None:
+    """Decrypt and list records (filters: event type, study hash prefix, time)."""
+    try:
+        entries = _entries(log, key, checkpoint, event=event, study=study, since=since)
+    except TesseraError as err:
+        raise _fail(err) from None
+    if as_json:
+        typer.echo(json.dumps([_row(e) for e in entries], indent=2))
+        return
+    table = Table("index", "time", "actor", "event", "study", "details")
+    for e in entries:
+        r = _row(e)
+        table.add_row(*(Text(str(v)) for v in (
+            r["index"], r["time"], r["actor"], r["event"], (r["plan_hash"] or "")[:12],
+            json.dumps(r["details"], sort_keys=True)[:80])))
+    console.print(table)
+
+
+@app.command("export")
+def export(log: LogArg, key: KeyOption,
+           out: Annotated[Path, typer.Option("--out", help="Output file.")],
+           fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl") -> None:
+    """Write decrypted records as JSON lines or CSV (spreadsheet formulas neutralised)."""
+    try:
+        if fmt not in ("jsonl", "csv"):
+            raise TesseraError(ErrorCode.CONFIG_INVALID, "--format: jsonl or csv")
+        rows = [_row(e) for e in _entries(log, key, None, event=None, study=None, since=None)]
+        if fmt == "jsonl":
+            data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        else:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            columns = ["index", "time", "actor", "role", "event", "plan_hash", "checkpointed",
+                       "details"]
+            writer.writerow(columns)
+            for r in rows:
+                cells = [r[c] if c != "details" else json.dumps(r[c], sort_keys=True)
+                         for c in columns]
+                writer.writerow([neutralise("" if v is None else str(v)) for v in cells])
+            data = buffer.getvalue()
+        atomic_write_bytes(out, data.encode("utf-8"))
+    except TesseraError as err:
+        raise _fail(err) from None
+    typer.echo(f"{len(rows)} records written to {out.name}")
+
+
+@app.command("checkpoint")
+def checkpoint(log: LogArg, out: Annotated[Path, typer.Option(
+        "--out", help="Where to store the trusted checkpoint.")]) -> None:
+    """Verify a log and store its latest signed checkpoint, to detect truncation later."""
+    try:
+        report = verify_log(log)
+        if not report.ok:
+            raise TesseraError(ErrorCode.DATA_INVALID, f"log does not verify: {report.message}")
+        latest = None
+        for raw in log.read_bytes().split(b"\n"):
+            if raw.startswith(b"{") and b'"type":"checkpoint"' in raw:
+                latest = json.loads(raw)
+        if latest is None:
+            raise TesseraError(ErrorCode.NOT_FOUND, "the log holds no signed checkpoint yet")
+        export_checkpoint(out, latest)
+    except TesseraError as err:
+        raise _fail(err) from None
+    typer.echo(f"checkpoint of {latest['tree_size']} records stored in {out.name}")
