@@ -7,8 +7,6 @@ Nothing secret is printed: only paths, names and public keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +14,7 @@ import typer
 
 from common.errors import ErrorCode, TesseraError
 from privacy.manifest import MANIFEST_FILE, load_manifest
+from server.cli_boundary import boundary as _boundary
 from server.he_context import import_evaluation_package
 from server.provisioning import DEFAULT_PORT, init_federation
 
@@ -25,19 +24,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
-
-@contextmanager
-def _boundary(io_problem: str) -> Iterator[None]:
-    """Errors become ``error: ...`` and the error's exit status; never a traceback."""
-    try:
-        yield
-    except TesseraError as err:
-        typer.echo(f"error: {err.message}", err=True)
-        raise typer.Exit(err.exit_code) from None
-    except OSError as err:
-        typer.echo(f"error: {io_problem}: {err.strerror or type(err).__name__}", err=True)
-        raise typer.Exit(TesseraError(ErrorCode.INTERNAL, "").exit_code) from None
 
 
 @app.callback()

@@ -9,14 +9,13 @@ input before it writes anything; it prints counts, never patient ids or scores.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from common.errors import ErrorCode, TesseraError
+from server.cli_boundary import boundary as _boundary
 from server.predict import parse_model_document, predict_file, write_predictions
 from server.registry import ModelRegistry, ModelVersion
 
@@ -31,20 +30,6 @@ CoordinatorDir = Annotated[Path, typer.Option(
     "--coordinator-dir", help="The coordinator folder (holds coordinator.db and models/).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 _SHOWN_METRICS = ("auc", "accuracy", "f1", "brier", "ece")
-
-
-@contextmanager
-def _boundary() -> Iterator[None]:
-    """Errors become ``error: ...`` and the error's exit status; never a traceback."""
-    try:
-        yield
-    except TesseraError as err:
-        typer.echo(f"error: {err.message}", err=True)
-        raise typer.Exit(err.exit_code) from None
-    except OSError as err:
-        where = f" ({err.filename})" if err.filename else ""
-        typer.echo(f"error: {err.strerror or type(err).__name__}{where}", err=True)
-        raise typer.Exit(TesseraError(ErrorCode.INTERNAL, "").exit_code) from None
 
 
 @app.callback()
