@@ -128,3 +128,22 @@ def test_no_dataset_bytes_are_stored_in_plaintext(demo_run) -> None:
 def test_no_process_is_left_behind(demo_run) -> None:
     work, _, _ = demo_run
     assert _processes_mentioning(str(work)) == []
+
+
+def test_every_party_has_a_verifying_audit_log_with_the_study(demo_run) -> None:
+    from privacy.audit_log import read_records
+    from privacy.audit_verify import verify_log
+    from privacy.sealing import SealingKey
+
+    work, report, _ = demo_run
+    key_file = work / "auditor" / "kit" / "sealing.key"
+    auditor = SealingKey(bytes.fromhex(key_file.read_text().strip()))
+    logs = [work / "sites" / f"site-{i}" / "audit" / "site.log" for i in (1, 2, 3)]
+    logs.append(work / "coordinator" / "audit" / "coordinator.log")
+    for log in logs:
+        result = verify_log(log)
+        assert result.ok, (log.name, result.message)
+        entries = read_records(log, auditor_key=auditor)
+        assert [e.index for e in entries] == list(range(len(entries)))
+        studies = {e.header.get("plan_hash") for e in entries}
+        assert report["study"]["plan_hash"] in studies
