@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from client_app.site_dir import init_site_dir, open_site_dir
 from common.errors import ErrorCode, TesseraError
 from privacy.manifest import (
+    AUDIT_SERVER_CERT_FILE,
+    AUDIT_SERVER_KEY_FILE,
     CA_CERT_FILE,
     KIT_FILE,
     MANIFEST_FILE,
@@ -45,8 +47,8 @@ from privacy.sealing import SealingKey
 from privacy.signing import SigningKey
 
 KIT_DIR = "kit"
-PRIVATE_FILES = (NODE_AUTH_KEY_FILE, SEALING_KEY_FILE, SIGNING_KEY_FILE)
-PUBLIC_FILES = (KIT_FILE, MANIFEST_FILE, CA_CERT_FILE, NODE_AUTH_PUB_FILE)
+PRIVATE_FILES = (NODE_AUTH_KEY_FILE, SEALING_KEY_FILE, SIGNING_KEY_FILE, AUDIT_SERVER_KEY_FILE)
+PUBLIC_FILES = (KIT_FILE, MANIFEST_FILE, CA_CERT_FILE, NODE_AUTH_PUB_FILE, AUDIT_SERVER_CERT_FILE)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,10 @@ NODE_AUTH_KEY_FILE = "node-auth.key"
 NODE_AUTH_PUB_FILE = "node-auth.pub"
 SEALING_KEY_FILE = "sealing.key"
 SIGNING_KEY_FILE = "signing.key"
+AUDIT_SERVER_CERT_FILE = "audit-server.pem"   # coordinator and site kits: the audit service
+AUDIT_SERVER_KEY_FILE = "audit-server.key"
+AUDIT_CLIENT_CERT_FILE = "audit-client.pem"   # auditor kit: the audit service's client
+AUDIT_CLIENT_KEY_FILE = "audit-client.key"
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,22 @@
 
     federation.toml                 the signed manifest (public keys only)
     coordinator-kit/                kit.toml, federation.toml, ca.pem, ca.key, superlink.pem,
-                                    superlink.key, signing.key, node-auth/<site>.pub
+                                    superlink.key, signing.key, node-auth/<site>.pub,
+                                    audit-server.pem, audit-server.key
     site-kits/<site>/               kit.toml, federation.toml, ca.pem, node-auth.key,
-                                    node-auth.pub, sealing.key, signing.key
-    auditor-kit/                    kit.toml, federation.toml, ca.pem, signing.key, sealing.key
+                                    node-auth.pub, sealing.key, signing.key,
+                                    audit-server.pem, audit-server.key
+    auditor-kit/                    kit.toml, federation.toml, ca.pem, signing.key, sealing.key,
+                                    audit-client.pem, audit-client.key
     coordinator-kit.tar.gz, site-kits/<site>.tar.gz, auditor-kit.tar.gz
 
 Each private key exists in exactly one kit. TLS is EC P-384 with SHA-384; node-authentication
 keys are EC P-384 in OpenSSH format (what Flower's SuperNode and ``flwr supernode register``
 take); signing keys are Ed25519 and sealing keys X25519, both raw 32 bytes written as hex.
+The read-only audit service (``tessera audit serve``) uses an ``audit-server`` certificate
+(serverAuth; SANs 127.0.0.1, localhost and the party's addresses) in the coordinator and each
+site kit, and accepts only the auditor's ``audit-client`` certificate (clientAuth, CN
+``auditor``); all are issued by the federation CA.
 """
 
 from __future__ import annotations
@@ -34,6 +41,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from common.errors import ErrorCode, TesseraError
 from privacy.manifest import (
+    AUDIT_CLIENT_CERT_FILE,
+    AUDIT_CLIENT_KEY_FILE,
+    AUDIT_SERVER_CERT_FILE,
+    AUDIT_SERVER_KEY_FILE,
     CA_CERT_FILE,
     MANIFEST_FILE,
     NODE_AUTH_KEY_FILE,
@@ -60,6 +71,7 @@ SUPERLINK_KEY_FILE = "superlink.key"
 NODE_AUTH_DIR = "node-auth"
 CA_VALIDITY = timedelta(days=730)
 SUPERLINK_VALIDITY = timedelta(days=365)
+AUDIT_CLIENT_NAME = "auditor"
 DEFAULT_PORT = 9092
 _ALWAYS_TLS_NAMES = ("127.0.0.1", "localhost")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -96,12 +108,15 @@ class Federation:
 def init_federation(out: Path, *, name: str, sites: Sequence[str],
                     addresses: Sequence[str] = ("127.0.0.1",), port: int = DEFAULT_PORT,
                     site_addresses: Mapping[str, str] | None = None,
+                    audit_addresses: Mapping[str, Sequence[str]] | None = None,
                     archives: bool = True) -> Federation:
     """Provision federation ``name`` with ``sites`` into the new (or empty) folder ``out``.
 
     ``addresses`` are the SuperLink's names (the first is the one the manifest advertises);
     ``site_addresses`` maps a site to the SuperLink address that site dials, when it differs.
     Every address becomes a SAN of the SuperLink certificate, with 127.0.0.1 and localhost.
+    ``audit_addresses`` maps a party ("coordinator" or a site) to extra names its audit
+    service answers on; the coordinator's audit certificate always names the SuperLink's.
     """
     _check_name(name, "--name")
     site_names = [_check_name(s, "--sites") for s in sites]
@@ -119,6 +134,14 @@ def init_federation(out: Path, *, name: str, sites: Sequence[str],
                                f"--site-address names {site!r}, which is not in --sites")
         per_site[site] = _check_host(host, "--site-address")
     tls_names = tuple(dict.fromkeys([*_ALWAYS_TLS_NAMES, *hosts, *per_site.values()]))
+    audit_names: dict[str, tuple[str, ...]] = {}
+    for party, names in (audit_addresses or {}).items():
+        if party != "coordinator" and party not in site_names:
+            raise TesseraError(ErrorCode.CONFIG_INVALID,
+                               f"--audit-address names {party!r}, which is neither "
+                               "'coordinator' nor in --sites")
+        audit_names[party] = tuple(_check_host(h, "--audit-address") for h in names)
+    audit_names["coordinator"] = (*tls_names, *audit_names.get("coordinator", ()))
 
     out = Path(out).expanduser().absolute()
     existed = out.exists()
@@ -128,7 +151,8 @@ def init_federation(out: Path, *, name: str, sites: Sequence[str],
     _mkdir(out)
     try:
         return _provision(out, name=name, sites=site_names, address=hosts[0], port=port,
-                          per_site=per_site, tls_names=tls_names, archives=archives)
+                          per_site=per_site, tls_names=tls_names, audit_names=audit_names,
+                          archives=archives)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         if existed:
@@ -138,7 +162,7 @@ def init_federation(out: Path, *, name: str, sites: Sequence[str],
 
 def _provision(out: Path, *, name: str, sites: list[str], address: str, port: int,
                per_site: dict[str, str], tls_names: tuple[str, ...],
-               archives: bool) -> Federation:
+               audit_names: dict[str, tuple[str, ...]], archives: bool) -> Federation:
     now = datetime.now(UTC).replace(microsecond=0)
     ca_key = ec.generate_private_key(ec.SECP384R1())
     ca_cert = _ca_certificate(ca_key, name=name, now=now)
@@ -164,6 +188,17 @@ def _provision(out: Path, *, name: str, sites: list[str], address: str, port: in
     fed = Federation(root=out, manifest=load_manifest(out / MANIFEST_FILE,
                                                       trusted_coordinator_key=coordinator.public_hex))
 
+    def audit_tls(folder: Path, party: str, *, client: bool = False) -> None:
+        key = ec.generate_private_key(ec.SECP384R1())
+        names = () if client else tuple(dict.fromkeys(
+            [*_ALWAYS_TLS_NAMES, *audit_names.get(party, ())]))
+        cert = _leaf_certificate(key, ca_key, ca_cert, common_name=party, tls_names=names,
+                                 client=client, now=now)
+        stem = (AUDIT_CLIENT_CERT_FILE, AUDIT_CLIENT_KEY_FILE) if client else (
+            AUDIT_SERVER_CERT_FILE, AUDIT_SERVER_KEY_FILE)
+        _write(folder / stem[0], cert.public_bytes(serialization.Encoding.PEM))
+        _write(folder / stem[1], _pem_private(key), private=True)
+
     def kit(folder: Path, role: str, party: str) -> Path:
         _mkdir(folder)
         write_kit_info(folder, KitInfo(role=role, party=party, federation=name))
@@ -179,6 +214,7 @@ def _provision(out: Path, *, name: str, sites: list[str], address: str, port: in
     _mkdir(coord / NODE_AUTH_DIR)
     for entry in fed.manifest.sites:
         _write(coord / NODE_AUTH_DIR / f"{entry.name}.pub", _pub_line(entry))
+    audit_tls(coord, "coordinator")
 
     _mkdir(out / "site-kits")
     for entry in fed.manifest.sites:
@@ -190,10 +226,12 @@ def _provision(out: Path, *, name: str, sites: list[str], address: str, port: in
         _write(folder / NODE_AUTH_PUB_FILE, _pub_line(entry))
         _write(folder / SEALING_KEY_FILE, _hex_line(seal.raw), private=True)
         _write(folder / SIGNING_KEY_FILE, _hex_line(sign.raw), private=True)
+        audit_tls(folder, entry.name)
 
     aud = kit(fed.auditor_kit, "auditor", "auditor")
     _write(aud / SIGNING_KEY_FILE, _hex_line(auditor.raw), private=True)
     _write(aud / SEALING_KEY_FILE, _hex_line(auditor_sealing.raw), private=True)
+    audit_tls(aud, AUDIT_CLIENT_NAME, client=True)
 
     if archives:
         for folder in (coord, aud, *(fed.site_kit(s) for s in sites)):
@@ -220,6 +258,15 @@ def _ca_certificate(key: ec.EllipticCurvePrivateKey, *, name: str,
 def _superlink_certificate(key: ec.EllipticCurvePrivateKey, ca_key: ec.EllipticCurvePrivateKey,
                            ca_cert: x509.Certificate, *, tls_names: tuple[str, ...],
                            now: datetime) -> x509.Certificate:
+    return _leaf_certificate(key, ca_key, ca_cert, common_name="superlink",
+                             tls_names=tls_names, client=False, now=now)
+
+
+def _leaf_certificate(key: ec.EllipticCurvePrivateKey, ca_key: ec.EllipticCurvePrivateKey,
+                      ca_cert: x509.Certificate, *, common_name: str,
+                      tls_names: tuple[str, ...], client: bool,
+                      now: datetime) -> x509.Certificate:
+    """A TLS server certificate naming ``tls_names`` or (``client``) a client certificate."""
     sans: list[x509.GeneralName] = []
     for host in tls_names:
         try:
@@ -227,17 +274,21 @@ def _superlink_certificate(key: ec.EllipticCurvePrivateKey, ca_key: ec.EllipticC
         except ValueError:
             sans.append(x509.DNSName(host))
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Tessera"),
-                         x509.NameAttribute(NameOID.COMMON_NAME, "superlink")])
+                         x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (
+    builder = (
         x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(min(now + SUPERLINK_VALIDITY, ca_cert.not_valid_after_utc))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .not_valid_after(min(now + SUPERLINK_VALIDITY, ca_cert.not_valid_after_utc)))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+    return (
+        builder
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(ca=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                        critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),

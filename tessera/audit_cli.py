@@ -3,6 +3,8 @@
 ``verify`` needs no key: it checks the hash chain, the Merkle checkpoints and their
 signatures, and names the first bad record and the kind of fault. ``show`` and ``export``
 decrypt payloads with the auditor's X25519 key (the auditor kit's ``sealing.key``).
+``serve`` runs the read-only audit service over a party's logs (coordinator or site kit);
+``pull`` fetches a log from one over mutual TLS with the auditor kit and verifies the copy.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from rich.text import Text
 from common.errors import ErrorCode, TesseraError
 from privacy.at_rest import atomic_write_bytes
 from privacy.audit_log import AuditEntry, export_checkpoint, load_checkpoint, read_records
-from privacy.audit_verify import verify_log
+from privacy.audit_verify import verify_bytes, verify_log
 from privacy.sealing import SealingKey
+from tessera.audit_service import pull_log, serve_audit
 
 app = typer.Typer(name="audit", help="Verify and read tamper-evident audit logs.",
                   no_args_is_help=True, add_completion=False)
@@ -171,3 +174,60 @@ def checkpoint(log: LogArg, out: Annotated[Path, typer.Option(
     except TesseraError as err:
         raise _fail(err) from None
     typer.echo(f"checkpoint of {latest['tree_size']} records stored in {out.name}")
+
+
+@app.command("serve")
+def serve(logs: Annotated[list[str], typer.Option(
+              "--log", help="NAME=PATH of a log to serve (repeatable).")],
+          address: Annotated[str, typer.Option("--address", help="HOST:PORT to listen on.")],
+          kit: Annotated[Path, typer.Option(
+              "--kit", help="This party's kit (coordinator or site).")]) -> None:
+    """Serve audit logs read-only to the federation's auditor (mutual TLS) until Ctrl-C."""
+    try:
+        paths: dict[str, Path] = {}
+        for item in logs:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise TesseraError(ErrorCode.CONFIG_INVALID, f"--log: {item!r} is not NAME=PATH")
+            if name in paths:
+                raise TesseraError(ErrorCode.CONFIG_INVALID, f"--log: {name!r} given twice")
+            paths[name] = Path(path).expanduser().absolute()
+        server = serve_audit(paths, address=address, kit_dir=kit)
+    except TesseraError as err:
+        raise _fail(err) from None
+    typer.echo(f"audit service on {address} serving {', '.join(sorted(paths))} "
+               "(read-only; auditor certificates only); Ctrl-C stops it")
+    try:
+        server.wait_for_termination()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop(grace=2).wait()
+    typer.echo("audit service stopped")
+
+
+@app.command("pull")
+def pull(source: Annotated[str, typer.Option("--from", help="HOST:PORT of an audit service.")],
+         log: Annotated[str, typer.Option("--log", help="The log's name on that service.")],
+         kit: Annotated[Path, typer.Option("--kit", help="The auditor kit.")],
+         out: Annotated[Path, typer.Option("--out", help="Where to write the copy.")]) -> None:
+    """Fetch a log over mutual TLS, write it to --out and verify the copy."""
+    try:
+        data = pull_log(source, log=log, kit_dir=kit)
+        atomic_write_bytes(out, data)
+        report = verify_bytes(data)
+    except TesseraError as err:
+        raise _fail(err) from None
+    if not report.ok:
+        where = "preamble" if report.first_bad_index == -1 else \
+            f"record {report.first_bad_index}"
+        fault = report.fault.value if report.fault else "a fault"
+        typer.echo(f"FAILED: pulled {out.name}, but {fault} at {where}: {report.message}",
+                   err=True)
+        raise typer.Exit(TesseraError(ErrorCode.DATA_INVALID, '').exit_code)
+    typer.echo(f"OK: pulled {log!r} from {source} into {out.name}: {report.records} records, "
+               f"chain and signed checkpoints verify ({report.checkpointed} covered by a "
+               "checkpoint)")
+    if not report.tail_verified:
+        typer.echo("tail unverified: records after the last checkpoint could have been cut; "
+                   f"run 'tessera audit checkpoint' on {out.name} and keep the result")
