@@ -218,10 +218,10 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
             for s, n in sorted(run.site_examples.items())
         ]
         result["seconds"] = time.perf_counter() - started
-        recorder.write_result(result)
         try:
             record_run(coordinator, result)
         except TesseraError as err:
             log.warning("coordinator audit trail not updated: %s", err.code.value)
+        recorder.write_result(result)
         recorder.event("run_finished", status=result["status"])
     return result

@@ -53,13 +53,28 @@ def _fail(err: TesseraError) -> typer.Exit:
 
 
 @site_app.command("agent")
-def site_agent(site_dir: Annotated[Path, typer.Option(help="The site folder.")]) -> None:
+def site_agent(
+    site_dir: Annotated[Path, typer.Option(help="The site folder.")],
+    audit_address: Annotated[str | None, typer.Option(
+        help="HOST:PORT to serve this site's audit log to the auditor (mutual TLS).")] = None,
+) -> None:
     """Run the site agent (the process that owns data, keys and ledger) until stopped."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    audit = None
     try:
-        serve_forever(unlock_vault(open_site_dir(site_dir)))
+        site = open_site_dir(site_dir)
+        vault = unlock_vault(site)
+        if audit_address:
+            from tessera.audit_service import serve_audit
+
+            audit = serve_audit({"site": site.audit_dir / "site.log"}, address=audit_address,
+                                kit_dir=site.root / "kit")
+        serve_forever(vault)
     except TesseraError as err:
         raise _fail(err) from None
+    finally:
+        if audit is not None:
+            audit.stop(grace=1)
 
 
 @site_app.command("run")

@@ -94,6 +94,48 @@ def _register_nodes(procs: ProcessGroup, fed: local_federation.LocalFederation) 
                                f"see {child.log_path.name}")
 
 
+def _audit_addresses(fed: local_federation.LocalFederation) -> dict[str, str]:
+    """Where each party serves its audit log (provisioned federations only)."""
+    if not fed.tls:
+        return {}
+    parties = ["coordinator", *[site.name for site in fed.sites]]
+    return {party: f"127.0.0.1:{free_port()}" for party in parties}
+
+
+def pull_audit_logs(fed: local_federation.LocalFederation,
+                    addresses: dict[str, str]) -> dict[str, Any]:
+    """As the auditor: pull every party's log over the AuditService and verify the copies."""
+    from privacy.at_rest import atomic_write_bytes
+    from privacy.audit_verify import verify_bytes
+    from tessera.audit_service import pull_log
+
+    kit = fed.workdir / "auditor" / "kit"
+    out: dict[str, Any] = {}
+    for party, address in addresses.items():
+        name = "coordinator" if party == "coordinator" else "site"
+        try:
+            data = _pull_with_retry(pull_log, address, log=name, kit_dir=kit)
+        except TesseraError as err:
+            out[party] = {"pulled": False, "error": err.message}
+            continue
+        atomic_write_bytes(fed.workdir / "auditor" / "pulled" / f"{party}.log", data)
+        report = verify_bytes(data)
+        out[party] = {"pulled": True, "records": report.records, "verified": report.ok,
+                      "message": report.message}
+    return out
+
+
+def _pull_with_retry(pull: Any, address: str, **kwargs: Any) -> bytes:
+    for attempt in range(5):
+        try:
+            return bytes(pull(address, **kwargs))
+        except TesseraError:
+            if attempt == 4:
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
 def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[str, Any]:
     """Build the federation, run the study on real processes, write and return the report."""
     timings: dict[str, float] = {}
@@ -124,12 +166,19 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
                          timeout=90, watch=["superlink"])
         if fed.tls:
             _register_nodes(procs, fed)
+        audit = _audit_addresses(fed)
         for site in fed.sites:
+            extra = ["--audit-address", audit[site.name]] if site.name in audit else []
             procs.start(f"agent-{site.name}", [
                 sys.executable, "-m", "tessera.cli", "site", "agent", "--site-dir",
-                str(site.root),
+                str(site.root), *extra,
             ], env={**flower_env(site.root / "flwr-home"),
                     PASSPHRASE_ENV_VAR: options.passphrase})
+        if "coordinator" in audit:
+            procs.start("audit-coordinator", [
+                sys.executable, "-m", "tessera.cli", "audit", "serve", "--log",
+                f"coordinator={coord / 'audit' / 'coordinator.log'}",
+                "--address", audit["coordinator"], "--kit", str(fed.coordinator_kit)])
         for site in fed.sites:
             procs.wait_until(site.socket_path.exists, what=f"the agent of {site.name}",
                              timeout=120, watch=[f"agent-{site.name}"])
@@ -158,10 +207,12 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
                 raise TesseraError(ErrorCode.PROCESS_FAILED, "the study run timed out")
             time.sleep(0.5)
         timings["study_seconds"] = time.perf_counter() - t2
+        audit_pulled = pull_audit_logs(fed, audit)
     timings["total_seconds"] = time.perf_counter() - t0
     report = build_report(fed, result, baseline=baseline, timings=timings,
                           superlink=f"127.0.0.1:{link_port}", tls=fed.tls,
                           node_auth=fed.tls)
+    report["audit"] = audit_pulled
     options.report.parent.mkdir(parents=True, exist_ok=True)
     options.report.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report

@@ -147,3 +147,13 @@ def test_every_party_has_a_verifying_audit_log_with_the_study(demo_run) -> None:
         assert [e.index for e in entries] == list(range(len(entries)))
         studies = {e.header.get("plan_hash") for e in entries}
         assert report["study"]["plan_hash"] in studies
+
+
+def test_the_auditor_pulled_every_log_over_mutual_tls(demo_run) -> None:
+    work, report, _ = demo_run
+    parties = {"coordinator", "site-1", "site-2", "site-3"}
+    assert set(report["audit"]) == parties
+    for party, outcome in report["audit"].items():
+        assert outcome["pulled"] and outcome["verified"], (party, outcome)
+        assert outcome["records"] > 0
+        assert (work / "auditor" / "pulled" / f"{party}.log").exists()
