@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from client_app.site_dir import init_site_dir, open_site_dir
+from client_app.store import SiteStore
 from common.errors import ErrorCode, TesseraError
 from privacy.manifest import (
     AUDIT_SERVER_CERT_FILE,
@@ -120,9 +121,14 @@ def import_site_kit(kit: Path, site_dir: Path, *,
                 raise TesseraError(ErrorCode.PERMISSION_DENIED,
                                    f"site folder {site_dir} belongs to site {owner!r}, "
                                    f"not {info.party!r}")
-        init_site_dir(site_dir, name=info.party)
+        site = init_site_dir(site_dir, name=info.party)
         _install(folder, installed)
-    return load_site_identity(site_dir)
+    identity = load_site_identity(site_dir)
+    with SiteStore.open(site) as store:
+        store.record_event("kit_imported", details={
+            "federation": identity.manifest.name,
+            "coordinator_key": identity.manifest.coordinator_signing_key})
+    return identity
 
 
 def load_site_identity(site_dir: Path) -> SiteKit:

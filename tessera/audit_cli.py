@@ -23,9 +23,17 @@ from rich.text import Text
 
 from common.errors import ErrorCode, TesseraError
 from privacy.at_rest import atomic_write_bytes
-from privacy.audit_log import AuditEntry, export_checkpoint, load_checkpoint, read_records
-from privacy.audit_verify import verify_bytes, verify_log
+from privacy.audit_log import (
+    AuditEntry,
+    AuditLog,
+    export_checkpoint,
+    load_checkpoint,
+    read_records,
+)
+from privacy.audit_verify import VerifyReport, verify_bytes, verify_log
+from privacy.manifest import SEALING_KEY_FILE, SIGNING_KEY_FILE, read_kit_info
 from privacy.sealing import SealingKey
+from privacy.signing import SigningKey
 from tessera.audit_service import pull_log, serve_audit
 
 app = typer.Typer(name="audit", help="Verify and read tamper-evident audit logs.",
@@ -80,13 +88,38 @@ def neutralise(cell: str) -> str:
     return "'" + cell if cell.startswith(_FORMULA_START) else cell
 
 
+def record_verification(kit: Path | None, log: Path, report: VerifyReport) -> None:
+    """Append a verification run to the auditor's own audit log (auditor kits only)."""
+    if kit is None or not (kit / SIGNING_KEY_FILE).exists() or \
+            not (kit / SEALING_KEY_FILE).exists():
+        return
+    if read_kit_info(kit).role != "auditor":
+        return
+    signer = SigningKey(bytes.fromhex((kit / SIGNING_KEY_FILE).read_text().strip()))
+    path = kit / "audit" / "auditor.log"
+    if path.exists():
+        trail = AuditLog.open(path, signing_key=signer)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        own = SealingKey(bytes.fromhex((kit / SEALING_KEY_FILE).read_text().strip()))
+        trail = AuditLog.create(path, party="auditor", role="auditor", signing_key=signer,
+                                auditor_public_hex=own.public_hex)
+    trail.append("log_verified", actor="auditor", details={
+        "log": log.name, "log_id": report.log_id, "records": report.records, "ok": report.ok,
+        "fault": report.fault.value if report.fault else None,
+        "first_bad_index": report.first_bad_index, "tail_verified": report.tail_verified})
+    trail.checkpoint()
+
+
 @app.command("verify")
-def verify(log: LogArg, checkpoint: Annotated[Path | None, typer.Option(
+def verify(ctx: typer.Context, log: LogArg, checkpoint: Annotated[Path | None, typer.Option(
         "--checkpoint", help="A trusted checkpoint file.")] = None) -> None:
     """Check a log's integrity; exit non-zero naming the first bad record and the fault."""
     try:
         trusted = load_checkpoint(checkpoint) if checkpoint else None
         report = verify_log(log, trusted_checkpoint=trusted)
+        kit = (ctx.find_root().obj or {}).get("kit")
+        record_verification(kit, log, report)
     except TesseraError as err:
         raise _fail(err) from None
     if not report.ok:

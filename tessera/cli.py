@@ -44,6 +44,7 @@ def _access(
         "Default: the kit installed in --site-dir.")] = None,
 ) -> None:
     """Every command checks the access policy (tessera/roles.toml) before it runs."""
+    ctx.obj = {"kit": kit}
     enforce_on(ctx, kit=kit)
 
 

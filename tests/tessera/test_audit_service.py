@@ -103,6 +103,14 @@ def test_a_client_without_a_certificate_is_refused(fed: Federation, address: str
     assert err.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
 
 
+def test_a_plaintext_connection_is_refused(address: str) -> None:
+    with grpc.insecure_channel(address) as channel:
+        stub = audit_pb2_grpc.AuditServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.Records(audit_pb2.RecordsRequest(log="coordinator"), timeout=10))
+    assert err.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+
+
 def test_a_client_certificate_from_another_ca_is_refused(
         fed: Federation, other: Federation, address: str, tmp_path: Path) -> None:
     kit = tmp_path / "forged-kit"

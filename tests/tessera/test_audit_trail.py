@@ -52,6 +52,20 @@ def test_every_party_log_verifies(study) -> None:
         assert "OK:" in result.output
 
 
+def test_verification_runs_are_recorded_in_the_auditors_own_log(study) -> None:
+    from privacy.audit_log import read_records
+    from privacy.audit_verify import verify_log
+    from privacy.sealing import SealingKey
+
+    kit = study.workdir / "auditor" / "kit"
+    assert _auditor(study, "verify", str(_logs(study)[0])).exit_code == 0
+    own = kit / "audit" / "auditor.log"
+    assert verify_log(own).ok
+    key = SealingKey(bytes.fromhex((kit / "sealing.key").read_text().strip()))
+    runs = [e for e in read_records(own, auditor_key=key) if e.header["event"] == "log_verified"]
+    assert runs and runs[-1].details["log"] == "site.log" and runs[-1].details["ok"] is True
+
+
 def test_auditor_reads_the_study_events_in_order(study) -> None:
     key = study.workdir / "auditor" / "kit" / "sealing.key"
     site = _auditor(study, "show", str(_logs(study)[0]), "--key", str(key), "--json")
@@ -59,7 +73,7 @@ def test_auditor_reads_the_study_events_in_order(study) -> None:
     rows = json.loads(site.output)
     assert [r["index"] for r in rows] == list(range(len(rows)))
     events = [r["event"] for r in rows]
-    for expected in ("study_approved", "dataset_registered", "he_key_generated",
+    for expected in ("kit_imported", "study_approved", "dataset_registered", "he_key_generated",
                      "epsilon_spent", "update_sent", "model_released"):
         assert expected in events, events
     coordinator = _auditor(study, "show", str(_logs(study)[-1]), "--key", str(key), "--json",
