@@ -128,13 +128,18 @@ def verify(ctx: typer.Context, log: LogArg, checkpoint: Annotated[Path | None, t
         typer.echo(f"FAILED: {report.fault.value if report.fault else 'fault'} at {where}: "
                    f"{report.message}", err=True)
         raise typer.Exit(TesseraError(ErrorCode.DATA_INVALID, '').exit_code)
-    typer.echo(f"OK: {report.records} records, chain and signed checkpoints verify "
-               f"({report.checkpointed} covered by a checkpoint)")
+    if trusted is not None and report.fully_verified:
+        typer.echo(f"OK: {report.records} records; chain, signed checkpoints and the trusted "
+                   "checkpoint verify")
+    else:
+        typer.echo(f"INTACT, TAIL UNVERIFIED: {report.records} records; the chain and "
+                   f"{'the trusted checkpoint' if trusted else 'the signed checkpoints'} verify "
+                   f"({report.checkpointed} records under a signed checkpoint)")
+        typer.echo("tail unverified: without a trusted checkpoint covering the end of the log, "
+                   "records cut from or appended to its end cannot be ruled out; store one "
+                   "with 'tessera audit checkpoint' and pass it with --checkpoint")
     if report.fault is not None:
         typer.echo(f"note: {report.message}")
-    if not report.tail_verified:
-        typer.echo("tail unverified: records after the last trusted checkpoint could have been "
-                   "cut or appended; pass --checkpoint with a checkpoint you stored earlier")
 
 
 @app.command("show")

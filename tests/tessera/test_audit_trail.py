@@ -45,11 +45,29 @@ def _logs(fed) -> list[Path]:
         [fed.coordinator_dir / "audit" / "coordinator.log"]
 
 
-def test_every_party_log_verifies(study) -> None:
+def test_every_party_log_verifies(study, tmp_path: Path) -> None:
     for log in _logs(study):
         result = _auditor(study, "verify", str(log))
         assert result.exit_code == 0, result.output
-        assert "OK:" in result.output
+        assert "TAIL UNVERIFIED" in result.output and "OK:" not in result.output
+        checkpoint = tmp_path / f"{log.parent.parent.name}.cp"
+        stored = _auditor(study, "checkpoint", str(log), "--out", str(checkpoint))
+        assert stored.exit_code == 0, stored.output
+        trusted = _auditor(study, "verify", str(log), "--checkpoint", str(checkpoint))
+        assert trusted.exit_code == 0, trusted.output
+        assert "OK:" in trusted.output
+
+
+def test_a_log_cut_below_a_stored_checkpoint_is_reported_truncated(study, tmp_path) -> None:
+    log = _logs(study)[0]
+    checkpoint = tmp_path / "cp"
+    assert _auditor(study, "checkpoint", str(log), "--out", str(checkpoint)).exit_code == 0
+    lines = log.read_bytes().split(b"\n")
+    cut = tmp_path / "cut.log"
+    cut.write_bytes(b"\n".join(lines[:4]) + b"\n")
+    result = _auditor(study, "verify", str(cut), "--checkpoint", str(checkpoint))
+    assert result.exit_code != 0
+    assert "truncated" in result.output
 
 
 def test_verification_runs_are_recorded_in_the_auditors_own_log(study) -> None:
