@@ -1,4 +1,4 @@
-"""``tessera model ...``: list, show and use the models in a coordinator's registry.
+"""``tessera model ...``: list, show, card and use the models in a coordinator's registry.
 
 Commands only translate options into :class:`server.registry.ModelRegistry` and
 :mod:`server.predict` calls and print a summary. A :class:`TesseraError` becomes
@@ -16,6 +16,7 @@ import typer
 
 from common.errors import ErrorCode, TesseraError
 from server.cli_boundary import boundary as _boundary
+from server.model_card import write_card
 from server.predict import parse_model_document, predict_file, write_predictions
 from server.registry import ModelRegistry, ModelVersion
 
@@ -137,3 +138,20 @@ def predict(
     typer.echo(f"scored {len(ids)} patients with {mv.study} v{mv.version}: "
                f"{positives} labelled 1, {len(ids) - positives} labelled 0 "
                f"(threshold 0.5); written to {output_csv}")
+
+
+@app.command("card")
+def card(
+    study: Annotated[str, typer.Argument(help="The study name.")],
+    version: Annotated[int, typer.Argument(min=1, help="The model version.")],
+    coordinator_dir: CoordinatorDir,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Folder to write into (default: <coordinator-dir>/cards/<study>-v<n>).")
+    ] = None,
+) -> None:
+    """Write a model card (card.md, card.html and PNG plots) for one registered model."""
+    with _boundary():
+        _registry(coordinator_dir).close()  # a coordinator folder, never created by accident
+        folder = write_card(coordinator_dir, study, version, out)
+    typer.echo(f"model card for {study} v{version} written to {folder} "
+               "(card.md, card.html and plots)")

@@ -1,0 +1,307 @@
+"""Model cards: a registered model's intended use, data, training, metrics and limits.
+
+:func:`write_card` gathers a model version from the registry, its run's ``result.json`` and
+its study plan, and writes ``card.md``, ``card.html`` and PNG plots (``roc.png``,
+``calibration.png`` and, when the study reports groups, ``fairness.png``) into one folder.
+Both documents are rendered from the same sections (:func:`card_sections`), so they always
+say the same thing; every metric is printed with four decimals, an undefined one as
+``n/a``, and all text is HTML-escaped in ``card.html``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.errors import ErrorCode, TesseraError
+from common.plan import StudyPlan, load_plan, plan_hash
+from server.registry import ModelRegistry, ModelVersion
+
+CAUTION = ("This is a research model trained in a federated study. It is not a medical "
+           "device and must not be used for clinical decisions without independent "
+           "validation on the deployment population.")
+LIMITATIONS = (
+    "Metrics are federated: each site reports binned score counts on its held-out rows and "
+    "the coordinator combines them, so ROC, calibration and ranking metrics are computed "
+    "from histograms (bin resolution), not from individual predictions.",
+    "Each site trained with differentially private SGD: the added noise lowers accuracy "
+    "compared with non-private training, and the privacy guarantee holds only within the "
+    "stated epsilon and delta.",
+    "The sites' data may differ from the population where the model would be deployed "
+    "(case mix, measurement practice, time period); performance there is unknown.",
+)
+METRICS = ("auc", "accuracy", "f1", "precision", "recall", "specificity", "brier", "log_loss",
+           "ece", "average_precision")
+
+
+def fmt(value: Any) -> str:
+    """A number with four decimals; ``n/a`` for a missing or undefined one."""
+    if value is None or isinstance(value, bool | int):
+        return "n/a" if value is None else str(value)
+    number = float(value)
+    return "n/a" if math.isnan(number) else f"{number:.4f}"
+
+
+@dataclass(frozen=True)
+class CardContext:
+    """Everything a card shows: the model version, its run's result, its plan, its plots."""
+
+    model: ModelVersion
+    result: dict[str, Any]
+    plan: StudyPlan
+    plots: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One piece of a section: ``text``, ``bullets``, ``table`` (header + rows) or ``image``."""
+
+    kind: str
+    items: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+
+
+def _text(value: str) -> Block:
+    return Block("text", [value])
+
+
+def _table(header: list[str], rows: list[list[str]]) -> Block:
+    return Block("table", header, rows)
+
+
+def card_sections(ctx: CardContext) -> list[tuple[str, list[Block]]]:
+    """The card's sections, in order, as (title, blocks)."""
+    plan, mv, final = ctx.plan, ctx.model, ctx.result.get("final") or {}
+    description = plan.study.description or "(the study plan gives no description)"
+    sites = ctx.result.get("sites") or []
+    versions = mv.lineage.get("dataset_versions") or {}
+    privacy, he = plan.privacy, plan.he
+    model_params = f"kind {plan.model.kind}"
+    if plan.model.kind == "mlp":
+        model_params += f", hidden {plan.model.hidden}, GroupNorm groups {plan.model.groups}"
+    sections: list[tuple[str, list[Block]]] = [
+        ("Intended use", [_text(description), _text(CAUTION)]),
+        ("Study plan", [Block("bullets", [
+            f"Study: {plan.name}", f"Plan hash: {mv.plan_hash}", f"Run: {ctx.result.get('run_id')}",
+            f"Model file: {mv.path} (sha256 {mv.sha256})"])]),
+        ("Data", [
+            Block("bullets", [
+                f"Dataset: {plan.dataset.name}",
+                f"Features: {', '.join(plan.dataset.features)}",
+                f"Label: {plan.dataset.label}",
+                f"Sensitive attribute: {plan.dataset.sensitive or 'none'}",
+                f"Held-out test fraction per site: {fmt(plan.dataset.test_fraction)}"]),
+            _table(["Site", "Training examples", "Dataset version (sha256)"],
+                   [[str(s.get("name")), fmt(s.get("examples")),
+                     str(versions.get(s.get("name"), "n/a"))] for s in sites])]),
+        ("Training", [
+            Block("bullets", [
+                f"Model: {model_params}",
+                f"Rounds: {mv.rounds} (planned {plan.training.rounds})",
+                f"Local epochs: {plan.training.local_epochs}",
+                f"Batch size: {plan.training.batch_size}",
+                f"Learning rate: {fmt(plan.training.learning_rate)}",
+                f"Differential privacy: {'on' if privacy.dp else 'off'}; target epsilon "
+                f"{fmt(privacy.target_epsilon)}, delta {privacy.delta:g}, clip norm "
+                f"{fmt(privacy.max_grad_norm)}, update clip {fmt(privacy.update_clip)}",
+                "Homomorphic encryption (CKKS): " + (
+                    f"on; poly modulus degree {he.poly_modulus_degree}, coefficient modulus "
+                    f"bits {he.coeff_mod_bit_sizes}, scale 2^{he.global_scale_bits}"
+                    if he.enabled else "off")]),
+            _table(["Site", "Epsilon spent", "Delta"],
+                   [[str(s.get("name")), fmt(s.get("epsilon_spent")),
+                     f"{s['delta']:g}" if isinstance(s.get("delta"), int | float) else "n/a"]
+                    for s in sites])]),
+        ("Metrics", [
+            _text(f"Federated evaluation on {fmt(final.get('n'))} held-out rows at threshold "
+                  f"{fmt(final.get('threshold'))}."),
+            _table(["Metric", "Value"], [[m, fmt(final.get(m))] for m in METRICS])]),
+    ]
+    if images := [Block("image", [n, t]) for n, t in (("roc.png", "ROC curve"),
+                  ("calibration.png", "Calibration")) if n in ctx.plots]:
+        sections.append(("Plots", images))
+    fairness = final.get("fairness")
+    if fairness:
+        blocks = [
+            _text(f"Rates per {plan.dataset.sensitive or 'group'} at threshold "
+                  f"{fmt(fairness.get('threshold'))}."),
+            _table(["Group", "n", "Selection rate", "TPR", "FPR"],
+                   [[str(g), fmt(r.get("n")), fmt(r.get("selection_rate")), fmt(r.get("tpr")),
+                     fmt(r.get("fpr"))] for g, r in sorted(fairness["groups"].items())]),
+            _table(["Disparity", "Value"], [
+                [k, fmt(fairness.get(k))] for k in ("demographic_parity_difference",
+                                                    "demographic_parity_ratio",
+                                                    "equalized_odds_difference")])]
+        if "fairness.png" in ctx.plots:
+            blocks.append(Block("image", ["fairness.png", "Rates per group"]))
+        sections.append(("Fairness", blocks))
+    gates = ctx.result.get("kpi_gates") or {}
+    checks = gates.get("checks") or {}
+    gate_blocks = [_table(["Gate", "Metric", "Threshold", "Value", "Outcome"], [
+        [name, str(c.get("metric")), fmt(c.get("threshold")), fmt(c.get("value")),
+         "passed" if c.get("passed") else "failed"] for name, c in sorted(checks.items())])
+    ] if checks else [_text("The study plan sets no KPI gates.")]
+    verdict = "promotable" if gates.get("promotable") else "not promotable"
+    gate_blocks.append(_text(f"Release verdict: {verdict}."
+                             + "".join(f" {r}" for r in gates.get("reasons") or [])))
+    sections += [("KPI gates", gate_blocks),
+                 ("Limitations", [Block("bullets", list(LIMITATIONS))])]
+    return sections
+
+
+def _md_cell(value: str) -> str:
+    return value.replace("|", "\\|").replace("\n", " ")
+
+
+def card_markdown(ctx: CardContext) -> str:
+    """The card as Markdown."""
+    lines = [f"# Model card: {ctx.model.study} v{ctx.model.version}", ""]
+    for title, blocks in card_sections(ctx):
+        lines += [f"## {title}", ""]
+        for block in blocks:
+            if block.kind == "text":
+                lines += [block.items[0], ""]
+            elif block.kind == "bullets":
+                lines += [f"- {item}" for item in block.items] + [""]
+            elif block.kind == "table":
+                lines.append("| " + " | ".join(map(_md_cell, block.items)) + " |")
+                lines.append("|" + "---|" * len(block.items))
+                lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in block.rows]
+                lines.append("")
+            else:
+                lines += [f"![{block.items[1]}]({block.items[0]})", ""]
+    return "\n".join(lines)
+
+
+def card_html(ctx: CardContext) -> str:
+    """The card as a standalone HTML page (plots referenced by relative file name)."""
+    esc = html.escape
+    title = esc(f"Model card: {ctx.model.study} v{ctx.model.version}")
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>'
+             f"{title}</title>",
+             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+             "table{border-collapse:collapse}td,th{border:1px solid #999;padding:.2em .5em}"
+             "</style></head><body>", f"<h1>{title}</h1>"]
+    for heading, blocks in card_sections(ctx):
+        parts.append(f"<h2>{esc(heading)}</h2>")
+        for block in blocks:
+            if block.kind == "text":
+                parts.append(f"<p>{esc(block.items[0])}</p>")
+            elif block.kind == "bullets":
+                parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in block.items)
+                             + "</ul>")
+            elif block.kind == "table":
+                head = "".join(f"<th>{esc(h)}</th>" for h in block.items)
+                body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
+                               for row in block.rows)
+                parts.append(f"<table><tr>{head}</tr>{body}</table>")
+            else:
+                parts.append(f'<p><img src="{esc(block.items[0])}" '
+                             f'alt="{esc(block.items[1])}" width="480"></p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _points(xs: list[Any], ys: list[Any]) -> tuple[list[float], list[float]]:
+    pairs = [(float(x), float(y)) for x, y in zip(xs, ys, strict=False)
+             if x is not None and y is not None]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def render_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write roc.png, calibration.png and (with groups) fairness.png; return their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    final, written = result.get("final") or {}, []
+
+    def save(fig: Any, name: str) -> None:
+        path = out_dir / name
+        fig.tight_layout()
+        fig.savefig(path, format="png", dpi=100)
+        plt.close(fig)
+        written.append(path)
+
+    roc = final.get("roc") or {}
+    fig, ax = plt.subplots(figsize=(5, 5))
+    fpr, tpr = _points(roc.get("fpr") or [], roc.get("tpr") or [])
+    ax.plot(fpr, tpr, label=f"model (AUC {fmt(final.get('auc'))})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    ax.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC curve",
+           xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="lower right")
+    save(fig, "roc.png")
+
+    cal = final.get("calibration") or {}
+    fig, ax = plt.subplots(figsize=(5, 5))
+    pred, obs = _points(cal.get("mean_predicted") or [], cal.get("observed_rate") or [])
+    ax.plot(pred, obs, marker="o", label=f"model (ECE {fmt(cal.get('ece'))})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    ax.set(xlabel="Mean predicted probability", ylabel="Observed positive rate",
+           title="Calibration", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    save(fig, "calibration.png")
+
+    groups = (final.get("fairness") or {}).get("groups") or {}
+    if groups:
+        names = sorted(groups)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for i, rate in enumerate(("selection_rate", "tpr", "fpr")):
+            values = [float(groups[g].get(rate) or 0.0) for g in names]  # undefined: no bar
+            ax.bar([j + (i - 1) * 0.25 for j in range(len(names))], values, 0.25, label=rate)
+        ax.set_xticks(range(len(names)), names)
+        ax.set(xlabel="Group", ylabel="Rate", title="Rates per group", ylim=(0, 1))
+        ax.legend()
+        save(fig, "fairness.png")
+    return written
+
+
+def _read_result(coordinator_dir: Path, mv: ModelVersion) -> dict[str, Any]:
+    run_id = str(mv.lineage.get("run_id", ""))
+    path = coordinator_dir / "runs" / run_id / "result.json"
+    if not run_id or not path.is_file():
+        raise TesseraError(ErrorCode.NOT_FOUND, f"{mv.study} v{mv.version}: the result of run "
+                           f"{run_id or '(unknown)'} is missing ({path})")
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise TesseraError(ErrorCode.DATA_INVALID, f"{path} is not valid JSON") from None
+    if not isinstance(result, dict) or result.get("plan_hash") != mv.plan_hash:
+        raise TesseraError(ErrorCode.DATA_INVALID,
+                           f"{path} is not the result of {mv.study} v{mv.version}'s plan")
+    return result
+
+
+def _read_plan(coordinator_dir: Path, mv: ModelVersion) -> StudyPlan:
+    path = coordinator_dir / "studies" / f"{mv.plan_hash[:16]}.toml"
+    if not path.is_file():
+        raise TesseraError(ErrorCode.NOT_FOUND, f"{mv.study} v{mv.version}: its study plan "
+                           f"{path} is missing")
+    if plan_hash(plan := load_plan(path)) != mv.plan_hash:
+        raise TesseraError(ErrorCode.DATA_INVALID,
+                           f"{path} does not match the model's plan hash {mv.plan_hash[:16]}")
+    return plan
+
+
+def write_card(coordinator_dir: Path, study: str, version: int,
+               out_dir: Path | None = None) -> Path:
+    """Write the card of ``study`` v``version``; returns the folder (default cards/<s>-v<n>)."""
+    coordinator_dir = Path(coordinator_dir)
+    with ModelRegistry.open(coordinator_dir) as registry:
+        mv = registry.get(study, version)
+        registry.load_bytes(mv)  # the model file must match its registered sha256
+    result, plan = _read_result(coordinator_dir, mv), _read_plan(coordinator_dir, mv)
+    out = Path(out_dir) if out_dir is not None else (
+        coordinator_dir / "cards" / f"{study}-v{version}")
+    out.mkdir(parents=True, exist_ok=True)
+    plots = [p.name for p in render_plots(result, out)]
+    ctx = CardContext(model=mv, result=result, plan=plan, plots=plots)
+    (out / "card.md").write_text(card_markdown(ctx), encoding="utf-8")
+    (out / "card.html").write_text(card_html(ctx), encoding="utf-8")
+    return out
