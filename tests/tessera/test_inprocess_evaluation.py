@@ -64,3 +64,25 @@ def test_diabetes_final_metrics_and_fairness_match_pooled_predictions(tmp_path: 
     assert abs(fairness["demographic_parity_difference"] - (max(sel) - min(sel))) < 1e-12
     expected_eod = max(max(tpr) - min(tpr), max(fpr) - min(fpr))
     assert abs(fairness["equalized_odds_difference"] - expected_eod) < 1e-12
+
+
+def test_a_model_that_misses_a_kpi_gate_is_registered_not_promotable(tmp_path: Path) -> None:
+    from common.plan import StudyPlan
+    from server.registry import ModelRegistry
+
+    base = override(load_plan(bundled_plan_path("breast_cancer")), rounds=1)
+    raw = base.model_dump()
+    raw["kpis"] = {"min_auc": 0.9999, "max_ece": 0.5}
+    plan = StudyPlan.model_validate(raw)
+    fed = local_federation.build(tmp_path / "w", plan, sites=3, ceilings={}, passphrase=PASS)
+    grid = InProcessGrid([SiteAgent(unlock_vault(s, PASS)) for s in fed.sites])
+    result = run_study(grid, workdir=fed.workdir, plan_path=fed.plan_path, run_id="k",
+                       expected_sites=3, custodian=fed.custodian)
+    assert result["status"] == "completed", result.get("error")
+    gates = result["kpi_gates"]
+    assert gates["promotable"] is False
+    assert len(gates["reasons"]) == 1 and gates["reasons"][0].startswith("min_auc")
+    assert gates["checks"]["max_ece"]["passed"] is True
+    with ModelRegistry.open(fed.coordinator_dir) as registry:
+        stored = registry.get(plan.name, result["model"]["version"])
+    assert stored.lineage["kpi_gates"]["promotable"] is False
