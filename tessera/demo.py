@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,9 @@ def _pull_with_retry(pull: Any, address: str, **kwargs: Any) -> bytes:
 
 def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[str, Any]:
     """Build the federation, run the study on real processes, write and return the report."""
+    # Child processes run in other folders: every path they get must be absolute.
+    options = replace(options, workdir=options.workdir.absolute(),
+                      report=options.report.absolute())
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     link_port = free_port()

@@ -42,3 +42,21 @@ def test_unknown_bundled_study_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--study", "nope", "--workdir", str(tmp_path / "w")])
     assert result.exit_code != 0
     assert "nope" in result.output
+
+
+def test_demo_paths_become_absolute_for_child_processes(tmp_path: Path, monkeypatch) -> None:
+    """Relative --workdir (as `make demo` passes it) must reach Flower processes absolute."""
+    import tessera.demo as demo
+
+    seen = {}
+
+    def fake_build(workdir, plan, **kwargs):
+        seen["workdir"] = workdir
+        raise demo.TesseraError(demo.ErrorCode.CONFIG_INVALID, "stop here")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(demo.local_federation, "build", fake_build)
+    result = runner.invoke(app, ["demo", "--workdir", "rel-work"])
+    assert result.exit_code == 2
+    assert seen["workdir"].is_absolute()
+    assert seen["workdir"] == tmp_path / "rel-work"
