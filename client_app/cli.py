@@ -26,7 +26,7 @@ from client_app.site_dir import init_site_dir, open_site_dir
 from client_app.store import SiteStore
 from client_app.vault import open_or_create_vault
 from common.errors import ErrorCode, TesseraError
-from privacy.at_rest import passphrase_from_environment
+from privacy.passphrase import passphrase_from_environment
 
 app = typer.Typer(
     name="site",

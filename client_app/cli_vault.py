@@ -24,7 +24,7 @@ from client_app.vault import keystore_path, open_or_create_vault, rotate_passphr
 from common.datasets import PATIENT_ID, content_hash
 from common.errors import ErrorCode, TesseraError
 from common.plan import load_plan
-from privacy.at_rest import PASSPHRASE_ENV_VAR, passphrase_from_environment
+from privacy.passphrase import PASSPHRASE_ENV_VAR, passphrase_from_environment
 
 NEW_PASSPHRASE_ENV_VAR = "TESSERA_NEW_SITE_PASSPHRASE"  # noqa: S105 (a variable name)
 MAX_DATASET_BYTES = 512 * 1024 * 1024

@@ -18,10 +18,10 @@ from common.errors import ErrorCode, TesseraError
 from privacy.at_rest import (
     KEYSTORE_FILE,
     Keystore,
-    passphrase_from_environment,
     read_encrypted,
     write_encrypted,
 )
+from privacy.passphrase import passphrase_from_environment
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ROLE_DATASET = "dataset"

@@ -1,5 +1,6 @@
 """Encryption at rest for a site folder: the encrypted blob format, atomic encrypted files,
-the passphrase-protected keystore of data keys, and where the site passphrase comes from.
+and the passphrase-protected keystore of data keys (privacy.passphrase says where the
+passphrase comes from).
 
 Encrypted blob (format version 1), all integers unsigned::
 
@@ -32,13 +33,9 @@ keystore cannot stall unlock or exhaust memory. One writer (the site agent) owns
 
 from __future__ import annotations
 
-import contextlib
-import getpass
-import importlib
 import json
 import os
 import re
-import sys
 import tempfile
 import unicodedata
 from dataclasses import dataclass, field
@@ -56,9 +53,6 @@ FORMAT_VERSION = 1
 KEYSTORE_FORMAT = "tessera-keystore"
 KEYSTORE_VERSION = 1
 KEYSTORE_FILE = "keys/keystore.json"  # relative to a site folder
-PASSPHRASE_ENV_VAR = "TESSERA_SITE_PASSPHRASE"  # noqa: S105 (a variable name)
-KEYRING_SERVICE = "tessera"
-KEYRING_USERNAME = "site-passphrase"
 
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
@@ -368,35 +362,3 @@ class Keystore:
 
 
 # --- where the passphrase comes from -----------------------------------------------------
-
-
-def _from_keyring(service: str, username: str) -> str | None:
-    try:
-        keyring = importlib.import_module("keyring")
-    except ImportError:
-        return None
-    with contextlib.suppress(Exception):  # no backend, locked, headless: not an error here
-        value = keyring.get_password(service, username)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def passphrase_from_environment(*, env_var: str = PASSPHRASE_ENV_VAR, prompt: bool = True,
-                                use_keyring: bool = True) -> str:
-    """The site passphrase: ``env_var``; else the OS keyring ("tessera"/"site-passphrase") if
-    the ``keyring`` package is installed; else getpass when stdin is a TTY and ``prompt``."""
-    value = os.environ.get(env_var)
-    if value is not None:
-        if not value.strip():
-            raise TesseraError(ErrorCode.KEY_MISSING, f"{env_var} is set but empty")
-        return value
-    if use_keyring and (stored := _from_keyring(KEYRING_SERVICE, KEYRING_USERNAME)):
-        return stored
-    if prompt and sys.stdin is not None and sys.stdin.isatty():
-        entered = getpass.getpass("Site passphrase: ")
-        if not entered.strip():
-            raise TesseraError(ErrorCode.KEY_MISSING, "no passphrase entered")
-        return entered
-    raise TesseraError(ErrorCode.KEY_MISSING,
-                       f"set {env_var} or run interactively to enter the site passphrase")

@@ -16,7 +16,7 @@ from client_app.site_dir import open_site_dir
 from client_app.vault import unlock_vault
 from common.errors import TesseraError
 from common.plan import bundled_plan_path, load_plan, override, plan_hash
-from privacy.at_rest import PASSPHRASE_ENV_VAR
+from privacy.passphrase import PASSPHRASE_ENV_VAR
 from server.cli import app as federation_app
 from server.model_cli import app as model_app
 from tessera.access import KIT_ENV_VAR, enforce_on

@@ -19,7 +19,7 @@ from rich.console import Console
 from client_app.site_dir import SiteDir
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan
-from privacy.at_rest import PASSPHRASE_ENV_VAR
+from privacy.passphrase import PASSPHRASE_ENV_VAR
 from tessera import local_federation
 from tessera.baseline import centralised_baseline
 from tessera.processes import ProcessGroup, flower_env, free_port, port_open

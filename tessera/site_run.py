@@ -17,7 +17,7 @@ from rich.console import Console
 from client_app.kit import load_site_identity
 from client_app.site_dir import SiteDir, open_site_dir
 from client_app.vault import unlock_vault
-from privacy.at_rest import PASSPHRASE_ENV_VAR, passphrase_from_environment
+from privacy.passphrase import PASSPHRASE_ENV_VAR, passphrase_from_environment
 from tessera.processes import ProcessGroup, flower_env, free_port
 
 INSECURE_WARNING = ("WARNING: --insecure: no TLS and no node authentication. Updates and "

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 
 from common.errors import ErrorCode, TesseraError
-from privacy import at_rest
+from privacy import passphrase
 from privacy.at_rest import (
     Keystore,
     ScryptParams,
     decrypt_blob,
     encrypt_blob,
-    passphrase_from_environment,
     read_encrypted,
     write_encrypted,
 )
+from privacy.passphrase import passphrase_from_environment
 
 FAST = {"n": 2**4, "r": 8, "p": 1}  # test-only scrypt cost; production default is 2**15
 KEY = bytes(range(32))
@@ -326,7 +326,7 @@ def test_missing_passphrase_without_terminal_is_key_missing(
 def test_terminal_prompts_unless_prompting_is_off(
         no_keyring: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(isatty=lambda: True))
-    monkeypatch.setattr(at_rest.getpass, "getpass", lambda prompt: "typed")
+    monkeypatch.setattr(passphrase.getpass, "getpass", lambda prompt: "typed")
     assert passphrase_from_environment() == "typed"
     with pytest.raises(TesseraError) as excinfo:
         passphrase_from_environment(prompt=False)
