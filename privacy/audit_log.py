@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from common.errors import ErrorCode, TesseraError
 from privacy.at_rest import atomic_write_bytes
-from privacy.audit_verify import (
+from privacy.audit_format import (
     CHECKPOINT_DOMAIN,
     EVENT_PATTERN,
     FORMAT,
@@ -41,6 +41,8 @@ from privacy.audit_verify import (
     checkpoint_claims,
     leaf_hash,
     parse_line,
+)
+from privacy.audit_verify import (
     verify_bytes,
     verify_log,
 )

@@ -1,254 +1,33 @@
-"""Audit-log format primitives and key-less verification (see docs/audit-format.md).
+"""Key-less verification of an audit log (see docs/audit-format.md).
 
-Owns the byte-level rules every reader of an audit log shares: canonical lines, record leaf
-hashes, RFC 6962 Merkle roots, checkpoint signatures, and :func:`verify_log`, a pure walk over
-the file that finds the earliest fault and classifies it (modified, reordered, missing,
-inserted, truncated, bad_signature, incomplete_tail). Verification needs no key: payloads are
-bound to headers by the digest of their ciphertext.
+:func:`verify_log` is a pure walk over the file that finds the earliest fault and classifies
+it (modified, reordered, missing, inserted, truncated, bad_signature, incomplete_tail).
+Verification needs no key: payloads are bound to headers by the digest of their ciphertext.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
-import re
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from common.errors import ErrorCode, TesseraError
-from privacy.signing import canonical, verify
-
-FORMAT = "tessera-audit-log"
-FORMAT_VERSION = 1
-PREAMBLE_DOMAIN = "audit-preamble"
-CHECKPOINT_DOMAIN = "audit-checkpoint"
-ZERO_HASH = "00" * 32
-
-PREAMBLE_KEYS = frozenset({"type", "format", "version", "log_id", "party", "role",
-                           "party_public", "auditor_public", "sealed_key", "party_key",
-                           "created", "signature"})
-HEADER_KEYS = frozenset({"v", "log", "index", "time", "actor", "role", "event", "plan_hash",
-                         "payload_sha256", "prev"})
-RECORD_KEYS = frozenset({"type", "header", "hash", "ct"})
-CHECKPOINT_KEYS = frozenset({"type", "log_id", "tree_size", "root", "time", "signature"})
-
-HEX64 = re.compile(r"[0-9a-f]{64}")
-_HEX128 = re.compile(r"[0-9a-f]{128}")
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
-EVENT_PATTERN = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
-_LOG_ID = re.compile(r"[0-9a-f]{32}")
-
-
-class Fault(StrEnum):
-    """What kind of damage :func:`verify_log` found first."""
-
-    MODIFIED = "modified"
-    REORDERED = "reordered"
-    MISSING = "missing"
-    INSERTED = "inserted"
-    TRUNCATED = "truncated"
-    BAD_SIGNATURE = "bad_signature"
-    INCOMPLETE_TAIL = "incomplete_tail"
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """Outcome of :func:`verify_log`. ``first_bad_index`` is -1 for the preamble."""
-
-    ok: bool
-    records: int
-    last_index: int
-    fault: Fault | None
-    first_bad_index: int | None
-    tail_verified: bool
-    message: str
-    checkpointed: int = 0
-    line: int | None = None
-    log_id: str | None = None
-
-    @property
-    def fully_verified(self) -> bool:
-        """No fault and every record covered by a verified signed checkpoint."""
-        return self.ok and self.tail_verified
-
-
-# --- hashing -----------------------------------------------------------------------------
-
-
-def leaf_hash(header: dict[str, Any]) -> str:
-    """RFC 6962 leaf hash of a record: sha256(0x00 || canonical header), hex."""
-    return hashlib.sha256(b"\x00" + canonical(header)).hexdigest()
-
-
-def node_hash(left: bytes, right: bytes) -> bytes:
-    """RFC 6962 interior node: sha256(0x01 || left || right)."""
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def merkle_root(leaves: list[bytes]) -> bytes:
-    """RFC 6962 MTH over already-hashed leaves (reference definition, recursive)."""
-    if not leaves:
-        return hashlib.sha256(b"").digest()
-    if len(leaves) == 1:
-        return leaves[0]
-    split = 1 << ((len(leaves) - 1).bit_length() - 1)  # largest power of two < n
-    return node_hash(merkle_root(leaves[:split]), merkle_root(leaves[split:]))
-
-
-class MerkleFrontier:
-    """Incremental RFC 6962 root: keeps one perfect-subtree root per set bit of the size."""
-
-    __slots__ = ("_stack", "size")
-
-    def __init__(self) -> None:
-        self._stack: list[tuple[int, bytes]] = []  # (subtree size, root), sizes decreasing
-        self.size = 0
-
-    def add(self, leaf: bytes) -> None:
-        size, node = 1, leaf
-        while self._stack and self._stack[-1][0] == size:
-            left = self._stack.pop()[1]
-            node, size = node_hash(left, node), size * 2
-        self._stack.append((size, node))
-        self.size += 1
-
-    def root(self) -> bytes:
-        if not self._stack:
-            return hashlib.sha256(b"").digest()
-        node = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
-            node = node_hash(left, node)
-        return node
-
-
-# --- parsing -----------------------------------------------------------------------------
-
-
-class _FormatError(Exception):
-    """A line that breaks the format; the message says why (never with payload data)."""
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
-def parse_line(raw: bytes) -> dict[str, Any]:
-    """Parse one line; it must be a JSON object in exactly its canonical form."""
-    try:
-        obj = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise _FormatError("not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise _FormatError("not a JSON object")
-    if canonical(obj) != raw:
-        raise _FormatError("not in canonical form")
-    return obj
-
-
-def _is_int(value: Any) -> bool:
-    return type(value) is int
-
-
-def check_preamble(obj: dict[str, Any]) -> None:
-    """Shape of the preamble (its signature is checked by the caller)."""
-    if set(obj) != PREAMBLE_KEYS or obj["type"] != "preamble":
-        raise _FormatError("preamble fields are not the expected set")
-    if obj["format"] != FORMAT or obj["version"] != FORMAT_VERSION:
-        raise _FormatError("not a version 1 Tessera audit log")
-    if not isinstance(obj["log_id"], str) or not _LOG_ID.fullmatch(obj["log_id"]):
-        raise _FormatError("log_id must be 32 lowercase hex characters")
-    for name in ("party_public", "auditor_public"):
-        if not isinstance(obj[name], str) or not HEX64.fullmatch(obj[name]):
-            raise _FormatError(f"{name} must be 64 lowercase hex characters")
-    if not isinstance(obj["signature"], str) or not _HEX128.fullmatch(obj["signature"]):
-        raise _FormatError("signature must be 128 lowercase hex characters")
-    for name in ("sealed_key", "party_key"):
-        if not isinstance(obj[name], dict):
-            raise _FormatError(f"{name} must be an object")
-
-
-def _check_header(header: Any) -> None:
-    if not isinstance(header, dict) or set(header) != HEADER_KEYS:
-        raise _FormatError("header fields are not the expected set")
-    if header["v"] != FORMAT_VERSION or not _is_int(header["v"]):
-        raise _FormatError("header version is not 1")
-    if not _is_int(header["index"]) or header["index"] < 0:
-        raise _FormatError("header index is not a non-negative integer")
-    checks = (("log", _LOG_ID), ("time", _TIME), ("actor", NAME_PATTERN), ("role", NAME_PATTERN),
-              ("event", EVENT_PATTERN), ("payload_sha256", HEX64), ("prev", HEX64))
-    for name, pattern in checks:
-        if not isinstance(header[name], str) or not pattern.fullmatch(header[name]):
-            raise _FormatError(f"header {name} is malformed")
-    plan = header["plan_hash"]
-    if plan is not None and (not isinstance(plan, str) or not HEX64.fullmatch(plan)):
-        raise _FormatError("header plan_hash is malformed")
-
-
-def decode_ct(text: Any) -> bytes:
-    """Strict standard base64 (padded, no line breaks, canonical trailing bits)."""
-    if not isinstance(text, str):
-        raise _FormatError("ct must be a string")
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise _FormatError("ct is not valid base64") from None
-    if base64.b64encode(data).decode("ascii") != text:
-        raise _FormatError("ct is not canonical base64")
-    return data
-
-
-def check_record(obj: dict[str, Any]) -> str:
-    """Self-consistency of a record line; returns its leaf hash (hex)."""
-    if set(obj) != RECORD_KEYS:
-        raise _FormatError("record fields are not the expected set")
-    _check_header(obj["header"])
-    ct = decode_ct(obj["ct"])
-    if hashlib.sha256(ct).hexdigest() != obj["header"]["payload_sha256"]:
-        raise _FormatError("payload digest does not match the ciphertext")
-    leaf = leaf_hash(obj["header"])
-    if obj["hash"] != leaf:
-        raise _FormatError("record hash does not match its header")
-    return leaf
-
-
-def checkpoint_claims(cp: dict[str, Any]) -> dict[str, Any]:
-    """What a checkpoint signature covers."""
-    return {"log_id": cp["log_id"], "tree_size": cp["tree_size"], "root": cp["root"],
-            "time": cp["time"]}
-
-
-def check_checkpoint_shape(cp: Any) -> None:
-    if not isinstance(cp, dict) or set(cp) - {"type"} != CHECKPOINT_KEYS - {"type"}:
-        raise _FormatError("checkpoint fields are not the expected set")
-    if not _is_int(cp["tree_size"]) or cp["tree_size"] < 0:
-        raise _FormatError("checkpoint tree_size is not a non-negative integer")
-    if not isinstance(cp["root"], str) or not HEX64.fullmatch(cp["root"]):
-        raise _FormatError("checkpoint root is malformed")
-    if not isinstance(cp["time"], str) or not _TIME.fullmatch(cp["time"]):
-        raise _FormatError("checkpoint time is malformed")
-    if not isinstance(cp["log_id"], str) or not _LOG_ID.fullmatch(cp["log_id"]):
-        raise _FormatError("checkpoint log_id is malformed")
-    if not isinstance(cp["signature"], str) or not _HEX128.fullmatch(cp["signature"]):
-        raise _FormatError("checkpoint signature must be 128 lowercase hex characters")
-
-
-def _signature_ok(public_hex: str, signature: str, domain: str, payload: Any) -> bool:
-    try:
-        verify(public_hex, signature, domain, payload)
-    except TesseraError:
-        return False
-    return True
-
-
-def preamble_claims(obj: dict[str, Any]) -> dict[str, Any]:
-    """What the preamble signature covers: every field except ``signature``."""
-    return {k: v for k, v in obj.items() if k != "signature"}
-
+from privacy.audit_format import (
+    CHECKPOINT_DOMAIN,
+    PREAMBLE_DOMAIN,
+    ZERO_HASH,
+    Fault,
+    FormatError,
+    MerkleFrontier,
+    VerifyReport,
+    check_checkpoint_shape,
+    check_preamble,
+    check_record,
+    checkpoint_claims,
+    parse_line,
+    preamble_claims,
+    signature_ok,
+)
 
 # --- verification ------------------------------------------------------------------------
 
@@ -271,8 +50,8 @@ def _entry(line: int, raw: bytes) -> _Entry:
         if kind == "checkpoint":
             check_checkpoint_shape(obj)
             return _Entry(line, "checkpoint", obj)
-        raise _FormatError("unknown line type")
-    except _FormatError as exc:
+        raise FormatError("unknown line type")
+    except FormatError as exc:
         return _Entry(line, "bad", reason=str(exc))
 
 
@@ -286,7 +65,7 @@ def _trusted(trusted: Any, log_id: str) -> dict[str, Any]:
         raise TesseraError(ErrorCode.CONFIG_INVALID, "trusted_checkpoint: must be a dict")
     try:
         check_checkpoint_shape({k: v for k, v in trusted.items() if k != "type"} | {"type": 0})
-    except _FormatError as exc:
+    except FormatError as exc:
         raise TesseraError(ErrorCode.CONFIG_INVALID, f"trusted_checkpoint: {exc}") from None
     if trusted["log_id"] != log_id:
         raise TesseraError(ErrorCode.CONFIG_INVALID,
@@ -373,7 +152,7 @@ class _Walk:
                 self._check_trusted_root()
                 continue
             cp = e.obj
-            if not _signature_ok(party, cp["signature"], CHECKPOINT_DOMAIN,
+            if not signature_ok(party, cp["signature"], CHECKPOINT_DOMAIN,
                                  checkpoint_claims(cp)):
                 return self.report(Fault.BAD_SIGNATURE, p,
                                    f"line {e.line}: checkpoint signature does not verify",
@@ -426,9 +205,9 @@ def verify_bytes(data: bytes, *, trusted_checkpoint: dict[str, Any] | None = Non
     try:
         preamble = parse_line(lines[0])
         check_preamble(preamble)
-    except _FormatError as exc:
+    except FormatError as exc:
         return preamble_fault(Fault.MODIFIED, f"preamble: {exc}")
-    if not _signature_ok(preamble["party_public"], preamble["signature"], PREAMBLE_DOMAIN,
+    if not signature_ok(preamble["party_public"], preamble["signature"], PREAMBLE_DOMAIN,
                          preamble_claims(preamble)):
         return preamble_fault(Fault.BAD_SIGNATURE, "preamble: signature does not verify")
     if party_public is not None and preamble["party_public"] != party_public:
@@ -436,7 +215,7 @@ def verify_bytes(data: bytes, *, trusted_checkpoint: dict[str, Any] | None = Non
     trusted = None
     if trusted_checkpoint is not None:
         trusted = _trusted(trusted_checkpoint, preamble["log_id"])
-        if not _signature_ok(preamble["party_public"], str(trusted["signature"]),
+        if not signature_ok(preamble["party_public"], str(trusted["signature"]),
                              CHECKPOINT_DOMAIN, checkpoint_claims(trusted)):
             return preamble_fault(Fault.BAD_SIGNATURE, "trusted checkpoint does not verify "
                                   "under the preamble's party key")

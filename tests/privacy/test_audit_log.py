@@ -17,6 +17,13 @@ from pathlib import Path
 import pytest
 
 from common.errors import ErrorCode, TesseraError
+from privacy.audit_format import (
+    Fault,
+    MerkleFrontier,
+    leaf_hash,
+    merkle_root,
+    node_hash,
+)
 from privacy.audit_log import (
     AuditLog,
     export_checkpoint,
@@ -25,11 +32,6 @@ from privacy.audit_log import (
     verify_log,
 )
 from privacy.audit_verify import (
-    Fault,
-    MerkleFrontier,
-    leaf_hash,
-    merkle_root,
-    node_hash,
     verify_bytes,
 )
 from privacy.sealing import SealingKey
