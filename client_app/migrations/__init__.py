@@ -78,6 +78,53 @@ class SettingRow(SiteTable, table=True):
     value: str = Field(sa_type=sa.Text())
 
 
+class DatasetVersionRow(SiteTable, table=True):
+    """One stored version of a dataset: content hash, lineage, policy and validation report."""
+
+    __tablename__ = "dataset_versions"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    dataset: str = Field(sa_type=sa.String(128), index=True)
+    version: str = Field(sa_type=sa.String(128))
+    parent_version: str | None = Field(default=None, sa_type=sa.String(128), nullable=True)
+    source_hash: str = Field(sa_type=sa.String(128))
+    source_name: str = Field(sa_type=sa.String(256))
+    source_format: str = Field(sa_type=sa.String(16))
+    plan_hash: str | None = Field(default=None, sa_type=sa.String(128), nullable=True)
+    rows: int = Field(sa_type=sa.Integer())
+    policy: str = Field(sa_type=sa.Text())  # JSON
+    report: str = Field(sa_type=sa.Text())  # JSON: counts only, never cell values
+    actor: str = Field(sa_type=sa.String(128))
+
+
+class ConsentEventRow(SiteTable, table=True):
+    """One consent change for one patient, in one scope (a study name, or "*" for all)."""
+
+    __tablename__ = "consent_events"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    scope: str = Field(sa_type=sa.String(128))
+    action: str = Field(sa_type=sa.String(16))  # "withdraw" | "grant"
+    patient_ref: str = Field(sa_type=sa.String(128), index=True)  # keyed hash of the id
+    patient_sealed: str = Field(sa_type=sa.Text())  # the id, encrypted under the vault key
+    source: str = Field(sa_type=sa.String(32))  # "manual" | "import"
+    batch: str | None = Field(default=None, sa_type=sa.String(64), nullable=True)
+    actor: str = Field(sa_type=sa.String(128))
+    note: str = Field(sa_type=sa.Text())
+
+
+class StudyPlanRow(SiteTable, table=True):
+    """A study plan this site received (from a file or from the coordinator), by hash."""
+
+    __tablename__ = "study_plans"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    plan_hash: str = Field(sa_type=sa.String(128), unique=True)
+    study: str = Field(sa_type=sa.String(128), index=True)
+    plan_toml: str = Field(sa_type=sa.Text())
+    source: str = Field(sa_type=sa.String(32))  # "file" | "coordinator"
+
+
 def ensure_private_file(path: Path) -> None:
     """Create ``path`` empty with mode 0o600 if it does not exist yet."""
     if not path.exists():
