@@ -49,9 +49,10 @@ def test_migrations_create_the_schema_and_stamp_the_head(tmp_path: Path) -> None
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
         journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
-    assert {"approvals", "ledger", "events", "settings", "alembic_version"} <= tables
+    assert {"approvals", "ledger", "events", "settings", "alembic_version", "dataset_versions",
+            "consent_events", "study_plans"} <= tables
     assert version == [(head_revision(),)]
-    assert head_revision() == "0001"
+    assert head_revision() == "0002"
     assert journal == "wal"
 
 
