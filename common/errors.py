@@ -33,6 +33,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     PERMISSION_DENIED = "permission_denied"
     PROCESS_FAILED = "process_failed"
+    CANCELLED = "cancelled"
     INTERNAL = "internal"
 
 
@@ -59,6 +60,7 @@ EXIT_CODES: dict[ErrorCode, int] = {
     ErrorCode.PERMISSION_DENIED: 10,
     ErrorCode.PROCESS_FAILED: 11,
     ErrorCode.INTERNAL: 12,
+    ErrorCode.CANCELLED: 13,
 }
 
 
