@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from client_app.consent import apply_consent
 from client_app.vault import SiteVault
 from common.datasets import TableData, content_hash, read_csv_bytes, stratified_split
 from common.errors import ErrorCode, TesseraError
@@ -23,6 +24,8 @@ class SiteSplit:
     dataset_version: str
     train: TableData
     test: TableData
+    #: Rows left out because the patient withdrew consent (for this study or globally).
+    excluded_by_consent: int = 0
 
 
 def load_split(vault: SiteVault, plan: StudyPlan) -> SiteSplit:
@@ -32,11 +35,16 @@ def load_split(vault: SiteVault, plan: StudyPlan) -> SiteSplit:
     train_idx, test_idx = stratified_split(
         data.y, test_fraction=plan.dataset.test_fraction, seed=plan.seed
     )
+    # Split first so other patients keep their assignment, then drop withdrawn patients.
+    train, test, excluded = apply_consent(
+        vault, plan.name, data.take(train_idx), data.take(test_idx)
+    )
     return SiteSplit(
         dataset_id=plan.dataset.name,
         dataset_version=content_hash(raw),
-        train=data.take(train_idx),
-        test=data.take(test_idx),
+        train=train,
+        test=test,
+        excluded_by_consent=excluded,
     )
 
 

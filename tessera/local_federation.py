@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import tomli_w
 
+from client_app.consent import withdraw
 from client_app.he_custody import import_sealed, keygen_and_seal
 from client_app.keys import he_keygen, store_secret_context
 from client_app.kit import import_site_kit
@@ -29,6 +31,7 @@ from common.datasets import (
     load_bundled,
     partition_indices,
     select,
+    stratified_split,
 )
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, plan_hash, plan_to_toml
@@ -136,6 +139,8 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
                 "dataset": plan.dataset.name, "version": content_hash(content),
                 "rows": len(rows)})
             store.approve(digest, actor="demo-operator", note="approved by tessera demo")
+        if name == "site-1":
+            _demo_opt_out(vault, plan, raw, rows)
         site_dirs.append(site)
         vaults.append(vault)
 
@@ -154,6 +159,18 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
     return LocalFederation(workdir, plan, digest, plan_path, tuple(site_dirs), custodian.name,
                            data, tuple(tuple(int(i) for i in p) for p in parts), passphrase,
                            tls)
+
+
+def _demo_opt_out(vault: SiteVault, plan: StudyPlan, raw: TableData,
+                  rows: np.ndarray) -> None:
+    """Two patients of the first site opt out, so its folder shows consent in action.
+
+    Both come from the site's training rows: the held-out rows stay those of the partition.
+    """
+    train_idx, _ = stratified_split(raw.y[rows], test_fraction=plan.dataset.test_fraction,
+                                    seed=plan.seed)
+    patients = [str(p) for p in raw.patient_ids[rows[train_idx[:2]]]]
+    withdraw(vault, patients, actor="demo-operator", note="opted out")
 
 
 def _key_ceremony(workdir: Path, plan: StudyPlan, vaults: list[SiteVault]) -> None:
