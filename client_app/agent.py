@@ -19,6 +19,7 @@ from client_app.audit_trail import sync_quietly
 from client_app.envelopes import layout_to_proto, mean_of, seal_vector
 from client_app.identity import sign_envelope, sign_reply, signing_key
 from client_app.keys import ckks_params, load_secret_context
+from client_app.local_eval import keep_final_model
 from client_app.site_data import SiteSplit, feature_sums, load_split, standardise, standardiser
 from client_app.store import SiteStore
 from client_app.training import train_local
@@ -249,6 +250,8 @@ class SiteAgent:
         mean, std = self._standardised(request, plan, secret, split)
         X = standardise(split.test.X, mean, std)
         model, _, _ = self._global_model(request, plan, secret, X.shape[1])
+        keep_final_model(self.vault, plan, store, plan_hash=request.plan_hash,
+                         round_=int(request.round), model=model, mean=mean, std=std)
         scores = np.clip(predict_scores(model, X), 0.0, 1.0)
         y = split.test.y
         counts = agent_pb2.EvalCounts(bins=DEFAULT_BINS, n=len(y))
