@@ -20,8 +20,10 @@ from client_app.envelopes import layout_to_proto, mean_of, seal_vector
 from client_app.identity import sign_envelope, sign_reply, signing_key
 from client_app.keys import ckks_params, load_secret_context
 from client_app.local_eval import keep_final_model
+from client_app.node import record_agent_state
 from client_app.site_data import SiteSplit, feature_sums, load_split, standardise, standardiser
 from client_app.store import SiteStore
+from client_app.studies import receive_plan
 from client_app.training import train_local
 from client_app.vault import SiteVault
 from common.errors import ErrorCode, TesseraError
@@ -79,6 +81,9 @@ class SiteAgent:
                 reply = agent_pb2.TaskReply(
                     ok=False, error_code=ErrorCode.INTERNAL.value, reason="internal error at site"
                 )
+            record_agent_state(self.site, kind=request.kind, plan_toml=request.plan_toml,
+                               plan_hash=request.plan_hash, round_=int(request.round),
+                               ok=reply.ok, error_code=reply.error_code, reason=reply.reason)
         reply.site = self.site.name
         if self._signing_key is not None:
             sign_reply(reply, request, self._signing_key)
@@ -107,6 +112,9 @@ class SiteAgent:
             raise TesseraError(
                 ErrorCode.FOREIGN_STUDY, "the study plan sent does not match its plan hash"
             )
+        # Every plan the coordinator sends lands in the operator's inbox (pending until
+        # approved), so an unapproved study can be reviewed rather than silently refused.
+        receive_plan(self.site, request.plan_toml.decode("utf-8"), source="coordinator")
         if not store.is_approved(digest):
             store.record_event(
                 "study_refused", plan_hash=digest, details={"reason": "not approved"}

@@ -23,6 +23,7 @@ from client_app.keys import he_keygen, store_secret_context
 from client_app.kit import import_site_kit
 from client_app.site_dir import SiteDir, init_site_dir
 from client_app.store import SiteStore
+from client_app.studies import receive_plan
 from client_app.vault import SiteVault, create_vault
 from common.datasets import (
     TableData,
@@ -138,6 +139,7 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
             store.record_event("dataset_registered", details={
                 "dataset": plan.dataset.name, "version": content_hash(content),
                 "rows": len(rows)})
+            receive_plan(site, plan_to_toml(plan), source="file")
             store.approve(digest, actor="demo-operator", note="approved by tessera demo")
         if name == "site-1":
             _demo_opt_out(vault, plan, raw, rows)
