@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -55,6 +55,8 @@ class StudySummary:
     min_sites: int
     release_policy: str
     kpis: dict[str, float]
+    #: The plan's data dictionary, one readable line per described column (may be empty).
+    columns: dict[str, str] = field(default_factory=dict)
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) pairs for display, in review order."""
@@ -76,10 +78,12 @@ class StudySummary:
             ("minimum sites", str(self.min_sites)),
             ("release policy", self.release_policy),
             ("KPI gates", gates),
+            *((f"column {name}", text) for name, text in self.columns.items()),
         ]
 
     def to_json(self) -> dict[str, object]:
-        return {**self.__dict__, "features": list(self.features), "kpis": dict(self.kpis)}
+        return {**self.__dict__, "features": list(self.features), "kpis": dict(self.kpis),
+                "columns": dict(self.columns)}
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,21 @@ def _model_text(plan: StudyPlan) -> str:
     return "logreg (logistic regression)"
 
 
+def _column_text(spec: Any) -> str:
+    """``number, mm, 0 to 50: description`` for one data-dictionary column."""
+    parts = [str(spec.type)]
+    if getattr(spec, "unit", ""):
+        parts.append(spec.unit)
+    low, high = getattr(spec, "min", None), getattr(spec, "max", None)
+    if low is not None or high is not None:
+        parts.append(f"{'-inf' if low is None else f'{low:g}'} to "
+                     f"{'inf' if high is None else f'{high:g}'}")
+    if getattr(spec, "categories", None):
+        parts.append("one of " + "/".join(spec.categories))
+    text = ", ".join(parts)
+    return f"{text}: {spec.description}" if getattr(spec, "description", "") else text
+
+
 def release_policy_text(plan: StudyPlan) -> str:
     """The plan's release policy in words (what the agent's release check enforces)."""
     n = plan.federation.min_sites
@@ -146,6 +165,8 @@ def summarise(plan: StudyPlan) -> StudySummary:
         delta=plan.privacy.delta, he_enabled=plan.he.enabled,
         min_sites=plan.federation.min_sites, release_policy=release_policy_text(plan),
         kpis=dict(plan.kpis.gates()) if plan.kpis is not None else {},
+        columns={name: _column_text(spec)
+                 for name, spec in (getattr(plan.dataset, "columns", None) or {}).items()},
     )
 
 

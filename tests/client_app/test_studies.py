@@ -102,7 +102,7 @@ def test_diff_shows_added_and_removed_fields(site: SiteDir) -> None:
     v1 = load_plan(BREAST)
     raw = v1.model_dump(mode="json", exclude_none=True)
     raw["dataset"]["sensitive"] = "mean_area"
-    raw["dataset"]["features"] = raw["dataset"]["features"][:2]
+    raw["he"]["coeff_mod_bit_sizes"] = [60, 40, 40, 60]
     del raw["kpis"]["max_ece"]
     v2 = type(v1).model_validate(raw)
     receive_plan(site, plan_to_toml(v1))
@@ -110,8 +110,8 @@ def test_diff_shows_added_and_removed_fields(site: SiteDir) -> None:
     changes = {c.path: (c.old, c.new) for c in plan_diff(site, plan_hash(v2)).changes}
     assert changes["dataset.sensitive"] == ("(absent)", "mean_area")
     assert changes["kpis.max_ece"] == ("0.15", "(absent)")
-    assert changes["dataset.features"][1] == '["mean_radius", "mean_texture"]'
-    assert set(changes) == {"dataset.sensitive", "kpis.max_ece", "dataset.features"}
+    assert changes["he.coeff_mod_bit_sizes"] == ("[60, 40, 60]", "[60, 40, 40, 60]")
+    assert set(changes) == {"dataset.sensitive", "kpis.max_ece", "he.coeff_mod_bit_sizes"}
 
 
 def test_invalid_plan_is_refused_and_nothing_is_stored(site: SiteDir) -> None:
@@ -179,3 +179,21 @@ def test_agent_does_not_store_a_plan_that_mismatches_its_hash(site: SiteDir) -> 
     reply = agent.handle(request)
     assert reply.error_code == "foreign_study"
     assert received_plans(site) == []
+
+
+def test_summary_lists_the_data_dictionary() -> None:
+    from common.plan import DatasetSpec
+
+    if "columns" not in DatasetSpec.model_fields:
+        pytest.skip("this plan schema has no data dictionary")
+    raw = load_plan(BREAST).model_dump(mode="json", exclude_none=True)
+    raw["dataset"]["columns"] = {
+        "mean_radius": {"type": "number", "unit": "mm", "min": 0.0, "max": 50.0,
+                        "description": "mean nucleus radius"},
+        "benign": {"type": "binary"},
+    }
+    plan = type(load_plan(BREAST)).model_validate(raw)
+    summary = summarise(plan)
+    assert summary.columns == {"mean_radius": "number, mm, 0 to 50: mean nucleus radius",
+                               "benign": "binary"}
+    assert ("column mean_radius", "number, mm, 0 to 50: mean nucleus radius") in summary.lines()
