@@ -5,7 +5,8 @@ and HE parameters, minimum sites, KPI release gates). Plans are TOML files valid
 frozen pydantic models that forbid unknown keys and are strict about types (a quoted number
 is an error). Sites approve a plan by its :func:`plan_hash`, a SHA-256 over a canonical JSON
 normal form, so the hash ignores key order, whitespace and comments but changes with any
-semantic edit; the optional ``[kpis]`` table enters the hash only with the gates it sets.
+semantic edit; the optional ``[kpis]`` table enters the hash only with the gates it sets,
+and the optional data dictionary (``[dataset.columns.<name>]``) only when it is present.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from common.errors import ErrorCode, TesseraError
 
@@ -46,8 +55,56 @@ class StudySpec(_Spec):
         return value
 
 
+class ColumnSpec(_Spec):
+    """``[dataset.columns.<name>]``: one column of the data dictionary.
+
+    ``type`` is ``number`` (any finite number), ``integer`` (whole numbers), ``binary`` (0 or
+    1) or ``category`` (one of ``categories``). ``min``/``max`` bound numbers and integers
+    (inclusive); ``unit`` and ``description`` document the column for the people who
+    prepare the data.
+    """
+
+    type: Literal["number", "integer", "category", "binary"]
+    unit: str = ""
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        numeric = self.type in ("number", "integer")
+        if not numeric and (self.min is not None or self.max is not None):
+            raise ValueError(f"min/max apply only to number and integer columns, not {self.type}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not be greater than max")
+        if self.type == "category":
+            if not self.categories:
+                raise ValueError("a category column needs a non-empty categories list")
+            if any(not c.strip() for c in self.categories) or len(set(self.categories)) != len(
+                self.categories
+            ):
+                raise ValueError("categories must be distinct, non-empty strings")
+        elif self.categories is not None:
+            raise ValueError(f"categories apply only to category columns, not {self.type}")
+        return self
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 class DatasetSpec(_Spec):
-    """``[dataset]``: the schema every site's table must have, and how it is split."""
+    """``[dataset]``: the schema every site's table must have, and how it is split.
+
+    ``columns`` is the optional data dictionary: one entry per feature, label or sensitive
+    column it documents (not every column needs one). The label must be ``binary`` and a
+    feature's categories must be numbers, since features are numeric model inputs.
+    """
 
     name: str = Field(min_length=1)
     features: list[str] = Field(min_length=1)
@@ -56,6 +113,7 @@ class DatasetSpec(_Spec):
     test_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
     partition: Literal["iid", "dirichlet"] = "iid"
     alpha: float = Field(default=0.5, gt=0.0)
+    columns: dict[str, ColumnSpec] | None = None
 
     @field_validator("features")
     @classmethod
@@ -82,6 +140,22 @@ class DatasetSpec(_Spec):
         if value is not None and value == info.data.get("label"):
             raise ValueError("the sensitive column must not be the label")
         return value
+
+    @model_validator(mode="after")
+    def _dictionary_matches_schema(self) -> DatasetSpec:
+        known = {*self.features, self.label, *([self.sensitive] if self.sensitive else [])}
+        for name, column in (self.columns or {}).items():
+            if name not in known:
+                raise ValueError(
+                    f"columns.{name}: not a feature, the label or the sensitive column"
+                )
+            if name == self.label and column.type != "binary":
+                raise ValueError(f"columns.{name}: the label column must be of type binary")
+            if name in self.features and column.type == "category" and not all(
+                _is_number(c) for c in column.categories or []
+            ):
+                raise ValueError(f"columns.{name}: a feature's categories must be numbers")
+        return self
 
 
 class ModelSpec(_Spec):
@@ -241,9 +315,12 @@ def _canonical(plan: StudyPlan) -> dict[str, Any]:
     """The plan as plain data for hashing; ``[kpis]`` only with the gates it sets.
 
     A plan without gates (no ``[kpis]`` table, or an empty one) hashes exactly as plans did
-    before ``[kpis]`` existed, and a gate added later does not change existing hashes.
+    before ``[kpis]`` existed, and a gate added later does not change existing hashes. A plan
+    without a data dictionary likewise hashes as plans did before ``dataset.columns`` existed.
     """
     raw = plan.model_dump(mode="json", exclude={"kpis"})
+    if not plan.dataset.columns:
+        del raw["dataset"]["columns"]
     gates = plan.kpis.gates() if plan.kpis is not None else {}
     if gates:
         raw["kpis"] = gates
