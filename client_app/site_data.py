@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from client_app.consent import apply_consent
+from client_app.datasets import read_current
 from client_app.vault import SiteVault
-from common.datasets import TableData, content_hash, read_csv_bytes, stratified_split
+from common.datasets import TableData, read_csv_bytes, stratified_split
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan
 
@@ -30,7 +31,7 @@ class SiteSplit:
 
 def load_split(vault: SiteVault, plan: StudyPlan) -> SiteSplit:
     """Read the study's dataset at this site and make the stratified split with the study seed."""
-    raw = vault.read_dataset(plan.dataset.name)
+    raw, version = read_current(vault, plan.dataset.name)
     data = read_csv_bytes(raw, plan.dataset, source_name=f"dataset '{plan.dataset.name}'")
     train_idx, test_idx = stratified_split(
         data.y, test_fraction=plan.dataset.test_fraction, seed=plan.seed
@@ -41,7 +42,7 @@ def load_split(vault: SiteVault, plan: StudyPlan) -> SiteSplit:
     )
     return SiteSplit(
         dataset_id=plan.dataset.name,
-        dataset_version=content_hash(raw),
+        dataset_version=version.version,
         train=train,
         test=test,
         excluded_by_consent=excluded,

@@ -1,7 +1,8 @@
 """A site's encrypted storage: datasets, secrets and model files, sealed at rest.
 
-Everything sensitive in a site folder goes through the vault: registered datasets
-(``data/*.enc``), key material (``keys/*.enc``) and model files (``models/*.enc``), each an
+Everything sensitive in a site folder goes through the vault: registered datasets, one
+file per version (``data/versions/<name>/<version>.enc``; older sites hold one
+``data/<name>.enc``), key material (``keys/*.enc``) and model files (``models/*.enc``), each an
 AES-256-GCM blob whose header names its role, under the site's data key. The data key is
 wrapped in ``keys/keystore.json`` by a key derived from the site passphrase (scrypt), so a
 stolen disk reveals nothing without it. Plaintext never touches the disk.
@@ -24,6 +25,7 @@ from privacy.at_rest import (
 from privacy.passphrase import passphrase_from_environment
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_VERSION = re.compile(r"^[0-9a-f]{64}$")
 ROLE_DATASET = "dataset"
 ROLE_SECRET = "secret"  # noqa: S105 (a role label)
 ROLE_MODEL = "model"
@@ -69,8 +71,28 @@ class SiteVault:
         return read_encrypted(path, self.key, role=ROLE_DATASET)
 
     def datasets(self) -> list[str]:
-        """Names of the registered datasets."""
+        """Names of the datasets stored the legacy way, one unversioned file each."""
         return sorted(p.stem for p in self.site.data_dir.glob("*.enc"))
+
+    def dataset_version_path(self, name: str, version: str) -> Path:
+        """Encrypted file of one version of a dataset (``data/versions/<name>/<version>.enc``)."""
+        if not _VERSION.fullmatch(version):
+            raise TesseraError(ErrorCode.CONFIG_INVALID,
+                               "dataset version must be 64 lowercase hexadecimal characters")
+        return self.site.data_dir / "versions" / _checked(name, "dataset") / f"{version}.enc"
+
+    def write_dataset_version(self, name: str, version: str, content: bytes) -> None:
+        """Store one version of a dataset encrypted."""
+        path = self.dataset_version_path(name, version)
+        write_encrypted(path, self.key, content, role=ROLE_DATASET)
+
+    def read_dataset_version(self, name: str, version: str) -> bytes:
+        """One stored version of a dataset's bytes."""
+        path = self.dataset_version_path(name, version)
+        if not path.exists():
+            raise TesseraError(ErrorCode.NOT_FOUND, f"site '{self.site.name}' has no stored "
+                               f"version {version[:12]} of dataset '{name}'")
+        return read_encrypted(path, self.key, role=ROLE_DATASET)
 
     # -- secrets ------------------------------------------------------------------
     def secret_path(self, name: str) -> Path:

@@ -18,16 +18,17 @@ import numpy as np
 import tomli_w
 
 from client_app.consent import withdraw
+from client_app.datasets import register_content
 from client_app.he_custody import import_sealed, keygen_and_seal
 from client_app.keys import he_keygen, store_secret_context
 from client_app.kit import import_site_kit
 from client_app.site_dir import SiteDir, init_site_dir
 from client_app.store import SiteStore
 from client_app.studies import receive_plan
+from client_app.validation import Policy
 from client_app.vault import SiteVault, create_vault
 from common.datasets import (
     TableData,
-    content_hash,
     csv_bytes,
     load_bundled,
     partition_indices,
@@ -132,13 +133,11 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
         site = init_site_dir(workdir / "sites" / name, name=name)
         vault = create_vault(site, passphrase)
         content = csv_bytes(raw, rows)
-        vault.write_dataset(plan.dataset.name, content)
+        register_content(vault, content, source_name=f"{name}.csv", plan=plan,
+                         policy=Policy(), actor="demo-operator")
         with SiteStore.open(site) as store:
             store.set_ceiling(ceilings.get(name, default_ceiling), actor="demo-operator",
                               confirm_raise=True)
-            store.record_event("dataset_registered", details={
-                "dataset": plan.dataset.name, "version": content_hash(content),
-                "rows": len(rows)})
             receive_plan(site, plan_to_toml(plan), source="file")
             store.approve(digest, actor="demo-operator", note="approved by tessera demo")
         if name == "site-1":
