@@ -1,4 +1,6 @@
-"""``tessera site`` commands that need the site passphrase: data, keys and the keystore.
+"""``tessera site`` commands that need the site passphrase: keys and the keystore.
+
+Registering data (``add-data``, ``dataset register``) lives in :mod:`client_app.cli_datasets`.
 
 Registered on the site CLI by :func:`register`. The passphrase comes from
 ``TESSERA_SITE_PASSPHRASE``, the OS keyring or a prompt; a wrong one is a clear error and
@@ -7,8 +9,6 @@ changes nothing.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from pathlib import Path
 from typing import Annotated
@@ -21,34 +21,12 @@ from client_app.kit import load_site_identity
 from client_app.site_dir import SiteDir, open_site_dir
 from client_app.store import SiteStore
 from client_app.vault import keystore_path, open_or_create_vault, rotate_passphrase, unlock_vault
-from common.datasets import PATIENT_ID, content_hash
 from common.errors import ErrorCode, TesseraError
 from common.plan import load_plan
 from privacy.passphrase import PASSPHRASE_ENV_VAR, passphrase_from_environment
 
 NEW_PASSPHRASE_ENV_VAR = "TESSERA_NEW_SITE_PASSPHRASE"  # noqa: S105 (a variable name)
-MAX_DATASET_BYTES = 512 * 1024 * 1024
 site_dir_option = Annotated[Path, typer.Option("--site-dir", help="The site folder.")]
-
-
-def check_table(content: bytes, *, source: str) -> int:
-    """Structural check of a CSV before it is stored: header, patient ids, row widths."""
-    try:
-        rows = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
-    except UnicodeDecodeError:
-        raise TesseraError(ErrorCode.DATA_INVALID, f"{source}: not UTF-8 text") from None
-    rows = [r for r in rows if r]
-    if len(rows) < 2:
-        raise TesseraError(ErrorCode.DATA_INVALID, f"{source}: needs a header and data rows")
-    header = rows[0]
-    if PATIENT_ID not in header:
-        raise TesseraError(ErrorCode.DATA_INVALID, f"{source}: no '{PATIENT_ID}' column")
-    for number, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise TesseraError(ErrorCode.DATA_INVALID,
-                               f"{source}: row {number} has {len(row)} cells, "
-                               f"the header has {len(header)}")
-    return len(rows) - 1
 
 
 def register(app: typer.Typer, boundary) -> None:
@@ -65,29 +43,6 @@ def register(app: typer.Typer, boundary) -> None:
                 vault = open_or_create_vault(site, passphrase_from_environment())
             adopt_kit_secrets(vault)
         typer.echo(f"site {site.name}: keystore unlocked")
-
-    @app.command("add-data")
-    def add_data(
-        csv_file: Annotated[Path, typer.Argument(help="The CSV file to register.")],
-        site_dir: site_dir_option,
-        name: Annotated[str, typer.Option("--name", help="Dataset name used by studies.")],
-    ) -> None:
-        """Register a CSV file as a dataset, stored encrypted (the source file is untouched)."""
-        with boundary():
-            site = open_site_dir(site_dir)
-            if not csv_file.is_file():
-                raise TesseraError(ErrorCode.NOT_FOUND, f"no file '{csv_file.name}'")
-            if csv_file.stat().st_size > MAX_DATASET_BYTES:
-                raise TesseraError(ErrorCode.DATA_INVALID, f"{csv_file.name}: file too large")
-            content = csv_file.read_bytes()
-            rows = check_table(content, source=csv_file.name)
-            vault = _unlock(site)
-            vault.write_dataset(name, content)
-            version = content_hash(content)
-            with SiteStore.open(site) as store:
-                store.record_event("dataset_registered", details={
-                    "dataset": name, "version": version, "rows": rows})
-        typer.echo(f"dataset {name} registered: {rows} rows, version {version[:16]}")
 
     @app.command("rotate-passphrase")
     def rotate(site_dir: site_dir_option) -> None:
@@ -149,4 +104,4 @@ def _prompt_new() -> str:
     return str(first)
 
 
-__all__ = ["PASSPHRASE_ENV_VAR", "check_table", "register"]
+__all__ = ["PASSPHRASE_ENV_VAR", "register"]

@@ -9,9 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from client_app.cli import app
+from client_app.datasets import read_current
 from client_app.site_dir import open_site_dir
 from client_app.vault import unlock_vault
-from common.datasets import csv_bytes, load_bundled
+from common.datasets import csv_bytes, load_bundled, read_csv_bytes
+from common.plan import bundled_plan_path, load_plan
+
+DIABETES_PLAN = str(bundled_plan_path("diabetes"))
 
 runner = CliRunner()
 
@@ -34,16 +38,18 @@ def site(tmp_path: Path) -> tuple[Path, Path]:
 def test_registered_dataset_is_encrypted_at_rest(site) -> None:
     site_dir, source = site
     result = runner.invoke(app, ["add-data", str(source), "--site-dir", str(site_dir),
-                                 "--name", "diabetes"])
+                                 "--name", "diabetes", "--plan", DIABETES_PLAN])
     assert result.exit_code == 0, result.output
-    content = source.read_bytes()
-    windows = {content[i:i + 16] for i in range(0, len(content) - 16)}
-    for path in site_dir.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            assert not any(w in data for w in windows), path.name
     vault = unlock_vault(open_site_dir(site_dir))
-    assert vault.read_dataset("diabetes") == content
+    stored, _ = read_current(vault, "diabetes")
+    for content in (source.read_bytes(), stored):
+        windows = {content[i:i + 16] for i in range(0, len(content) - 16)}
+        for path in site_dir.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                assert not any(w in data for w in windows), path.name
+    spec = load_plan(bundled_plan_path("diabetes")).dataset
+    assert read_csv_bytes(stored, spec, source_name="x").n_rows == 442
 
 
 def test_wrong_passphrase_is_refused_and_changes_nothing(site, monkeypatch) -> None:
@@ -51,7 +57,7 @@ def test_wrong_passphrase_is_refused_and_changes_nothing(site, monkeypatch) -> N
     before = _folder_digest(site_dir)
     monkeypatch.setenv("TESSERA_SITE_PASSPHRASE", "not the passphrase")
     result = runner.invoke(app, ["add-data", str(source), "--site-dir", str(site_dir),
-                                 "--name", "diabetes"])
+                                 "--name", "diabetes", "--plan", DIABETES_PLAN])
     assert result.exit_code == 9
     assert "wrong passphrase" in result.output
     assert "Traceback" not in result.output
@@ -64,22 +70,24 @@ def test_malformed_csv_is_refused_and_nothing_is_stored(site, tmp_path: Path) ->
     bad.write_text("patient_id,age\nP1,50\nP2\n")
     before = _folder_digest(site_dir)
     result = runner.invoke(app, ["add-data", str(bad), "--site-dir", str(site_dir),
-                                 "--name", "x"])
+                                 "--name", "x", "--plan", DIABETES_PLAN])
     assert result.exit_code == 3
     assert "row 3" in result.output
+    assert "row 1: column 'bmi' (a feature) is missing from the header" in result.output
     assert _folder_digest(site_dir) == before
 
 
 def test_rotated_passphrase_reads_old_data_and_the_old_one_is_refused(site, monkeypatch) -> None:
     site_dir, source = site
     assert runner.invoke(app, ["add-data", str(source), "--site-dir", str(site_dir),
-                               "--name", "diabetes"]).exit_code == 0
+                               "--name", "diabetes", "--plan", DIABETES_PLAN]).exit_code == 0
+    stored, _ = read_current(unlock_vault(open_site_dir(site_dir)), "diabetes")
     data_before = _folder_digest(site_dir / "data")
     monkeypatch.setenv("TESSERA_NEW_SITE_PASSPHRASE", "a brand new passphrase")
     result = runner.invoke(app, ["rotate-passphrase", "--site-dir", str(site_dir)])
     assert result.exit_code == 0, result.output
     assert _folder_digest(site_dir / "data") == data_before  # no data file rewritten
     vault = unlock_vault(open_site_dir(site_dir), "a brand new passphrase")
-    assert vault.read_dataset("diabetes") == source.read_bytes()
+    assert read_current(vault, "diabetes")[0] == stored
     result = runner.invoke(app, ["unlock-check", "--site-dir", str(site_dir)])
     assert result.exit_code == 9
