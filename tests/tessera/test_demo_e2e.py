@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from client_app.datasets import read_current
 from client_app.keys import load_secret_context
 from client_app.site_dir import open_site_dir
 from client_app.vault import unlock_vault
@@ -116,7 +117,7 @@ def test_coordinator_folder_holds_no_ckks_secret_key(demo_run) -> None:
 def test_no_dataset_bytes_are_stored_in_plaintext(demo_run) -> None:
     work, _, _ = demo_run
     vault = unlock_vault(open_site_dir(work / "sites" / "site-2"), DEMO_PASSPHRASE)
-    content = vault.read_dataset("breast_cancer")
+    content, _ = read_current(vault, "breast_cancer")
     windows = {content[i:i + 16] for i in range(0, len(content) - 16, 7)}
     for path in (work / "sites" / "site-2").rglob("*"):
         if path.is_file():
