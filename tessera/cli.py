@@ -97,6 +97,25 @@ def site_run(
         err_console.print("stopped: the agent and the SuperNode were shut down")
 
 
+@site_app.command("gui")
+def site_gui(
+    ctx: typer.Context,
+    site_dir: Annotated[Path, typer.Option(help="The site folder.")],
+    operator: Annotated[str | None, typer.Option(
+        help="Your name, recorded with every decision (default: your login name).")] = None,
+) -> None:
+    """Open the site operator's desktop app on this site folder."""
+    from gui.app import run_app
+    from tessera.access import load_policy
+
+    kit = (ctx.obj or {}).get("kit")
+    try:
+        code = run_app(site_dir, policy=load_policy(), kit=kit, actor=operator)
+    except TesseraError as err:
+        raise _fail(err) from None
+    raise typer.Exit(code)
+
+
 @study_app.command("validate")
 def study_validate(plan: Path) -> None:
     """Validate a study plan and print its plan hash."""

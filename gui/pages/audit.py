@@ -1,0 +1,138 @@
+"""Audit page: the site's audit records with filters, and verifying the signed audit log.
+
+The records are what the site store holds and mirrors into ``audit/site.log`` (approvals,
+privacy spend, events); the log's payloads are encrypted to the auditor, so the site shows
+its own store and verifies the log's chain and signatures, which needs no key.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from client_app.operator import AuditItem, SiteOperator, VerifyReport
+from gui.access import enable, gate
+from gui.models import Column, RowsModel
+from gui.pages.base import Page, heading
+
+ALL_KINDS = "All kinds"
+
+
+def verdict(report: VerifyReport) -> str:
+    """One line on the log's integrity: INTACT, or the first fault and where it is."""
+    if report.ok:
+        tail = ("every record is covered by a signed checkpoint" if report.tail_verified
+                else "the newest records are not yet covered by a signed checkpoint")
+        return f"INTACT: {report.records} records verified; {tail}."
+    where = f" at line {report.line}" if report.line is not None else ""
+    fault = report.fault.value if report.fault is not None else "fault"
+    return f"FAULT ({fault}){where}: {report.message}"
+
+
+def matches(item: AuditItem, *, kind: str | None, text: str) -> bool:
+    """Whether ``item`` passes the kind and free-text filters (case-insensitive)."""
+    if kind is not None and item.kind != kind:
+        return False
+    needle = text.strip().lower()
+    haystack = " ".join((item.kind, item.actor, item.plan_hash or "", item.details)).lower()
+    return not needle or needle in haystack
+
+
+class AuditPage(Page):
+    title = "Audit"
+
+    def __init__(self, operator: SiteOperator, parent: QWidget | None = None) -> None:
+        super().__init__(operator, parent)
+        self.items: list[AuditItem] = []
+        self.report: VerifyReport | None = None
+        self.kind_combo = QComboBox()
+        self.kind_combo.setAccessibleName("Record kind")
+        self.kind_combo.currentIndexChanged.connect(self._filter)
+        kind_label = QLabel("&Kind:")
+        kind_label.setBuddy(self.kind_combo)
+        self.text_filter = QLineEdit()
+        self.text_filter.setPlaceholderText("Filter by text (actor, plan hash, details)")
+        self.text_filter.setClearButtonEnabled(True)
+        self.text_filter.setAccessibleName("Text filter")
+        self.text_filter.textChanged.connect(self._filter)
+        text_label = QLabel("&Filter:")
+        text_label.setBuddy(self.text_filter)
+        self.verify_button = QPushButton("&Verify integrity")
+        gate(self.verify_button, operator, "gui audit.verify",
+             tooltip="Check the audit log's hash chain, checkpoints and signatures")
+        self.verify_button.clicked.connect(self.verify)
+        self.result = QLabel("The audit log has not been verified in this session.")
+        self.result.setWordWrap(True)
+        self.result.setAccessibleName("Verification result")
+        self.count = QLabel()
+        self.model = RowsModel([
+            Column("time", lambda i: i.at),
+            Column("kind", lambda i: i.kind),
+            Column("actor", lambda i: i.actor),
+            Column("plan hash", lambda i: i.plan_hash[:12] if i.plan_hash else None,
+                   tooltip=lambda i: i.plan_hash or ""),
+            Column("details", lambda i: i.details, tooltip=lambda i: i.details),
+        ], self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setAccessibleName("Audit records")
+        self.runner.busy_changed.connect(lambda busy: enable(self.verify_button, not busy))
+
+        filters = QHBoxLayout()
+        filters.addWidget(kind_label)
+        filters.addWidget(self.kind_combo)
+        filters.addWidget(text_label)
+        filters.addWidget(self.text_filter, 1)
+        filters.addWidget(self.count)
+        verify = QHBoxLayout()
+        verify.addWidget(self.verify_button)
+        verify.addWidget(self.result, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading("Audit trail"))
+        layout.addLayout(verify)
+        layout.addLayout(filters)
+        layout.addWidget(self.table, 1)
+
+    def load(self) -> None:
+        self.items = self.operator.audit_items()
+        chosen = self.kind_combo.currentText()
+        self.kind_combo.blockSignals(True)
+        self.kind_combo.clear()
+        self.kind_combo.addItems([ALL_KINDS, *sorted({i.kind for i in self.items})])
+        self.kind_combo.setCurrentIndex(max(self.kind_combo.findText(chosen), 0))
+        self.kind_combo.blockSignals(False)
+        self._filter()
+
+    def _filter(self) -> None:
+        kind = self.kind_combo.currentText()
+        shown = [i for i in self.items
+                 if matches(i, kind=None if kind in (ALL_KINDS, "") else kind,
+                            text=self.text_filter.text())]
+        self.model.set_rows(shown)
+        self.count.setText(f"{len(shown)} of {len(self.items)} records")
+
+    def verify(self) -> None:
+        """Verify the audit log in the background."""
+        self.result.setText("Verifying...")
+        self.runner.start("verify", lambda _w: self.operator.verify_audit(),
+                          on_done=self._verified, on_error=self._not_verified)
+
+    def _verified(self, report: VerifyReport) -> None:
+        self.report = report
+        self.result.setText(verdict(report))
+
+    def _not_verified(self, code: str, message: str) -> None:
+        self.result.setText(f"Not verified: {message}")

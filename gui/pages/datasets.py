@@ -1,0 +1,301 @@
+"""Datasets page: registered versions with lineage and validation, and registering a file.
+
+Registering: choose the study plan whose schema the file must follow, pick the file; a worker
+validates it and the report appears with one choice per kind of issue found (drop, impute,
+clip...). Register stores the cleaned content as a new version; a file with blocking
+issues cannot be registered.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from client_app.operator import (
+    POLICY_CHOICES,
+    DatasetVersion,
+    Policy,
+    SiteOperator,
+    ValidationReport,
+)
+from gui import dialogs
+from gui.access import enable, gate
+from gui.models import Column, RowsModel
+from gui.pages.base import Page, heading
+
+DATA_FILES = "Data files (*.csv *.parquet);;All files (*)"
+
+
+def issues_text(report: dict[str, object]) -> str:
+    """A version's validation summary in one line (counts only)."""
+    issues = report.get("issues")
+    if isinstance(issues, dict):
+        parts = [f"{kind} {count}" for kind, count in sorted(issues.items()) if count]
+        return ", ".join(parts) or "no issues"
+    if isinstance(issues, list):
+        kinds: dict[str, int] = {}
+        for item in issues:
+            if isinstance(item, dict):
+                kind = str(item.get("kind", "issue"))
+                count = item.get("count", 1)
+                kinds[kind] = kinds.get(kind, 0) + (count if isinstance(count, int) else 1)
+        return ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "no issues"
+    return "no issues" if not issues else str(issues)
+
+
+def summary_lines(report: dict[str, object]) -> list[str]:
+    """A version's stored validation summary as readable lines (counts, never values)."""
+    lines: list[str] = []
+    applied = report.get("applied")
+    if isinstance(applied, dict):
+        lines.append("cleaning: " + ", ".join(f"{k.replace('_', ' ')} {v}"
+                                              for k, v in sorted(applied.items())))
+    lines.append(f"issues: {issues_text(report)}")
+    issue_list = report.get("issue_list")
+    for item in issue_list if isinstance(issue_list, list) else []:
+        if isinstance(item, dict):
+            where = f" in {item.get('column')}" if item.get("column") else ""
+            blocking = " (blocking)" if item.get("blocking") else ""
+            lines.append(f"  {item.get('kind')}{where}: {item.get('count')}{blocking}")
+    labels = report.get("label_counts")
+    if isinstance(labels, dict) and labels:
+        lines.append("labels: " + ", ".join(f"{k}: {v}" for k, v in sorted(labels.items())))
+    return lines
+
+
+def policy_text(policy: dict[str, object]) -> str:
+    """The non-default policy choices of a version (``missing=drop``...)."""
+    defaults = Policy().to_json()
+    chosen = [f"{k}={v}" for k, v in sorted(policy.items()) if defaults.get(k) != v]
+    return ", ".join(chosen) or "defaults"
+
+
+class DatasetsPage(Page):
+    title = "Datasets"
+
+    def __init__(self, operator: SiteOperator, parent: QWidget | None = None) -> None:
+        super().__init__(operator, parent)
+        self.report: ValidationReport | None = None
+        self.path: Path | None = None
+        self.registered: DatasetVersion | None = None
+        self.policy_combos: dict[str, QComboBox] = {}
+
+        self.model = RowsModel([
+            Column("registered", lambda v: v.at),
+            Column("dataset", lambda v: v.dataset),
+            Column("version", lambda v: v.version[:12], tooltip=lambda v: v.version),
+            Column("parent", lambda v: v.parent_version[:12] if v.parent_version else None,
+                   tooltip=lambda v: v.parent_version or "first version"),
+            Column("rows", lambda v: v.rows, numeric=True),
+            Column("source", lambda v: f"{v.source_name} ({v.source_format})",
+                   tooltip=lambda v: v.source_hash),
+            Column("validation", lambda v: issues_text(v.report)),
+            Column("policy", lambda v: policy_text(v.policy)),
+            Column("by", lambda v: v.actor),
+        ], self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.setAccessibleName("Dataset versions")
+        self.table.selectionModel().selectionChanged.connect(self._selected)
+        self.details = QPlainTextEdit()
+        self.details.setReadOnly(True)
+        self.details.setAccessibleName("Validation summary of the selected version")
+
+        self.plan_combo = QComboBox()
+        self.plan_combo.setAccessibleName("Study plan")
+        self.plan_combo.currentIndexChanged.connect(lambda _i: self._update_buttons())
+        plan_label = QLabel("Study &plan (schema):")
+        plan_label.setBuddy(self.plan_combo)
+        self.choose_button = QPushButton("Register &file...")
+        gate(self.choose_button, operator, "gui datasets.register",
+             tooltip="Validate a CSV or Parquet file against the plan's schema")
+        self.choose_button.clicked.connect(self.choose_file)
+        self.check_state = QLabel("")
+
+        self.report_box = QGroupBox("Validation report")
+        self.report_text = QPlainTextEdit()
+        self.report_text.setReadOnly(True)
+        self.report_text.setAccessibleName("Validation report")
+        self.policy_form = QFormLayout()
+        self.register_button = QPushButton("Re&gister")
+        gate(self.register_button, operator, "gui datasets.register",
+             tooltip="Store the cleaned file as a new dataset version")
+        self.register_button.clicked.connect(self.register)
+        self.discard_button = QPushButton("&Discard")
+        self.discard_button.clicked.connect(self.discard)
+        report_buttons = QHBoxLayout()
+        report_buttons.addStretch(1)
+        report_buttons.addWidget(self.discard_button)
+        report_buttons.addWidget(self.register_button)
+        box = QVBoxLayout(self.report_box)
+        box.addWidget(self.report_text, 1)
+        box.addLayout(self.policy_form)
+        box.addLayout(report_buttons)
+        self.report_box.setVisible(False)
+        self.runner.busy_changed.connect(lambda _b: self._update_buttons())
+
+        bar = QHBoxLayout()
+        bar.addWidget(plan_label)
+        bar.addWidget(self.plan_combo, 1)
+        bar.addWidget(self.choose_button)
+        bar.addWidget(self.check_state)
+        split = QSplitter()
+        split.addWidget(self.table)
+        split.addWidget(self.details)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading("Datasets"))
+        layout.addWidget(split, 2)
+        layout.addLayout(bar)
+        layout.addWidget(self.report_box, 2)
+
+    # -- versions ---------------------------------------------------------------------------
+
+    def load(self) -> None:
+        self.model.set_rows(list(reversed(self.operator.dataset_versions())))
+        chosen = self.plan_combo.currentData()
+        self.plan_combo.clear()
+        for plan in self.operator.received_plans():
+            self.plan_combo.addItem(f"{plan.study} {plan.plan_hash[:12]} ({plan.status})",
+                                    plan.plan_hash)
+        if self.plan_combo.count() == 0:
+            self.plan_combo.addItem("no study plan received: import one on the Studies page",
+                                    None)
+        else:
+            approved = [i for i in range(self.plan_combo.count())
+                        if self.plan_combo.itemText(i).endswith("(approved)")]
+            index = self.plan_combo.findData(chosen)
+            self.plan_combo.setCurrentIndex(index if index >= 0 else (approved or [0])[0])
+        if self.model.rowCount() and not self.table.selectionModel().selectedRows():
+            self.table.selectRow(0)
+        self._selected()
+        self._update_buttons()
+
+    def _selected(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            self.details.setPlainText("No dataset version registered yet.")
+            return
+        v: DatasetVersion = self.model.row(rows[0].row())
+        self.details.setPlainText(
+            f"{v.dataset} version {v.version}\nparent: {v.parent_version or 'none'}\n"
+            f"source: {v.source_name} ({v.source_format}, sha256 {v.source_hash})\n"
+            f"plan: {v.plan_hash or '-'}\nrows: {v.rows}\npolicy: "
+            f"{', '.join(f'{k}={x}' for k, x in sorted(v.policy.items()))}\n"
+            f"registered by {v.actor}\n\n" + "\n".join(summary_lines(v.report)))
+
+    # -- registering ------------------------------------------------------------------------
+
+    def _update_buttons(self) -> None:
+        idle = not self.runner.busy
+        enable(self.choose_button, idle and self.plan_combo.currentData() is not None)
+        ready = self.report is not None and not self.report.blocking
+        enable(self.register_button, idle and ready)
+        self.discard_button.setEnabled(idle and self.report is not None)
+
+    def choose_file(self) -> None:
+        path = dialogs.open_file(self, "Register a data file", DATA_FILES)
+        if path is not None:
+            self.check(path)
+
+    def check(self, path: Path) -> None:
+        """Validate ``path`` against the chosen plan in the background."""
+        plan_hash = self.plan_combo.currentData()
+        if plan_hash is None:
+            return
+        self.discard()
+        self.path = path
+        self.check_state.setText(f"checking {path.name}...")
+        self.runner.start("check",
+                          lambda _w: self.operator.check_dataset(path, plan_hash=plan_hash),
+                          on_done=self.show_report, on_error=self._check_failed)
+
+    def _check_failed(self, code: str, message: str) -> None:
+        self.check_state.setText("")
+        self.path = None
+        self.task_failed(code, message)
+
+    def show_report(self, report: ValidationReport) -> None:
+        """Show a validation report and the policy choices its issues need."""
+        self.report = report
+        self.check_state.setText("")
+        self._clear_policy()
+        fields = [name for name in POLICY_CHOICES if name in report.policy_fields]
+        default = Policy().to_json()
+        for name in fields:
+            combo = QComboBox()
+            combo.addItems(list(POLICY_CHOICES[name]))
+            combo.setCurrentText(str(default.get(name, POLICY_CHOICES[name][0])))
+            combo.setAccessibleName(f"Policy for {name}")
+            label = QLabel(f"{name.replace('_', ' ').capitalize()}:")
+            label.setBuddy(combo)
+            self.policy_form.addRow(label, combo)
+            self.policy_combos[name] = combo
+        if report.blocking:
+            verdict = "Blocking issues: fix the file; no policy can register it."
+        elif fields:
+            verdict = "Choose what to do with each kind of issue, then Register."
+        else:
+            verdict = "No issues: ready to register."
+        self.report_text.setPlainText(f"{report.to_text()}\n\n{verdict}")
+        self.report_box.setTitle(f"Validation report: {report.source_name}, "
+                                 f"{report.rows} rows")
+        self.report_box.setVisible(True)
+        self._update_buttons()
+
+    def policy(self) -> Policy:
+        """The policy the combo boxes describe (defaults for kinds not found)."""
+        chosen = Policy().to_json()
+        chosen.update({name: combo.currentText() for name, combo in self.policy_combos.items()})
+        return Policy.from_json(chosen)
+
+    def register(self) -> None:
+        """Register the checked file under the chosen policy, in the background."""
+        if self.report is None or self.path is None:
+            return
+        path, plan_hash, policy = self.path, self.plan_combo.currentData(), self.policy()
+        self.runner.start(
+            "register",
+            lambda _w: self.operator.register_dataset(path, plan_hash=plan_hash, policy=policy),
+            on_done=self._registered, on_error=self.task_failed)
+
+    def _registered(self, version: DatasetVersion) -> None:
+        self.registered = version
+        self.discard()
+        self.check_state.setText(f"registered {version.dataset} version {version.version[:12]} "
+                                 f"({version.rows} rows)")
+        self.refresh()
+        self.changed.emit(f"{version.dataset} version {version.version[:12]} registered")
+
+    def _clear_policy(self) -> None:
+        while self.policy_form.rowCount():
+            self.policy_form.removeRow(0)
+        self.policy_combos.clear()
+
+    def discard(self) -> None:
+        self.report = None
+        self.path = None
+        self._clear_policy()
+        self.report_box.setVisible(False)
+        self._update_buttons()

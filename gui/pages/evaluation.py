@@ -1,0 +1,184 @@
+"""Evaluation page: run a stored global model on this site's held-out split.
+
+The run happens in a worker with a progress bar and a Cancel button; the result shows
+accuracy, AUC, the confusion matrix and the ROC curve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from client_app.operator import LocalEvaluation, SiteOperator, StoredModel
+from gui.access import enable, gate
+from gui.models import Column, RowsModel, display
+from gui.pages.base import Page, heading
+from gui.plots import PlotCanvas
+from gui.workers import Worker
+
+
+@dataclass(frozen=True)
+class ConfusionRow:
+    """One row of the confusion matrix: the actual class and the predicted counts."""
+
+    actual: str
+    predicted_positive: int
+    predicted_negative: int
+
+
+def confusion_rows(result: LocalEvaluation) -> list[ConfusionRow]:
+    return [ConfusionRow("actual positive", result.tp, result.fn),
+            ConfusionRow("actual negative", result.fp, result.tn)]
+
+
+def model_text(model: StoredModel) -> str:
+    return f"{model.study}, round {model.round} ({display(model.at)}) - {model.name}"
+
+
+class EvaluationPage(Page):
+    title = "Evaluation"
+
+    def __init__(self, operator: SiteOperator, parent: QWidget | None = None) -> None:
+        super().__init__(operator, parent)
+        self.result: LocalEvaluation | None = None
+        self.models: list[StoredModel] = []
+        self.model_combo = QComboBox()
+        self.model_combo.setAccessibleName("Model")
+        model_label = QLabel("&Model:")
+        model_label.setBuddy(self.model_combo)
+        self.run_button = QPushButton("&Run evaluation")
+        gate(self.run_button, operator, "gui evaluation.run",
+             tooltip="Evaluate the model on this site's held-out split (withdrawn patients "
+                     "excluded)")
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("&Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.runner.cancel)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.progress.setAccessibleName("Evaluation progress")
+        self.runner.progress.connect(lambda f: self.progress.setValue(round(f * 100)))
+        self.runner.busy_changed.connect(self._busy)
+        self.state = QLabel("")
+
+        self.metrics: dict[str, QLabel] = {}
+        metrics_box = QGroupBox("Result")
+        metrics_layout = QVBoxLayout(metrics_box)
+        metrics_form = QFormLayout()
+        metrics_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
+        metrics_layout.addLayout(metrics_form)
+        for key, title in (("accuracy", "Accuracy"), ("auc", "AUC"), ("n", "Test examples"),
+                           ("excluded", "Excluded by consent"), ("threshold", "Threshold"),
+                           ("dataset", "Dataset version"), ("plan", "Plan hash")):
+            self.metrics[key] = QLabel("-")
+            self.metrics[key].setTextInteractionFlags(
+                Qt.TextInteractionFlag.TextSelectableByMouse)
+            metrics_form.addRow(f"{title}:", self.metrics[key])
+        for key in ("accuracy", "auc"):
+            font = self.metrics[key].font()
+            font.setBold(True)
+            font.setPointSizeF(font.pointSizeF() * 1.4)
+            self.metrics[key].setFont(font)
+        self.confusion = RowsModel([
+            Column("", lambda r: r.actual),
+            Column("predicted positive", lambda r: r.predicted_positive, numeric=True),
+            Column("predicted negative", lambda r: r.predicted_negative, numeric=True),
+        ], self)
+        self.confusion_table = QTableView()
+        self.confusion_table.setModel(self.confusion)
+        self.confusion_table.verticalHeader().hide()
+        self.confusion_table.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.Stretch)
+        self.confusion_table.setMaximumHeight(110)
+        self.confusion_table.setAccessibleName("Confusion matrix")
+        self.confusion_label = QLabel("Confusion matrix:")
+        metrics_layout.addWidget(self.confusion_label)
+        metrics_layout.addWidget(self.confusion_table)
+        metrics_layout.addStretch(1)
+        self.roc = PlotCanvas(self, width=4.5, height=4.0)
+
+        bar = QHBoxLayout()
+        bar.addWidget(model_label)
+        bar.addWidget(self.model_combo, 1)
+        bar.addWidget(self.run_button)
+        bar.addWidget(self.cancel_button)
+        progress = QHBoxLayout()
+        progress.addWidget(self.progress, 1)
+        progress.addWidget(self.state)
+        results = QHBoxLayout()
+        results.addWidget(metrics_box, 2)
+        results.addWidget(self.roc, 3)
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading("Local evaluation"))
+        layout.addLayout(bar)
+        layout.addLayout(progress)
+        layout.addLayout(results, 1)
+        self.roc.show_message("Run an evaluation to see the ROC curve")
+
+    def load(self) -> None:
+        chosen = self.model_combo.currentData()
+        self.models = self.operator.stored_models()
+        self.model_combo.clear()
+        for model in self.models:
+            self.model_combo.addItem(model_text(model), model.name)
+        if not self.models:
+            self.model_combo.addItem("no global model stored yet", None)
+        index = self.model_combo.findData(chosen)
+        self.model_combo.setCurrentIndex(max(index, 0))
+        self._busy(self.runner.busy)
+
+    def _busy(self, busy: bool) -> None:
+        enable(self.run_button, not busy and bool(self.models))
+        self.cancel_button.setEnabled(busy)
+        self.model_combo.setEnabled(not busy)
+
+    def run(self) -> None:
+        """Evaluate the chosen model in the background."""
+        name = self.model_combo.currentData()
+        self.progress.setValue(0)
+        self.state.setText("running...")
+
+        def task(worker: Worker) -> LocalEvaluation:
+            return self.operator.evaluate(model=name, progress=worker.report,
+                                          cancelled=worker.cancelled)
+
+        self.runner.start("evaluate", task, on_done=self.show_result,
+                          on_error=self._failed)
+
+    def _failed(self, code: str, message: str) -> None:
+        self.state.setText("cancelled" if code == "cancelled" else "failed")
+        self.progress.setValue(0)
+        self.task_failed(code, message)
+
+    def show_result(self, result: LocalEvaluation) -> None:
+        self.result = result
+        self.state.setText("done")
+        self.progress.setValue(100)
+        self.metrics["accuracy"].setText(f"{result.accuracy:.3f}")
+        self.metrics["auc"].setText(f"{result.auc:.3f}")
+        self.metrics["n"].setText(str(result.n))
+        self.metrics["excluded"].setText(str(result.excluded_by_consent))
+        self.metrics["threshold"].setText(f"{result.threshold:g}")
+        self.metrics["dataset"].setText(result.dataset_version[:16])
+        self.metrics["dataset"].setToolTip(result.dataset_version)
+        self.metrics["plan"].setText(result.plan_hash[:16])
+        self.metrics["plan"].setToolTip(result.plan_hash)
+        self.confusion_label.setText(f"Confusion matrix (score >= {result.threshold:g} "
+                                     "predicts positive):")
+        self.confusion.set_rows(confusion_rows(result))
+        self.roc.plot_roc(result.roc_fpr, result.roc_tpr, auc=result.auc)

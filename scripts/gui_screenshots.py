@@ -1,0 +1,156 @@
+"""Screenshots of the site operator's desktop app: one PNG per page, on a real site folder.
+
+Usage::
+
+    python scripts/gui_screenshots.py --site-dir DIR --out DIR [--theme light|dark]
+                                      [--operator NAME]
+
+Opens the real main window offscreen (1280x800) on the site folder, selects each page and
+fills it the way an operator would: the approved study is selected, the newest global model
+is evaluated through the page's worker, the audit log is verified. Each page is saved as
+``NN-<page>.png`` in ``--out`` and its path printed. The site passphrase comes from
+``TESSERA_SITE_PASSPHRASE``, else the demo's default (a folder made by ``tessera demo``).
+``--theme dark`` gives the window a dark palette, as a dark desktop would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QEventLoop, QTimer, SignalInstance
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication, QWidget
+
+from client_app.operator import SiteOperator
+from gui import dialogs
+from gui.app import default_policy
+from gui.pages.audit import AuditPage
+from gui.pages.evaluation import EvaluationPage
+from gui.pages.studies import StudiesPage
+from gui.window import MainWindow
+from privacy.passphrase import PASSPHRASE_ENV_VAR
+from tessera.demo import DEMO_PASSPHRASE
+
+SIZE = (1280, 800)
+WAIT_MS = 120_000
+problems: list[str] = []
+
+
+def dark_palette() -> QPalette:
+    """What a dark desktop theme hands the app (the app itself only reads palette roles)."""
+    palette = QPalette()
+    roles = {
+        QPalette.ColorRole.Window: "#2b2b2b", QPalette.ColorRole.WindowText: "#e6e6e6",
+        QPalette.ColorRole.Base: "#1e1e1e", QPalette.ColorRole.AlternateBase: "#2f2f2f",
+        QPalette.ColorRole.Text: "#e6e6e6", QPalette.ColorRole.Button: "#353535",
+        QPalette.ColorRole.ButtonText: "#e6e6e6", QPalette.ColorRole.Highlight: "#3d7bd9",
+        QPalette.ColorRole.HighlightedText: "#ffffff", QPalette.ColorRole.ToolTipBase: "#353535",
+        QPalette.ColorRole.ToolTipText: "#e6e6e6", QPalette.ColorRole.PlaceholderText: "#8c8c8c",
+        QPalette.ColorRole.Link: "#6cb4ff", QPalette.ColorRole.Mid: "#444444",
+    }
+    for role, colour in roles.items():
+        palette.setColor(role, QColor(colour))
+    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text,
+                 QPalette.ColorRole.ButtonText):
+        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#7a7a7a"))
+    return palette
+
+
+def wait_for(signal: SignalInstance, start: object) -> bool:
+    """Call ``start()`` and run the event loop until ``signal`` fires (False on time-out)."""
+    loop = QEventLoop()
+    fired: list[bool] = []
+
+    def stop(*_args: object) -> None:
+        fired.append(True)
+        loop.quit()
+
+    signal.connect(stop)
+    QTimer.singleShot(WAIT_MS, loop.quit)
+    start()  # type: ignore[operator]
+    if not fired:
+        loop.exec()
+    signal.disconnect(stop)
+    return bool(fired)
+
+
+def record_error(parent: QWidget | None, message: str, *, title: str = "") -> None:
+    problems.append(message)
+
+
+def ignore_info(parent: QWidget | None, message: str, *, title: str = "") -> None:
+    """Information messages need no answer."""
+
+
+def answer_no(parent: QWidget | None, title: str, text: str) -> bool:
+    return False
+
+
+def settle(app: QApplication) -> None:
+    for _ in range(5):
+        app.processEvents()
+
+
+def fill(window: MainWindow, number: int) -> None:
+    """Make page ``number`` show what an operator would look at."""
+    page = window.pages[number]
+    if isinstance(page, StudiesPage):
+        approved = [p for p in page.model.rows if p.status == "approved"]
+        if approved:
+            page.select_hash(approved[0].plan_hash)
+    elif isinstance(page, EvaluationPage):
+        if page.run_button.isEnabled():
+            wait_for(page.runner.done, page.run_button.click)
+        if page.result is None:
+            problems.append("evaluation: no result")
+    elif isinstance(page, AuditPage):
+        if not wait_for(page.runner.done, page.verify_button.click):
+            problems.append(f"audit: {page.result.text()}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--site-dir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--theme", choices=("light", "dark"), default="light")
+    parser.add_argument("--operator", default="operator")
+    args = parser.parse_args()
+
+    app = QApplication(sys.argv[:1])
+    app.setStyle("Fusion")
+    app.setPalette(dark_palette() if args.theme == "dark" else app.style().standardPalette())
+    # No one answers modal dialogs here: errors are printed, questions answered "no".
+    dialogs.show_error = record_error
+    dialogs.show_info = ignore_info
+    dialogs.confirm = answer_no
+
+    passphrase = os.environ.get(PASSPHRASE_ENV_VAR) or DEMO_PASSPHRASE
+    operator = SiteOperator.open(args.site_dir, passphrase=passphrase, actor=args.operator,
+                                 policy=default_policy())
+    window = MainWindow(operator)
+    window.resize(*SIZE)
+    window.show()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for number, page in enumerate(window.pages):
+        window.show_page(number)
+        settle(app)
+        fill(window, number)
+        settle(app)
+        path = args.out / f"{number + 1:02d}-{page.title.lower().replace(' ', '-')}.png"
+        if not window.grab().save(str(path)):
+            problems.append(f"could not write {path}")
+            continue
+        print(path)
+    window.close()
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
