@@ -113,6 +113,26 @@ def fill(window: MainWindow, number: int) -> None:
             problems.append(f"audit: {page.result.text()}")
 
 
+def capture(window: MainWindow, out: Path) -> list[Path]:
+    """Show, fill and save every page of ``window`` as ``out/NN-<page>.png``; print each path."""
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    out.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    for number, page in enumerate(window.pages):
+        window.show_page(number)
+        settle(app)
+        fill(window, number)
+        settle(app)
+        path = out / f"{number + 1:02d}-{page.title.lower().replace(' ', '-')}.png"
+        if not window.grab().save(str(path)):
+            problems.append(f"could not write {path}")
+            continue
+        print(path)
+        saved.append(path)
+    return saved
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--site-dir", type=Path, required=True)
@@ -135,17 +155,7 @@ def main() -> int:
     window = MainWindow(operator)
     window.resize(*SIZE)
     window.show()
-    args.out.mkdir(parents=True, exist_ok=True)
-    for number, page in enumerate(window.pages):
-        window.show_page(number)
-        settle(app)
-        fill(window, number)
-        settle(app)
-        path = args.out / f"{number + 1:02d}-{page.title.lower().replace(' ', '-')}.png"
-        if not window.grab().save(str(path)):
-            problems.append(f"could not write {path}")
-            continue
-        print(path)
+    capture(window, args.out)
     window.close()
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
