@@ -194,7 +194,8 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
             raise TesseraError(ErrorCode.PROCESS_FAILED, "training ended before the last round")
         released = _release(grid, run, final, custodian, timeout)
         final_metrics = recorder.rounds[plan.training.rounds].metrics
-        gates = evaluate_gates(plan.kpis, final_metrics).to_json()
+        verdict = evaluate_gates(plan.kpis, final_metrics)
+        gates = verdict.to_json()
         with ModelRegistry.open(coordinator) as registry:
             version = registry.register(
                 study=plan.name, plan_hash=digest, rounds=plan.training.rounds,
@@ -202,6 +203,7 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
                 metrics={k: float(v) for k, v in scalar_metrics(final_metrics).items()
                          if isinstance(v, int | float)},
                 epsilon_per_site=run.site_epsilon,
+                promotable=verdict.promotable, promotion_reasons=verdict.reasons,
                 lineage={"run_id": run_id, "sites": sorted(run.site_examples),
                          "dataset_versions": run.dataset_versions, "kpi_gates": gates},
             )

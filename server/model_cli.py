@@ -16,8 +16,14 @@ import typer
 
 from common.errors import ErrorCode, TesseraError
 from server.cli_boundary import boundary as _boundary
+from server.explain import Explanation
 from server.model_card import write_card
-from server.predict import parse_model_document, predict_file, write_predictions
+from server.predict import (
+    explain_file,
+    parse_model_document,
+    predict_file,
+    write_predictions,
+)
 from server.registry import ModelRegistry, ModelVersion
 
 app = typer.Typer(
@@ -51,6 +57,13 @@ def _metric_text(metrics: dict[str, float]) -> str:
     return "  ".join(f"{k} {metrics[k]:.3f}" for k in _SHOWN_METRICS if k in metrics)
 
 
+def promotion_text(mv: ModelVersion) -> str:
+    """``promotable``, ``NOT promotable`` or ``promotion not assessed`` (older models)."""
+    if mv.promotable is None:
+        return "promotion not assessed"
+    return "promotable" if mv.promotable else "NOT promotable"
+
+
 @app.command("list")
 def list_models(
     coordinator_dir: CoordinatorDir,
@@ -68,7 +81,8 @@ def list_models(
         return
     for mv in versions:
         typer.echo(f"{mv.study} v{mv.version}  {mv.at:%Y-%m-%d %H:%M}  rounds {mv.rounds}  "
-                   f"plan {mv.plan_hash[:12]}  {_metric_text(mv.metrics)}")
+                   f"plan {mv.plan_hash[:12]}  {promotion_text(mv)}  "
+                   f"{_metric_text(mv.metrics)}")
 
 
 def _resolve(registry: ModelRegistry, study: str, version: int | None) -> ModelVersion:
@@ -95,6 +109,9 @@ def show(
     typer.echo(f"  plan hash  {mv.plan_hash}")
     typer.echo(f"  sha256     {mv.sha256}  ({mv.path}, verified)")
     typer.echo(f"  rounds     {mv.rounds}")
+    typer.echo(f"  release    {promotion_text(mv)}")
+    for reason in mv.promotion_reasons:
+        typer.echo(f"             {reason}")
     typer.echo(f"  model      {json.dumps(doc.get('model'), sort_keys=True)}")
     features = doc.get("features") or []
     typer.echo(f"  inputs     patient_id and {len(features)} features: {', '.join(features)}")
@@ -115,6 +132,9 @@ def predict(
     coordinator_dir: CoordinatorDir,
     version: Annotated[int | None, typer.Option(
         "--version", min=1, help="The model version (default: the latest).")] = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Add each feature's contribution to every patient's logit "
+        "(relative to the average patient) and the top 3 features.")] = False,
 ) -> None:
     """Score patients with a registered model; writes nothing unless every row is valid."""
     with _boundary():
@@ -132,12 +152,20 @@ def predict(
         with _registry(coordinator_dir) as registry:
             mv = _resolve(registry, study, version)
             doc = parse_model_document(registry.load_bytes(mv))
-        ids, scores, labels = predict_file(doc, data, source_name=input_csv.name)
-        write_predictions(output_csv, ids, scores, labels)
+        explanation: Explanation | None = None
+        if explain:
+            ids, scores, labels, explanation = explain_file(doc, data,
+                                                            source_name=input_csv.name)
+        else:
+            ids, scores, labels = predict_file(doc, data, source_name=input_csv.name)
+        write_predictions(output_csv, ids, scores, labels, explanation)
     positives = int(labels.sum())
     typer.echo(f"scored {len(ids)} patients with {mv.study} v{mv.version}: "
                f"{positives} labelled 1, {len(ids) - positives} labelled 0 "
                f"(threshold 0.5); written to {output_csv}")
+    if explanation is not None:
+        typer.echo(f"explained with {explanation.method}: contributions sum to the logit "
+                   f"minus the baseline logit within {explanation.max_gap:.2g}")
 
 
 @app.command("card")

@@ -5,6 +5,7 @@ A registered model file is a JSON model document (``tessera-model/1``, written b
 weight vector with its layout, and the federation-wide mean and std used to standardise.
 :func:`predict_file` reads a CSV with a ``patient_id`` column and every model feature (extra
 columns, the label included, are ignored) and returns one score and label per row;
+:func:`explain_file` adds each row's feature contributions (:mod:`server.explain`);
 :func:`write_predictions` writes them atomically. Error messages name the source, row and
 column at fault but never a cell's value: the input is patient data.
 """
@@ -28,10 +29,14 @@ from common.errors import ErrorCode, TesseraError
 from common.layout import TensorSlot
 from common.models import build_model, predict_scores, vector_to_model
 from common.plan import ModelSpec
+from server.explain import Explanation, explain
 
 MODEL_FORMAT = "tessera-model/1"
 ID_COLUMN = "patient_id"
 THRESHOLD = 0.5
+#: Features named per row by ``--explain``.
+TOP_FEATURES = 3
+CONTRIBUTION_PREFIX = "contribution_"
 
 
 def _doc_error(message: str) -> TesseraError:
@@ -135,12 +140,9 @@ def _cell_number(cell: str, *, source_name: str, row: int, column: str) -> float
     return value
 
 
-def predict_file(model_doc: dict[str, Any], csv_bytes: bytes, *,
-                 source_name: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Score every row of a CSV: (patient ids, scores in [0, 1], labels score >= 0.5).
-
-    Error messages number rows from 1 after the header line; blank lines are skipped.
-    """
+def _read_rows(model_doc: dict[str, Any], csv_bytes: bytes, *, source_name: str
+               ) -> tuple[nn.Module, list[str], list[str], np.ndarray]:
+    """The model, its features, the patient ids and the standardised feature matrix."""
     model, features, mean, std = load_model(model_doc)
     header, rows = _rows(csv_bytes, source_name)
     columns = [ID_COLUMN, *features]
@@ -167,22 +169,62 @@ def predict_file(model_doc: dict[str, Any], csv_bytes: bytes, *,
         ids.append(patient)
         for j, (name, index) in enumerate(zip(features, indexes[1:], strict=True)):
             X[i, j] = _cell_number(row[index], source_name=source_name,
-                                            row=number, column=name)
-    scores = np.clip(predict_scores(model, (X - mean) / std), 0.0, 1.0)
+                                   row=number, column=name)
+    return model, features, ids, (X - mean) / std
+
+
+def predict_file(model_doc: dict[str, Any], csv_bytes: bytes, *,
+                 source_name: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Score every row of a CSV: (patient ids, scores in [0, 1], labels score >= 0.5).
+
+    Error messages number rows from 1 after the header line; blank lines are skipped.
+    """
+    model, _, ids, X = _read_rows(model_doc, csv_bytes, source_name=source_name)
+    scores = np.clip(predict_scores(model, X), 0.0, 1.0)
     return ids, scores, (scores >= THRESHOLD).astype(np.int64)
 
 
+def explain_file(model_doc: dict[str, Any], csv_bytes: bytes, *, source_name: str
+                 ) -> tuple[list[str], np.ndarray, np.ndarray, Explanation]:
+    """:func:`predict_file` plus each row's feature contributions (:mod:`server.explain`)."""
+    model, features, ids, X = _read_rows(model_doc, csv_bytes, source_name=source_name)
+    scores = np.clip(predict_scores(model, X), 0.0, 1.0)
+    return ids, scores, (scores >= THRESHOLD).astype(np.int64), explain(model, X, features)
+
+
+def explanation_header(explanation: Explanation, *, top: int = TOP_FEATURES) -> list[str]:
+    """The columns ``--explain`` adds after ``patient_id,score,label``."""
+    k = min(top, len(explanation.features))
+    return ["logit", "baseline_logit",
+            *[CONTRIBUTION_PREFIX + name for name in explanation.features],
+            *[f"top{i}_feature" for i in range(1, k + 1)]]
+
+
 def write_predictions(path: Path, ids: Sequence[str], scores: Sequence[float] | np.ndarray,
-                      labels: Sequence[int] | np.ndarray) -> None:
-    """Write ``patient_id,score,label`` rows to ``path`` (mode 0o600) via a rename."""
+                      labels: Sequence[int] | np.ndarray,
+                      explanation: Explanation | None = None) -> None:
+    """Write ``patient_id,score,label`` rows to ``path`` (mode 0o600) via a rename.
+
+    With an ``explanation``, each row also gets its logit, the baseline patient's logit, one
+    ``contribution_<feature>`` column per feature (they sum to ``logit - baseline_logit``)
+    and the names of the three features with the largest absolute contributions.
+    """
     if not len(ids) == len(scores) == len(labels):
         raise TesseraError(ErrorCode.INTERNAL,
                            "predictions: ids, scores and labels differ in length")
+    if explanation is not None and explanation.contributions.shape[0] != len(ids):
+        raise TesseraError(ErrorCode.INTERNAL, "predictions: explanation rows differ in number")
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([ID_COLUMN, "score", "label"])
-    for patient, score, label in zip(ids, scores, labels, strict=True):
-        writer.writerow([patient, repr(float(score)), int(label)])
+    extra = [] if explanation is None else explanation_header(explanation)
+    writer.writerow([ID_COLUMN, "score", "label", *extra])
+    tops = [] if explanation is None else explanation.top(TOP_FEATURES)
+    for i, (patient, score, label) in enumerate(zip(ids, scores, labels, strict=True)):
+        row = [patient, repr(float(score)), int(label)]
+        if explanation is not None:
+            row += [repr(float(explanation.logits[i])), repr(explanation.baseline_logit),
+                    *[repr(float(c)) for c in explanation.contributions[i]], *tops[i]]
+        writer.writerow(row)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)

@@ -4,8 +4,10 @@ The schema comes only from the Alembic migrations in ``server/migrations``, appl
 registry opens; on SQLite every transaction holds the write lock from its start, so two
 processes registering at once get distinct versions.
 Each released model is written to ``models/<study>-v<version>.json`` (a JSON model
-document) with its sha256, training metrics, epsilon per site and lineage; reading it back
-verifies the hash.
+document) with its sha256, training metrics, epsilon per site, lineage and whether it may be
+promoted (it passed every KPI gate of its plan; if not, the gates' reasons); reading it back
+verifies the hash. ``promotable`` is ``None`` for a model registered before the registry
+recorded it and whose lineage holds no gate outcome.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -54,9 +56,12 @@ class ModelVersion:
     metrics: dict[str, float]
     epsilon_per_site: dict[str, float]
     lineage: dict[str, Any]
+    promotable: bool | None = None
+    promotion_reasons: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        return {**asdict(self), "at": self.at.isoformat()}
+        return {**asdict(self), "at": self.at.isoformat(),
+                "promotion_reasons": list(self.promotion_reasons)}
 
 
 def _json_text(value: object, *, name: str) -> str:
@@ -80,6 +85,18 @@ def _float_map(value: dict[str, float], *, name: str) -> dict[str, float]:
             )
         out[key] = float(number)
     return out
+
+
+def _reasons(promotable: bool, reasons: Sequence[str]) -> list[str]:
+    if not isinstance(promotable, bool):
+        raise TesseraError(ErrorCode.DATA_INVALID, "promotable must be true or false")
+    if isinstance(reasons, str) or not all(isinstance(r, str) and r for r in reasons):
+        raise TesseraError(ErrorCode.DATA_INVALID,
+                           "promotion_reasons must be a list of non-empty strings")
+    if promotable == bool(reasons):
+        raise TesseraError(ErrorCode.DATA_INVALID, "promotion_reasons: a model that is not "
+                           "promotable needs a reason, and a promotable one has none")
+    return list(reasons)
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -135,9 +152,14 @@ class ModelRegistry:
     def register(
         self, *, study: str, plan_hash: str, rounds: int, model_bytes: bytes,
         metrics: dict[str, float], epsilon_per_site: dict[str, float],
-        lineage: dict[str, object],
+        lineage: dict[str, object], promotable: bool = True,
+        promotion_reasons: Sequence[str] = (),
     ) -> ModelVersion:
-        """Store ``model_bytes`` as the next version of ``study`` and record it."""
+        """Store ``model_bytes`` as the next version of ``study`` and record it.
+
+        ``promotable`` says whether the model passed its plan's KPI gates; a model that did
+        not is still registered, with at least one reason in ``promotion_reasons``.
+        """
         if not isinstance(study, str) or not _STUDY.fullmatch(study):
             raise TesseraError(
                 ErrorCode.PLAN_INVALID,
@@ -155,6 +177,8 @@ class ModelRegistry:
             _float_map(epsilon_per_site, name="epsilon_per_site"), name="epsilon_per_site"
         )
         lineage_text = _json_text(lineage, name="lineage")
+        reasons_text = _json_text(_reasons(promotable, promotion_reasons),
+                                  name="promotion_reasons")
         digest = hashlib.sha256(model_bytes).hexdigest()
         self._models.mkdir(parents=True, exist_ok=True)
         with self._transaction(write=True) as session:
@@ -168,7 +192,8 @@ class ModelRegistry:
             row = ModelVersionRow(
                 at=datetime.now(UTC), study=study, version=version, plan_hash=plan_hash,
                 rounds=rounds, sha256=digest, path=relative, metrics=metrics_text,
-                epsilon=epsilon_text, lineage=lineage_text,
+                epsilon=epsilon_text, lineage=lineage_text, promotable=promotable,
+                promotion_reasons=reasons_text,
             )
             try:
                 session.add(row)
@@ -233,4 +258,5 @@ def _model_version(row: ModelVersionRow) -> ModelVersion:
         id=row.id or 0, at=at, study=row.study, version=row.version, plan_hash=row.plan_hash,
         rounds=row.rounds, sha256=row.sha256, path=row.path, metrics=json.loads(row.metrics),
         epsilon_per_site=json.loads(row.epsilon), lineage=json.loads(row.lineage),
+        promotable=row.promotable, promotion_reasons=tuple(json.loads(row.promotion_reasons)),
     )

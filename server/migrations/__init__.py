@@ -50,6 +50,11 @@ class ModelVersionRow(CoordinatorTable, table=True):
     metrics: str = Field(sa_type=sa.Text())
     epsilon: str = Field(sa_type=sa.Text())
     lineage: str = Field(sa_type=sa.Text())
+    #: Whether the model passed every KPI gate of its plan; NULL: registered before 0002.
+    promotable: bool | None = Field(default=None, sa_type=sa.Boolean())
+    #: JSON list of the gates' reasons when not promotable.
+    promotion_reasons: str = Field(default="[]", sa_type=sa.Text(),
+                                   sa_column_kwargs={"server_default": "[]"})
 
 
 def ensure_private_file(path: Path) -> None:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from common.errors import ErrorCode, TesseraError
 from common.models import build_model, model_to_vector, predict_scores, vector_to_model
 from common.plan import ModelSpec
-from server.predict import parse_model_document, predict_file, write_predictions
+from server.predict import explain_file, parse_model_document, predict_file, write_predictions
 from server.provisioning import Federation, init_federation
 from server.registry import ModelRegistry
 from tessera.access import KIT_ENV_VAR, POLICY_ENV_VAR
@@ -261,3 +261,75 @@ def test_a_folder_that_is_not_a_coordinator_folder_is_not_created(fed: Federatio
     result = _tessera(fed.coordinator_kit, "model", "list", "--coordinator-dir", missing)
     assert result.exit_code == 4 and "no coordinator.db there" in result.output
     assert not missing.exists()
+
+
+def test_predict_explain_adds_contributions_that_add_up_to_the_logit(
+        fed: Federation, coordinator: Path, tmp_path: Path) -> None:
+    ids, X = _patients(30)
+    source, out = tmp_path / "patients.csv", tmp_path / "scores.csv"
+    source.write_bytes(_csv(ids, X))
+    result = _tessera(fed.site_kit("h1"), "model", "predict", "--study", "demo", "--version",
+                      "1", "--input", source, "--output", out, "--coordinator-dir", coordinator,
+                      "--explain")
+    assert result.exit_code == 0, result.output
+    assert "explained with integrated-gradients" in result.output
+    with out.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        header, rows = reader.fieldnames, list(reader)
+    assert header == ["patient_id", "score", "label", "logit", "baseline_logit",
+                      *[f"contribution_{f}" for f in FEATURES],
+                      "top1_feature", "top2_feature", "top3_feature"]
+    assert [r["patient_id"] for r in rows] == ids
+    assert [float(r["score"]) for r in rows] == pytest.approx(
+        _direct_scores(_model_doc(3), X).tolist(), abs=1e-12)
+    baseline = float(rows[0]["baseline_logit"])
+    for row in rows:
+        contributions = {f: float(row[f"contribution_{f}"]) for f in FEATURES}
+        assert sum(contributions.values()) == pytest.approx(
+            float(row["logit"]) - baseline, abs=1e-3)
+        score = float(row["score"])
+        assert float(row["logit"]) == pytest.approx(np.log(score / (1 - score)), abs=1e-4)
+        ranked = sorted(FEATURES, key=lambda f: -abs(contributions[f]))
+        assert [row["top1_feature"], row["top2_feature"], row["top3_feature"]] == ranked
+    assert len({row["baseline_logit"] for row in rows}) == 1
+
+
+def test_explain_on_a_logistic_regression_is_exact(tmp_path: Path) -> None:
+    spec = ModelSpec(kind="logreg")
+    model = build_model(spec, n_features=len(FEATURES), seed=1)
+    values, layout = model_to_vector(model)
+    doc = {**_model_doc(), "model": spec.model_dump(mode="json"), "values": values.tolist(),
+           "layout": [{"name": s.name, "shape": list(s.shape), "offset": s.offset,
+                       "length": s.length} for s in layout]}
+    ids, X = _patients(5)
+    got_ids, scores, labels, explanation = explain_file(doc, _csv(ids, X), source_name="in.csv")
+    assert got_ids == ids and explanation.method == "exact-linear"
+    weight, bias = values[:3], values[3]
+    np.testing.assert_allclose(explanation.contributions, (X - MEAN) / STD * weight, rtol=1e-6)
+    assert explanation.baseline_logit == pytest.approx(bias, rel=1e-6)
+    out = tmp_path / "o.csv"
+    write_predictions(out, got_ids, scores, labels, explanation)
+    first = next(csv.DictReader(out.open(newline="")))
+    assert float(first["contribution_bmi"]) == explanation.contributions[0, 1]
+
+
+def test_model_list_and_show_say_whether_a_model_may_be_promoted(
+        fed: Federation, coordinator: Path) -> None:
+    with ModelRegistry.open(coordinator) as registry:
+        registry.register(study="demo", plan_hash="ab" * 32, rounds=3,
+                          model_bytes=json.dumps(_model_doc(5)).encode(), metrics={"auc": 0.7},
+                          epsilon_per_site={}, lineage={"run_id": "r5"}, promotable=False,
+                          promotion_reasons=["min_auc: auc 0.7000 is below the minimum 0.8"])
+    listed = _tessera(fed.coordinator_kit, "model", "list", "--coordinator-dir", coordinator)
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert "  promotable  " in lines[0] and "NOT promotable" in lines[2]
+    shown = _tessera(fed.auditor_kit, "model", "show", "demo", "3", "--coordinator-dir",
+                     coordinator)
+    assert shown.exit_code == 0, shown.output
+    assert "release    NOT promotable" in shown.output
+    assert "min_auc: auc 0.7000 is below the minimum 0.8" in shown.output
+    as_json = json.loads(_tessera(fed.auditor_kit, "model", "show", "demo", "3",
+                                  "--coordinator-dir", coordinator, "--json").output)
+    assert as_json["promotable"] is False
+    assert as_json["promotion_reasons"] == ["min_auc: auc 0.7000 is below the minimum 0.8"]

@@ -43,7 +43,7 @@ def test_migrations_create_the_schema_and_stamp_the_head(tmp_path: Path) -> None
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     assert {"model_versions", "alembic_version"} <= tables
-    assert version == [(head_revision(),)] == [("0001",)]
+    assert version == [(head_revision(),)] == [("0002",)]
 
 
 def test_migrations_describe_exactly_the_models(tmp_path: Path) -> None:
@@ -133,3 +133,66 @@ def test_two_registries_on_one_folder_share_versions(tmp_path: Path) -> None:
         assert _register(first).version == 1
         assert _register(second).version == 2
         assert [mv.version for mv in first.list()] == [1, 2]
+
+
+def test_a_model_that_misses_a_gate_is_registered_not_promotable_with_reasons(
+        registry: ModelRegistry) -> None:
+    passed = _register(registry)
+    failed = registry.register(
+        study="sepsis", plan_hash=PLAN, rounds=5, model_bytes=b"w2", metrics={"auc": 0.6},
+        epsilon_per_site={}, lineage={}, promotable=False,
+        promotion_reasons=["min_auc: auc 0.6000 is below the minimum 0.8"])
+    assert (passed.promotable, passed.promotion_reasons) == (True, ())
+    again = registry.get("sepsis", 2)
+    assert again == failed
+    assert again.promotable is False
+    assert again.promotion_reasons == ("min_auc: auc 0.6000 is below the minimum 0.8",)
+    assert again.to_json()["promotion_reasons"] == [
+        "min_auc: auc 0.6000 is below the minimum 0.8"]
+
+
+@pytest.mark.parametrize(("promotable", "reasons"), [(False, []), (True, ["a reason"]),
+                                                      (False, [""])])
+def test_a_verdict_and_its_reasons_must_agree(registry: ModelRegistry, promotable: bool,
+                                              reasons: list[str]) -> None:
+    with pytest.raises(TesseraError, match="promot") as info:
+        registry.register(study="sepsis", plan_hash=PLAN, rounds=1, model_bytes=b"w",
+                          metrics={}, epsilon_per_site={}, lineage={}, promotable=promotable,
+                          promotion_reasons=reasons)
+    assert info.value.code is ErrorCode.DATA_INVALID
+    assert registry.list() == []
+
+
+def _old_registry(root: Path, lineages: list[str]) -> None:
+    """A registry folder as revision 0001 left it, with one model per lineage."""
+    from alembic import command
+
+    from server.migrations import _alembic_config
+
+    root.mkdir(parents=True)
+    engine = create_coordinator_engine(f"sqlite:///{root / 'coordinator.db'}")
+    try:
+        with engine.begin() as connection:
+            config = _alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")
+            for version, lineage in enumerate(lineages, start=1):
+                connection.exec_driver_sql(
+                    "INSERT INTO model_versions (at, study, version, plan_hash, rounds, sha256,"
+                    " path, metrics, epsilon, lineage) VALUES ('2025-01-01 00:00:00', 'old', "
+                    f"{version}, 'p', 1, 's', 'models/old-v{version}.json', '{{}}', '{{}}', ?)",
+                    (lineage,))
+    finally:
+        engine.dispose()
+
+
+def test_an_old_registry_is_migrated_and_keeps_the_verdicts_its_lineage_recorded(
+        tmp_path: Path) -> None:
+    failed = '{"kpi_gates": {"promotable": false, "reasons": ["max_ece: too high"]}}'
+    passed = '{"kpi_gates": {"promotable": true, "reasons": [], "checks": {}}}'
+    _old_registry(tmp_path / "c", [failed, passed, '{"run_id": "r"}'])
+    with ModelRegistry.open(tmp_path / "c") as registry:
+        models = registry.list()
+    assert [(m.promotable, m.promotion_reasons) for m in models] == [
+        (False, ("max_ece: too high",)), (True, ()), (None, ())]
+    assert models[0].lineage["kpi_gates"]["promotable"] is False
