@@ -16,7 +16,14 @@ import time
 import numpy as np
 
 from client_app.audit_trail import sync_quietly
-from client_app.envelopes import layout_to_proto, mean_of, seal_vector
+from client_app.envelopes import (
+    counts_to_proto,
+    layout_to_proto,
+    mean_of,
+    open_counts,
+    seal_counts,
+    seal_vector,
+)
 from client_app.identity import sign_envelope, sign_reply, signing_key
 from client_app.keys import ckks_params, load_secret_context
 from client_app.local_eval import keep_final_model
@@ -27,8 +34,9 @@ from client_app.studies import receive_plan
 from client_app.training import train_local
 from client_app.vault import SiteVault
 from common.errors import ErrorCode, TesseraError
+from common.eval_counts import HeldOutCounts, count_held_out, fixed_groups, require_fixed_groups
 from common.layout import TensorSlot
-from common.metrics import DEFAULT_BINS, score_histograms
+from common.metrics import DEFAULT_BINS
 from common.models import build_model, model_to_vector, predict_scores, vector_to_model
 from common.plan import StudyPlan, parse_plan, plan_hash
 from privacy.accounting import DpStep, epsilon_for_history, noise_for_target, plan_sampling
@@ -39,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: Largest federation the headroom check provisions for.
 MAX_CONTRIBUTORS = 1000
+#: Site setting: "no" refuses to share this site's own evaluation counts (leave-one-site-out).
+SHARE_OWN_COUNTS = "evaluation.share_own_counts"
 
 
 def _training_seed() -> int:
@@ -96,6 +106,8 @@ class SiteAgent:
             "stats": self._stats,
             "train": self._train,
             "evaluate": self._evaluate,
+            "open_counts": self._open_counts,
+            "evaluate_own": self._evaluate_own,
             "release": self._release,
         }
         handler = handlers.get(request.kind)
@@ -252,29 +264,71 @@ class SiteAgent:
                                         "ceiling": ceiling})
             raise TesseraError(ErrorCode.BUDGET_EXCEEDED, reason)
 
-    def _evaluate(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
+    def _held_out_counts(self, request, plan: StudyPlan, store: SiteStore, secret: bytes | None,
+                         *, groups: tuple[str, ...] | None, keep: bool) -> HeldOutCounts:
         split = load_split(self.vault, plan)
-        secret = self._key(plan, request.plan_hash)
         mean, std = self._standardised(request, plan, secret, split)
         X = standardise(split.test.X, mean, std)
         model, _, _ = self._global_model(request, plan, secret, X.shape[1])
-        keep_final_model(self.vault, plan, store, plan_hash=request.plan_hash,
-                         round_=int(request.round), model=model, mean=mean, std=std)
+        if keep:  # the study's own global model, not a leave-one-site-out one
+            keep_final_model(self.vault, plan, store, plan_hash=request.plan_hash,
+                             round_=int(request.round), model=model, mean=mean, std=std)
         scores = np.clip(predict_scores(model, X), 0.0, 1.0)
-        y = split.test.y
-        counts = agent_pb2.EvalCounts(bins=DEFAULT_BINS, n=len(y))
-        groups: list[tuple[str, np.ndarray]] = [("", np.ones(len(y), dtype=bool))]
-        if split.test.groups is not None:
-            groups += [(str(g), split.test.groups == g) for g in sorted(set(split.test.groups))]
-        for name, mask in groups:
-            pos, neg = score_histograms(scores[mask], y[mask], bins=DEFAULT_BINS)
-            counts.histograms.append(agent_pb2.Histogram(group=name, pos=pos.tolist(),
-                                                         neg=neg.tolist()))
-        eps = 1e-12
-        counts.log_loss_sum = float(-np.sum(y * np.log(scores + eps)
-                                            + (1 - y) * np.log(1 - scores + eps)))
-        counts.brier_sum = float(np.sum((scores - y) ** 2))
-        return agent_pb2.TaskReply(ok=True, counts=counts)
+        return count_held_out(scores, split.test.y, split.test.groups, groups=groups,
+                              bins=DEFAULT_BINS)
+
+    def _evaluate(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
+        """Counts of the global model on the held-out split: encrypted when HE is on."""
+        secret = self._key(plan, request.plan_hash)
+        if secret is None:
+            counts = self._held_out_counts(request, plan, store, None, groups=fixed_groups(plan),
+                                           keep=True)
+            return agent_pb2.TaskReply(ok=True, counts=counts_to_proto(counts))
+        groups = require_fixed_groups(plan)
+        counts = self._held_out_counts(request, plan, store, secret, groups=groups, keep=True)
+        env = seal_counts(counts, groups, plan_hash=request.plan_hash, round_=int(request.round),
+                          site=self.site.name, secret_context=secret, params=ckks_params(plan),
+                          contributors=MAX_CONTRIBUTORS)
+        if self._signing_key is not None:
+            sign_envelope(env, self._signing_key)
+        return agent_pb2.TaskReply(ok=True, envelope=env)
+
+    def _open_counts(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
+        """Decrypt the sum of the sites' encrypted counts: true aggregates only."""
+        secret = self._key(plan, request.plan_hash)
+        if secret is None:
+            raise TesseraError(ErrorCode.PERMISSION_DENIED,
+                               "evaluation counts are not encrypted in this study")
+        split = load_split(self.vault, plan)
+        summed = request.eval_sum
+        _check_aggregate(summed, plan, request.plan_hash, kind="eval", round_=int(request.round),
+                         own_examples=len(split.test.y), action="opening counts")
+        counts = open_counts(summed, require_fixed_groups(plan), secret_context=secret,
+                             bins=DEFAULT_BINS)
+        store.record_event("counts_opened", plan_hash=request.plan_hash, details={
+            "round": int(request.round), "contributors": int(summed.contributors)})
+        return agent_pb2.TaskReply(ok=True, counts=counts_to_proto(counts))
+
+    def _evaluate_own(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
+        """This site's own plaintext counts for a final model trained by the other sites
+        (leave-one-site-out); the operator can refuse with the SHARE_OWN_COUNTS setting."""
+        if (store.setting(SHARE_OWN_COUNTS) or "").lower() == "no":
+            raise TesseraError(ErrorCode.PERMISSION_DENIED,
+                               "this site does not share its own evaluation counts")
+        final = getattr(request, "global")
+        secret = self._key(plan, request.plan_hash)
+        _check_aggregate(final, plan, request.plan_hash, kind="weights",
+                         round_=plan.training.rounds, own_examples=0, action="evaluation")
+        _check_aggregate(request.stats, plan, request.plan_hash, kind="stats", round_=0,
+                         own_examples=0, action="evaluation")
+        if secret is not None and not final.encrypted:
+            raise TesseraError(ErrorCode.PERMISSION_DENIED,
+                               "evaluation refused: the model is not an encrypted aggregate")
+        counts = self._held_out_counts(request, plan, store, secret, groups=fixed_groups(plan),
+                                       keep=False)
+        store.record_event("own_counts_shared", plan_hash=request.plan_hash,
+                           details={"run_id": request.run_id, "rows": counts.n})
+        return agent_pb2.TaskReply(ok=True, counts=counts_to_proto(counts))
 
     def _release(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
         if int(request.round) != plan.training.rounds:
@@ -299,7 +353,7 @@ class SiteAgent:
 
 
 def _check_aggregate(env: agent_pb2.UpdateEnvelope, plan: StudyPlan, digest: str, *, kind: str,
-                     round_: int, own_examples: int) -> None:
+                     round_: int, own_examples: int, action: str = "release") -> None:
     """Refuse to release anything but an aggregate of at least the plan's minimum sites."""
     problems = []
     if env.study != digest or env.kind != kind or env.round != round_ or env.site:
@@ -311,4 +365,4 @@ def _check_aggregate(env: agent_pb2.UpdateEnvelope, plan: StudyPlan, digest: str
         problems.append("covers no examples beyond this site's own")
     if problems:
         raise TesseraError(ErrorCode.PERMISSION_DENIED,
-                           "release refused: the " + kind + " envelope " + "; ".join(problems))
+                           f"{action} refused: the {kind} envelope " + "; ".join(problems))

@@ -18,6 +18,7 @@ from flwr.app import Message
 from flwr.serverapp import Grid
 
 from common.errors import ErrorCode, TesseraError
+from common.eval_counts import require_fixed_groups
 from common.models import build_model, model_to_vector
 from common.plan import parse_plan, plan_hash
 from privacy.digest import payload_digest
@@ -27,6 +28,7 @@ from server.audit_trail import record_run
 from server.envelopes import ENVELOPE_VERSION, check_envelope, sum_envelopes
 from server.he_context import read_evaluation_context
 from server.kpi import evaluate_gates
+from server.loso import run_loso
 from server.registry import ModelRegistry
 from server.run_record import RunRecorder, run_folder
 from server.strategy import EncryptedFedAvg, envelope_record, record_envelope, scalar_metrics
@@ -166,8 +168,11 @@ def model_document(run: StudyRun, released: agent_pb2.ReleasedModel) -> bytes:
 
 
 def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expected_sites: int,
-              custodian: str = "", timeout: float = 1800.0) -> dict[str, Any]:
-    """Run a whole study and return (and write) the run result."""
+              custodian: str = "", timeout: float = 1800.0, loso: bool = False) -> dict[str, Any]:
+    """Run a whole study and return (and write) the run result.
+
+    With ``loso``, leave-one-site-out evaluation runs after the release (server/loso.py).
+    """
     coordinator = workdir / "coordinator"
     plan_toml = plan_path.read_bytes()
     plan = parse_plan(plan_toml.decode("utf-8"))
@@ -179,9 +184,12 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
     initial = initial_envelope(digest, plan)
     run = StudyRun(plan=plan, plan_toml=plan_toml, plan_hash=digest, run_id=run_id,
                    recorder=recorder, evaluation=evaluation, model_length=len(initial.values),
-                   signing_keys=site_signing_keys(coordinator))
+                   signing_keys=site_signing_keys(coordinator), custodian=custodian,
+                   timeout=timeout)
     result: dict[str, Any] = {"run_id": run_id, "plan_hash": digest, "status": "failed"}
     try:
+        if plan.he.enabled:
+            require_fixed_groups(plan)  # encrypted evaluation counts need the groups up front
         nodes = wait_for_nodes(grid, expected_sites, timeout=min(timeout, 300.0))
         recorder.event("nodes_connected", count=len(nodes))
         result["admission_refused"] = _admit_sites(grid, run, nodes, timeout)
@@ -193,6 +201,8 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
         if final.round != plan.training.rounds:
             raise TesseraError(ErrorCode.PROCESS_FAILED, "training ended before the last round")
         released = _release(grid, run, final, custodian, timeout)
+        held_out = run_loso(grid, run, initial=initial, stats_round=_federation_stats) \
+            if loso else None
         final_metrics = recorder.rounds[plan.training.rounds].metrics
         verdict = evaluate_gates(plan.kpis, final_metrics)
         gates = verdict.to_json()
@@ -205,10 +215,13 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
                 epsilon_per_site=run.site_epsilon,
                 promotable=verdict.promotable, promotion_reasons=verdict.reasons,
                 lineage={"run_id": run_id, "sites": sorted(run.site_examples),
-                         "dataset_versions": run.dataset_versions, "kpi_gates": gates},
+                         "dataset_versions": run.dataset_versions, "kpi_gates": gates,
+                         **({"loso": held_out.results} if held_out is not None else {})},
             )
         result.update(status="completed", final=final_metrics, model=version.to_json(),
                       kpi_gates=gates, signed_envelopes=run.signing_keys is not None)
+        if held_out is not None:
+            result.update(held_out.to_json())
     except TesseraError as err:
         result.update(error={"code": err.code.value, "message": err.message})
         recorder.event("run_failed", code=err.code.value, message=err.message)

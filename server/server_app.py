@@ -24,4 +24,5 @@ def main(grid: Grid, context: Context) -> None:
         expected_sites=int(cfg.get("expected-sites", 1)),
         custodian=str(cfg.get("custodian", "")),
         timeout=float(cfg.get("round-timeout", 1800.0)),
+        loso=bool(cfg.get("loso", False)),
     )

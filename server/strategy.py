@@ -3,7 +3,8 @@
 Global weights travel as an aggregate envelope inside an ArrayRecord: plaintext only for
 the seeded initial model, CKKS ciphertexts afterwards. The strategy checks each site's
 envelope, adds accepted ciphertexts and example counts, and keeps only the encrypted sum;
-sites decrypt and divide. Evaluation replies are counts, summed into metrics.
+sites decrypt and divide. Evaluation replies are counts (encrypted when HE is on), turned
+into metrics by :mod:`server.federated_eval`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from common.errors import TesseraError
-from common.evaluation import summarise
 from protos.tessera.v1 import agent_pb2
 from server.envelopes import check_envelope, sum_envelopes
+from server.federated_eval import evaluate_round, sum_counts
 from server.study_run import TERMINAL_REFUSALS, StudyRun
 from server.tasks import (
     ReplyCheck,
@@ -32,6 +33,9 @@ from server.tasks import (
 )
 
 log = logging.getLogger(__name__)
+#: sum_counts lives in server.federated_eval; it is re-exported here for existing callers.
+__all__ = ["EncryptedFedAvg", "envelope_record", "record_envelope", "scalar_metrics",
+           "sum_counts"]
 
 
 def envelope_record(env: agent_pb2.UpdateEnvelope) -> ArrayRecord:
@@ -51,6 +55,7 @@ class EncryptedFedAvg(Strategy):
         self.run = run
         self._sent_at: dict[int, float] = {}
         self._requests: dict[tuple[str, int], agent_pb2.TaskRequest] = {}
+        self._grid: Grid | None = None
 
     def summary(self) -> None:
         """Log the strategy's configuration."""
@@ -135,6 +140,9 @@ class EncryptedFedAvg(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Ask every admitted site to evaluate the new global model on its held-out split."""
+        self._grid = grid
+        if not self.run.evaluate_rounds:
+            return []
         req = self.run.request("evaluate", server_round, record_envelope(arrays))
         self._requests[("evaluate", server_round)] = req
         messages, size = build_messages(req, sorted(self.run.evaluators))
@@ -148,40 +156,23 @@ class EncryptedFedAvg(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         """Sum the sites' score histograms and derive metrics from the totals."""
+        if not self.run.evaluate_rounds or self._grid is None:
+            return None
         rlog = self.run.recorder.round(server_round)
         checked = read_replies(replies, self._check("evaluate", server_round))
-        counts = [r.reply.counts for r in checked if r.reply and r.reply.ok]
-        summary = sum_counts(counts)
+        outcome = evaluate_round(self._grid, self.run, server_round, checked)
+        for site, size in outcome.bytes_up.items():
+            rlog.bytes_up[site] = rlog.bytes_up.get(site, 0) + size
+        summary = outcome.summary
         if summary is None:
+            self.run.recorder.event("round_not_evaluated", round=server_round,
+                                    problems=outcome.problems)
             return None
         rlog.metrics = summary
         rlog.seconds = time.perf_counter() - self._sent_at.get(server_round, time.perf_counter())
         self.run.recorder.event("round_evaluated", round=server_round, metrics=summary,
-                                seconds=rlog.seconds)
+                                seconds=rlog.seconds, problems=outcome.problems)
         return scalar_metrics(summary)
-
-
-def sum_counts(counts: list[agent_pb2.EvalCounts]) -> dict[str, Any] | None:
-    """Metrics of the union of the sites' held-out splits, from summed counts only."""
-    totals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for item in counts:
-        for hist in item.histograms:
-            pos = np.asarray(hist.pos, dtype=np.int64)
-            neg = np.asarray(hist.neg, dtype=np.int64)
-            if hist.group in totals:
-                pos, neg = pos + totals[hist.group][0], neg + totals[hist.group][1]
-            totals[hist.group] = (pos, neg)
-    if "" not in totals:
-        return None
-    pos, neg = totals.pop("")
-    summary = summarise(
-        pos, neg, groups=totals or None,
-        log_loss_sum=float(sum(c.log_loss_sum for c in counts)),
-        brier_sum=float(sum(c.brier_sum for c in counts)),
-        n=int(sum(c.n for c in counts)),
-    )
-    summary["sites"] = len(counts)
-    return summary
 
 
 def scalar_metrics(summary: dict[str, Any]) -> MetricRecord:

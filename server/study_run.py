@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 
 from common.errors import ErrorCode, TesseraError
+from common.eval_counts import require_fixed_groups, vector_length
+from common.metrics import DEFAULT_BINS
 from common.plan import StudyPlan
 from protos.tessera.v1 import agent_pb2
 from server.envelopes import Expectation, ReplayGuard
@@ -43,6 +45,12 @@ class StudyRun:
     dataset_versions: dict[str, str] = field(default_factory=dict)
     #: Each site's Ed25519 public key from the signed manifest; None when unprovisioned.
     signing_keys: dict[str, str] | None = None
+    #: The site asked first to release the model and to open summed evaluation counts.
+    custodian: str = ""
+    #: Seconds to wait for the sites' replies to one request.
+    timeout: float = 1800.0
+    #: Whether every round ends with federated evaluation (leave-one-site-out runs do not).
+    evaluate_rounds: bool = True
 
     def request(
         self, kind: str, round_: int, global_env: agent_pb2.UpdateEnvelope | None = None
@@ -68,6 +76,11 @@ class StudyRun:
             slots=he.poly_modulus_degree // 2, poly_modulus_degree=he.poly_modulus_degree,
             primes=len(he.coeff_mod_bit_sizes),
         )
+
+    def eval_expectation(self, round_: int) -> Expectation:
+        """What a site's encrypted evaluation counts must look like (the plan's fixed layout)."""
+        length = vector_length(require_fixed_groups(self.plan), bins=DEFAULT_BINS)
+        return self.expectation("eval", round_, length)
 
     def require_quorum(self, count: int, what: str) -> None:
         """Abort the study if fewer than the plan's minimum sites remain."""

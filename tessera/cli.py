@@ -144,6 +144,9 @@ def demo(
     timeout: Annotated[float, typer.Option(help="Seconds before giving up.")] = 1800.0,
     insecure: Annotated[bool, typer.Option(
         "--insecure", help="No TLS, no node authentication: development only.")] = False,
+    loso: Annotated[bool, typer.Option(
+        "--loso", help="Also leave each site out in turn: train on the others, evaluate on "
+                       "it (spends privacy budget at the training sites).")] = False,
 ) -> None:
     """Run a study on a local federation of real Flower processes and write a report."""
     from tessera.demo import DEMO_PASSPHRASE, DemoOptions, run_demo
@@ -160,7 +163,7 @@ def demo(
                           f"(set {PASSPHRASE_ENV_VAR} to choose another)")
         options = DemoOptions(workdir=workdir, report=report or workdir / "report.json",
                               sites=sites, ceilings=ceilings, timeout=timeout,
-                              passphrase=passphrase, insecure=insecure)
+                              passphrase=passphrase, insecure=insecure, loso=loso)
         console.print(f"study [bold]{plan.name}[/] plan hash {plan_hash(plan)}")
         result = run_demo(plan, options, console)
     except TesseraError as err:

@@ -42,6 +42,8 @@ class DemoOptions:
     ceilings: dict[str, float] = field(default_factory=dict)
     timeout: float = 1800.0
     passphrase: str = field(repr=False, default=DEMO_PASSPHRASE)
+    #: After the study, leave each site out in turn (server/loso.py).
+    loso: bool = False
 
 
 def _bin(name: str) -> str:
@@ -159,7 +161,7 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
     _write_flwr_config(home, link_port, None if options.insecure else fed.coordinator_kit)
     run_config = {"workdir": str(options.workdir.resolve()), "plan": str(fed.plan_path.resolve()),
                   "expected-sites": len(fed.sites), "custodian": fed.custodian,
-                  "round-timeout": float(options.timeout)}
+                  "round-timeout": float(options.timeout), "loso": options.loso}
     app_dir, run_toml = local_federation.app_folder(coord, run_config)
     result: dict[str, Any] | None = None
     with ProcessGroup(options.workdir / "logs", env) as procs:

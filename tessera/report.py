@@ -41,6 +41,9 @@ def build_report(fed: LocalFederation, result: dict[str, Any], *, baseline: dict
         "baseline": baseline,
         "model": result.get("model"),
         "kpi_gates": result.get("kpi_gates"),
+        "loso": result.get("loso"),
+        "loso_skipped": result.get("loso_skipped"),
+        "loso_epsilon": result.get("loso_epsilon"),
         "timings": {**{k: round(v, 3) for k, v in timings.items()},
                     "coordinator_seconds": round(float(result.get("seconds", 0.0)), 3)},
     }

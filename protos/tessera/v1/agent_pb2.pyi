@@ -51,7 +51,7 @@ class UpdateEnvelope(_message.Message):
     def __init__(self, version: _Optional[int] = ..., study: _Optional[str] = ..., round: _Optional[int] = ..., site: _Optional[str] = ..., example_count: _Optional[int] = ..., context_fingerprint: _Optional[str] = ..., layout: _Optional[_Iterable[_Union[ChunkLayout, _Mapping]]] = ..., encrypted: _Optional[bool] = ..., ciphertexts: _Optional[_Iterable[bytes]] = ..., values: _Optional[_Iterable[float]] = ..., digest: _Optional[str] = ..., kind: _Optional[str] = ..., contributors: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("kind", "plan_hash", "plan_toml", "round", "stats", "run_id")
+    __slots__ = ("kind", "plan_hash", "plan_toml", "round", "stats", "run_id", "eval_sum")
     KIND_FIELD_NUMBER: _ClassVar[int]
     PLAN_HASH_FIELD_NUMBER: _ClassVar[int]
     PLAN_TOML_FIELD_NUMBER: _ClassVar[int]
@@ -59,13 +59,15 @@ class TaskRequest(_message.Message):
     GLOBAL_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    EVAL_SUM_FIELD_NUMBER: _ClassVar[int]
     kind: str
     plan_hash: str
     plan_toml: bytes
     round: int
     stats: UpdateEnvelope
     run_id: str
-    def __init__(self, kind: _Optional[str] = ..., plan_hash: _Optional[str] = ..., plan_toml: _Optional[bytes] = ..., round: _Optional[int] = ..., stats: _Optional[_Union[UpdateEnvelope, _Mapping]] = ..., run_id: _Optional[str] = ..., **kwargs) -> None: ...
+    eval_sum: UpdateEnvelope
+    def __init__(self, kind: _Optional[str] = ..., plan_hash: _Optional[str] = ..., plan_toml: _Optional[bytes] = ..., round: _Optional[int] = ..., stats: _Optional[_Union[UpdateEnvelope, _Mapping]] = ..., run_id: _Optional[str] = ..., eval_sum: _Optional[_Union[UpdateEnvelope, _Mapping]] = ..., **kwargs) -> None: ...
 
 class Histogram(_message.Message):
     __slots__ = ("group", "pos", "neg")

@@ -1,0 +1,168 @@
+"""A site's evaluation counts on its held-out split, and their fixed vector layout.
+
+Each site turns the global model's scores on its held-out rows into counts: positives and
+negatives per score bin (see :func:`common.metrics.score_histograms`) for all rows and per
+sensitive group, plus the sums of per-row log loss and Brier terms and the row count. Counts
+add up across sites, and :mod:`common.evaluation` derives every metric from the sums.
+
+With encrypted evaluation the counts travel as one CKKS vector, summed by the coordinator
+without decryption, so the vector's layout must be identical at every site: the group list
+comes from the study plan (the declared categories of the sensitive column), never from the
+data. Layout, in order: for each group of :func:`fixed_groups` (``""`` = all rows first),
+``pos[bins]`` then ``neg[bins]``; then ``log_loss_sum``, ``brier_sum`` and ``n``. Rows whose
+group is not a declared category count in the overall histogram and in :data:`OTHER_GROUP`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from common.errors import ErrorCode, TesseraError
+from common.layout import TensorSlot
+from common.metrics import DEFAULT_BINS, score_histograms
+from common.plan import StudyPlan
+
+#: Group of the rows whose sensitive value is not among the plan's declared categories.
+OTHER_GROUP = "(other)"
+#: Largest distance from a whole number a decrypted count may have (CKKS noise is ~1e-7).
+COUNT_TOLERANCE = 1e-3
+#: Scores are clipped this far from 0 and 1 in the log loss (no infinite terms).
+_LOG_EPS = 1e-12
+_TRAILER = ("log_loss_sum", "brier_sum", "n")
+
+Histograms = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class HeldOutCounts:
+    """Counts of one held-out split (or a sum of several): ``""`` holds all rows."""
+
+    bins: int
+    histograms: Histograms
+    log_loss_sum: float
+    brier_sum: float
+    n: int
+
+
+def declared_categories(plan: StudyPlan) -> list[str] | None:
+    """The declared categories of the plan's sensitive column (a binary column's are "0" and
+    "1"), or None when the data dictionary does not list them."""
+    sensitive = plan.dataset.sensitive
+    columns = getattr(plan.dataset, "columns", None)
+    if sensitive is None or not columns or sensitive not in columns:
+        return None
+    column = columns[sensitive]
+    if getattr(column, "type", None) == "binary":
+        return ["0", "1"]
+    categories = getattr(column, "categories", None)
+    return None if categories is None else [str(c) for c in categories]
+
+
+def fixed_groups(plan: StudyPlan) -> tuple[str, ...] | None:
+    """Histogram groups known before any data is seen: ``("",)`` without a sensitive column,
+    ``("", *categories, OTHER_GROUP)`` with declared categories, ``None`` when the plan names
+    a sensitive column without categories (the groups would come from the data)."""
+    if plan.dataset.sensitive is None:
+        return ("",)
+    categories = declared_categories(plan)
+    if categories is None:
+        return None
+    if OTHER_GROUP in categories or "" in categories:
+        raise TesseraError(ErrorCode.PLAN_INVALID,
+                           f"study plan: dataset.columns.{plan.dataset.sensitive}: a category "
+                           f"may not be empty or {OTHER_GROUP!r} (reserved)")
+    return ("", *categories, OTHER_GROUP)
+
+
+def require_fixed_groups(plan: StudyPlan) -> tuple[str, ...]:
+    """The fixed groups, or a clear refusal of a plan whose encrypted counts have none."""
+    groups = fixed_groups(plan)
+    if groups is None:
+        column = plan.dataset.sensitive
+        raise TesseraError(
+            ErrorCode.PLAN_INVALID,
+            f"study plan: dataset.sensitive names {column!r} but the data dictionary lists no "
+            f"categories for it; encrypted evaluation sums one vector per site, so every "
+            f"group must be known up front: declare dataset.columns.{column}.categories "
+            f"(or turn he.enabled off)",
+        )
+    return groups
+
+
+def count_held_out(
+    scores: np.ndarray, labels: np.ndarray, group_values: np.ndarray | None, *,
+    groups: tuple[str, ...] | None, bins: int = DEFAULT_BINS,
+) -> HeldOutCounts:
+    """Counts of one held-out split.
+
+    ``groups`` fixes the histogram groups (see :func:`fixed_groups`); ``None`` takes the
+    groups present in ``group_values`` (plaintext counts of a plan without categories).
+    """
+    y = np.asarray(labels)
+    values = None if group_values is None else np.asarray(group_values).astype(str)
+    masks: dict[str, np.ndarray] = {"": np.ones(len(y), dtype=bool)}
+    if groups is None:
+        if values is not None:
+            masks.update({g: values == g for g in sorted(set(values.tolist()))})
+    elif len(groups) > 1:
+        if values is None:
+            raise TesseraError(ErrorCode.DATA_INVALID,
+                               "held-out split has no sensitive column for the plan's groups")
+        declared = [g for g in groups if g not in ("", OTHER_GROUP)]
+        masks.update({g: values == g for g in declared})
+        masks[OTHER_GROUP] = ~np.isin(values, declared)
+    histograms = {g: score_histograms(scores[m], y[m], bins=bins) for g, m in masks.items()}
+    s = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+    log_loss = -np.sum(y * np.log(s + _LOG_EPS) + (1 - y) * np.log(1 - s + _LOG_EPS))
+    return HeldOutCounts(bins=bins, histograms=histograms, log_loss_sum=float(log_loss),
+                         brier_sum=float(np.sum((s - y) ** 2)), n=len(y))
+
+
+def vector_layout(groups: Sequence[str], *, bins: int = DEFAULT_BINS) -> list[TensorSlot]:
+    """Slots of the counts vector: ``pos:<group>`` and ``neg:<group>``, then the sums."""
+    slots: list[TensorSlot] = []
+    for group in groups:
+        for side in ("pos", "neg"):
+            slots.append(TensorSlot(name=f"{side}:{group}", shape=(bins,),
+                                    offset=len(slots) * bins, length=bins))
+    base = len(slots) * bins
+    slots += [TensorSlot(name=name, shape=(1,), offset=base + i, length=1)
+              for i, name in enumerate(_TRAILER)]
+    return slots
+
+
+def vector_length(groups: Sequence[str], *, bins: int = DEFAULT_BINS) -> int:
+    """Values in the counts vector."""
+    return 2 * bins * len(groups) + len(_TRAILER)
+
+
+def to_vector(counts: HeldOutCounts, groups: Sequence[str]) -> np.ndarray:
+    """The counts as one float64 vector in the fixed layout."""
+    if set(counts.histograms) != set(groups):
+        raise TesseraError(ErrorCode.DATA_INVALID, "counts do not have the plan's groups")
+    parts = [np.asarray(side, dtype=np.float64)
+             for g in groups for side in counts.histograms[g]]
+    parts.append(np.array([counts.log_loss_sum, counts.brier_sum, float(counts.n)]))
+    return np.concatenate(parts)
+
+
+def from_vector(vector: np.ndarray, groups: Sequence[str], *,
+                bins: int = DEFAULT_BINS) -> HeldOutCounts:
+    """Counts from a (decrypted, summed) vector; histogram counts and ``n`` are rounded to
+    whole numbers, and a value further than :data:`COUNT_TOLERANCE` from one is refused."""
+    values = np.asarray(vector, dtype=np.float64)
+    if values.shape != (vector_length(groups, bins=bins),) or not np.isfinite(values).all():
+        raise TesseraError(ErrorCode.BAD_ENVELOPE, "counts vector does not match its layout")
+    whole = np.concatenate([values[: 2 * bins * len(groups)], values[-1:]])
+    rounded = np.rint(whole)
+    if np.abs(whole - rounded).max(initial=0.0) > COUNT_TOLERANCE or (rounded < 0).any():
+        raise TesseraError(ErrorCode.BAD_ENVELOPE,
+                           "decrypted counts are not whole non-negative numbers")
+    counts = rounded.astype(np.int64)
+    sides = counts[: 2 * bins * len(groups)].reshape(len(groups), 2, bins)
+    histograms = {g: (sides[i, 0].copy(), sides[i, 1].copy()) for i, g in enumerate(groups)}
+    return HeldOutCounts(bins=bins, histograms=histograms, log_loss_sum=float(values[-3]),
+                         brier_sum=float(values[-2]), n=int(counts[-1]))

@@ -1,0 +1,180 @@
+"""Leave-one-site-out: each site scores a model trained by the others, on its own held-out rows."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
+from typer.testing import CliRunner
+
+from client_app.agent import SHARE_OWN_COUNTS, SiteAgent
+from client_app.envelopes import mean_of
+from client_app.keys import load_secret_context
+from client_app.site_data import load_split, standardise, standardiser
+from client_app.store import SiteStore
+from client_app.vault import SiteVault, unlock_vault
+from common.models import build_model, model_to_vector, predict_scores, vector_to_model
+from common.plan import StudyPlan, bundled_plan_path, load_plan, override
+from protos.tessera.v1 import agent_pb2
+from server.coordinator import run_study
+from server.registry import ModelRegistry
+from tessera import local_federation
+from tessera.inprocess import InProcessGrid
+
+PASS = "leave one site out passphrase"
+
+
+def _plan(*, dp: bool = False, min_sites: int = 2) -> StudyPlan:
+    raw = override(load_plan(bundled_plan_path("breast_cancer")), rounds=1,
+                   min_sites=min_sites).model_dump()
+    raw["privacy"]["dp"] = dp
+    return StudyPlan.model_validate(raw)
+
+
+def _run(root: Path, plan: StudyPlan, *, sites: int, tls: bool = False, prepare=None,
+         ceilings=None):
+    fed = local_federation.build(root, plan, sites=sites, ceilings=ceilings or {},
+                                 passphrase=PASS, tls=tls)
+    if prepare is not None:
+        prepare(fed)
+    vaults = {s.name: unlock_vault(s, PASS) for s in fed.sites}
+    asked: list[tuple[str, agent_pb2.TaskRequest]] = []
+
+    def capture(site: str, request: agent_pb2.TaskRequest, data: bytes) -> bytes:
+        copy = agent_pb2.TaskRequest()
+        copy.CopyFrom(request)
+        asked.append((site, copy))
+        return data
+
+    grid = InProcessGrid([SiteAgent(v) for v in vaults.values()], reply_hook=capture)
+    result = run_study(grid, workdir=fed.workdir, plan_path=fed.plan_path, run_id="m",
+                       expected_sites=sites, custodian=fed.custodian, loso=True)
+    assert result["status"] == "completed", result.get("error")
+    return fed, vaults, asked, result
+
+
+def _scores(vault: SiteVault, plan: StudyPlan, request: agent_pb2.TaskRequest):
+    """The held-out site's predictions of the model in an evaluate_own request."""
+    secret = load_secret_context(vault, request.plan_hash)
+    split = load_split(vault, plan)
+    sums = mean_of(request.stats, secret_context=secret) * request.stats.example_count
+    mean, std = standardiser(sums, float(request.stats.example_count))
+    X = standardise(split.test.X, mean, std)
+    model = build_model(plan.model, n_features=X.shape[1], seed=plan.seed)
+    _, layout = model_to_vector(model)
+    vector_to_model(model, mean_of(getattr(request, "global"), secret_context=secret), layout)
+    return np.clip(predict_scores(model, X), 0.0, 1.0), split.test.y
+
+
+def _ece(scores: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    index = np.minimum((scores * bins).astype(int), bins - 1)
+    gaps = [abs(y[index == b].mean() - scores[index == b].mean()) * (index == b).sum()
+            for b in range(bins) if (index == b).any()]
+    return float(sum(gaps) / len(y))
+
+
+@pytest.mark.slow
+def test_each_site_scores_a_model_the_other_sites_trained(tmp_path: Path) -> None:
+    def site3_keeps_its_counts(fed) -> None:
+        with SiteStore.open(fed.sites[2]) as store:
+            store.put_setting(SHARE_OWN_COUNTS, "no")
+
+    fed, vaults, asked, result = _run(tmp_path / "w", _plan(), sites=3, tls=True,
+                                      prepare=site3_keeps_its_counts)
+    loso = result["loso"]
+    assert sorted(loso) == ["site-1", "site-2", "site-3"]
+    assert result["loso_skipped"] is None
+    for held_out in ("site-1", "site-2"):
+        entry = loso[held_out]
+        assert entry["run_id"] == f"m-loso-{held_out}"
+        assert entry["training_sites"] == sorted({"site-1", "site-2", "site-3"} - {held_out})
+        trained_at = {site for site, req in asked
+                      if req.kind == "train" and req.run_id == entry["run_id"]}
+        assert trained_at == set(entry["training_sites"])
+        [request] = [req for site, req in asked
+                     if req.kind == "evaluate_own" and req.run_id == entry["run_id"]]
+        assert [site for site, req in asked if req is request] == [held_out]
+        scores, y = _scores(vaults[held_out], fed.plan, request)
+        predicted = scores >= 0.5
+        assert entry["n"] == len(y)
+        assert entry["accuracy"] == accuracy_score(y, predicted)
+        assert abs(entry["f1"] - f1_score(y, predicted)) < 1e-12
+        assert abs(entry["auc"] - roc_auc_score(y, scores)) < 0.002  # 1000 score bins
+        assert abs(entry["brier"] - brier_score_loss(y, scores)) < 1e-9
+        assert abs(entry["ece"] - _ece(scores, y)) <= 0.0005 + 1e-12  # bin midpoints
+        folder = fed.coordinator_dir / "runs" / "m" / "loso" / held_out
+        assert json.loads((folder / "result.json").read_text())["status"] == "completed"
+
+    refused = loso["site-3"]
+    assert refused["error"]["code"] == "permission_denied"
+    assert "does not share" in refused["error"]["message"]
+    assert "auc" not in refused
+
+    with ModelRegistry.open(fed.coordinator_dir) as registry:
+        stored = registry.get(fed.plan.name, result["model"]["version"])
+    assert stored.lineage["loso"] == loso
+
+
+def test_leave_one_site_out_is_skipped_when_too_few_sites_would_train(tmp_path: Path) -> None:
+    _, _, asked, result = _run(tmp_path / "w", _plan(), sites=2)
+    assert result["loso"] == {}
+    assert "needs at least 2" in result["loso_skipped"]
+    assert not [req for _, req in asked if "loso" in req.run_id]
+
+
+@pytest.mark.slow
+def test_leave_one_site_out_training_spends_budget_within_the_ceiling(tmp_path: Path) -> None:
+    """site-2's ceiling admits the main study but not a second training run."""
+    fed, _, _, result = _run(tmp_path / "w", _plan(dp=True, min_sites=1), sites=2,
+                             ceilings={"site-2": 3.5})
+    main = {s["name"]: s["epsilon_spent"] for s in result["sites"]}
+    without_1 = result["loso"]["site-1"]
+    assert without_1["error"]["code"] == "process_failed"  # no site left to train
+    without_2 = result["loso"]["site-2"]
+    assert "error" not in without_2 and without_2["training_sites"] == ["site-1"]
+    assert main["site-1"] + 0.5 < result["loso_epsilon"]["site-1"] < 2 * main["site-1"]
+    assert "site-2" not in result["loso_epsilon"]
+    with SiteStore.open(fed.sites[0]) as store:
+        assert len(store.ledger()) == 2
+    with SiteStore.open(fed.sites[1]) as store:
+        assert len(store.ledger()) == 1
+        assert [e.kind for e in store.events(kind="budget_refusal")] == ["budget_refusal"]
+
+
+def test_demo_loso_option_reaches_the_server_apps_run_config(tmp_path: Path,
+                                                            monkeypatch) -> None:
+    import server.server_app as server_app
+    import tessera.demo as demo
+    from tessera.cli import app
+
+    seen: dict = {}
+    real_app_folder = local_federation.app_folder
+
+    def capture_app_folder(coordinator_dir, run_config):
+        seen["config"] = dict(run_config)
+        raise demo.TesseraError(demo.ErrorCode.CONFIG_INVALID, "stop before processes")
+
+    monkeypatch.setattr(demo.local_federation, "app_folder", capture_app_folder)
+    result = CliRunner().invoke(app, ["demo", "--loso", "--insecure", "--rounds", "1",
+                                      "--workdir", str(tmp_path / "w")])
+    assert result.exit_code == 2, result.output
+    assert seen["config"]["loso"] is True
+
+    folder, run_toml = real_app_folder(tmp_path / "c", seen["config"])
+    assert tomllib.loads(run_toml.read_text())["loso"] is True
+    project = tomllib.loads((folder / "pyproject.toml").read_text())
+    assert project["tool"]["flwr"]["app"]["config"]["loso"] is False  # the default
+
+    calls: dict = {}
+    monkeypatch.setattr(server_app, "run_study", lambda grid, **kw: calls.update(kw))
+    context = SimpleNamespace(run_id=7, run_config={**seen["config"], "loso": True})
+    server_app.main(None, context)
+    assert calls["loso"] is True
+    context.run_config.pop("loso")
+    server_app.main(None, context)
+    assert calls["loso"] is False
