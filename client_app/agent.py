@@ -25,6 +25,7 @@ from client_app.envelopes import (
     seal_vector,
 )
 from client_app.identity import sign_envelope, sign_reply, signing_key
+from client_app.importance import importance_reply
 from client_app.keys import ckks_params, load_secret_context
 from client_app.local_eval import keep_final_model
 from client_app.node import record_agent_state
@@ -109,6 +110,7 @@ class SiteAgent:
             "open_counts": self._open_counts,
             "evaluate_own": self._evaluate_own,
             "release": self._release,
+            "importance": self._importance,
         }
         handler = handlers.get(request.kind)
         if handler is None:
@@ -329,6 +331,25 @@ class SiteAgent:
         store.record_event("own_counts_shared", plan_hash=request.plan_hash,
                            details={"run_id": request.run_id, "rows": counts.n})
         return agent_pb2.TaskReply(ok=True, counts=counts_to_proto(counts))
+
+    def _importance(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
+        """Permutation importance of the final aggregate on the held-out split (importance.py)."""
+        split = load_split(self.vault, plan)
+        final, secret = getattr(request, "global"), self._key(plan, request.plan_hash)
+        for env, kind, round_ in ((final, "weights", plan.training.rounds),
+                                  (request.stats, "stats", 0)):
+            _check_aggregate(env, plan, request.plan_hash, kind=kind, round_=round_,
+                             own_examples=len(split.train.y), action="importance")
+        if secret is not None and not final.encrypted:
+            raise TesseraError(ErrorCode.PERMISSION_DENIED,
+                               "importance refused: the model is not an encrypted aggregate")
+        mean, std = self._standardised(request, plan, secret, split)
+        model, _, _ = self._global_model(request, plan, secret, split.test.X.shape[1])
+        reply = importance_reply(model, standardise(split.test.X, mean, std), split.test.y,
+                                 split.test.features, seed=plan.seed)
+        store.record_event("importance_shared", plan_hash=request.plan_hash,
+                           details={"run_id": request.run_id, "rows": len(split.test.y)})
+        return reply
 
     def _release(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
         if int(request.round) != plan.training.rounds:

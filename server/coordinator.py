@@ -27,6 +27,7 @@ from protos.tessera.v1 import agent_pb2
 from server.audit_trail import record_run
 from server.envelopes import ENVELOPE_VERSION, check_envelope, sum_envelopes
 from server.he_context import read_evaluation_context
+from server.importance import federated_importance
 from server.kpi import evaluate_gates
 from server.loso import run_loso
 from server.registry import ModelRegistry
@@ -201,6 +202,7 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
         if final.round != plan.training.rounds:
             raise TesseraError(ErrorCode.PROCESS_FAILED, "training ended before the last round")
         released = _release(grid, run, final, custodian, timeout)
+        importance = federated_importance(grid, run, final, timeout=timeout)
         held_out = run_loso(grid, run, initial=initial, stats_round=_federation_stats) \
             if loso else None
         final_metrics = recorder.rounds[plan.training.rounds].metrics
@@ -216,10 +218,12 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
                 promotable=verdict.promotable, promotion_reasons=verdict.reasons,
                 lineage={"run_id": run_id, "sites": sorted(run.site_examples),
                          "dataset_versions": run.dataset_versions, "kpi_gates": gates,
+                         "feature_importance": importance,
                          **({"loso": held_out.results} if held_out is not None else {})},
             )
         result.update(status="completed", final=final_metrics, model=version.to_json(),
-                      kpi_gates=gates, signed_envelopes=run.signing_keys is not None)
+                      kpi_gates=gates, feature_importance=importance,
+                      signed_envelopes=run.signing_keys is not None)
         if held_out is not None:
             result.update(held_out.to_json())
     except TesseraError as err:

@@ -2,7 +2,11 @@
 
 :func:`write_card` gathers a model version from the registry, its run's ``result.json`` and
 its study plan, and writes ``card.md``, ``card.html`` and PNG plots (``roc.png``,
-``calibration.png`` and, when the study reports groups, ``fairness.png``) into one folder.
+``calibration.png`` and, when the run has them, ``fairness.png`` and ``importance.png``;
+see :mod:`server.card_plots`) into one folder. Besides intended use, data (sites, example
+counts, dataset versions, schema and the plan's data dictionary), training and metrics, the
+card shows the federated feature importance, the leave-one-site-out results ("not run" when
+the run has none) and the registry's release verdict with the KPI gates behind it.
 Both documents are rendered from the same sections (:func:`card_sections`), so they always
 say the same thing; every metric is printed with four decimals, an undefined one as
 ``n/a``, and all text is HTML-escaped in ``card.html``.
@@ -12,13 +16,13 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from common.errors import ErrorCode, TesseraError
-from common.plan import StudyPlan, load_plan, plan_hash
+from common.plan import ColumnSpec, StudyPlan, load_plan, plan_hash
+from server.card_plots import fmt, ranked_importance, render_plots
 from server.registry import ModelRegistry, ModelVersion
 
 CAUTION = ("This is a research model trained in a federated study. It is not a medical "
@@ -33,17 +37,12 @@ LIMITATIONS = (
     "stated epsilon and delta.",
     "The sites' data may differ from the population where the model would be deployed "
     "(case mix, measurement practice, time period); performance there is unknown.",
+    "Feature importance is permutation importance on small held-out splits: it describes "
+    "what this model relies on, not causes, and correlated features share (and can hide) "
+    "each other's importance.",
 )
 METRICS = ("auc", "accuracy", "f1", "precision", "recall", "specificity", "brier", "log_loss",
            "ece", "average_precision")
-
-
-def fmt(value: Any) -> str:
-    """A number with four decimals; ``n/a`` for a missing or undefined one."""
-    if value is None or isinstance(value, bool | int):
-        return "n/a" if value is None else str(value)
-    number = float(value)
-    return "n/a" if math.isnan(number) else f"{number:.4f}"
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,8 @@ def card_sections(ctx: CardContext) -> list[tuple[str, list[Block]]]:
                 f"Held-out test fraction per site: {fmt(plan.dataset.test_fraction)}"]),
             _table(["Site", "Training examples", "Dataset version (sha256)"],
                    [[str(s.get("name")), fmt(s.get("examples")),
-                     str(versions.get(s.get("name"), "n/a"))] for s in sites])]),
+                     str(versions.get(s.get("name"), "n/a"))] for s in sites]),
+            *_dictionary_blocks(plan)]),
         ("Training", [
             Block("bullets", [
                 f"Model: {model_params}",
@@ -139,18 +139,92 @@ def card_sections(ctx: CardContext) -> list[tuple[str, list[Block]]]:
         if "fairness.png" in ctx.plots:
             blocks.append(Block("image", ["fairness.png", "Rates per group"]))
         sections.append(("Fairness", blocks))
+    sections += [("Feature importance", _importance_blocks(ctx)),
+                 ("Leave-one-site-out evaluation", _loso_blocks(ctx)),
+                 ("KPI gates", _gate_blocks(ctx)),
+                 ("Limitations", [Block("bullets", list(LIMITATIONS))])]
+    return sections
+
+
+def _dictionary_blocks(plan: StudyPlan) -> list[Block]:
+    """The plan's data dictionary (``dataset.columns``), when it has one."""
+    columns = plan.dataset.columns or {}
+    if not columns:
+        return [_text("The study plan has no data dictionary.")]
+    ds = plan.dataset
+
+    def role(name: str) -> str:
+        return "label" if name == ds.label else "sensitive" if name == ds.sensitive \
+            else "feature"
+
+    def allowed(column: ColumnSpec) -> str:
+        if column.categories:
+            return ", ".join(column.categories)
+        if column.min is None and column.max is None:
+            return "any"
+        return f"{'' if column.min is None else f'{column.min:g}'} to " \
+               f"{'' if column.max is None else f'{column.max:g}'}".strip()
+
+    return [_text("Data dictionary:"), _table(
+        ["Column", "Role", "Type", "Unit", "Allowed values", "Description"],
+        [[name, role(name), c.type, c.unit or "-", allowed(c), c.description or "-"]
+         for name, c in columns.items()])]
+
+
+def _importance_blocks(ctx: CardContext) -> list[Block]:
+    importance = ctx.result.get("feature_importance") or {}
+    if not importance:
+        return [_text("Feature importance was not computed for this run.")]
+    rows = next(iter(importance.values())).get("n")
+    blocks = [
+        _text(f"Permutation importance of the final model, measured by each site on its "
+              f"held-out rows ({fmt(rows)} in all) and averaged across sites by row count: "
+              "how much AUC drops and log loss rises when one feature's values are shuffled. "
+              "Most important first; a value near zero (or below) means the model does not "
+              "rely on the feature."),
+        _table(["Feature", "AUC drop", "Log-loss increase"],
+               [[name, fmt(v.get("auc_drop")), fmt(v.get("log_loss_increase"))]
+                for name, v in ranked_importance(importance)])]
+    if "importance.png" in ctx.plots:
+        blocks.append(Block("image", ["importance.png", "Feature importance"]))
+    return blocks
+
+
+def _loso_blocks(ctx: CardContext) -> list[Block]:
+    loso = ctx.result.get("loso")
+    if not loso:
+        skipped = ctx.result.get("loso_skipped")
+        return [_text("Not run." + (f" {skipped}" if skipped else ""))]
+    rows = []
+    for site, entry in sorted(loso.items()):
+        trained_on = ", ".join(entry.get("training_sites") or []) or "n/a"
+        if "error" in entry:
+            failure = f"failed: {(entry.get('error') or {}).get('message', 'unknown error')}"
+            rows.append([site, trained_on, failure, "", "", "", "", ""])
+            continue
+        rows.append([site, trained_on, fmt(entry.get("n")),
+                     *[fmt(entry.get(m)) for m in ("auc", "accuracy", "f1", "brier", "ece")]])
+    return [_text("Each site in turn is left out of training; the model the other sites "
+                  "train is scored on the left-out site's held-out rows."),
+            _table(["Held-out site", "Trained on", "n", "auc", "accuracy", "f1", "brier",
+                    "ece"], rows)]
+
+
+def _gate_blocks(ctx: CardContext) -> list[Block]:
     gates = ctx.result.get("kpi_gates") or {}
     checks = gates.get("checks") or {}
-    gate_blocks = [_table(["Gate", "Metric", "Threshold", "Value", "Outcome"], [
+    blocks = [_table(["Gate", "Metric", "Threshold", "Value", "Outcome"], [
         [name, str(c.get("metric")), fmt(c.get("threshold")), fmt(c.get("value")),
          "passed" if c.get("passed") else "failed"] for name, c in sorted(checks.items())])
     ] if checks else [_text("The study plan sets no KPI gates.")]
-    verdict = "promotable" if gates.get("promotable") else "not promotable"
-    gate_blocks.append(_text(f"Release verdict: {verdict}."
-                             + "".join(f" {r}" for r in gates.get("reasons") or [])))
-    sections += [("KPI gates", gate_blocks),
-                 ("Limitations", [Block("bullets", list(LIMITATIONS))])]
-    return sections
+    mv = ctx.model
+    promotable = mv.promotable if mv.promotable is not None else gates.get("promotable")
+    reasons = list(mv.promotion_reasons) or list(gates.get("reasons") or [])
+    verdict = "not assessed" if promotable is None else \
+        "promotable" if promotable else "not promotable"
+    blocks.append(_text(f"Release verdict (registry): {verdict}."
+                        + "".join(f" {r}" for r in reasons)))
+    return blocks
 
 
 def _md_cell(value: str) -> str:
@@ -204,62 +278,6 @@ def card_html(ctx: CardContext) -> str:
                              f'alt="{esc(block.items[1])}" width="480"></p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
-
-
-def _points(xs: list[Any], ys: list[Any]) -> tuple[list[float], list[float]]:
-    pairs = [(float(x), float(y)) for x, y in zip(xs, ys, strict=False)
-             if x is not None and y is not None]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def render_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Write roc.png, calibration.png and (with groups) fairness.png; return their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    final, written = result.get("final") or {}, []
-
-    def save(fig: Any, name: str) -> None:
-        path = out_dir / name
-        fig.tight_layout()
-        fig.savefig(path, format="png", dpi=100)
-        plt.close(fig)
-        written.append(path)
-
-    roc = final.get("roc") or {}
-    fig, ax = plt.subplots(figsize=(5, 5))
-    fpr, tpr = _points(roc.get("fpr") or [], roc.get("tpr") or [])
-    ax.plot(fpr, tpr, label=f"model (AUC {fmt(final.get('auc'))})")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
-    ax.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC curve",
-           xlim=(0, 1), ylim=(0, 1))
-    ax.legend(loc="lower right")
-    save(fig, "roc.png")
-
-    cal = final.get("calibration") or {}
-    fig, ax = plt.subplots(figsize=(5, 5))
-    pred, obs = _points(cal.get("mean_predicted") or [], cal.get("observed_rate") or [])
-    ax.plot(pred, obs, marker="o", label=f"model (ECE {fmt(cal.get('ece'))})")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    ax.set(xlabel="Mean predicted probability", ylabel="Observed positive rate",
-           title="Calibration", xlim=(0, 1), ylim=(0, 1))
-    ax.legend(loc="upper left")
-    save(fig, "calibration.png")
-
-    groups = (final.get("fairness") or {}).get("groups") or {}
-    if groups:
-        names = sorted(groups)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for i, rate in enumerate(("selection_rate", "tpr", "fpr")):
-            values = [float(groups[g].get(rate) or 0.0) for g in names]  # undefined: no bar
-            ax.bar([j + (i - 1) * 0.25 for j in range(len(names))], values, 0.25, label=rate)
-        ax.set_xticks(range(len(names)), names)
-        ax.set(xlabel="Group", ylabel="Rate", title="Rates per group", ylim=(0, 1))
-        ax.legend()
-        save(fig, "fairness.png")
-    return written
 
 
 def _read_result(coordinator_dir: Path, mv: ModelVersion) -> dict[str, Any]:

@@ -41,6 +41,7 @@ def build_report(fed: LocalFederation, result: dict[str, Any], *, baseline: dict
         "baseline": baseline,
         "model": result.get("model"),
         "kpi_gates": result.get("kpi_gates"),
+        "feature_importance": result.get("feature_importance"),
         "loso": result.get("loso"),
         "loso_skipped": result.get("loso_skipped"),
         "loso_epsilon": result.get("loso_epsilon"),

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from client_app.agent import SiteAgent
 from client_app.vault import unlock_vault
 from common.plan import bundled_plan_path, load_plan, override
 from server.coordinator import run_study
-from server.model_card import fmt, write_card
+from server.model_card import CardContext, card_html, card_markdown, fmt, write_card
 from server.provisioning import init_federation
 from tessera import local_federation
 from tessera.cli import app
@@ -50,7 +52,7 @@ def test_card_files_plots_and_numbers(study: tuple[Path, dict[str, Any]],
     out = write_card(coordinator, "diabetes", 1, tmp_path / "card")
     assert out == tmp_path / "card"
     page = (out / "card.html").read_text(encoding="utf-8")
-    for name in ("roc.png", "calibration.png", "fairness.png"):
+    for name in ("roc.png", "calibration.png", "fairness.png", "importance.png"):
         data = (out / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 2000, name
         assert f'<img src="{name}"' in page
@@ -70,6 +72,79 @@ def test_card_files_plots_and_numbers(study: tuple[Path, dict[str, Any]],
         assert "min_auc" in text and "passed" in text
     assert "Above-median disease progression" in page
     assert "<script" not in page
+    importance = result["feature_importance"]
+    assert importance == result["model"]["lineage"]["feature_importance"]
+    assert set(importance) == set(load_plan(bundled_plan_path("diabetes")).dataset.features)
+    section = markdown.split("## Feature importance")[1].split("\n## ")[0]
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]]
+            for line in section.splitlines() if line.startswith("| ")][1:]
+    by_rank = sorted(importance, key=lambda f: importance[f]["rank"])
+    assert rows == [[f, fmt(importance[f]["auc_drop"]), fmt(importance[f]["log_loss_increase"])]
+                    for f in by_rank]
+    drops = [importance[f]["auc_drop"] for f in by_rank]
+    assert drops == sorted(drops, reverse=True)  # most important first
+    assert "## Leave-one-site-out evaluation\n\nNot run." in markdown
+    assert "Release verdict (registry): promotable." in markdown
+    columns = load_plan(bundled_plan_path("diabetes")).dataset.columns or {}
+    dictionary = markdown.split("Data dictionary:")[1] if columns else ""
+    assert columns or "The study plan has no data dictionary." in markdown
+    for name, column in columns.items():  # the bundled plan's data dictionary, row by row
+        assert any(line.startswith(f"| {name} | ") and f"| {column.type} |" in line
+                   for line in dictionary.splitlines())
+
+
+def _referenced_images(markdown: str, page: str) -> set[str]:
+    return set(re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown)) | set(
+        re.findall(r'<img src="([^"]+)"', page))
+
+
+def test_every_plot_the_card_references_is_a_valid_png(study: tuple[Path, dict[str, Any]],
+                                                       tmp_path: Path) -> None:
+    coordinator, _ = study
+    out = write_card(coordinator, "diabetes", 1, tmp_path / "card")
+    markdown = (out / "card.md").read_text(encoding="utf-8")
+    page = (out / "card.html").read_text(encoding="utf-8")
+    referenced = _referenced_images(markdown, page)
+    assert referenced == {"roc.png", "calibration.png", "fairness.png", "importance.png"}
+    for name in referenced:
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_MAGIC), name
+        pixels = imread(out / name, format="png")
+        assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100, name
+
+
+def test_card_shows_leave_one_site_out_results_and_the_data_dictionary(
+        study: tuple[Path, dict[str, Any]]) -> None:
+    from common.plan import StudyPlan
+    from server.registry import ModelRegistry
+
+    coordinator, result = study
+    with ModelRegistry.open(coordinator) as registry:
+        mv = registry.get("diabetes", 1)
+    base = load_plan(bundled_plan_path("diabetes"))
+    raw = base.model_dump()
+    raw["dataset"]["columns"] = {
+        "bmi": {"type": "number", "unit": "kg/m2", "min": 10.0, "max": 80.0,
+                "description": "Body mass index"},
+        "progression_high": {"type": "binary", "description": "Above-median progression"}}
+    plan = StudyPlan.model_validate(raw)
+    loso = {"site-1": {"training_sites": ["site-2", "site-3"], "n": 31, "auc": 0.71234,
+                       "accuracy": 0.6, "f1": 0.55, "brier": 0.21, "ece": 0.08},
+            "site-2": {"training_sites": ["site-1", "site-3"],
+                       "error": {"code": "permission_denied",
+                                 "message": "this site does not share its own counts"}}}
+    ctx = CardContext(model=mv, result={**result, "loso": loso}, plan=plan)
+    markdown, page = card_markdown(ctx), card_html(ctx)
+    assert "| site-1 | site-2, site-3 | 31 | 0.7123 | 0.6000 | 0.5500 | 0.2100 | 0.0800 |" \
+        in markdown
+    assert "failed: this site does not share its own counts" in markdown
+    assert "| bmi | feature | number | kg/m2 | 10 to 80 | Body mass index |" in markdown
+    assert "| progression_high | label | binary | - | any | Above-median progression |" \
+        in markdown
+    assert "<td>0.7123</td>" in page and "<td>kg/m2</td>" in page
+    skipped = CardContext(model=mv, plan=plan, result={
+        **result, "loso_skipped": "leave-one-site-out trains on 1 site(s) of 2 admitted"})
+    assert "Not run. leave-one-site-out trains on 1 site(s)" in card_markdown(skipped)
 
 
 def test_card_command_writes_default_folder_and_checks_roles(
