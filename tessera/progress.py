@@ -72,8 +72,26 @@ class ProgressView:
                     f"AUC {m.get('auc', 0):.3f}  ({event['seconds']:.1f} s)")
         elif kind == "model_released":
             c.print(f"final model released by {event['site']}")
+        elif kind == "importance_measured":
+            c.print(f"feature importance measured at {len(event['sites'])} site(s) "
+                    f"on {event['rows']} held-out rows")
+        elif kind == "loso_skipped":
+            c.print(f"[yellow]leave-one-site-out skipped: {event['reason']}[/]")
+        elif kind == "loso_started":
+            c.print(f"leave-one-site-out: training without {event['site']} ...")
+        elif kind == "loso_finished":
+            self._loso(event)
         elif kind == "run_failed":
             c.print(f"[bold red]run failed: {event['message']}[/]")
+
+    def _loso(self, event: dict[str, Any]) -> None:
+        m = event.get("metrics", {})
+        if "error" in m:
+            self.console.print(f"  [yellow]{event['site']} held out: {m['error']['message']}[/]")
+            return
+        found = m.get("metrics", m)
+        self.console.print(f"  {event['site']} held out: AUC {found.get('auc', float('nan')):.3f}"
+                           f"  accuracy {found.get('accuracy', float('nan')):.3f}")
 
     def _trained(self, event: dict[str, Any]) -> None:
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
