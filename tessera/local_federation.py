@@ -140,8 +140,7 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
                               confirm_raise=True)
             receive_plan(site, plan_to_toml(plan), source="file")
             store.approve(digest, actor="demo-operator", note="approved by tessera demo")
-        if name == "site-1":
-            _demo_opt_out(vault, plan, raw, rows)
+        _demo_opt_out(vault, plan, raw, rows, count=2 if name == "site-1" else 1)
         site_dirs.append(site)
         vaults.append(vault)
 
@@ -163,14 +162,14 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
 
 
 def _demo_opt_out(vault: SiteVault, plan: StudyPlan, raw: TableData,
-                  rows: np.ndarray) -> None:
-    """Two patients of the first site opt out, so its folder shows consent in action.
+                  rows: np.ndarray, *, count: int) -> None:
+    """``count`` patients of a site opt out, so every demo site shows consent in action.
 
-    Both come from the site's training rows: the held-out rows stay those of the partition.
+    They come from the site's training rows: the held-out rows stay those of the partition.
     """
     train_idx, _ = stratified_split(raw.y[rows], test_fraction=plan.dataset.test_fraction,
                                     seed=plan.seed)
-    patients = [str(p) for p in raw.patient_ids[rows[train_idx[:2]]]]
+    patients = [str(p) for p in raw.patient_ids[rows[train_idx[:count]]]]
     withdraw(vault, patients, actor="demo-operator", note="opted out")
 
 
