@@ -164,7 +164,8 @@ def register(app: typer.Typer, boundary: Boundary) -> None:
             ("agent", "answering" if status.agent_up else "down"),
             ("SuperNode", "running" if status.supernode_up else "down"),
             ("SuperLink", (status.superlink or "-")
-             + (" (insecure)" if status.insecure else "")),
+             + (" (insecure)" if status.insecure else "")
+             + (f", {status.connection}" if status.running else "")),
             ("current study", status.current_study or "-"),
             ("current round", "-" if status.current_round is None else str(status.current_round)),
             ("last task", "-" if status.last_task is None else

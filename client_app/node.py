@@ -78,6 +78,9 @@ class NodeStatus:
     supernode_up: bool = False
     insecure: bool = False
     log_path: str | None = None
+    #: "connected" (the SuperLink admitted this node), "retrying" (the last attempt to reach
+    #: the SuperLink failed), "connecting" (no answer yet) or "stopped".
+    connection: str = "stopped"
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = asdict(self)
@@ -141,6 +144,11 @@ class NodeController:
     def log_path(self) -> Path:
         return self.site.root / "logs" / "node.log"
 
+    @property
+    def supernode_log_path(self) -> Path:
+        """The SuperNode's own output (written by ``tessera site run``)."""
+        return self.site.root / "logs" / "supernode.log"
+
     # -- start / stop ------------------------------------------------------------------
     def start(self, *, passphrase: str, insecure: bool = False,
               superlink: str | None = None) -> None:
@@ -161,6 +169,7 @@ class NodeController:
         self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         started = datetime.now(UTC)
+        supernode_offset = _size(self.supernode_log_path)
         with self.log_path.open("ab") as out:
             out.write(f"{START_MARKER} {started.isoformat(timespec='seconds')} ---\n".encode())
             out.flush()
@@ -170,7 +179,7 @@ class NodeController:
             )
         _write_private(self.info_path, json.dumps({
             "pid": self._child.pid, "superlink": address, "insecure": insecure,
-            "started_at": started.isoformat(),
+            "started_at": started.isoformat(), "supernode_log_offset": supernode_offset,
         }))
         _write_private(self.pid_path, f"{self._child.pid}\n")
 
@@ -233,6 +242,7 @@ class NodeController:
             supernode_up=pid is not None and any(
                 "flower-supernode" in _cmdline(p) for p in _descendants(pid)),
             insecure=bool(info.get("insecure", False)), log_path=str(self.log_path),
+            connection=self._connection(info) if pid is not None else "stopped",
         )
 
     # -- helpers -----------------------------------------------------------------------
@@ -300,6 +310,19 @@ class NodeController:
         finally:
             channel.close()
 
+    def _connection(self, info: dict[str, object]) -> str:
+        """The SuperNode's link to the SuperLink, from what it printed since this start."""
+        offset = info.get("supernode_log_offset")
+        start = offset if isinstance(offset, int) and offset >= 0 else 0
+        try:
+            with self.supernode_log_path.open("rb") as handle:
+                end = handle.seek(0, os.SEEK_END)
+                handle.seek(max(start, end - 262144))
+                text = handle.read().decode("utf-8", errors="replace")
+        except OSError:
+            return "connecting"
+        return connection_from_log(text)
+
     def _log_error(self) -> str | None:
         """The last ``error:`` line the node printed since it was last started."""
         try:
@@ -312,6 +335,26 @@ class NodeController:
         errors = [line.strip() for line in tail.splitlines()
                   if line.strip().lower().startswith("error")]
         return errors[-1] if errors else None
+
+
+def connection_from_log(text: str) -> str:
+    """"connected", "retrying" or "connecting", from the SuperNode's log lines.
+
+    Flower's SuperNode prints its node id once the SuperLink has admitted it, and "Connection
+    attempt failed" on each failed attempt; the later of the two tells the current state.
+    """
+    admitted = text.rfind("SuperNode ID:")
+    failed = text.rfind("Connection attempt failed")
+    if admitted < 0 and failed < 0:
+        return "connecting"
+    return "connected" if admitted > failed else "retrying"
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -30,7 +30,8 @@ def node_text(status: NodeStatus) -> str:
         return "stopped" + (f" (last error: {status.last_error})" if status.last_error else "")
     parts = [f"running (pid {status.pid})",
              "agent up" if status.agent_up else "agent starting",
-             f"SuperLink {status.superlink}" if status.superlink else "no SuperLink set"]
+             f"SuperLink {status.superlink} ({status.connection})" if status.superlink
+             else "no SuperLink set"]
     return ", ".join(parts)
 
 

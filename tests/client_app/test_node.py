@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from client_app.agent import SiteAgent
-from client_app.node import NodeController, read_agent_state
+from client_app.node import NodeController, connection_from_log, read_agent_state
 from client_app.site_dir import SiteDir, init_site_dir
 from client_app.store import SiteStore
 from client_app.vault import SiteVault, create_vault
@@ -110,6 +110,7 @@ def test_node_runs(tmp_path: Path) -> None:
         assert other.running and other.pid == status.pid and other.agent_up
         children = _descendants(status.pid)
         assert children, "the node started no agent or SuperNode"
+        assert controller.status().connection in ("connecting", "retrying")
     finally:
         controller.stop(timeout=60)
     stopped = controller.status()
@@ -132,3 +133,16 @@ def _zombie(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def test_connection_state_follows_the_supernodes_last_word() -> None:
+    assert connection_from_log("INFO: Starting Flower SuperNode\n") == "connecting"
+    assert connection_from_log(
+        "Starting Flower SuperNode\nWARNING: Connection attempt failed, retrying in 2.00 s\n"
+    ) == "retrying"
+    assert connection_from_log(
+        "Connection attempt failed, retrying in 1.00 s\nINFO: SuperNode ID: 1234\n"
+    ) == "connected"
+    assert connection_from_log(
+        "SuperNode ID: 1234\n...\nConnection attempt failed, retrying in 4.00 s\n"
+    ) == "retrying"
