@@ -47,7 +47,7 @@ def budget_overview(site: SiteDir) -> list[DatasetBudget]:
     with SiteStore.open(site) as store:
         ceiling = store.ceiling()
         entries = store.ledger()
-        with store._transaction() as session:
+        with store.transaction() as session:
             registered = set(session.exec(select(DatasetVersionRow.dataset)).all())
     by_dataset: dict[str, list[LedgerRecord]] = defaultdict(list)
     for entry in entries:

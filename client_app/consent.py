@@ -17,11 +17,9 @@ import base64
 import csv
 import hmac
 import io
-import json
 import os
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from hashlib import sha256
@@ -32,14 +30,9 @@ import numpy as np
 from sqlmodel import Session, col, select
 
 from client_app.migrations import (
-    READ_ONLY,
     ConsentEventRow,
-    EventRow,
-    create_store_engine,
-    ensure_private_file,
-    migrate,
 )
-from client_app.site_dir import SiteDir
+from client_app.store import SiteStore, site_transaction
 from client_app.vault import ROLE_SECRET, SiteVault
 from common.datasets import PATIENT_ID, TableData
 from common.errors import ErrorCode, TesseraError
@@ -165,18 +158,6 @@ def _unseal(vault: SiteVault, sealed: str) -> str:
 # -- the store ---------------------------------------------------------------------------------
 
 
-@contextmanager
-def _session(site: SiteDir, *, write: bool = False) -> Iterator[Session]:
-    """One short transaction on the site store (writes take SQLite's lock from the start)."""
-    ensure_private_file(site.db_path)
-    engine = create_store_engine(site.db_url)
-    try:
-        migrate(engine)
-        bind = engine if write else engine.execution_options(**{READ_ONLY: True})
-        with Session(bind, expire_on_commit=False) as session, session.begin():
-            yield session
-    finally:
-        engine.dispose()
 
 
 def _rows(session: Session) -> list[ConsentEventRow]:
@@ -218,18 +199,13 @@ class _States:
         return [ref for ref in self._by_ref if self.action(ref, study) == "withdraw"]
 
 
-def _event_row(kind: str, details: dict[str, object]) -> EventRow:
-    return EventRow(at=datetime.now(UTC), kind=kind, plan_hash=None,
-                    details=json.dumps(details, sort_keys=True, allow_nan=False))
-
-
 def _record(vault: SiteVault, ids: list[str], *, action: Action, scope: str, actor: str,
             note: str, source: str, batch: str | None, event_kind: str) -> tuple[int, int]:
     """Append one event per patient whose state changes; returns (written, unchanged)."""
     key = _consent_key(vault)
     refs = [patient_ref(key, p) for p in ids]
     now = datetime.now(UTC)
-    with _session(vault.site, write=True) as session:
+    with site_transaction(vault.site, write=True) as session:
         states = _States(_rows(session))
         changed = [(p, r) for p, r in zip(ids, refs, strict=True)
                    if not states.unchanged_by(r, scope, action)]
@@ -248,7 +224,7 @@ def _record(vault: SiteVault, ids: list[str], *, action: Action, scope: str, act
                 details["unchanged"] = len(ids) - len(changed)
             if len(changed) > MAX_EVENT_REFS:
                 details["refs_omitted"] = len(changed) - MAX_EVENT_REFS
-            session.add(_event_row(event_kind, details))
+            session.add(SiteStore.event_row(event_kind, plan_hash=None, details=details))
     return len(changed), len(ids) - len(changed)
 
 
@@ -336,7 +312,7 @@ def import_opt_out(vault: SiteVault, path: Path, *, actor: str,
 
 def history(vault: SiteVault, *, scope: str | None = None) -> list[ConsentEvent]:
     """Every consent event (or those of one scope), newest first, with ids decrypted."""
-    with _session(vault.site) as session:
+    with site_transaction(vault.site) as session:
         rows = _rows(session)
     return [
         ConsentEvent(id=r.id or 0, at=_utc(r.at), scope=r.scope, action=r.action,
@@ -349,7 +325,7 @@ def history(vault: SiteVault, *, scope: str | None = None) -> list[ConsentEvent]
 def withdrawn_ids(vault: SiteVault, *, study: str) -> frozenset[str]:
     """Patients whose latest consent event for ``study`` (or globally) is a withdrawal."""
     study = _require_scope(study)
-    with _session(vault.site) as session:
+    with site_transaction(vault.site) as session:
         rows = _rows(session)
     if not rows:
         return frozenset()

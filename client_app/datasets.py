@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,14 +28,11 @@ from sqlmodel import Session, col, select
 from client_app.cleaning import CleanResult, clean
 from client_app.inspection import inspect
 from client_app.migrations import (
-    READ_ONLY,
     DatasetVersionRow,
     EventRow,
-    create_store_engine,
-    ensure_private_file,
-    migrate,
 )
 from client_app.site_dir import SiteDir
+from client_app.store import site_transaction
 from client_app.validation import Policy, ValidationReport
 from client_app.vault import SiteVault
 from common.errors import ErrorCode, TesseraError
@@ -124,18 +119,6 @@ def _actor(actor: str) -> str:
     return actor.strip()
 
 
-@contextmanager
-def _session(site: SiteDir, *, write: bool) -> Iterator[Session]:
-    """One short store transaction (writes take SQLite's write lock from the start)."""
-    ensure_private_file(site.db_path)
-    engine = create_store_engine(site.db_url)
-    try:
-        migrate(engine)
-        bind = engine if write else engine.execution_options(**{READ_ONLY: True})
-        with Session(bind, expire_on_commit=False) as session, session.begin():
-            yield session
-    finally:
-        engine.dispose()
 
 
 def _record(row: DatasetVersionRow) -> DatasetVersion:
@@ -184,7 +167,7 @@ def _insert(site: SiteDir, prepared: PreparedDataset, *, dataset: str,
     report = prepared.report
     summary = {**report.summary(), "applied": prepared.cleaned.to_json()}
     digest = plan_hash(prepared.plan)
-    with _session(site, write=True) as session:
+    with site_transaction(site, write=True) as session:
         newest = _newest(session, dataset)
         if newest is not None and newest.version == prepared.version:
             return _record(newest)  # registered meanwhile by another process
@@ -238,14 +221,14 @@ def dataset_versions(site: SiteDir, dataset: str | None = None) -> list[DatasetV
     query = select(DatasetVersionRow)
     if dataset is not None:
         query = query.where(DatasetVersionRow.dataset == dataset)
-    with _session(site, write=False) as session:
+    with site_transaction(site, write=False) as session:
         rows = session.exec(query.order_by(col(DatasetVersionRow.id))).all()
         return [_record(r) for r in rows]
 
 
 def current_version(site: SiteDir, dataset: str) -> DatasetVersion | None:
     """The newest version of ``dataset``, or None if none is stored."""
-    with _session(site, write=False) as session:
+    with site_transaction(site, write=False) as session:
         newest = _newest(session, dataset)
         return None if newest is None else _record(newest)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -328,6 +328,16 @@ class SiteStore:
             rows = session.exec(query.order_by(col(EventRow.id))).all()
             return [_event_record(r) for r in rows]
 
+    def transaction(self, *, write: bool = False) -> AbstractContextManager[Session]:
+        """A short transaction for the site services that keep their own tables in this store
+        (dataset versions, consent, received plans); ``write`` takes SQLite's lock at once."""
+        return self._transaction(write=write)
+
+    @staticmethod
+    def event_row(kind: str, *, plan_hash: str | None, details: dict[str, object]) -> EventRow:
+        """A site event row to add in the caller's transaction (details must be JSON)."""
+        return SiteStore._event_row(kind, plan_hash=plan_hash, details=details)
+
     @staticmethod
     def _event_row(kind: str, *, plan_hash: str | None, details: dict[str, object]) -> EventRow:
         try:
@@ -353,3 +363,10 @@ def _event_record(row: EventRow) -> EventRecord:
         id=row.id or 0, at=_utc(row.at), kind=row.kind, plan_hash=row.plan_hash,
         details=json.loads(row.details),
     )
+
+
+@contextmanager
+def site_transaction(site: SiteDir, *, write: bool = False) -> Iterator[Session]:
+    """Open a site's store (migrating it) for one short transaction, then close it."""
+    with SiteStore.open(site) as store, store.transaction(write=write) as session:
+        yield session

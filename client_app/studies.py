@@ -192,13 +192,13 @@ def receive_plan(site: SiteDir, toml_text: str, *, source: str = "file") -> Rece
     with SiteStore.open(site) as store:
         if _row(store, digest) is None:
             try:
-                with store._transaction(write=True) as session:
+                with store.transaction(write=True) as session:
                     if session.exec(select(StudyPlanRow.id)
                                     .where(StudyPlanRow.plan_hash == digest)).first() is None:
                         session.add(StudyPlanRow(at=datetime.now(UTC), plan_hash=digest,
                                                  study=plan.name, plan_toml=toml_text,
                                                  source=source))
-                        session.add(store._event_row(RECEIVED_EVENT, plan_hash=digest, details={
+                        session.add(store.event_row(RECEIVED_EVENT, plan_hash=digest, details={
                             "study": plan.name, "source": source}))
             except IntegrityError:
                 pass  # another process stored the same hash first (non-SQLite backends)
@@ -210,7 +210,7 @@ def receive_plan(site: SiteDir, toml_text: str, *, source: str = "file") -> Rece
 def received_plans(site: SiteDir) -> list[ReceivedPlan]:
     """Every received plan, newest first."""
     with SiteStore.open(site) as store:
-        with store._transaction() as session:
+        with store.transaction() as session:
             rows = session.exec(
                 select(StudyPlanRow).order_by(col(StudyPlanRow.id).desc())).all()
         decisions = _decisions(store)
@@ -236,7 +236,7 @@ def plan_diff(site: SiteDir, plan_hash: str) -> PlanDiff:
         if row is None:
             raise TesseraError(ErrorCode.NOT_FOUND,
                                f"no study plan {digest[:12]} received at site '{site.name}'")
-        with store._transaction() as session:
+        with store.transaction() as session:
             previous = session.exec(
                 select(StudyPlanRow)
                 .where(StudyPlanRow.study == row.study, col(StudyPlanRow.id) < (row.id or 0))
@@ -276,7 +276,7 @@ def decide(site: SiteDir, plan_hash: str,
 # -- helpers ---------------------------------------------------------------------------------
 
 def _row(store: SiteStore, digest: str) -> StudyPlanRow | None:
-    with store._transaction() as session:
+    with store.transaction() as session:
         return session.exec(select(StudyPlanRow).where(StudyPlanRow.plan_hash == digest)).first()
 
 
@@ -286,7 +286,7 @@ def _decisions(store: SiteStore) -> dict[str, str]:
               .group_by(ApprovalRow.plan_hash).subquery())
     query = select(ApprovalRow.plan_hash, ApprovalRow.decision).join(
         latest, col(ApprovalRow.id) == latest.c.last)
-    with store._transaction() as session:
+    with store.transaction() as session:
         return {h: d for h, d in session.exec(query).all()}
 
 
