@@ -29,6 +29,7 @@ from client_app.importance import importance_reply
 from client_app.keys import ckks_params, load_secret_context
 from client_app.local_eval import keep_final_model
 from client_app.node import record_agent_state
+from client_app.sharing import refuse_unless_shared
 from client_app.site_data import SiteSplit, feature_sums, load_split, standardise, standardiser
 from client_app.store import SiteStore
 from client_app.studies import receive_plan
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 #: Largest federation the headroom check provisions for.
 MAX_CONTRIBUTORS = 1000
 #: Site setting: "no" refuses to share this site's own evaluation counts (leave-one-site-out).
-SHARE_OWN_COUNTS = "evaluation.share_own_counts"
 
 
 def _training_seed() -> int:
@@ -313,10 +313,9 @@ class SiteAgent:
 
     def _evaluate_own(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
         """This site's own plaintext counts for a final model trained by the other sites
-        (leave-one-site-out); the operator can refuse with the SHARE_OWN_COUNTS setting."""
-        if (store.setting(SHARE_OWN_COUNTS) or "").lower() == "no":
-            raise TesseraError(ErrorCode.PERMISSION_DENIED,
-                               "this site does not share its own evaluation counts")
+        (leave-one-site-out); the operator can refuse (client_app/sharing.py)."""
+        refuse_unless_shared(store, "own_counts",
+                             "this site does not share its own evaluation counts")
         final = getattr(request, "global")
         secret = self._key(plan, request.plan_hash)
         _check_aggregate(final, plan, request.plan_hash, kind="weights",
@@ -333,7 +332,10 @@ class SiteAgent:
         return agent_pb2.TaskReply(ok=True, counts=counts_to_proto(counts))
 
     def _importance(self, request, plan: StudyPlan, store: SiteStore) -> agent_pb2.TaskReply:
-        """Permutation importance of the final aggregate on the held-out split (importance.py)."""
+        """Permutation importance of the final aggregate on the held-out split (importance.py);
+        the operator can refuse (client_app/sharing.py)."""
+        refuse_unless_shared(store, "importance",
+                             "this site does not share its feature importance")
         split = load_split(self.vault, plan)
         final, secret = getattr(request, "global"), self._key(plan, request.plan_hash)
         for env, kind, round_ in ((final, "weights", plan.training.rounds),

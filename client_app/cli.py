@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
-from client_app import cli_consent, cli_datasets, cli_studies, cli_vault
+from client_app import cli_consent, cli_datasets, cli_sharing, cli_studies, cli_vault
 from client_app.kit import import_site_kit
 from client_app.site_dir import init_site_dir, open_site_dir
 from client_app.store import SiteStore
@@ -268,3 +268,4 @@ cli_vault.register(app, _boundary)
 cli_datasets.register(app, _boundary)
 cli_consent.register(app, _boundary)
 cli_studies.register(app, _boundary)
+cli_sharing.register(app, _boundary)

@@ -12,9 +12,10 @@ import pytest
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
 from typer.testing import CliRunner
 
-from client_app.agent import SHARE_OWN_COUNTS, SiteAgent
+from client_app.agent import SiteAgent
 from client_app.envelopes import mean_of
 from client_app.keys import load_secret_context
+from client_app.sharing import SHARE_OWN_COUNTS
 from client_app.site_data import load_split, standardise, standardiser
 from client_app.store import SiteStore
 from client_app.vault import SiteVault, unlock_vault
