@@ -57,6 +57,7 @@ class LocalEvaluation:
     plan_hash: str
     dataset_version: str
     n: int
+    #: Rows of withdrawn patients left out of this dataset's split (training and held-out).
     excluded_by_consent: int
     threshold: float
     accuracy: float

@@ -83,7 +83,8 @@ class EvaluationPage(Page):
         metrics_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
         metrics_layout.addLayout(metrics_form)
         for key, title in (("accuracy", "Accuracy"), ("auc", "AUC"), ("n", "Test examples"),
-                           ("excluded", "Excluded by consent"), ("threshold", "Threshold"),
+                           ("excluded", "Left out by consent (train and test rows)"),
+                           ("threshold", "Threshold"),
                            ("dataset", "Dataset version"), ("plan", "Plan hash")):
             self.metrics[key] = QLabel("-")
             self.metrics[key].setTextInteractionFlags(
