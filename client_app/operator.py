@@ -17,13 +17,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from client_app import budget, consent, datasets, local_eval, studies
+from client_app import budget, consent, datasets, local_eval, sharing, studies
 from client_app.budget import DatasetBudget
 from client_app.consent import GLOBAL_SCOPE, ConsentEvent, ImportResult
 from client_app.datasets import DatasetVersion
 from client_app.kit import KIT_DIR
 from client_app.local_eval import LocalEvaluation, StoredModel
 from client_app.node import NodeController, NodeStatus
+from client_app.sharing import Sharing
 from client_app.site_dir import SiteDir, open_site_dir
 from client_app.store import EventRecord, SiteStore
 from client_app.studies import PlanDiff, ReceivedPlan, StudySummary
@@ -40,7 +41,8 @@ from privacy.manifest import KIT_FILE, read_kit_info
 __all__ = [
     "GLOBAL_SCOPE", "POLICY_CHOICES", "AuditItem", "ConsentEvent", "DatasetBudget",
     "DatasetVersion", "Decision", "EventRecord", "ImportResult", "Issue", "LocalEvaluation",
-    "NodeStatus", "PlanDiff", "Policy", "ReceivedPlan", "Role", "SiteOperator", "StoredModel",
+    "NodeStatus", "PlanDiff", "Policy", "ReceivedPlan", "Role", "Sharing", "SiteOperator",
+    "StoredModel",
     "StudySummary", "ValidationReport", "VerifyReport", "load_access_policy", "site_name",
 ]
 
@@ -279,6 +281,17 @@ class SiteOperator:
         raising = value > self.ceiling()
         self.require("gui budget.raise_ceiling" if raising else "gui budget.lower_ceiling")
         budget.set_ceiling(self.site, value, actor=self.actor, confirm_raise=confirm_raise)
+
+    def sharing(self) -> Sharing:
+        """Which per-site statistics this site shares (own counts, feature importance)."""
+        with SiteStore.open(self.site) as store:
+            return sharing.sharing(store)
+
+    def set_sharing(self, what: str, allowed: bool) -> bool:
+        """Share or stop sharing ``what`` ("own_counts" or "importance"); False if unchanged."""
+        self.require("gui budget.sharing")
+        with SiteStore.open(self.site) as store:
+            return sharing.set_sharing(store, what, allowed, actor=self.actor)
 
     # -- local evaluation -----------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
@@ -74,6 +75,20 @@ class BudgetPage(Page):
             self.ceiling_spin.setToolTip(self.set_button.toolTip())
         self.set_button.clicked.connect(self.apply_ceiling)
 
+        # What the site shares beyond encrypted sums (client_app/sharing.py).
+        self.share_counts = QCheckBox("Share this site's own &evaluation counts "
+                                      "(leave-one-site-out checks)")
+        self.share_importance = QCheckBox("Share this site's feature &importance")
+        for box, what in ((self.share_counts, "own_counts"),
+                          (self.share_importance, "importance")):
+            gate(box, operator, "gui budget.sharing",
+                 tooltip="Per-site statistics sent signed, in plaintext, when a study asks")
+            box.toggled.connect(lambda checked, w=what: self.apply_sharing(w, checked))
+        sharing_row = QHBoxLayout()
+        sharing_row.addWidget(self.share_counts)
+        sharing_row.addWidget(self.share_importance)
+        sharing_row.addStretch(1)
+
         top = QHBoxLayout()
         top.addWidget(dataset_label)
         top.addWidget(self.dataset_combo, 1)
@@ -91,6 +106,7 @@ class BudgetPage(Page):
         layout.addWidget(heading("Privacy budget"))
         layout.addWidget(self.summary)
         layout.addLayout(top)
+        layout.addLayout(sharing_row)
         layout.addWidget(split, 1)
 
     def load(self) -> None:
@@ -104,6 +120,12 @@ class BudgetPage(Page):
         if not self.budgets:
             lines.append("No dataset has spent any budget yet.")
         self.summary.setText("<br>".join(lines))
+        shared = self.operator.sharing()
+        for box, value in ((self.share_counts, shared.own_counts),
+                           (self.share_importance, shared.importance)):
+            box.blockSignals(True)
+            box.setChecked(value)
+            box.blockSignals(False)
         chosen = self.dataset_combo.currentText()
         self.dataset_combo.blockSignals(True)
         self.dataset_combo.clear()
@@ -144,3 +166,9 @@ class BudgetPage(Page):
         if self.attempt(lambda: self.operator.set_ceiling(value, confirm_raise=raising)):
             self.refresh()
             self.changed.emit(f"privacy ceiling set to {value:g}")
+
+    def apply_sharing(self, what: str, allowed: bool) -> None:
+        """Record the operator's sharing choice; on refusal the box shows the stored state."""
+        if self.attempt(lambda: self.operator.set_sharing(what, allowed)):
+            self.changed.emit(f"{what.replace('_', ' ')} {'shared' if allowed else 'not shared'}")
+        self.refresh()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QAbstractButton
 
 from client_app.operator import SiteOperator
 from client_app.site_dir import SiteDir
@@ -52,7 +52,7 @@ def test_an_auditor_sees_every_changing_action_disabled_with_the_role_it_needs(
         auditor_window.show_page(number)
     studies = auditor_window.page(StudiesPage)
     assert isinstance(studies, StudiesPage) and studies.selected() is not None
-    gated: list[QPushButton] = [
+    gated: list[QAbstractButton] = [
         auditor_window.page(DatasetsPage).choose_button,
         auditor_window.page(DatasetsPage).register_button,
         studies.approve_button, studies.reject_button, studies.import_button,
@@ -62,6 +62,9 @@ def test_an_auditor_sees_every_changing_action_disabled_with_the_role_it_needs(
         auditor_window.page(EvaluationPage).run_button,
         auditor_window.page(OverviewPage).start_button,
     ]
+    budget = auditor_window.page(BudgetPage)
+    assert isinstance(budget, BudgetPage)
+    gated += [budget.share_counts, budget.share_importance]
     for button in gated:
         assert not button.isEnabled(), button.text()
         assert "needs the site_operator role (you are auditor)" in button.toolTip()

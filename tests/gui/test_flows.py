@@ -132,6 +132,22 @@ def test_withdrawing_a_patient_appears_in_the_consent_history(
     qtmodeltester.check(page.model)
 
 
+def test_unchecking_a_sharing_box_stops_sharing_and_is_a_site_event(
+    qtbot, window: MainWindow, site: SiteDir,
+) -> None:
+    page = window.show_page(4)
+    assert isinstance(page, BudgetPage)
+    assert page.share_importance.isChecked() and page.share_counts.isChecked()
+    with qtbot.waitSignal(page.changed):
+        qtbot.mouseClick(page.share_importance, LEFT)
+    with SiteStore.open(site) as store:
+        assert store.setting("evaluation.share_importance") == "no"
+        assert store.setting("evaluation.share_own_counts") is None
+        [event] = store.events(kind="sharing_changed")
+    assert event.details["what"] == "importance" and event.details["allowed"] is False
+    assert not page.share_importance.isChecked() and page.share_counts.isChecked()
+
+
 def test_lowering_the_ceiling_is_stored_and_raising_it_needs_confirmation(
     qtbot, window: MainWindow, answers: Answers, site: SiteDir, qtmodeltester,
 ) -> None:
