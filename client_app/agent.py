@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from client_app.agent_state import record_agent_state
 from client_app.audit_trail import sync_quietly
 from client_app.envelopes import (
     counts_to_proto,
@@ -28,7 +29,6 @@ from client_app.identity import sign_envelope, sign_reply, signing_key
 from client_app.importance import importance_reply
 from client_app.keys import ckks_params, load_secret_context
 from client_app.local_eval import keep_final_model
-from client_app.node import record_agent_state
 from client_app.sharing import refuse_unless_shared
 from client_app.site_data import SiteSplit, feature_sums, load_split, standardise, standardiser
 from client_app.store import SiteStore

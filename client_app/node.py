@@ -6,7 +6,7 @@ started with (never the passphrase, which travels only in the child's environmen
 ``<site>/run/node.json``. ``tessera site run`` stops the agent and the SuperNode on SIGTERM.
 
 The agent records what it last did (task, study, round, outcome) in the site store's
-``agent_state`` setting after every task (:func:`record_agent_state`); :meth:`status` joins
+``agent_state`` setting after every task (:mod:`client_app.agent_state`); :meth:`status` joins
 that with process liveness and whether the agent's socket answers.
 """
 
@@ -21,45 +21,26 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 
+from client_app.agent_state import read_agent_state
 from client_app.kit import load_site_identity
 from client_app.site_dir import SiteDir
-from client_app.store import SiteStore
 from client_app.vault import unlock_vault
 from common.errors import ErrorCode, TesseraError
 from privacy.passphrase import PASSPHRASE_ENV_VAR
 
 log = logging.getLogger(__name__)
 
-AGENT_STATE_KEY = "agent_state"
 START_MARKER = "--- tessera node started"
 _SUPERLINK = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 #: Variables a started node must not inherit: identity comes from the site folder, and
 #: only the site passphrase is handed over.
 _DROPPED_ENV = ("TESSERA_KIT", "TESSERA_NEW_SITE_PASSPHRASE")
-
-
-@dataclass(frozen=True)
-class AgentState:
-    """What the site agent did last (no patient data: kinds, names, counts, reasons)."""
-
-    kind: str
-    study: str | None
-    plan_hash: str
-    round: int
-    at: datetime
-    ok: bool
-    error_code: str
-    reason: str
-
-    def to_json(self) -> dict[str, object]:
-        return {**asdict(self), "at": self.at.isoformat()}
 
 
 @dataclass(frozen=True)
@@ -86,39 +67,6 @@ class NodeStatus:
         out: dict[str, object] = asdict(self)
         out["last_task_at"] = self.last_task_at.isoformat() if self.last_task_at else None
         return out
-
-
-def record_agent_state(site: SiteDir, *, kind: str, plan_toml: bytes, plan_hash: str,
-                       round_: int, ok: bool, error_code: str = "", reason: str = "") -> None:
-    """Store the agent's state after a task; never raises (the task's reply matters more)."""
-    try:
-        state = AgentState(kind=kind, study=_study_name(plan_toml), plan_hash=plan_hash,
-                           round=round_, at=datetime.now(UTC), ok=ok, error_code=error_code,
-                           reason=reason)
-        with SiteStore.open(site) as store:
-            store.put_setting(AGENT_STATE_KEY, json.dumps(state.to_json(), sort_keys=True))
-    except Exception:  # the boundary of a bookkeeping step
-        log.warning("the agent state could not be recorded", exc_info=True)
-
-
-def read_agent_state(site: SiteDir) -> AgentState | None:
-    """The agent's last recorded state, or None."""
-    with SiteStore.open(site) as store:
-        text = store.setting(AGENT_STATE_KEY)
-    if text is None:
-        return None
-    try:
-        raw = json.loads(text)
-        return AgentState(**{**raw, "at": datetime.fromisoformat(raw["at"])})
-    except (ValueError, TypeError, KeyError):
-        return None
-
-
-def _study_name(plan_toml: bytes) -> str | None:
-    with contextlib.suppress(UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
-        name = tomllib.loads(plan_toml.decode("utf-8")).get("study", {}).get("name")
-        return name if isinstance(name, str) else None
-    return None
 
 
 class NodeController:

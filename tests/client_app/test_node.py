@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from client_app.agent import SiteAgent
-from client_app.node import NodeController, connection_from_log, read_agent_state
+from client_app.agent_state import read_agent_state
+from client_app.node import NodeController, connection_from_log
 from client_app.site_dir import SiteDir, init_site_dir
 from client_app.store import SiteStore
 from client_app.vault import SiteVault, create_vault
