@@ -64,6 +64,11 @@ EXIT_CODES: dict[ErrorCode, int] = {
 }
 
 
+def exit_status(code: ErrorCode) -> int:
+    """The CLI exit status for an error code."""
+    return EXIT_CODES.get(code, 1)
+
+
 class TesseraError(Exception):
     """A failure with a machine-readable code and a human-readable message."""
 
@@ -75,4 +80,23 @@ class TesseraError(Exception):
     @property
     def exit_code(self) -> int:
         """The CLI exit status for this error."""
-        return EXIT_CODES.get(self.code, 1)
+        return exit_status(self.code)
+
+
+def describe(exc: BaseException) -> tuple[int, str] | None:
+    """The exit status and one-line message for an error at a boundary; None if it is a bug.
+
+    Tessera errors keep their code's status and message. Operating-system errors name the
+    path and what is wrong with it ("is a directory", "no such file"), never file contents.
+    Database errors name only their type. Anything else is a bug and must surface as one.
+    """
+    if isinstance(exc, TesseraError):
+        return exc.exit_code, exc.message
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        what = (exc.strerror or type(exc).__name__).lower()
+        return exit_status(ErrorCode.INTERNAL), f"{what}{where}"
+    if type(exc).__module__.startswith("sqlalchemy"):
+        return (exit_status(ErrorCode.INTERNAL),
+                f"the database cannot be used ({type(exc).__name__})")
+    return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QWidget
 
-from client_app.operator import SiteOperator
+from client_app.facade import SiteOperator
 
 _ALLOWED = "tessera_allowed"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication, QDialog
 
-from client_app.operator import SiteOperator, load_access_policy, site_name
+from client_app.facade import SiteOperator, load_access_policy, site_name
 from common.errors import ErrorCode, TesseraError
 from common.roles import Policy, parse_policy
 from gui import dialogs

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client_app.operator import SiteOperator
+from client_app.facade import SiteOperator
 from common.errors import ErrorCode, TesseraError
 from gui.dialogs import error_text
 

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client_app.operator import SiteOperator
+from client_app.facade import SiteOperator
 from gui.pages.audit import AuditPage
 from gui.pages.base import Page
 from gui.pages.budget import BudgetPage

@@ -42,10 +42,10 @@ from typing import Any
 
 import numpy as np
 
-from client_app.agent import SiteAgent
-from client_app.keys import ckks_params
-from client_app.training import train_local
-from client_app.vault import unlock_vault
+from client_app.agent.site_agent import SiteAgent
+from client_app.custody.ckks_keys import ckks_params
+from client_app.custody.vault import unlock_vault
+from client_app.learning.training import train_local
 from common.datasets import load_bundled, partition_indices, select, stratified_split
 from common.models import build_model, model_to_vector
 from common.plan import StudyPlan, bundled_plan_path, load_plan, override

@@ -26,7 +26,7 @@ from PySide6.QtCore import QEventLoop, QTimer, SignalInstance
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
-from client_app.operator import SiteOperator
+from client_app.facade import SiteOperator
 from gui import dialogs
 from gui.app import default_policy
 from gui.pages.audit import AuditPage

@@ -3,7 +3,7 @@
 After the final model is released, :func:`federated_importance` sends every admitted site an
 ``importance`` task carrying the final aggregate and the federation statistics. Each site
 shuffles one feature at a time on its held-out rows and replies with the mean AUC drop and
-log-loss rise per feature and its held-out row count (``client_app.importance``).
+log-loss rise per feature and its held-out row count (``client_app.learning.importance``).
 :func:`aggregate_importance` (pure) weights each site's means by its row count:
 
 ``auc_drop[f] = sum_s n_s * auc_drop_s[f] / sum_s n_s`` over the sites where AUC is defined,
@@ -29,7 +29,7 @@ from protos.tessera.v1 import agent_pb2
 from server.study_run import StudyRun
 from server.tasks import ReplyCheck, build_messages, read_replies
 
-#: Metric keys of the reply (the wire convention shared with ``client_app.importance``).
+#: Metric keys of the reply (the wire convention shared with ``client_app.learning.importance``).
 AUC_KEY, LOG_LOSS_KEY = "importance_auc:", "importance_log_loss:"
 N_KEY, REPEATS_KEY = "importance_n", "importance_repeats"
 

@@ -46,9 +46,9 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from client_app.kit import KIT_DIR
-from client_app.site_dir import open_site_dir
-from client_app.store import SiteStore
+from client_app.custody.kit import KIT_DIR
+from client_app.store.folder import open_site_dir
+from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
 from common.roles import Policy, Role, normalise_command, parse_policy
 from privacy.manifest import KIT_FILE, read_kit_info

@@ -10,10 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from client_app.cli import app as site_app
-from client_app.service import serve_forever
-from client_app.site_dir import open_site_dir
-from client_app.vault import unlock_vault
+from client_app.agent.grpc_service import serve_forever
+from client_app.cli.main import app as site_app
+from client_app.node.agent_process import open_agent_vault
+from common.cli_boundary import cli_boundary
 from common.errors import TesseraError
 from common.plan import bundled_plan_path, load_plan, override, plan_hash
 from privacy.passphrase import PASSPHRASE_ENV_VAR
@@ -63,16 +63,15 @@ def site_agent(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     audit = None
     try:
-        site = open_site_dir(site_dir)
-        vault = unlock_vault(site)
-        if audit_address:
-            from tessera.audit_service import serve_audit
+        with cli_boundary():
+            vault = open_agent_vault(site_dir)
+            if audit_address:
+                from tessera.audit_service import serve_audit
 
-            audit = serve_audit({"site": site.audit_dir / "site.log"}, address=audit_address,
-                                kit_dir=site.root / "kit")
-        serve_forever(vault)
-    except TesseraError as err:
-        raise _fail(err) from None
+                site = vault.site
+                audit = serve_audit({"site": site.audit_dir / "site.log"},
+                                    address=audit_address, kit_dir=site.root / "kit")
+            serve_forever(vault)
     finally:
         if audit is not None:
             audit.stop(grace=1)
@@ -87,12 +86,11 @@ def site_run(
         "--insecure", help="No TLS, no node authentication: development only.")] = False,
 ) -> None:
     """Run this site's agent and SuperNode (TLS and node authentication by default)."""
-    from tessera.site_run import run_site
+    from client_app.node.run import run_site
 
     try:
-        run_site(site_dir, superlink=superlink, insecure=insecure, console=console)
-    except TesseraError as err:
-        raise _fail(err) from None
+        with cli_boundary():
+            run_site(site_dir, superlink=superlink, insecure=insecure, console=console)
     except KeyboardInterrupt:
         err_console.print("stopped: the agent and the SuperNode were shut down")
 

@@ -8,7 +8,6 @@ every process it started, also on failure or Ctrl-C.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,13 +15,18 @@ from typing import Any
 
 from rich.console import Console
 
-from client_app.site_dir import SiteDir
+from client_app.node.commands import (
+    agent_command,
+    python_module,
+    supernode_command,
+    venv_binary,
+)
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan
+from common.processes import ProcessGroup, flower_env, free_port, port_open
 from privacy.passphrase import PASSPHRASE_ENV_VAR
 from tessera import local_federation
 from tessera.baseline import centralised_baseline
-from tessera.processes import ProcessGroup, flower_env, free_port, port_open
 from tessera.progress import ProgressView
 from tessera.report import build_report
 
@@ -46,10 +50,6 @@ class DemoOptions:
     loso: bool = False
 
 
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
-
-
 def _write_flwr_config(home: Path, port: int, kit: Path | None) -> None:
     transport = "insecure = true" if kit is None else \
         f'root-certificates = "{(kit / "ca.pem").resolve()}"'
@@ -62,7 +62,7 @@ def _write_flwr_config(home: Path, port: int, kit: Path | None) -> None:
 
 def _superlink_args(fed: local_federation.LocalFederation, port: int) -> list[str]:
     coord = fed.coordinator_dir
-    args = [_bin("flower-superlink"), "--host", "127.0.0.1", "--port", str(port),
+    args = [venv_binary("flower-superlink"), "--host", "127.0.0.1", "--port", str(port),
             "--database", str(coord / "superlink.db"),
             "--disable-runtime-dependency-installation"]
     if not fed.tls:
@@ -73,27 +73,22 @@ def _superlink_args(fed: local_federation.LocalFederation, port: int) -> list[st
             "--ssl-keyfile", str(kit / "superlink.key"), "--enable-supernode-auth"]
 
 
-def _supernode_args(fed: local_federation.LocalFederation, site: SiteDir, port: int) -> list[str]:
-    args = [_bin("flower-supernode"), "--superlink", f"127.0.0.1:{port}",
-            "--port", str(free_port()),
-            "--node-config", f"agent-address='unix:{site.socket_path.resolve()}'"]
-    if not fed.tls:
-        return [*args, "--insecure"]
-    kit = site.root / "kit"
-    return [*args, "--root-certificates", str(kit / "ca.pem"),
-            "--auth-supernode-private-key", str(kit / "node-auth.key")]
-
-
 def _register_nodes(procs: ProcessGroup, fed: local_federation.LocalFederation) -> None:
     """Register every site's node-authentication public key with the SuperLink."""
     for site in fed.sites:
         key = fed.coordinator_kit / "node-auth" / f"{site.name}.pub"
         child = procs.start(f"register-{site.name}", [
-            _bin("flwr"), "supernode", "register", str(key), CONNECTION], oneshot=True)
+            venv_binary("flwr"), "supernode", "register", str(key), CONNECTION], oneshot=True)
         if child.popen.wait(timeout=120) != 0:
             raise TesseraError(ErrorCode.PROCESS_FAILED,
                                f"registering the node key of {site.name} failed; "
                                f"see {child.log_path.name}")
+
+
+def _audit_serve(log: str, path: Path, address: str, kit: Path) -> list[str]:
+    """``tessera audit serve`` for one party's log."""
+    return python_module("tessera.cli", "audit", "serve", "--log", f"{log}={path}",
+                         "--address", address, "--kit", str(kit))
 
 
 def _audit_addresses(fed: local_federation.LocalFederation) -> dict[str, str]:
@@ -173,26 +168,27 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
             _register_nodes(procs, fed)
         audit = _audit_addresses(fed)
         for site in fed.sites:
-            extra = ["--audit-address", audit[site.name]] if site.name in audit else []
-            procs.start(f"agent-{site.name}", [
-                sys.executable, "-m", "tessera.cli", "site", "agent", "--site-dir",
-                str(site.root), *extra,
-            ], env={**flower_env(site.root / "flwr-home"),
-                    PASSPHRASE_ENV_VAR: options.passphrase})
+            procs.start(f"agent-{site.name}", agent_command(site),
+                        env={**flower_env(site.root / "flwr-home"),
+                             PASSPHRASE_ENV_VAR: options.passphrase})
+            if site.name in audit:
+                procs.start(f"audit-{site.name}", _audit_serve(
+                    "site", site.audit_dir / "site.log", audit[site.name], site.root / "kit"))
         if "coordinator" in audit:
-            procs.start("audit-coordinator", [
-                sys.executable, "-m", "tessera.cli", "audit", "serve", "--log",
-                f"coordinator={coord / 'audit' / 'coordinator.log'}",
-                "--address", audit["coordinator"], "--kit", str(fed.coordinator_kit)])
+            procs.start("audit-coordinator", _audit_serve(
+                "coordinator", coord / "audit" / "coordinator.log", audit["coordinator"],
+                fed.coordinator_kit))
         for site in fed.sites:
             procs.wait_until(site.socket_path.exists, what=f"the agent of {site.name}",
                              timeout=120, watch=[f"agent-{site.name}"])
-            procs.start(f"supernode-{site.name}", _supernode_args(fed, site, link_port),
+            procs.start(f"supernode-{site.name}",
+                        supernode_command(site, f"127.0.0.1:{link_port}",
+                                          insecure=not fed.tls),
                         env=flower_env(site.root / "flwr-home"))
         timings["startup_seconds"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         runner = procs.start("flwr-run", oneshot=True, argv=[
-            _bin("flwr"), "run", str(app_dir), CONNECTION, "--run-config", str(run_toml),
+            venv_binary("flwr"), "run", str(app_dir), CONNECTION, "--run-config", str(run_toml),
             "--stream",
         ], cwd=coord)
         view = ProgressView(coord / "runs", console, rounds=plan.training.rounds)

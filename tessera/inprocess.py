@@ -14,7 +14,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
-from client_app.agent import SiteAgent
+from client_app.agent.site_agent import SiteAgent
 from client_app.shim import pack_payload, unpack_payload
 from protos.tessera.v1 import agent_pb2
 

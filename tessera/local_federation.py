@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
-from client_app.consent import withdraw
-from client_app.datasets import register_content
-from client_app.he_custody import import_sealed, keygen_and_seal
-from client_app.keys import he_keygen, store_secret_context
-from client_app.kit import import_site_kit
-from client_app.site_dir import SiteDir, init_site_dir
-from client_app.store import SiteStore
-from client_app.studies import receive_plan
-from client_app.validation import Policy
-from client_app.vault import SiteVault, create_vault
+from client_app.custody.ckks_keys import he_keygen, store_secret_context
+from client_app.custody.he_custody import import_sealed, keygen_and_seal
+from client_app.custody.kit import import_site_kit
+from client_app.custody.vault import SiteVault, create_vault
+from client_app.datasets.validation import Policy
+from client_app.datasets.versions import register_content
+from client_app.governance.consent import withdraw
+from client_app.governance.studies import receive_plan
+from client_app.store.folder import SiteDir, init_site_dir
+from client_app.store.site_store import SiteStore
 from common.datasets import (
     TableData,
     csv_bytes,

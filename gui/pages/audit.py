@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client_app.operator import AuditItem, SiteOperator, VerifyReport
+from client_app.facade import AuditItem, SiteOperator, VerifyReport
 from gui.access import enable, gate
 from gui.models import Column, RowsModel
 from gui.pages.base import Page, heading

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
-from client_app.operator import SiteOperator
+from client_app.facade import SiteOperator
 from common.errors import ErrorCode
 from gui import dialogs
 from gui.workers import TaskRunner

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client_app.operator import DatasetBudget, SiteOperator
+from client_app.facade import DatasetBudget, SiteOperator
 from gui import dialogs
 from gui.access import gate
 from gui.models import Column, RowsModel

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client_app.operator import GLOBAL_SCOPE, ImportResult, SiteOperator
+from client_app.facade import GLOBAL_SCOPE, ImportResult, SiteOperator
 from gui import dialogs
 from gui.access import enable, gate
 from gui.models import Column, RowsModel

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client_app.operator import (
+from client_app.facade import (
     POLICY_CHOICES,
     DatasetVersion,
     Policy,

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client_app.operator import LocalEvaluation, SiteOperator, StoredModel
+from client_app.facade import LocalEvaluation, SiteOperator, StoredModel
 from gui.access import enable, gate
 from gui.models import Column, RowsModel, display
 from gui.pages.base import Page, heading

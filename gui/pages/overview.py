@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client_app.operator import NodeStatus, SiteOperator
+from client_app.facade import NodeStatus, SiteOperator
 from gui import dialogs
 from gui.access import enable, gate
 from gui.models import Column, RowsModel, display

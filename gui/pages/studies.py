@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client_app.operator import Decision, ReceivedPlan, SiteOperator
+from client_app.facade import Decision, ReceivedPlan, SiteOperator
 from gui import dialogs
 from gui.access import enable, gate
 from gui.models import Column, RowsModel, display

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client_app.operator import SiteOperator
-from client_app.site_dir import SiteDir, init_site_dir
-from client_app.studies import receive_plan
-from client_app.vault import open_or_create_vault
+from client_app.custody.vault import open_or_create_vault
+from client_app.facade import SiteOperator
+from client_app.governance.studies import receive_plan
+from client_app.store.folder import SiteDir, init_site_dir
 from common.datasets import load_bundled, write_csv
 from common.plan import bundled_plan_path
 from gui import dialogs
@@ -110,8 +110,8 @@ class StudySite:
 @pytest.fixture(scope="session")
 def study_site(tmp_path_factory: pytest.TempPathFactory) -> StudySite:
     """Run one plaintext round of the bundled study with two real in-process site agents."""
-    from client_app.agent import SiteAgent
-    from client_app.vault import unlock_vault
+    from client_app.agent.site_agent import SiteAgent
+    from client_app.custody.vault import unlock_vault
     from common.plan import load_plan, override
     from server.coordinator import run_study
     from tessera import local_federation

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QAbstractButton
 
-from client_app.operator import SiteOperator
-from client_app.site_dir import SiteDir
-from client_app.store import SiteStore
-from client_app.studies import received_plans
+from client_app.facade import SiteOperator
+from client_app.governance.studies import received_plans
+from client_app.store.folder import SiteDir
+from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
 from common.roles import Role
 from gui.app import default_policy

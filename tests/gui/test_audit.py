@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from client_app.site_dir import SiteDir
-from client_app.store import SiteStore
+from client_app.store.folder import SiteDir
+from client_app.store.site_store import SiteStore
 from gui.pages.audit import AuditPage
 from gui.window import MainWindow
 from privacy.audit_log import AuditLog

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 
-from client_app.consent import history
-from client_app.datasets import dataset_versions
-from client_app.site_dir import SiteDir
-from client_app.store import SiteStore
-from client_app.studies import received_plans
-from client_app.vault import unlock_vault
+from client_app.custody.vault import unlock_vault
+from client_app.datasets.versions import dataset_versions
+from client_app.governance.consent import history
+from client_app.governance.studies import received_plans
+from client_app.store.folder import SiteDir
+from client_app.store.site_store import SiteStore
 from gui.pages.budget import BudgetPage
 from gui.pages.consent import ConsentPage
 from gui.pages.datasets import DatasetsPage

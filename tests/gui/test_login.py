@@ -7,8 +7,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLineEdit
 
-from client_app.operator import SiteOperator
-from client_app.site_dir import SiteDir
+from client_app.facade import SiteOperator
+from client_app.store.folder import SiteDir
 from gui.app import default_policy, run_app
 from gui.login import LoginDialog
 from tests.conftest import TEST_PASSPHRASE

@@ -6,9 +6,9 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton, QPushButton
 
-from client_app.consent import withdraw
-from client_app.operator import SiteOperator
-from client_app.store import SiteStore
+from client_app.facade import SiteOperator
+from client_app.governance.consent import withdraw
+from client_app.store.site_store import SiteStore
 from gui.models import RowsModel
 from gui.window import PAGES, MainWindow
 from tests.gui.conftest import StudySite

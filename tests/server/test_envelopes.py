@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from client_app.envelopes import seal_vector
+from client_app.agent.envelopes import seal_vector
 from common.errors import ErrorCode, TesseraError
 from common.layout import TensorSlot
 from privacy.ckks import CkksParams, can_decrypt, decrypt_vector, generate_keys

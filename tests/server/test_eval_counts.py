@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client_app.agent import SiteAgent
-from client_app.envelopes import counts_to_proto, mean_of
-from client_app.keys import load_secret_context
-from client_app.site_data import load_split, standardise, standardiser
-from client_app.vault import SiteVault, unlock_vault
+from client_app.agent.envelopes import counts_to_proto, mean_of
+from client_app.agent.site_agent import SiteAgent
+from client_app.custody.ckks_keys import load_secret_context
+from client_app.custody.vault import SiteVault, unlock_vault
+from client_app.learning.site_data import load_split, standardise, standardiser
 from common.eval_counts import count_held_out, fixed_groups
 from common.models import build_model, model_to_vector, predict_scores, vector_to_model
 from common.plan import StudyPlan, bundled_plan_path, load_plan, override

@@ -11,8 +11,8 @@ import pytest
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
-from client_app.agent import SiteAgent
-from client_app.vault import unlock_vault
+from client_app.agent.site_agent import SiteAgent
+from client_app.custody.vault import unlock_vault
 from common.plan import bundled_plan_path, load_plan, override
 from server.coordinator import run_study
 from server.model_card import CardContext, card_html, card_markdown, fmt, write_card

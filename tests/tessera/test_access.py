@@ -10,9 +10,9 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from client_app.kit import import_site_kit
-from client_app.site_dir import open_site_dir
-from client_app.store import SiteStore
+from client_app.custody.kit import import_site_kit
+from client_app.store.folder import open_site_dir
+from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
 from common.plan import bundled_plan_path
 from common.roles import Role

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from client_app.agent import SiteAgent
-from client_app.store import SiteStore
-from client_app.vault import unlock_vault
+from client_app.agent.site_agent import SiteAgent
+from client_app.custody.vault import unlock_vault
+from client_app.store.site_store import SiteStore
 from common.plan import bundled_plan_path, load_plan, override
 from server.coordinator import run_study
 from tessera import local_federation

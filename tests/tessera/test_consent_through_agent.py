@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import client_app.agent as agent_module
-from client_app.agent import SiteAgent
-from client_app.consent import grant, history, withdraw
-from client_app.store import SiteStore
-from client_app.vault import unlock_vault
+import client_app.agent.site_agent as agent_module
+from client_app.agent.site_agent import SiteAgent
+from client_app.custody.vault import unlock_vault
+from client_app.governance.consent import grant, history, withdraw
+from client_app.store.site_store import SiteStore
 from common.datasets import stratified_split
 from common.plan import bundled_plan_path, load_plan, override
 from protos.tessera.v1 import agent_pb2

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from client_app.datasets import read_current
-from client_app.keys import load_secret_context
-from client_app.site_dir import open_site_dir
-from client_app.vault import unlock_vault
+from client_app.custody.ckks_keys import load_secret_context
+from client_app.custody.vault import unlock_vault
+from client_app.datasets.versions import read_current
+from client_app.store.folder import open_site_dir
 from privacy.ckks import can_decrypt
 from tessera.demo import DEMO_PASSPHRASE
 

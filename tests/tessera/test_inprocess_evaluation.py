@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
 
-from client_app.agent import SiteAgent
-from client_app.vault import unlock_vault
+from client_app.agent.site_agent import SiteAgent
+from client_app.custody.vault import unlock_vault
 from common.layout import TensorSlot
 from common.models import build_model, predict_scores, vector_to_model
 from common.plan import bundled_plan_path, load_plan, override

@@ -12,13 +12,13 @@ import pytest
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
 from typer.testing import CliRunner
 
-from client_app.agent import SiteAgent
-from client_app.envelopes import mean_of
-from client_app.keys import load_secret_context
-from client_app.sharing import SHARE_OWN_COUNTS
-from client_app.site_data import load_split, standardise, standardiser
-from client_app.store import SiteStore
-from client_app.vault import SiteVault, unlock_vault
+from client_app.agent.envelopes import mean_of
+from client_app.agent.site_agent import SiteAgent
+from client_app.custody.ckks_keys import load_secret_context
+from client_app.custody.vault import SiteVault, unlock_vault
+from client_app.governance.sharing import SHARE_OWN_COUNTS
+from client_app.learning.site_data import load_split, standardise, standardiser
+from client_app.store.site_store import SiteStore
 from common.models import build_model, model_to_vector, predict_scores, vector_to_model
 from common.plan import StudyPlan, bundled_plan_path, load_plan, override
 from protos.tessera.v1 import agent_pb2

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from common.processes import ProcessGroup, flower_env, free_port, port_open
 from server.provisioning import init_federation
-from tessera.processes import ProcessGroup, flower_env, free_port, port_open
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -87,9 +87,9 @@ def test_site_run_starts_agent_and_supernode_and_stops_both(superlink, tmp_path:
     import subprocess
     import time
 
-    from client_app.kit import import_site_kit
-    from client_app.site_dir import open_site_dir
-    from client_app.vault import create_vault
+    from client_app.custody.kit import import_site_kit
+    from client_app.custody.vault import create_vault
+    from client_app.store.folder import open_site_dir
     from tests.conftest import TEST_PASSPHRASE
 
     fed, procs, port, root = superlink

@@ -1,0 +1,91 @@
+"""The site agent's local gRPC service, on a Unix socket only the site's own user can open."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from client_app.agent.site_agent import SiteAgent
+from client_app.custody.vault import SiteVault
+from client_app.governance.audit_trail import sync_quietly
+from protos.tessera.v1 import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 512 * 1024 * 1024
+_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+]
+
+
+class SiteAgentServicer(agent_pb2_grpc.SiteAgentServicer):
+    """Translate gRPC calls into agent tasks; nothing else."""
+
+    def __init__(self, agent: SiteAgent) -> None:
+        self._agent = agent
+
+    def Handle(  # noqa: N802 (gRPC method name)
+        self, request: agent_pb2.TaskRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.TaskReply:
+        return self._agent.handle(request)
+
+
+def socket_address(path: Path) -> str:
+    """gRPC address of a Unix socket path."""
+    return f"unix:{path}"
+
+
+def start_server(agent: SiteAgent, socket_path: Path) -> grpc.Server:
+    """Serve the agent on a Unix socket with owner-only permissions."""
+    if socket_path.exists():
+        socket_path.unlink()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=_OPTIONS)
+    agent_pb2_grpc.add_SiteAgentServicer_to_server(SiteAgentServicer(agent), server)
+    old_umask = os.umask(0o177)
+    try:
+        server.add_insecure_port(socket_address(socket_path))
+        server.start()
+    finally:
+        os.umask(old_umask)
+    os.chmod(socket_path, 0o600)
+    return server
+
+
+def serve_forever(vault: SiteVault) -> None:
+    """Run the site agent until SIGTERM or SIGINT."""
+    site = vault.site
+    server = start_server(SiteAgent(vault), site.socket_path)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("site agent for '%s' listening", site.name)
+    stop.wait()
+    server.stop(grace=2).wait()
+    sync_quietly(vault)
+    if site.socket_path.exists():
+        site.socket_path.unlink()
+
+
+class AgentClient:
+    """Facade for talking to a running site agent (used by tools and the desktop app)."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self._channel = grpc.insecure_channel(socket_address(socket_path), options=_OPTIONS)
+        self._stub = agent_pb2_grpc.SiteAgentStub(self._channel)
+
+    def handle(
+        self, request: agent_pb2.TaskRequest, *, timeout: float = 600.0
+    ) -> agent_pb2.TaskReply:
+        """Send one task."""
+        return self._stub.Handle(request, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()

@@ -1,0 +1,326 @@
+"""The site operator's facade: one unlocked site, who is operating it, and every action on it.
+
+The desktop app (``gui/``) talks to a site only through :class:`SiteOperator`: it holds the
+site folder, the unlocked vault, the operator's name and role and the access policy, and
+delegates to the site services (datasets, consent, studies, budget, evaluation, node), so
+the app and the ``tessera site ...`` commands run the same checks. Each action is checked
+against the policy's ``"gui <page>.<action>"`` entries before it runs; the app asks
+:meth:`SiteOperator.denial` to disable what the role may not do. The service types the app
+shows are re-exported here, so that the app imports nothing else from ``client_app``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from client_app.custody.kit import KIT_DIR
+from client_app.custody.vault import SiteVault, unlock_vault
+from client_app.datasets import versions as datasets
+from client_app.datasets.validation import POLICY_CHOICES, Issue, Policy, ValidationReport
+from client_app.datasets.versions import DatasetVersion
+from client_app.governance import budget, consent, sharing, studies
+from client_app.governance.budget import DatasetBudget
+from client_app.governance.consent import GLOBAL_SCOPE, ConsentEvent, ImportResult
+from client_app.governance.sharing import Sharing
+from client_app.governance.studies import PlanDiff, ReceivedPlan, StudySummary
+from client_app.learning import local_eval
+from client_app.learning.local_eval import LocalEvaluation, StoredModel
+from client_app.node.controller import NodeController, NodeStatus
+from client_app.store.folder import SiteDir, open_site_dir
+from client_app.store.site_store import EventRecord, SiteStore
+from common.errors import ErrorCode, TesseraError
+from common.plan import StudyPlan, parse_plan
+from common.roles import Policy as AccessPolicy
+from common.roles import Role, parse_policy
+from privacy.audit_format import VerifyReport
+from privacy.audit_verify import verify_log
+from privacy.manifest import KIT_FILE, read_kit_info
+
+__all__ = [
+    "GLOBAL_SCOPE", "POLICY_CHOICES", "AuditItem", "ConsentEvent", "DatasetBudget",
+    "DatasetVersion", "Decision", "EventRecord", "ImportResult", "Issue", "LocalEvaluation",
+    "NodeStatus", "PlanDiff", "Policy", "ReceivedPlan", "Role", "Sharing", "SiteOperator",
+    "StoredModel",
+    "StudySummary", "ValidationReport", "VerifyReport", "load_access_policy", "site_name",
+]
+
+AUDIT_LOG = "site.log"
+_KIT_ROLES = {"coordinator": Role.COORDINATOR, "site": Role.SITE_OPERATOR,
+              "auditor": Role.AUDITOR}
+Decision = Literal["approved", "rejected", "revoked"]
+Progress = Callable[[float], None]
+Cancelled = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class AuditItem:
+    """One record of the site's audit trail as the store holds it (no patient data)."""
+
+    at: datetime
+    kind: str
+    actor: str
+    plan_hash: str | None
+    details: str
+
+
+def load_access_policy(path: Path) -> AccessPolicy:
+    """The access policy file at ``path`` (CONFIG_INVALID naming the file if unreadable)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TesseraError(ErrorCode.CONFIG_INVALID,
+                           f"access policy {path} cannot be read ({type(exc).__name__})"
+                           ) from None
+    return parse_policy(text)
+
+
+def identify(site: SiteDir, kit: Path | None = None) -> tuple[Role, str]:
+    """The caller's role and where it came from: ``kit``, the site's kit, or no kit at all.
+
+    A site folder without an installed kit counts as its own site operator (as on the
+    command line, see ``tessera/access.py``).
+    """
+    folder = Path(kit).expanduser().absolute() if kit is not None else site.root / KIT_DIR
+    if not (folder / KIT_FILE).is_file():
+        if kit is not None:
+            raise TesseraError(ErrorCode.NOT_FOUND, f"kit folder {folder} has no {KIT_FILE}")
+        return Role.SITE_OPERATOR, f"site folder {site.name} without a kit"
+    info = read_kit_info(folder)
+    role = _KIT_ROLES.get(info.role)
+    if role is None:
+        raise TesseraError(ErrorCode.CONFIG_INVALID, f"kit in {folder} names unknown role")
+    return role, f"{info.role} kit of {info.party!r}"
+
+
+@dataclass
+class SiteOperator:
+    """An unlocked site operated by ``actor`` in ``role`` under the access ``policy``."""
+
+    vault: SiteVault
+    actor: str
+    role: Role
+    policy: AccessPolicy
+    identity: str = ""
+    passphrase: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.actor.strip():
+            raise TesseraError(ErrorCode.CONFIG_INVALID, "operator name: must not be empty")
+        self.node = NodeController(self.vault.site)
+
+    @classmethod
+    def open(cls, site_dir: Path, *, passphrase: str, actor: str, policy: AccessPolicy,
+             kit: Path | None = None) -> SiteOperator:
+        """Unlock the site folder (WRONG_PASSPHRASE if the passphrase does not open it)."""
+        site = open_site_dir(site_dir)
+        role, identity = identify(site, kit)
+        vault = unlock_vault(site, passphrase)
+        return cls(vault=vault, actor=actor, role=role, policy=policy, identity=identity,
+                   passphrase=passphrase)
+
+    @property
+    def site(self) -> SiteDir:
+        return self.vault.site
+
+    # -- access ---------------------------------------------------------------------------
+
+    def denial(self, action: str) -> str | None:
+        """Why the operator may not run ``action`` (``"gui page.action"``), or None."""
+        if self.policy.allowed(action, self.role):
+            return None
+        granted = sorted(r.value for r in self.policy.roles_for(action))
+        needed = " or ".join(granted) if granted else "a role the access policy grants"
+        return f"needs the {needed} role (you are {self.role.value})"
+
+    def allowed(self, action: str) -> bool:
+        return self.denial(action) is None
+
+    def require(self, action: str) -> None:
+        """Raise PERMISSION_DENIED unless the operator's role may run ``action``."""
+        reason = self.denial(action)
+        if reason is not None:
+            with SiteStore.open(self.site) as store:
+                store.record_event("role_denied", details={
+                    "command": action, "role": self.role.value, "party": self.actor})
+            raise TesseraError(ErrorCode.PERMISSION_DENIED, f"'{action}' {reason}")
+
+    # -- overview and audit ---------------------------------------------------------------
+
+    def events(self) -> list[EventRecord]:
+        """The site's events, oldest first."""
+        with SiteStore.open(self.site) as store:
+            return store.events()
+
+    def approved_hashes(self) -> list[str]:
+        """Plan hashes whose latest decision is "approved", oldest decision first."""
+        with SiteStore.open(self.site) as store:
+            latest: dict[str, str] = {}
+            for record in store.approvals():
+                latest.pop(record.plan_hash, None)
+                latest[record.plan_hash] = record.decision
+        return [h for h, decision in latest.items() if decision == "approved"]
+
+    def audit_items(self) -> list[AuditItem]:
+        """Approvals, ledger entries and events (what the audit log mirrors), newest first."""
+        items: list[AuditItem] = []
+        with SiteStore.open(self.site) as store:
+            for a in store.approvals():
+                items.append(AuditItem(a.at, f"study_{a.decision}", a.actor, a.plan_hash,
+                                       a.note))
+            for e in store.ledger():
+                items.append(AuditItem(
+                    e.at, "epsilon_spent", "site-agent", e.plan_hash,
+                    f"{e.dataset_id} round {e.round}: epsilon {e.epsilon:.3f} "
+                    f"(cumulative {e.epsilon_cumulative:.3f})"))
+            for ev in store.events():
+                actor = str(ev.details.get("actor", "site"))
+                text = ", ".join(f"{k}={v}" for k, v in sorted(ev.details.items())
+                                 if k != "actor")
+                items.append(AuditItem(ev.at, ev.kind, actor, ev.plan_hash, text))
+        items.sort(key=lambda item: item.at, reverse=True)
+        return items
+
+    def audit_log_path(self) -> Path:
+        return self.site.audit_dir / AUDIT_LOG
+
+    def verify_audit(self) -> VerifyReport:
+        """Verify the site's audit log (no key needed); NOT_FOUND if the site has none."""
+        self.require("gui audit.verify")
+        path = self.audit_log_path()
+        if not path.exists():
+            raise TesseraError(ErrorCode.NOT_FOUND,
+                               f"site {self.site.name!r} has no audit log yet (a site writes "
+                               "one once it has a kit and its agent has run)")
+        return verify_log(path)
+
+    # -- studies --------------------------------------------------------------------------
+
+    def received_plans(self) -> list[ReceivedPlan]:
+        return studies.received_plans(self.site)
+
+    def plan_diff(self, plan_hash: str) -> PlanDiff:
+        return studies.plan_diff(self.site, plan_hash)
+
+    def receive_plan(self, path: Path) -> ReceivedPlan:
+        """Receive a study plan from a TOML file (validated, idempotent by hash)."""
+        self.require("gui studies.receive")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TesseraError(ErrorCode.PLAN_INVALID,
+                               f"plan file {Path(path).name} cannot be read "
+                               f"({type(exc).__name__})") from None
+        return studies.receive_plan(self.site, text, source="file")
+
+    def decide(self, plan_hash: str, decision: Decision, *, note: str = "") -> None:
+        """Approve, reject or revoke a plan hash."""
+        actions = {"approved": "approve", "rejected": "reject", "revoked": "revoke"}
+        if decision not in actions:
+            raise TesseraError(ErrorCode.CONFIG_INVALID,
+                               "decision: must be approved, rejected or revoked")
+        self.require(f"gui studies.{actions[decision]}")
+        studies.decide(self.site, plan_hash, decision, actor=self.actor, note=note)
+
+    def plan(self, plan_hash: str) -> StudyPlan:
+        """The received plan with that hash (NOT_FOUND if this site never received it)."""
+        for received in self.received_plans():
+            if received.plan_hash == plan_hash:
+                return parse_plan(received.plan_toml)
+        raise TesseraError(ErrorCode.NOT_FOUND, f"no received study plan {plan_hash[:12]}")
+
+    # -- datasets -------------------------------------------------------------------------
+
+    def dataset_versions(self) -> list[DatasetVersion]:
+        return datasets.dataset_versions(self.site)
+
+    def check_dataset(self, path: Path, *, plan_hash: str) -> ValidationReport:
+        """Validate a file against a received plan's schema (writes nothing)."""
+        self.require("gui datasets.register")
+        return datasets.check_dataset(Path(path), plan=self.plan(plan_hash))
+
+    def register_dataset(self, path: Path, *, plan_hash: str, policy: Policy,
+                         name: str | None = None) -> DatasetVersion:
+        """Register a file as a new version of the plan's dataset, under ``policy``."""
+        self.require("gui datasets.register")
+        return datasets.register_dataset(self.vault, Path(path), plan=self.plan(plan_hash),
+                                         policy=policy, actor=self.actor, name=name)
+
+    # -- consent --------------------------------------------------------------------------
+
+    def consent_history(self, *, scope: str | None = None) -> list[ConsentEvent]:
+        return consent.history(self.vault, scope=scope)
+
+    def withdraw(self, patient_ids: Sequence[str], *, scope: str = GLOBAL_SCOPE,
+                 note: str = "") -> int:
+        self.require("gui consent.withdraw")
+        return consent.withdraw(self.vault, patient_ids, actor=self.actor, scope=scope,
+                                note=note)
+
+    def grant(self, patient_ids: Sequence[str], *, scope: str = GLOBAL_SCOPE,
+              note: str = "") -> int:
+        self.require("gui consent.grant")
+        return consent.grant(self.vault, patient_ids, actor=self.actor, scope=scope, note=note)
+
+    def import_opt_out(self, path: Path, *, scope: str = GLOBAL_SCOPE) -> ImportResult:
+        self.require("gui consent.import")
+        return consent.import_opt_out(self.vault, Path(path), actor=self.actor, scope=scope)
+
+    # -- privacy budget -------------------------------------------------------------------
+
+    def budgets(self) -> list[DatasetBudget]:
+        return budget.budget_overview(self.site)
+
+    def ceiling(self) -> float:
+        with SiteStore.open(self.site) as store:
+            return store.ceiling()
+
+    def set_ceiling(self, value: float, *, confirm_raise: bool = False) -> None:
+        """Lower the ceiling, or raise it (its own permission, and only with confirmation)."""
+        raising = value > self.ceiling()
+        self.require("gui budget.raise_ceiling" if raising else "gui budget.lower_ceiling")
+        budget.set_ceiling(self.site, value, actor=self.actor, confirm_raise=confirm_raise)
+
+    def sharing(self) -> Sharing:
+        """Which per-site statistics this site shares (own counts, feature importance)."""
+        with SiteStore.open(self.site) as store:
+            return sharing.sharing(store)
+
+    def set_sharing(self, what: str, allowed: bool) -> bool:
+        """Share or stop sharing ``what`` ("own_counts" or "importance"); False if unchanged."""
+        self.require("gui budget.sharing")
+        with SiteStore.open(self.site) as store:
+            return sharing.set_sharing(store, what, allowed, actor=self.actor)
+
+    # -- local evaluation -----------------------------------------------------------------
+
+    def stored_models(self) -> list[StoredModel]:
+        return local_eval.stored_models(self.vault)
+
+    def evaluate(self, *, model: str | None = None, progress: Progress | None = None,
+                 cancelled: Cancelled | None = None) -> LocalEvaluation:
+        """Run a stored global model on this site's held-out split (CANCELLED if stopped)."""
+        self.require("gui evaluation.run")
+        return local_eval.evaluate_model(self.vault, model=model, progress=progress,
+                                         cancelled=cancelled)
+
+    # -- the site node (agent and SuperNode) ----------------------------------------------
+
+    def node_status(self) -> NodeStatus:
+        return self.node.status()
+
+    def start_node(self, *, insecure: bool = False, superlink: str | None = None) -> None:
+        self.require("gui node.start")
+        self.node.start(passphrase=self.passphrase, insecure=insecure, superlink=superlink)
+
+    def stop_node(self) -> None:
+        self.require("gui node.stop")
+        self.node.stop()
+
+
+def site_name(site_dir: Path) -> str:
+    """The name of the site folder at ``site_dir`` (NOT_FOUND if it is not initialised)."""
+    return open_site_dir(site_dir).name

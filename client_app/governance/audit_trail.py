@@ -1,0 +1,90 @@
+"""The site's tamper-evident audit trail: site records mirrored into the signed, encrypted log.
+
+The site store keeps approvals, ledger entries and events append-only; this module copies
+each new one into ``<site>/audit/site.log`` (privacy.audit_log: hash-chained, Merkle
+checkpoints signed with the site's Ed25519 key, payloads encrypted to the auditor). The site
+agent syncs when it starts, after every task and when it stops. A cursor in the store says
+what was copied; copying is at-least-once (a crash between append and cursor update repeats
+a record, which the log shows as a second record, never as tampering).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from client_app.custody.identity import signing_key
+from client_app.custody.kit import load_site_identity
+from client_app.custody.vault import SiteVault
+from client_app.store.site_store import SiteStore
+from common.errors import TesseraError
+from privacy.audit_log import AuditLog
+
+log = logging.getLogger(__name__)
+LOG_NAME = "site.log"
+_CURSOR = "audit_cursor"
+#: Checkpoint after this many new records (and at every sync that added any).
+CHECKPOINT_EVERY = 100
+
+
+def log_path(vault: SiteVault) -> Path:
+    """Where the site's audit log lives."""
+    return vault.site.audit_dir / LOG_NAME
+
+
+def _open_log(vault: SiteVault) -> AuditLog | None:
+    key = signing_key(vault)
+    if key is None:
+        return None  # an unprovisioned development site has no auditor to encrypt to
+    path = log_path(vault)
+    if path.exists():
+        return AuditLog.open(path, signing_key=key)
+    auditor = load_site_identity(vault.site.root).manifest.auditor_sealing_key
+    return AuditLog.create(path, party=vault.site.name, role="site", signing_key=key,
+                           auditor_public_hex=auditor)
+
+
+def _plan(value: str | None) -> str | None:
+    return value if value and len(value) == 64 else None
+
+
+def sync(vault: SiteVault) -> int:
+    """Copy every store record not yet in the log; returns how many were appended."""
+    log = _open_log(vault)
+    if log is None:
+        return 0
+    appended = 0
+    with SiteStore.open(vault.site) as store:
+        cursor = json.loads(store.setting(_CURSOR) or "{}")
+        for item in store.approvals():
+            if item.id > cursor.get("approval", 0):
+                log.append(f"study_{item.decision}", actor=item.actor or "operator",
+                           plan_hash=_plan(item.plan_hash),
+                           details={"note": item.note, "at": item.at.isoformat()})
+                cursor["approval"] = item.id
+                appended += 1
+        for entry in store.ledger():
+            if entry.id > cursor.get("ledger", 0):
+                log.append("epsilon_spent", actor="site-agent", plan_hash=_plan(entry.plan_hash),
+                           details=entry.to_json())
+                cursor["ledger"] = entry.id
+                appended += 1
+        for event in store.events():
+            if event.id > cursor.get("event", 0):
+                log.append(event.kind.lower(), actor="site", plan_hash=_plan(event.plan_hash),
+                           details={**event.details, "at": event.at.isoformat()})
+                cursor["event"] = event.id
+                appended += 1
+        if appended:
+            log.checkpoint()
+        store.put_setting(_CURSOR, json.dumps(cursor, sort_keys=True))
+    return appended
+
+
+def sync_quietly(vault: SiteVault) -> None:
+    """Sync; an audit problem is logged loudly but does not stop the task it follows."""
+    try:
+        sync(vault)
+    except TesseraError as err:
+        log.warning("audit trail not updated: %s", err.code.value)

@@ -1,0 +1,120 @@
+"""Permutation feature importance of a study's final model, measured on a site's held-out rows.
+
+The site agent's ``importance`` task (see :meth:`client_app.agent.site_agent.SiteAgent._importance`)
+hands this module the final global model and the site's standardised held-out split.
+:func:`permutation_importance` shuffles one feature at a time, ``repeats`` times, and
+measures how much the exact AUC drops and the mean log loss rises; :func:`importance_reply`
+turns the result into the reply's metrics map (``importance_auc:<feature>``,
+``importance_log_loss:<feature>``, ``importance_n``, ``importance_repeats``), which the
+coordinator averages across sites by held-out row count (:mod:`server.importance`).
+
+The shuffles are drawn from the study's public seed, so a site reproduces its own numbers;
+the seed is not a privacy secret (it only decides row order). The same ``repeats``
+permutations are used for every feature, so features are compared on equal draws. Only
+these per-feature means and the row count leave the site.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from common.errors import ErrorCode, TesseraError
+from common.models import predict_scores
+from protos.tessera.v1 import agent_pb2
+
+#: Shuffles per feature.
+REPEATS = 5
+#: Separates the shuffle stream from every other use of the study seed.
+SEED_STREAM = 0x1A9F
+#: Scores are clipped to [EPS, 1 - EPS] before the log loss (as in the evaluation counts).
+EPS = 1e-12
+AUC_KEY, LOG_LOSS_KEY = "importance_auc:", "importance_log_loss:"
+N_KEY, REPEATS_KEY = "importance_n", "importance_repeats"
+
+
+@dataclass(frozen=True)
+class SiteImportance:
+    """One site's permutation importance: mean AUC drop and log-loss rise per feature.
+
+    ``auc`` and every ``auc_drop`` are ``None`` when the held-out rows hold a single class
+    (AUC is undefined there); the log-loss numbers are always defined.
+    """
+
+    n: int
+    repeats: int
+    auc: float | None
+    log_loss: float
+    auc_drop: dict[str, float | None]
+    log_loss_increase: dict[str, float]
+
+
+def _auc(y: np.ndarray, scores: np.ndarray) -> float | None:
+    if y.min() == y.max():
+        return None
+    return float(roc_auc_score(y, scores))
+
+
+def _log_loss(y: np.ndarray, scores: np.ndarray) -> float:
+    p = np.clip(scores, EPS, 1.0 - EPS)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def permutation_importance(model: nn.Module, X: np.ndarray, y: np.ndarray,
+                           features: tuple[str, ...] | list[str], *, seed: int,
+                           repeats: int = REPEATS) -> SiteImportance:
+    """Mean drop in AUC and rise in log loss when each feature's column is shuffled.
+
+    ``X`` is the standardised held-out matrix (rows, features), ``y`` its 0/1 labels.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    if X.ndim != 2 or X.shape[1] != len(features) or y.shape != (X.shape[0],):
+        raise TesseraError(ErrorCode.DATA_INVALID,
+                           "importance: X must be (rows, features) with one label per row")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise TesseraError(ErrorCode.CONFIG_INVALID, "repeats: must be an integer >= 1")
+    if X.shape[0] < 2:
+        raise TesseraError(ErrorCode.DATA_INVALID,
+                           "importance needs at least two held-out rows at this site")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), SEED_STREAM]))
+    orders = [rng.permutation(X.shape[0]) for _ in range(repeats)]
+    base_scores = predict_scores(model, X)
+    base_auc, base_loss = _auc(y, base_scores), _log_loss(y, base_scores)
+    auc_drop: dict[str, float | None] = {}
+    loss_rise: dict[str, float] = {}
+    for j, name in enumerate(features):
+        drops, rises = [], []
+        shuffled = X.copy()
+        for order in orders:
+            shuffled[:, j] = X[order, j]
+            scores = predict_scores(model, shuffled)
+            rises.append(_log_loss(y, scores) - base_loss)
+            if base_auc is not None:
+                drops.append(base_auc - float(roc_auc_score(y, scores)))
+        loss_rise[name] = float(np.mean(rises))
+        auc_drop[name] = float(np.mean(drops)) if base_auc is not None else None
+    return SiteImportance(n=int(X.shape[0]), repeats=repeats, auc=base_auc, log_loss=base_loss,
+                          auc_drop=auc_drop, log_loss_increase=loss_rise)
+
+
+def importance_metrics(result: SiteImportance) -> dict[str, float]:
+    """The reply's metrics map: per-feature means, the held-out row count and the repeats."""
+    metrics = {N_KEY: float(result.n), REPEATS_KEY: float(result.repeats)}
+    for name, rise in result.log_loss_increase.items():
+        metrics[LOG_LOSS_KEY + name] = rise
+        drop = result.auc_drop.get(name)
+        if drop is not None:
+            metrics[AUC_KEY + name] = drop
+    return metrics
+
+
+def importance_reply(model: nn.Module, X: np.ndarray, y: np.ndarray,
+                     features: tuple[str, ...] | list[str], *, seed: int,
+                     repeats: int = REPEATS) -> agent_pb2.TaskReply:
+    """The ``importance`` task's reply for a site's standardised held-out rows."""
+    result = permutation_importance(model, X, y, features, seed=seed, repeats=repeats)
+    return agent_pb2.TaskReply(ok=True, metrics=importance_metrics(result))

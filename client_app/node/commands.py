@@ -1,0 +1,62 @@
+"""The one builder of a site's process command lines: the site agent, the SuperNode and the
+node (agent + SuperNode) that ``tessera site node start`` detaches.
+
+Processes start through importable entry points (``python -m client_app.node.<module>``), never
+by re-entering the ``tessera`` command line, so the import contracts see every dependency.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from client_app.custody.kit import load_site_identity
+from client_app.store.folder import SiteDir
+from common.processes import free_port
+
+#: Entry-point modules (``python -m``) of the site's processes.
+AGENT_MODULE = "client_app.node.agent_process"
+NODE_MODULE = "client_app.node.run"
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """``python -m module args...`` with this interpreter."""
+    return [sys.executable, "-m", module, *args]
+
+
+def venv_binary(name: str) -> str:
+    """A console script installed beside this interpreter (``flower-supernode``, ``flwr``)."""
+    return str(Path(sys.executable).parent / name)
+
+
+def agent_command(site: SiteDir) -> list[str]:
+    """The site agent of ``site``."""
+    return python_module(AGENT_MODULE, "--site-dir", str(site.root))
+
+
+def node_command(site: SiteDir, superlink: str, *, insecure: bool) -> list[str]:
+    """The whole node (agent + SuperNode) of ``site``, as ``tessera site run`` runs it."""
+    args = ["--site-dir", str(site.root), "--superlink", superlink]
+    return python_module(NODE_MODULE, *args, *(["--insecure"] if insecure else []))
+
+
+def supernode_command(site: SiteDir, superlink: str, *, insecure: bool,
+                      port: int | None = None) -> list[str]:
+    """The ``flower-supernode`` of ``site``: TLS and node authentication from the site's kit
+    unless ``insecure``; its ClientApp shim reaches the agent on the site's socket."""
+    args = [venv_binary("flower-supernode"), "--superlink", superlink,
+            "--port", str(port or free_port()),
+            "--node-config", f"agent-address='unix:{site.socket_path.resolve()}'"]
+    if insecure:
+        return [*args, "--insecure"]
+    kit = load_site_identity(site.root)
+    return [*args, "--root-certificates", str(kit.ca_certificate),
+            "--auth-supernode-private-key", str(kit.node_auth_key)]
+
+
+def default_superlink(site: SiteDir) -> str:
+    """The SuperLink address the site's signed manifest names."""
+    manifest = load_site_identity(site.root).manifest
+    entry = manifest.site(site.name)
+    host = entry.superlink_address or manifest.superlink_address
+    return f"{host}:{manifest.superlink_port}"

@@ -1,0 +1,78 @@
+"""``tessera site run``: a hospital's two long-lived processes, the site agent and SuperNode.
+
+TLS and SuperNode authentication are on by default, from the site's imported kit (the
+federation CA and the site's node-authentication key). ``--insecure`` exists only for
+development and says so loudly on every start. Both processes are stopped together, also on
+Ctrl-C or when either one fails. ``python -m client_app.node.run`` is the entry point the node
+controller detaches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from client_app.custody.vault import unlock_vault
+from client_app.node.commands import agent_command, default_superlink, supernode_command
+from client_app.store.folder import open_site_dir
+from common.errors import TesseraError, describe
+from common.processes import ProcessGroup, flower_env
+from privacy.passphrase import PASSPHRASE_ENV_VAR, passphrase_from_environment
+
+INSECURE_WARNING = ("WARNING: --insecure: no TLS and no node authentication. Updates and "
+                    "the node's identity are unprotected; use only for development.")
+
+
+def run_site(site_dir: Path, *, superlink: str | None, insecure: bool,
+             console: Console) -> None:
+    """Start the agent and the SuperNode; return when either stops or on Ctrl-C."""
+    site = open_site_dir(site_dir)
+    if insecure:
+        console.print(f"[bold red]{INSECURE_WARNING}[/]")
+    passphrase = passphrase_from_environment()
+    unlock_vault(site, passphrase)  # fail early, before any process starts
+    address = superlink or default_superlink(site)
+    command = supernode_command(site, address, insecure=insecure)
+    env = flower_env(site.root / "flwr-home")
+    with ProcessGroup(site.root / "logs", env) as procs:
+        # Only the agent, which owns data and keys, receives the passphrase.
+        procs.start("agent", agent_command(site), env={PASSPHRASE_ENV_VAR: passphrase})
+        procs.wait_until(site.socket_path.exists, what="the site agent", timeout=120,
+                         watch=["agent"])
+        procs.start("supernode", command)
+        console.print(f"site {site.name}: agent and SuperNode running, SuperLink {address}"
+                      f" ({'insecure' if insecure else 'TLS, node authentication'})")
+        while True:
+            procs.check_alive()
+            time.sleep(1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of a detached node; the process exit status."""
+    parser = argparse.ArgumentParser(prog="client_app.node.run",
+                                     description="Run a site's agent and SuperNode.")
+    parser.add_argument("--site-dir", type=Path, required=True)
+    parser.add_argument("--superlink", default=None)
+    parser.add_argument("--insecure", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        run_site(args.site_dir, superlink=args.superlink, insecure=args.insecure,
+                 console=Console())
+    except TesseraError as err:
+        status, message = describe(err) or (1, str(err))
+        print(f"error: {message}", file=sys.stderr)
+        return status
+    except KeyboardInterrupt:
+        print("stopped: the agent and the SuperNode were shut down", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["INSECURE_WARNING", "main", "run_site"]
