@@ -10,33 +10,19 @@ neither torch nor tenseal, which keeps every round's ClientApp start-up cheap.
 from __future__ import annotations
 
 import grpc
-from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from protos.tessera.v1 import agent_pb2
+from protos.wire import MAX_MESSAGE_BYTES, pack_payload, unpack_payload
 
-#: Name of the ArrayRecord and Array that carry the serialised TaskRequest / TaskReply.
-PAYLOAD_RECORD = "tessera"
-PAYLOAD_ARRAY = "payload"
-#: gRPC message limit for the local hop (ciphertexts are large).
-MAX_LOCAL_MESSAGE = 512 * 1024 * 1024
 AGENT_TIMEOUT_S = 1800.0
+_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
 
 app = ClientApp()
-
-
-def pack_payload(data: bytes) -> RecordDict:
-    """Wrap opaque bytes into a RecordDict (Flower chunks large arrays itself)."""
-    array = Array(dtype="bytes", shape=(len(data),), stype="raw", data=data)
-    return RecordDict({PAYLOAD_RECORD: ArrayRecord({PAYLOAD_ARRAY: array})})
-
-
-def unpack_payload(content: RecordDict) -> bytes:
-    """Return the opaque bytes carried by a RecordDict built with :func:`pack_payload`."""
-    record = content.array_records.get(PAYLOAD_RECORD)
-    if record is None or PAYLOAD_ARRAY not in record:
-        raise ValueError("message carries no Tessera payload")
-    return bytes(record[PAYLOAD_ARRAY].data)
 
 
 def _failure(code: str, reason: str) -> bytes:
@@ -45,11 +31,7 @@ def _failure(code: str, reason: str) -> bytes:
 
 def forward(request: bytes, address: str) -> bytes:
     """Send a serialised TaskRequest to the site agent and return the serialised reply."""
-    options = [
-        ("grpc.max_send_message_length", MAX_LOCAL_MESSAGE),
-        ("grpc.max_receive_message_length", MAX_LOCAL_MESSAGE),
-    ]
-    with grpc.insecure_channel(address, options=options) as channel:
+    with grpc.insecure_channel(address, options=_OPTIONS) as channel:
         handle = channel.unary_unary(
             "/tessera.v1.SiteAgent/Handle",
             request_serializer=None,
@@ -94,4 +76,4 @@ def query(message: Message, context: Context) -> Message:
     return _handle(message, context)
 
 
-__all__ = ["app", "forward", "pack_payload", "unpack_payload"]
+__all__ = ["app", "forward"]

@@ -35,6 +35,12 @@ class ErrorCode(StrEnum):
     PROCESS_FAILED = "process_failed"
     CANCELLED = "cancelled"
     INTERNAL = "internal"
+    # protocol refusals and coordinator-side outcomes
+    OUT_OF_SCHEDULE = "out_of_schedule"
+    NOT_CACHED = "not_cached"
+    NO_REPLY = "no_reply"
+    TOO_FEW_SITES = "too_few_sites"
+    OPEN_REFUSED = "open_refused"
 
 
 #: Exit statuses used by the CLI boundary. 0 is success; 1 is reserved for crashes.
@@ -61,6 +67,11 @@ EXIT_CODES: dict[ErrorCode, int] = {
     ErrorCode.PROCESS_FAILED: 11,
     ErrorCode.INTERNAL: 12,
     ErrorCode.CANCELLED: 13,
+    ErrorCode.OUT_OF_SCHEDULE: 7,
+    ErrorCode.NOT_CACHED: 7,
+    ErrorCode.NO_REPLY: 11,
+    ErrorCode.TOO_FEW_SITES: 11,
+    ErrorCode.OPEN_REFUSED: 11,
 }
 
 

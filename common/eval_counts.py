@@ -166,3 +166,72 @@ def from_vector(vector: np.ndarray, groups: Sequence[str], *,
     histograms = {g: (sides[i, 0].copy(), sides[i, 1].copy()) for i, g in enumerate(groups)}
     return HeldOutCounts(bins=bins, histograms=histograms, log_loss_sum=float(values[-3]),
                          brier_sum=float(values[-2]), n=int(counts[-1]))
+
+
+def _merge_runs(counts: np.ndarray, min_cell: int) -> np.ndarray:
+    """Merge consecutive bins of one segment until each run holds at least ``min_cell`` rows
+    (the remainder joins the last run); each run's rows sit at their mean bin."""
+    out = np.zeros_like(counts)
+    runs: list[tuple[int, int]] = []  # (rows, sum of bin index x rows)
+    rows = weighted = 0
+    for index, count in enumerate(counts.tolist()):
+        rows, weighted = rows + count, weighted + index * count
+        if rows >= min_cell:
+            runs.append((rows, weighted))
+            rows = weighted = 0
+    if rows:
+        last_rows, last_weighted = runs.pop()
+        runs.append((last_rows + rows, last_weighted + weighted))
+    for run_rows, run_weighted in runs:
+        out[round(run_weighted / run_rows)] += run_rows
+    return out
+
+
+def _merge_side(counts: np.ndarray, min_cell: int) -> np.ndarray | None:
+    """One label's histogram with every non-empty cell holding at least ``min_cell`` rows;
+    None if the label has rows but fewer than ``min_cell``.
+
+    Scores below and at or above the 0.5 threshold are merged separately when each side
+    can form its own cells, so accuracy, F1 and the fairness rates stay exact; a side too
+    small to stand alone is merged with the other.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros_like(counts)
+    if total < min_cell:
+        return None
+    cut = counts.size // 2
+    low, high = int(counts[:cut].sum()), int(counts[cut:].sum())
+    if 0 < low < min_cell or 0 < high < min_cell:
+        return _merge_runs(counts, min_cell)
+    out = np.zeros_like(counts)
+    if low:
+        out[:cut] = _merge_runs(counts[:cut], min_cell)
+    if high:
+        out[cut:] = _merge_runs(counts[cut:], min_cell)
+    return out
+
+
+def merge_small_cells(counts: HeldOutCounts, *, min_cell: int) -> HeldOutCounts:
+    """Counts fit to share: every histogram cell holds zero or at least ``min_cell`` rows.
+
+    For each label, adjacent score bins are merged until each cell is large enough (the
+    merged count sits at its rows' mean bin); a group with fewer than ``min_cell`` rows of a
+    label that it has at all is suppressed (left out). If the
+    overall histogram cannot be formed, the counts are refused (PERMISSION_DENIED): the split
+    is too small to share.
+    """
+    if min_cell < 1:
+        raise TesseraError(ErrorCode.CONFIG_INVALID, "min_cell: must be at least 1")
+    merged: Histograms = {}
+    for group, (pos, neg) in counts.histograms.items():
+        sides = _merge_side(pos, min_cell), _merge_side(neg, min_cell)
+        if sides[0] is not None and sides[1] is not None:
+            merged[group] = (sides[0], sides[1])
+        elif group == "":
+            raise TesseraError(ErrorCode.PERMISSION_DENIED,
+                               f"the held-out rows cannot form cells of at least {min_cell} "
+                               "rows: counts are not shared")
+    return HeldOutCounts(bins=counts.bins, histograms=merged, log_loss_sum=counts.log_loss_sum,
+                         brier_sum=counts.brier_sum, n=counts.n)

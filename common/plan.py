@@ -198,8 +198,8 @@ class HESpec(_Spec):
 
     enabled: bool = True
     poly_modulus_degree: Literal[4096, 8192, 16384] = 8192
-    coeff_mod_bit_sizes: list[int] = Field(default_factory=lambda: [60, 40, 60], min_length=2)
-    global_scale_bits: int = Field(default=40, ge=1)
+    coeff_mod_bit_sizes: list[int] = Field(default_factory=lambda: [60, 50, 60], min_length=2)
+    global_scale_bits: int = Field(default=50, ge=1)
 
     @field_validator("coeff_mod_bit_sizes")
     @classmethod
@@ -242,6 +242,25 @@ class KpiSpec(_Spec):
         return {name: value for name, value in self.model_dump().items() if value is not None}
 
 
+class EvaluationSpec(_Spec):
+    """``[evaluation]``: the evaluation queries the coordinator may make of a site per run.
+
+    Each is answered at most once per run (per round for ``every_round``); a site refuses any
+    query the plan does not declare. Absent: every round, importance, no leave-one-site-out.
+    """
+
+    every_round: bool = True
+    importance: bool = True
+    loso: bool = False
+
+
+class ReleaseSpec(_Spec):
+    """``[release]``: the precision of decrypted real values a site releases (after noise
+    flooding, see privacy/flooding.py). Absent: 6 decimal places."""
+
+    decimals: int = Field(default=6, ge=0, le=12)
+
+
 class StudyPlan(_Spec):
     """A complete, validated study plan."""
 
@@ -253,6 +272,18 @@ class StudyPlan(_Spec):
     he: HESpec = Field(default_factory=HESpec)
     federation: FederationSpec = Field(default_factory=FederationSpec)
     kpis: KpiSpec | None = None
+    evaluation: EvaluationSpec | None = None
+    release: ReleaseSpec | None = None
+
+    @property
+    def evaluation_policy(self) -> EvaluationSpec:
+        """The declared ``[evaluation]`` queries, or the defaults."""
+        return self.evaluation or EvaluationSpec()
+
+    @property
+    def release_policy(self) -> ReleaseSpec:
+        """The declared ``[release]`` precision, or the default."""
+        return self.release or ReleaseSpec()
 
     @property
     def name(self) -> str:
@@ -318,7 +349,10 @@ def _canonical(plan: StudyPlan) -> dict[str, Any]:
     before ``[kpis]`` existed, and a gate added later does not change existing hashes. A plan
     without a data dictionary likewise hashes as plans did before ``dataset.columns`` existed.
     """
-    raw = plan.model_dump(mode="json", exclude={"kpis"})
+    raw = plan.model_dump(mode="json", exclude={"kpis"}, exclude_none=False)
+    for optional in ("evaluation", "release"):  # enter the hash only when present
+        if raw.get(optional) is None:
+            raw.pop(optional, None)
     if not plan.dataset.columns:
         del raw["dataset"]["columns"]
     gates = plan.kpis.gates() if plan.kpis is not None else {}
@@ -352,6 +386,7 @@ def override(
     seed: int | None = None,
     he_enabled: bool | None = None,
     min_sites: int | None = None,
+    loso: bool | None = None,
 ) -> StudyPlan:
     """Return a new, validated plan with the given fields replaced (``None`` keeps a field)."""
     raw = plan.model_dump()
@@ -365,6 +400,8 @@ def override(
     for (section, field), value in changes.items():
         if value is not None:
             raw[section][field] = value
+    if loso is not None and loso != plan.evaluation_policy.loso:
+        raw["evaluation"] = {**plan.evaluation_policy.model_dump(), "loso": loso}
     return _validate(raw)
 
 

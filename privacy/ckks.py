@@ -42,8 +42,8 @@ class CkksParams:
     """CKKS encryption parameters: ring degree, coefficient-modulus primes, encoding scale."""
 
     poly_modulus_degree: int = 8192
-    coeff_mod_bit_sizes: tuple[int, ...] = (60, 40, 60)
-    global_scale_bits: int = 40
+    coeff_mod_bit_sizes: tuple[int, ...] = (60, 50, 60)
+    global_scale_bits: int = 50
 
     def __post_init__(self) -> None:
         degree = self.poly_modulus_degree

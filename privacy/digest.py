@@ -21,26 +21,3 @@ def payload_digest(*, ciphertexts: Sequence[bytes] = (), values: Sequence[float]
     h.update(int(array.size).to_bytes(8, "big"))
     h.update(array.tobytes())
     return h.hexdigest()
-
-
-#: Signature domain of update envelopes (see privacy.signing).
-ENVELOPE_DOMAIN = "update-envelope"
-
-
-def envelope_claims(*, study: str, round_: int, site: str, kind: str, example_count: int,
-                    digest: str, fingerprint: str) -> dict[str, object]:
-    """What a site's envelope signature covers: who sent what, for which study and round."""
-    return {"study": study, "round": int(round_), "site": site, "kind": kind,
-            "example_count": int(example_count), "digest": digest,
-            "fingerprint": fingerprint}
-
-
-#: Signature domain of a site agent's task replies.
-REPLY_DOMAIN = "task-reply"
-
-
-def reply_claims(*, run_id: str, plan_hash: str, kind: str, round_: int, site: str,
-                 reply_sha256: str) -> dict[str, object]:
-    """What a site's reply signature covers."""
-    return {"run_id": run_id, "plan_hash": plan_hash, "kind": kind, "round": int(round_),
-            "site": site, "reply_sha256": reply_sha256}

@@ -1,9 +1,11 @@
 """One study run on the coordinator, from admission to the registered model.
 
 Order: wait for the sites' SuperNodes, say hello (each agent checks its approval of the
-plan hash), sum encrypted federation statistics (round 0), run the encrypted FedAvg rounds
-with per-round federated evaluation, ask the custodian site to release the final aggregate,
-and register the model. Everything the launcher reports comes from the run record.
+plan hash), collect the signed federation statistics (round 0), run the encrypted FedAvg
+rounds with per-round federated evaluation, ask the custodian site to release the final
+model (it verifies and sums the final contributions itself), and register the model. Every
+task is signed with the coordinator's key from its kit. Everything the launcher reports comes
+from the run record.
 """
 
 from __future__ import annotations
@@ -14,39 +16,47 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flwr.app import Message
 from flwr.serverapp import Grid
 
 from common.errors import ErrorCode, TesseraError
 from common.eval_counts import require_fixed_groups
+from common.layout import layout_length
 from common.models import build_model, model_to_vector
 from common.plan import parse_plan, plan_hash
-from privacy.digest import payload_digest
-from privacy.manifest import MANIFEST_FILE, load_manifest
+from privacy.manifest import MANIFEST_FILE, SIGNING_KEY_FILE, load_manifest
+from privacy.signing import SigningKey
 from protos.tessera.v1 import agent_pb2
 from server.audit_trail import record_run
-from server.envelopes import ENVELOPE_VERSION, check_envelope, sum_envelopes
+from server.collect import Contributions, collect
+from server.envelopes import contribution_set
 from server.he_context import read_evaluation_context
 from server.importance import federated_importance
 from server.kpi import evaluate_gates
 from server.loso import run_loso
 from server.registry import ModelRegistry
 from server.run_record import RunRecorder, run_folder
-from server.strategy import EncryptedFedAvg, envelope_record, record_envelope, scalar_metrics
+from server.strategy import EncryptedFedAvg, record_round, round_record, scalar_metrics
 from server.study_run import StudyRun
-from server.tasks import Reply, ReplyCheck, build_messages, read_replies
 
 log = logging.getLogger(__name__)
 MODEL_FORMAT = "tessera-model/1"
 
 
-def site_signing_keys(coordinator: Path) -> dict[str, str] | None:
-    """Sites' signing keys from the coordinator kit's verified manifest (None: unprovisioned)."""
-    manifest_path = coordinator / "kit" / MANIFEST_FILE
-    if not manifest_path.exists():
-        return None
+def federation_keys(coordinator: Path) -> tuple[SigningKey, dict[str, str]]:
+    """The coordinator's signing key and the sites' public keys, from its kit and the signed
+    manifest in it. PERMISSION_DENIED without a kit: tasks must be signed."""
+    kit = coordinator / "kit"
+    manifest_path, key_path = kit / MANIFEST_FILE, kit / SIGNING_KEY_FILE
+    if not manifest_path.is_file() or not key_path.is_file():
+        raise TesseraError(ErrorCode.PERMISSION_DENIED,
+                           f"the coordinator folder has no kit with a signed manifest and a "
+                           f"signing key ({kit}); sites accept only signed tasks")
     manifest = load_manifest(manifest_path)
-    return {entry.name: entry.signing_public_key for entry in manifest.sites}
+    key = SigningKey(bytes.fromhex(key_path.read_text(encoding="ascii").strip()))
+    if key.public_hex != manifest.coordinator_signing_key:
+        raise TesseraError(ErrorCode.PERMISSION_DENIED,
+                           "the kit's signing key is not the manifest's coordinator key")
+    return key, {entry.name: entry.signing_public_key for entry in manifest.sites}
 
 
 def wait_for_nodes(grid: Grid, expected: int, *, timeout: float) -> list[int]:
@@ -59,91 +69,56 @@ def wait_for_nodes(grid: Grid, expected: int, *, timeout: float) -> list[int]:
         time.sleep(1.0)
 
 
-def exchange(
-    grid: Grid, request: agent_pb2.TaskRequest, nodes: list[int], *, timeout: float,
-    run: StudyRun | None = None, bind: bool = True,
-) -> tuple[list[Reply], int]:
-    """Send one request to several nodes and decode (and authenticate) their replies."""
-    messages, size = build_messages(request, nodes)
-    replies: list[Message] = list(grid.send_and_receive(messages, timeout=timeout))
-    check = None if run is None else ReplyCheck(
-        request, run.signing_keys, run.evaluators if bind else None)
-    return read_replies(replies, check), size
-
-
-def initial_envelope(plan_hash_: str, plan: Any) -> agent_pb2.UpdateEnvelope:
-    """The seeded initial model in plaintext (weight 1): the only plaintext global model."""
-    model = build_model(plan.model, n_features=len(plan.dataset.features), seed=plan.seed)
-    values, layout = model_to_vector(model)
-    env = agent_pb2.UpdateEnvelope(
-        version=ENVELOPE_VERSION, study=plan_hash_, round=0, example_count=1, kind="weights",
-        contributors=1, values=values.tolist(),
-    )
-    for slot in layout:
-        env.layout.add(name=slot.name, shape=list(slot.shape), offset=slot.offset,
-                       length=slot.length)
-    env.digest = payload_digest(values=list(env.values))
-    return env
-
-
-def _admit_sites(grid: Grid, run: StudyRun, nodes: list[int], timeout: float) -> list[dict]:
-    refused: list[dict[str, str]] = []
-    replies, _ = exchange(grid, run.request("hello", 0), nodes, timeout=timeout, run=run,
-                          bind=False)
-    for item in replies:
-        if item.reply is None:
-            refused.append({"site": f"node-{item.node_id}", "code": "no_reply",
-                            "reason": item.failure})
-        elif not item.reply.ok:
-            refused.append({"site": item.reply.site, "code": item.reply.error_code,
-                            "reason": item.reply.reason})
-        else:
-            run.trainers[item.node_id] = item.reply.site
-            run.evaluators[item.node_id] = item.reply.site
-            run.site_examples[item.reply.site] = int(item.reply.metrics["examples_train"])
-            run.dataset_versions[item.reply.site] = item.reply.dataset_version
+def _admit_sites(grid: Grid, run: StudyRun, nodes: list[int]) -> list[dict[str, str]]:
+    """Say hello: each agent checks the task and its approval of the plan hash."""
+    requests = {node: run.request(f"node-{node}", agent_pb2.TASK_HELLO, 0) for node in nodes}
+    replies, _ = run.send(grid, requests)
+    # A node is named by the site whose signed reply came from it.
+    names = {r.node_id: r.reply.site for r in replies if r.reply is not None and r.reply.site}
+    got = collect(replies, names)
+    for site, reply in got.accepted:
+        node = next(n for n, s in names.items() if s == site)
+        run.trainers[node] = site
+        run.evaluators[node] = site
+        run.site_examples[site] = int(reply.metrics["examples_train"])
+        run.dataset_versions[site] = reply.dataset_version
+    refused = got.refusals_json() + got.rejections_json()
     run.recorder.event("sites_admitted", sites=sorted(run.trainers.values()), refused=refused)
     run.require_quorum(len(run.trainers), "admission")
     return refused
 
 
-def _federation_stats(grid: Grid, run: StudyRun, timeout: float) -> dict[str, Any]:
+def federation_stats(grid: Grid, run: StudyRun) -> dict[str, Any]:
+    """Round 0: each site's signed statistics contribution, checked and kept for the sites."""
     rlog = run.recorder.round(0)
-    replies, size = exchange(grid, run.request("stats", 0), sorted(run.trainers),
-                             timeout=timeout, run=run)
-    expect = run.expectation("stats", 0, 2 * len(run.plan.dataset.features))
-    accepted = []
-    for item in replies:
-        site = run.trainers.get(item.node_id, f"node-{item.node_id}")
-        rlog.bytes_down[site] = size
-        if item.reply is None or not item.reply.ok:
-            reason = item.failure if item.reply is None else item.reply.reason
-            rlog.refused.append({"site": site, "code": "stats_failed", "reason": reason})
-            continue
-        rlog.bytes_up[site] = item.size
-        try:
-            check_envelope(item.reply.envelope, sender=site, expect=expect, guard=run.guard,
-                           signing_keys=run.signing_keys,
-                           evaluation_context=run.evaluation_context)
-        except TesseraError as err:
-            rlog.rejected.append({"site": site, "code": err.code.value, "reason": err.message})
-            continue
-        accepted.append(item.reply.envelope)
-        rlog.participating.append(site)
-    run.require_quorum(len(accepted), "federation statistics")
-    run.stats = sum_envelopes(accepted, expect=expect, evaluation_context=run.evaluation_context)
-    run.recorder.event("stats_summed", sites=len(accepted))
+    requests = {node: run.request(site, agent_pb2.TASK_STATS, 0)
+                for node, site in sorted(run.trainers.items())}
+    replies, sizes = run.send(grid, requests, names=run.trainers)
+    for node, size in sizes.items():
+        rlog.bytes_down[run.trainers[node]] = size
+    expect = run.expectation(agent_pb2.ENVELOPE_STATS, 0, 2 * len(run.plan.dataset.features))
+    got = collect(replies, run.trainers, expected_nodes=sorted(run.trainers),
+                  contributions=Contributions(expect, run.guard, run.signing_keys,
+                                              run.evaluation_context))
+    rlog.refused.extend(got.refusals_json())
+    rlog.rejected.extend(got.rejections_json())
+    rlog.bytes_up.update(got.bytes_up)
+    rlog.participating.extend(got.sites)
+    run.require_quorum(len(got.envelopes), "federation statistics")
+    run.sets[(agent_pb2.ENVELOPE_STATS, 0)] = contribution_set(agent_pb2.ENVELOPE_STATS, 0,
+                                                               got.envelopes)
+    run.recorder.event("stats_summed", sites=len(got.envelopes))
     return rlog.to_json()
 
 
-def _release(grid: Grid, run: StudyRun, final: agent_pb2.UpdateEnvelope, custodian: str,
-             timeout: float) -> agent_pb2.ReleasedModel:
+def _release(grid: Grid, run: StudyRun, custodian: str) -> agent_pb2.ReleasedModel:
+    rounds = run.plan.training.rounds
     by_site = {site: node for node, site in run.evaluators.items()}
     order = [custodian] if custodian in by_site else []
     order += [s for s in sorted(by_site) if s not in order]
     for site in order:
-        req = run.request("release", run.plan.training.rounds, final)
-        replies, _ = exchange(grid, req, [by_site[site]], timeout=timeout, run=run)
+        req = run.request(site, agent_pb2.TASK_RELEASE, rounds, model=rounds, stats=True)
+        replies, _ = run.send(grid, {by_site[site]: req}, names=run.evaluators)
         if replies and replies[0].reply is not None and replies[0].reply.ok:
             run.recorder.event("model_released", site=site)
             return replies[0].reply.model
@@ -182,29 +157,30 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
     started = time.perf_counter()
     evaluation = read_evaluation_context(coordinator / "he", plan_hash=digest) \
         if plan.he.enabled else None
-    initial = initial_envelope(digest, plan)
+    coordinator_key, site_keys = federation_keys(coordinator)
+    model_length = layout_length(model_to_vector(build_model(
+        plan.model, n_features=len(plan.dataset.features), seed=plan.seed))[1])
     run = StudyRun(plan=plan, plan_toml=plan_toml, plan_hash=digest, run_id=run_id,
-                   recorder=recorder, evaluation=evaluation, model_length=len(initial.values),
-                   signing_keys=site_signing_keys(coordinator), custodian=custodian,
-                   timeout=timeout)
+                   recorder=recorder, evaluation=evaluation, model_length=model_length,
+                   coordinator_key=coordinator_key, signing_keys=site_keys,
+                   custodian=custodian, timeout=timeout)
     result: dict[str, Any] = {"run_id": run_id, "plan_hash": digest, "status": "failed"}
     try:
         if plan.he.enabled:
             require_fixed_groups(plan)  # encrypted evaluation counts need the groups up front
         nodes = wait_for_nodes(grid, expected_sites, timeout=min(timeout, 300.0))
         recorder.event("nodes_connected", count=len(nodes))
-        result["admission_refused"] = _admit_sites(grid, run, nodes, timeout)
-        result["stats_round"] = _federation_stats(grid, run, timeout)
+        result["admission_refused"] = _admit_sites(grid, run, nodes)
+        result["stats_round"] = federation_stats(grid, run)
         strategy = EncryptedFedAvg(run)
-        outcome = strategy.start(grid=grid, initial_arrays=envelope_record(initial),
+        outcome = strategy.start(grid=grid, initial_arrays=round_record(0),
                                  num_rounds=plan.training.rounds, timeout=timeout)
-        final = record_envelope(outcome.arrays)
-        if final.round != plan.training.rounds:
+        if record_round(outcome.arrays) != plan.training.rounds:
             raise TesseraError(ErrorCode.PROCESS_FAILED, "training ended before the last round")
-        released = _release(grid, run, final, custodian, timeout)
-        importance = federated_importance(grid, run, final, timeout=timeout)
-        held_out = run_loso(grid, run, initial=initial, stats_round=_federation_stats) \
-            if loso else None
+        released = _release(grid, run, custodian)
+        importance = federated_importance(grid, run)
+        held_out = run_loso(grid, run, stats_round=federation_stats) \
+            if loso and plan.evaluation_policy.loso else None
         final_metrics = recorder.rounds[plan.training.rounds].metrics
         verdict = evaluate_gates(plan.kpis, final_metrics)
         gates = verdict.to_json()
@@ -223,7 +199,7 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
             )
         result.update(status="completed", final=final_metrics, model=version.to_json(),
                       kpi_gates=gates, feature_importance=importance,
-                      signed_envelopes=run.signing_keys is not None)
+                      signed_envelopes=True)
         if held_out is not None:
             result.update(held_out.to_json())
     except TesseraError as err:

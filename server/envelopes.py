@@ -1,36 +1,39 @@
-"""Coordinator-side envelope checks and encrypted sums.
+"""Coordinator-side checks of the sites' contributions.
 
-The coordinator never decrypts: it checks each site's envelope against what the round
-expects (study, round, sender, key fingerprint, layout, size, digest, no replay or
-duplicate) and adds the accepted ciphertexts and example counts.
+The coordinator never decrypts and never sums for the sites: it checks each contribution
+against what the step expects (study, run, round, kind, sender, key fingerprint, layout,
+size, digest, signature, no replay or duplicate) and forwards the accepted ones, signed as
+they came, to the sites, which verify and sum them themselves (client_app/agent/
+contributions.py). Parsing every ciphertext here drops a malformed contribution early.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from common.errors import ErrorCode, TesseraError
 from privacy.ckks import add_encrypted
-from privacy.digest import ENVELOPE_DOMAIN, envelope_claims, payload_digest
+from privacy.digest import payload_digest
 from privacy.signing import verify
+from protos.claims import ENVELOPE_DOMAIN, envelope_claims
 from protos.tessera.v1 import agent_pb2
+from protos.wire import ENVELOPE_VERSION, envelope_name
 
-ENVELOPE_VERSION = 1
 #: Bytes allowed per CKKS ciphertext: 2 polynomials x degree x primes x 8 bytes, plus slack.
 _CT_SLACK = 64 * 1024
 
 
 @dataclass(frozen=True)
 class Expectation:
-    """What one round's envelopes must look like."""
+    """What one step's contributions must look like."""
 
     plan_hash: str
+    run_id: str
     round: int
-    kind: str
+    kind: int
     length: int
     encrypted: bool
     fingerprint: str
@@ -45,92 +48,81 @@ class Expectation:
 
     @property
     def max_bytes(self) -> int:
-        """Largest payload accepted for one envelope."""
+        """Largest payload accepted for one contribution."""
         if not self.encrypted:
             return self.length * 8 + _CT_SLACK
         per_ct = 2 * self.poly_modulus_degree * self.primes * 8 + _CT_SLACK
         return self.chunks * per_ct
 
 
-def check_signature(env: agent_pb2.UpdateEnvelope, *, sender: str,
-                    signing_keys: dict[str, str] | None) -> None:
-    """Verify a site's Ed25519 signature when the federation is provisioned."""
-    if signing_keys is None:
-        return
-    public = signing_keys.get(sender)
-    if public is None:
-        raise TesseraError(ErrorCode.BAD_SIGNATURE, "sender is not a site of this federation")
-    if not env.signature:
-        raise TesseraError(ErrorCode.BAD_SIGNATURE, "envelope is not signed")
-    claims = envelope_claims(study=env.study, round_=env.round, site=env.site, kind=env.kind,
-                             example_count=env.example_count, digest=env.digest,
-                             fingerprint=env.context_fingerprint)
-    verify(public, env.signature.hex(), ENVELOPE_DOMAIN, claims)
-
-
 @dataclass
 class ReplayGuard:
-    """Remembers envelopes seen in this run, to refuse replays and duplicates."""
+    """Remembers contributions seen in this run, to refuse replays and duplicates."""
 
     digests: set[str] = field(default_factory=set)
-    senders: dict[tuple[str, int, str], str] = field(default_factory=dict)
+    senders: dict[tuple[int, int, str], str] = field(default_factory=dict)
 
 
 def payload_size(env: agent_pb2.UpdateEnvelope) -> int:
-    """Bytes of payload an envelope carries."""
+    """Bytes of payload a contribution carries."""
     return sum(len(c) for c in env.ciphertexts) + 8 * len(env.values)
 
 
 def check_envelope(
     env: agent_pb2.UpdateEnvelope, *, sender: str, expect: Expectation, guard: ReplayGuard,
-    signing_keys: dict[str, str] | None = None, evaluation_context: bytes | None = None,
+    signing_keys: dict[str, str], evaluation_context: bytes | None = None,
 ) -> None:
-    """Raise a TesseraError naming the fault if an envelope may not join the round's sum."""
+    """Raise a TesseraError naming the fault if a contribution may not be forwarded."""
     if env.version != ENVELOPE_VERSION:
         raise TesseraError(ErrorCode.BAD_ENVELOPE, f"unsupported envelope version {env.version}")
-    if env.study != expect.plan_hash:
-        raise TesseraError(ErrorCode.FOREIGN_STUDY, "envelope belongs to another study")
+    if env.study != expect.plan_hash or env.run_id != expect.run_id:
+        raise TesseraError(ErrorCode.FOREIGN_STUDY, "contribution belongs to another study or run")
     if env.kind != expect.kind:
-        raise TesseraError(ErrorCode.BAD_ENVELOPE, f"expected a '{expect.kind}' envelope")
+        raise TesseraError(ErrorCode.BAD_ENVELOPE,
+                           f"expected a '{envelope_name(expect.kind)}' contribution")
     if env.site != sender:
-        raise TesseraError(ErrorCode.BAD_ENVELOPE, "envelope names another site than its sender")
+        raise TesseraError(ErrorCode.BAD_ENVELOPE,
+                           "contribution names another site than its sender")
     if payload_size(env) > expect.max_bytes:
         raise TesseraError(
             ErrorCode.OVERSIZED,
             f"payload of {payload_size(env)} bytes exceeds the limit of {expect.max_bytes}",
         )
     if env.digest in guard.digests:
-        raise TesseraError(ErrorCode.REPLAY, "envelope was already received earlier in this run")
+        raise TesseraError(ErrorCode.REPLAY, "contribution was already received in this run")
     if env.round < expect.round:
         raise TesseraError(
-            ErrorCode.REPLAY, f"envelope of round {env.round} replayed in round {expect.round}"
+            ErrorCode.REPLAY, f"contribution of round {env.round} replayed in round {expect.round}"
         )
     if env.round != expect.round:
-        raise TesseraError(ErrorCode.WRONG_ROUND, f"envelope is for round {env.round}")
-    key = (expect.kind, expect.round, sender)
+        raise TesseraError(ErrorCode.WRONG_ROUND, f"contribution is for round {env.round}")
+    key = (int(expect.kind), expect.round, sender)
     if key in guard.senders:
-        raise TesseraError(ErrorCode.DUPLICATE, "a second envelope from this site in this round")
+        raise TesseraError(ErrorCode.DUPLICATE, "a second contribution from this site")
     _check_payload(env, expect)
-    check_signature(env, sender=sender, signing_keys=signing_keys)
+    public = signing_keys.get(sender)
+    if public is None:
+        raise TesseraError(ErrorCode.BAD_SIGNATURE, "sender is not a site of this federation")
+    verify(public, env.signature.hex(), ENVELOPE_DOMAIN, envelope_claims(env))
     if expect.encrypted and evaluation_context is not None:
-        # Parse every ciphertext now, so one bad envelope is dropped, not the whole sum.
-        add_encrypted(evaluation_context, [list(env.ciphertexts)])
+        add_encrypted(evaluation_context, [list(env.ciphertexts)])  # parses every ciphertext
     guard.digests.add(env.digest)
     guard.senders[key] = env.digest
 
 
 def _check_payload(env: agent_pb2.UpdateEnvelope, expect: Expectation) -> None:
     if env.example_count <= 0:
-        raise TesseraError(ErrorCode.BAD_ENVELOPE, "envelope has no examples")
+        raise TesseraError(ErrorCode.BAD_ENVELOPE, "contribution has no examples")
     layout_len = max((s.offset + s.length for s in env.layout), default=0)
     if layout_len != expect.length:
-        raise TesseraError(ErrorCode.BAD_ENVELOPE, "envelope layout does not match the model")
+        raise TesseraError(ErrorCode.BAD_ENVELOPE, "contribution layout does not match the plan")
     if env.encrypted != expect.encrypted:
-        raise TesseraError(ErrorCode.BAD_ENVELOPE, "envelope encryption does not match the plan")
+        raise TesseraError(ErrorCode.BAD_ENVELOPE,
+                           "contribution encryption does not match the plan")
     if expect.encrypted:
         if env.context_fingerprint != expect.fingerprint:
             raise TesseraError(
-                ErrorCode.FINGERPRINT_MISMATCH, "envelope was encrypted under another CKKS key"
+                ErrorCode.FINGERPRINT_MISMATCH, "contribution was encrypted under another key"
             )
         if len(env.ciphertexts) != expect.chunks or len(env.values):
             raise TesseraError(ErrorCode.BAD_ENVELOPE, "wrong number of ciphertexts")
@@ -139,36 +131,23 @@ def _check_payload(env: agent_pb2.UpdateEnvelope, expect: Expectation) -> None:
         if len(env.values) != expect.length or len(env.ciphertexts):
             raise TesseraError(ErrorCode.BAD_ENVELOPE, "wrong number of values")
         if not np.all(np.isfinite(np.asarray(env.values))):
-            raise TesseraError(ErrorCode.BAD_ENVELOPE, "envelope holds non-finite values")
+            raise TesseraError(ErrorCode.BAD_ENVELOPE, "contribution holds non-finite values")
         digest = payload_digest(values=list(env.values))
     if digest != env.digest:
         raise TesseraError(ErrorCode.BAD_ENVELOPE, "payload does not match its digest")
 
 
-def sum_envelopes(
-    envs: Sequence[agent_pb2.UpdateEnvelope],
-    *,
-    expect: Expectation,
-    evaluation_context: bytes | None,
-) -> agent_pb2.UpdateEnvelope:
-    """Add checked envelopes into an aggregate (ciphertexts stay ciphertexts)."""
-    if not envs:
-        raise TesseraError(ErrorCode.BAD_ENVELOPE, "nothing to aggregate")
-    agg = agent_pb2.UpdateEnvelope(
-        version=ENVELOPE_VERSION, study=expect.plan_hash, round=expect.round, site="",
-        example_count=sum(int(e.example_count) for e in envs), kind=expect.kind,
-        contributors=len(envs), encrypted=expect.encrypted,
-        context_fingerprint=expect.fingerprint if expect.encrypted else "",
-    )
-    agg.layout.extend(envs[0].layout)
-    if expect.encrypted:
-        if evaluation_context is None:
-            raise TesseraError(ErrorCode.KEY_MISSING, "no CKKS evaluation context")
-        total = add_encrypted(evaluation_context, [list(e.ciphertexts) for e in envs])
-        agg.ciphertexts.extend(total)
-        agg.digest = payload_digest(ciphertexts=total)
-    else:
-        values = np.sum([np.asarray(e.values, dtype=np.float64) for e in envs], axis=0)
-        agg.values.extend(values.tolist())
-        agg.digest = payload_digest(values=agg.values)
-    return agg
+def contribution_set(kind: int, round_: int,
+                     envelopes: list[agent_pb2.UpdateEnvelope]) -> agent_pb2.ContributionSet:
+    """The accepted contributions of one step, in the order the sites will sum them."""
+    out = agent_pb2.ContributionSet(kind=kind, round=round_)  # type: ignore[arg-type]
+    out.envelopes.extend(envelopes)
+    out.digests.extend(e.digest for e in envelopes)
+    return out
+
+
+def by_reference(full: agent_pb2.ContributionSet) -> agent_pb2.ContributionSet:
+    """The same set named by its digests only (for a site that verified it already)."""
+    ref = agent_pb2.ContributionSet(kind=full.kind, round=full.round)
+    ref.digests.extend(full.digests)
+    return ref

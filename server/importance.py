@@ -1,8 +1,8 @@
 """Federated permutation importance: ask each site, check the replies, average by row count.
 
 After the final model is released, :func:`federated_importance` sends every admitted site an
-``importance`` task carrying the final aggregate and the federation statistics. Each site
-shuffles one feature at a time on its held-out rows and replies with the mean AUC drop and
+``importance`` task carrying the final round's contributions and the federation statistics.
+Each site shuffles one feature at a time on its held-out rows and replies with the mean AUC drop and
 log-loss rise per feature and its held-out row count (``client_app.learning.importance``).
 :func:`aggregate_importance` (pure) weights each site's means by its row count:
 
@@ -26,12 +26,17 @@ from flwr.serverapp import Grid
 
 from common.errors import ErrorCode, TesseraError
 from protos.tessera.v1 import agent_pb2
+from protos.wire import (
+    IMPORTANCE_AUC_PREFIX,
+    IMPORTANCE_LOG_LOSS_PREFIX,
+    IMPORTANCE_N,
+    IMPORTANCE_REPEATS,
+)
+from server.collect import Refusal, collect
 from server.study_run import StudyRun
-from server.tasks import ReplyCheck, build_messages, read_replies
 
-#: Metric keys of the reply (the wire convention shared with ``client_app.learning.importance``).
-AUC_KEY, LOG_LOSS_KEY = "importance_auc:", "importance_log_loss:"
-N_KEY, REPEATS_KEY = "importance_n", "importance_repeats"
+AUC_KEY, LOG_LOSS_KEY = IMPORTANCE_AUC_PREFIX, IMPORTANCE_LOG_LOSS_PREFIX
+N_KEY, REPEATS_KEY = IMPORTANCE_N, IMPORTANCE_REPEATS
 
 
 @dataclass(frozen=True)
@@ -99,28 +104,24 @@ def aggregate_importance(sites: Sequence[SiteImportance],
     return {name: {**values, "rank": i} for i, (name, values) in enumerate(ordered, start=1)}
 
 
-def federated_importance(grid: Grid, run: StudyRun, final: agent_pb2.UpdateEnvelope, *,
-                         timeout: float) -> dict[str, dict[str, Any]]:
-    """Ask every admitted site for its importance on the final model and aggregate."""
-    request = run.request("importance", run.plan.training.rounds, final)
-    nodes = sorted(run.evaluators)
-    messages, _ = build_messages(request, nodes)
-    replies = read_replies(grid.send_and_receive(messages, timeout=timeout),
-                           ReplyCheck(request, run.signing_keys, run.evaluators))
+def federated_importance(grid: Grid, run: StudyRun) -> dict[str, dict[str, Any]]:
+    """Ask every admitted site for its importance on the verified final model; aggregate."""
+    rounds = run.plan.training.rounds
+    if not run.plan.evaluation_policy.importance:
+        return {}
+    requests = {node: run.request(site, agent_pb2.TASK_IMPORTANCE, rounds, model=rounds,
+                                  stats=True)
+                for node, site in sorted(run.evaluators.items())}
+    replies, _ = run.send(grid, requests, names=run.evaluators)
+    got = collect(replies, run.evaluators)
     features = run.plan.dataset.features
     accepted: list[SiteImportance] = []
-    refused: list[dict[str, str]] = []
-    for item in replies:
-        site = run.evaluators.get(item.node_id, f"node-{item.node_id}")
-        if item.reply is None or not item.reply.ok:
-            reason = item.failure if item.reply is None else item.reply.reason
-            code = "no_reply" if item.reply is None else item.reply.error_code
-            refused.append({"site": site, "code": code, "reason": reason})
-            continue
+    refused = got.refusals_json() + got.rejections_json()
+    for site, reply in got.accepted:
         try:
-            accepted.append(parse_site_importance(site, dict(item.reply.metrics), features))
+            accepted.append(parse_site_importance(site, dict(reply.metrics), features))
         except TesseraError as err:
-            refused.append({"site": site, "code": err.code.value, "reason": err.message})
+            refused.append(Refusal.of(site, err).to_json())
     run.recorder.event("importance_measured", sites=sorted(s.site for s in accepted),
                        rows=sum(s.n for s in accepted), refused=refused)
     return aggregate_importance(accepted, features)

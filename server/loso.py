@@ -22,16 +22,15 @@ from typing import Any
 from flwr.serverapp import Grid
 
 from common.errors import ErrorCode, TesseraError
-from protos.tessera.v1 import agent_pb2
 from server.federated_eval import request_own_counts
 from server.run_record import RunRecorder
-from server.strategy import EncryptedFedAvg, envelope_record, record_envelope
+from server.strategy import EncryptedFedAvg, record_round, round_record
 from server.study_run import StudyRun
 
 log = logging.getLogger(__name__)
 
 #: The coordinator's round 0 (federation statistics), run anew for each LOSO training.
-StatsRound = Callable[[Grid, StudyRun, float], dict[str, Any]]
+StatsRound = Callable[[Grid, StudyRun], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -54,8 +53,7 @@ def loso_run_id(run_id: str, site: str) -> str:
     return f"{run_id}-loso-{site}"
 
 
-def run_loso(grid: Grid, main: StudyRun, *, initial: agent_pb2.UpdateEnvelope,
-             stats_round: StatsRound) -> LosoOutcome:
+def run_loso(grid: Grid, main: StudyRun, *, stats_round: StatsRound) -> LosoOutcome:
     """Leave each admitted site out in turn; never raises for one site's failure."""
     sites = sorted(main.evaluators.values())
     need = main.plan.federation.min_sites
@@ -72,7 +70,7 @@ def run_loso(grid: Grid, main: StudyRun, *, initial: agent_pb2.UpdateEnvelope,
         entry: dict[str, Any] = {"run_id": run.run_id,
                                  "training_sites": sorted(run.trainers.values())}
         try:
-            entry.update(_train_and_score(grid, run, held_out, main, initial, stats_round))
+            entry.update(_train_and_score(grid, run, held_out, main, stats_round))
         except TesseraError as err:
             entry["error"] = {"code": err.code.value, "message": err.message}
             run.recorder.event("run_failed", code=err.code.value, message=err.message)
@@ -92,7 +90,8 @@ def _loso_run(main: StudyRun, held_out: str) -> StudyRun:
         plan=main.plan, plan_toml=main.plan_toml, plan_hash=main.plan_hash, run_id=run_id,
         recorder=RunRecorder(main.recorder.folder / "loso" / held_out),
         evaluation=main.evaluation, model_length=main.model_length,
-        signing_keys=main.signing_keys, custodian=main.custodian, timeout=main.timeout,
+        coordinator_key=main.coordinator_key, signing_keys=main.signing_keys,
+        custodian=main.custodian, timeout=main.timeout,
         evaluate_rounds=False,
     )
     run.trainers = {n: s for n, s in main.evaluators.items() if s != held_out}
@@ -103,17 +102,15 @@ def _loso_run(main: StudyRun, held_out: str) -> StudyRun:
 
 
 def _train_and_score(grid: Grid, run: StudyRun, held_out: str, main: StudyRun,
-                     initial: agent_pb2.UpdateEnvelope,
                      stats_round: StatsRound) -> dict[str, Any]:
     rounds = run.plan.training.rounds
     run.require_quorum(len(run.trainers), "leave-one-site-out training")
-    stats_round(grid, run, run.timeout)
-    outcome = EncryptedFedAvg(run).start(grid=grid, initial_arrays=envelope_record(initial),
+    stats_round(grid, run)
+    outcome = EncryptedFedAvg(run).start(grid=grid, initial_arrays=round_record(0),
                                          num_rounds=rounds, timeout=run.timeout)
-    final = record_envelope(outcome.arrays)
-    if final.round != rounds:
+    if record_round(outcome.arrays) != rounds:
         raise TesseraError(ErrorCode.PROCESS_FAILED, "training ended before the last round")
     node = next(n for n, s in main.evaluators.items() if s == held_out)
-    metrics = request_own_counts(grid, run, site=held_out, node=node, final=final)
+    metrics = request_own_counts(grid, run, site=held_out, node=node)
     log.info("leave-one-site-out %s: auc %s", held_out, metrics.get("auc"))
     return metrics

@@ -1,10 +1,12 @@
-"""Encrypted FedAvg as a Flower 1.42 strategy.
+"""Encrypted FedAvg as a Flower 1.42 strategy, without a coordinator-side aggregate.
 
-Global weights travel as an aggregate envelope inside an ArrayRecord: plaintext only for
-the seeded initial model, CKKS ciphertexts afterwards. The strategy checks each site's
-envelope, adds accepted ciphertexts and example counts, and keeps only the encrypted sum;
-sites decrypt and divide. Evaluation replies are counts (encrypted when HE is on), turned
-into metrics by :mod:`server.federated_eval`.
+Each round the strategy sends every training site a signed task carrying the previous
+round's accepted contributions (none in round 1: sites build the seeded initial model
+themselves) and the round-0 statistics; each site verifies and sums them, decrypts, trains
+and returns a signed, encrypted contribution. The strategy checks and keeps the accepted
+contributions of the round (:mod:`server.collect`); the ArrayRecord Flower passes between
+steps only carries which round's set is current. Evaluation replies are counts (encrypted
+when HE is on), turned into metrics by :mod:`server.federated_eval`.
 """
 
 from __future__ import annotations
@@ -15,46 +17,38 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from common.errors import TesseraError
 from protos.tessera.v1 import agent_pb2
-from server.envelopes import check_envelope, sum_envelopes
-from server.federated_eval import evaluate_round, sum_counts
+from server.collect import Contributions, collect
+from server.envelopes import contribution_set
+from server.federated_eval import evaluate_round
 from server.study_run import TERMINAL_REFUSALS, StudyRun
-from server.tasks import (
-    ReplyCheck,
-    build_messages,
-    pack_payload,
-    read_replies,
-    unpack_payload,
-)
+from server.tasks import ReplyCheck, build_message, read_replies
 
 log = logging.getLogger(__name__)
-#: sum_counts lives in server.federated_eval; it is re-exported here for existing callers.
-__all__ = ["EncryptedFedAvg", "envelope_record", "record_envelope", "scalar_metrics",
-           "sum_counts"]
+_ROUND = "round"
 
 
-def envelope_record(env: agent_pb2.UpdateEnvelope) -> ArrayRecord:
-    """An aggregate envelope as the strategy's ArrayRecord."""
-    return pack_payload(env.SerializeToString()).array_records["tessera"]
+def round_record(round_: int) -> ArrayRecord:
+    """The ArrayRecord that stands for "the contributions of ``round_`` are current"."""
+    return ArrayRecord({_ROUND: Array(np.array([round_], dtype=np.int64))})
 
 
-def record_envelope(arrays: ArrayRecord) -> agent_pb2.UpdateEnvelope:
-    """The aggregate envelope inside the strategy's ArrayRecord."""
-    return agent_pb2.UpdateEnvelope.FromString(unpack_payload(RecordDict({"tessera": arrays})))
+def record_round(arrays: ArrayRecord) -> int:
+    """The round an ArrayRecord made by :func:`round_record` stands for."""
+    return int(arrays[_ROUND].numpy()[0])
 
 
 class EncryptedFedAvg(Strategy):
-    """FedAvg over CKKS ciphertexts (or plaintext with HE off), weighted by example count."""
+    """FedAvg over signed contributions (CKKS ciphertexts, or plaintext with HE off)."""
 
     def __init__(self, run: StudyRun) -> None:
         self.run = run
         self._sent_at: dict[int, float] = {}
-        self._requests: dict[tuple[str, int], agent_pb2.TaskRequest] = {}
+        self._requests: dict[tuple[int, int], dict[int, agent_pb2.TaskRequest]] = {}
         self._grid: Grid | None = None
 
     def summary(self) -> None:
@@ -62,22 +56,39 @@ class EncryptedFedAvg(Strategy):
         log.info("EncryptedFedAvg: he=%s min_sites=%d", self.run.plan.he.enabled,
                  self.run.plan.federation.min_sites)
 
-    def _check(self, kind: str, server_round: int) -> ReplyCheck:
-        return ReplyCheck(self._requests[(kind, server_round)], self.run.signing_keys,
-                          self.run.evaluators)
+    def _messages(self, kind: int, server_round: int, nodes: dict[int, str],
+                  **inputs: Any) -> list[Message]:
+        requests = {node: self.run.request(site, kind, server_round, **inputs)
+                    for node, site in sorted(nodes.items())}
+        self._requests[(kind, server_round)] = requests
+        rlog = self.run.recorder.round(server_round)
+        messages = []
+        for node, req in requests.items():
+            message, size = build_message(req, node)
+            messages.append(message)
+            site = nodes[node]
+            rlog.bytes_down[site] = rlog.bytes_down.get(site, 0) + size
+        return messages
+
+    def _read(self, kind: int, server_round: int, replies: Iterable[Message],
+              names: dict[int, str]) -> list[Any]:
+        requests = self._requests[(kind, server_round)]
+        out = read_replies(replies, ReplyCheck(requests, self.run.signing_keys, names))
+        for item in out:
+            if item.reply is not None and item.reply.ok:
+                self.run.mark_delivered(requests[item.node_id], item.reply.site)
+        return out
 
     # -- training ---------------------------------------------------------------------
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Send the current global envelope to every site still training."""
+        """Send every site still training its signed task for this round."""
         self.run.require_quorum(len(self.run.trainers), f"round {server_round}")
-        req = self.run.request("train", server_round, record_envelope(arrays))
-        self._requests[("train", server_round)] = req
-        messages, size = build_messages(req, sorted(self.run.trainers))
-        rlog = self.run.recorder.round(server_round)
-        for node in self.run.trainers:
-            rlog.bytes_down[self.run.trainers[node]] = size
+        previous = record_round(arrays)
+        model = previous if previous >= 1 else None
+        messages = self._messages(agent_pb2.TASK_TRAIN, server_round, self.run.trainers,
+                                  model=model, stats=True)
         self._sent_at[server_round] = time.perf_counter()
         self.run.recorder.event("round_started", round=server_round,
                                 sites=sorted(self.run.trainers.values()))
@@ -86,80 +97,63 @@ class EncryptedFedAvg(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Check envelopes, drop refused sites, add the accepted ciphertexts."""
+        """Check contributions, drop refused sites, keep the accepted set of the round."""
         rlog = self.run.recorder.round(server_round)
-        expect = self.run.expectation("weights", server_round, self.run.model_length)
-        accepted: list[agent_pb2.UpdateEnvelope] = []
-        answered: set[int] = set()
-        for item in read_replies(replies, self._check("train", server_round)):
-            site = self.run.trainers.get(item.node_id, f"node-{item.node_id}")
-            answered.add(item.node_id)
-            if item.reply is None:
-                forged = item.failure.startswith("bad_signature")
-                (rlog.rejected if forged else rlog.refused).append(
-                    {"site": site, "code": "bad_signature" if forged else "no_reply",
-                     "reason": item.failure})
-                continue
-            rlog.bytes_up[site] = item.size
-            if not item.reply.ok:
-                rlog.refused.append({"site": site, "code": item.reply.error_code,
-                                     "reason": item.reply.reason})
-                if item.reply.error_code in TERMINAL_REFUSALS:
-                    self.run.trainers.pop(item.node_id, None)
-                continue
-            try:
-                check_envelope(item.reply.envelope, sender=site, expect=expect,
-                               guard=self.run.guard, signing_keys=self.run.signing_keys,
-                               evaluation_context=self.run.evaluation_context)
-            except TesseraError as err:
-                rlog.rejected.append({"site": site, "code": err.code.value, "reason": err.message})
-                continue
-            accepted.append(item.reply.envelope)
-            rlog.participating.append(site)
-            rlog.site_metrics[site] = dict(item.reply.metrics)
-            if "epsilon_study" in item.reply.metrics:
-                self.run.site_epsilon[site] = float(item.reply.metrics["epsilon_study"])
-        for node in set(self.run.trainers) - answered:
-            rlog.refused.append({"site": self.run.trainers[node], "code": "no_reply",
-                                 "reason": "no answer before the round timeout"})
-        self.run.require_quorum(len(accepted), f"round {server_round}")
         started = time.perf_counter()
-        aggregate = sum_envelopes(accepted, expect=expect,
-                                  evaluation_context=self.run.evaluation_context)
+        checked = self._read(agent_pb2.TASK_TRAIN, server_round, replies, self.run.trainers)
+        expect = self.run.expectation(agent_pb2.ENVELOPE_WEIGHTS, server_round,
+                                      self.run.model_length)
+        got = collect(checked, self.run.trainers, expected_nodes=sorted(self.run.trainers),
+                      contributions=Contributions(expect, self.run.guard, self.run.signing_keys,
+                                                  self.run.evaluation_context))
+        for refusal in got.refused:
+            if refusal.code in TERMINAL_REFUSALS:
+                for node, site in list(self.run.trainers.items()):
+                    if site == refusal.site:
+                        self.run.trainers.pop(node)
+        rlog.refused.extend(got.refusals_json())
+        rlog.rejected.extend(got.rejections_json())
+        rlog.bytes_up.update(got.bytes_up)
+        for site, reply in got.accepted:
+            rlog.participating.append(site)
+            rlog.site_metrics[site] = dict(reply.metrics)
+            if "epsilon_study" in reply.metrics:
+                self.run.site_epsilon[site] = float(reply.metrics["epsilon_study"])
+        self.run.require_quorum(len(got.envelopes), f"round {server_round}")
+        self.run.sets[(agent_pb2.ENVELOPE_WEIGHTS, server_round)] = contribution_set(
+            agent_pb2.ENVELOPE_WEIGHTS, server_round, got.envelopes)
         rlog.aggregation_seconds = time.perf_counter() - started
         self.run.recorder.event(
             "round_trained", round=server_round, participating=sorted(rlog.participating),
             refused=rlog.refused, rejected=rlog.rejected, bytes_up=rlog.bytes_up,
             epsilon=self.run.site_epsilon,
         )
-        metrics = MetricRecord({"sites": len(accepted), "examples": int(aggregate.example_count)})
-        return envelope_record(aggregate), metrics
+        examples = sum(int(e.example_count) for e in got.envelopes)
+        metrics = MetricRecord({"sites": len(got.envelopes), "examples": examples})
+        return round_record(server_round), metrics
 
     # -- evaluation -------------------------------------------------------------------
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Ask every admitted site to evaluate the new global model on its held-out split."""
+        """Ask every admitted site to evaluate the round's verified global model."""
         self._grid = grid
-        if not self.run.evaluate_rounds:
+        policy = self.run.plan.evaluation_policy
+        final = server_round == self.run.plan.training.rounds
+        if not self.run.evaluate_rounds or not (policy.every_round or final):
             return []
-        req = self.run.request("evaluate", server_round, record_envelope(arrays))
-        self._requests[("evaluate", server_round)] = req
-        messages, size = build_messages(req, sorted(self.run.evaluators))
-        rlog = self.run.recorder.round(server_round)
-        for node in self.run.evaluators:
-            site = self.run.evaluators[node]
-            rlog.bytes_down[site] = rlog.bytes_down.get(site, 0) + size
-        return messages
+        return self._messages(agent_pb2.TASK_EVALUATE, server_round, self.run.evaluators,
+                              model=server_round, stats=True)
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         """Sum the sites' score histograms and derive metrics from the totals."""
-        if not self.run.evaluate_rounds or self._grid is None:
+        if (agent_pb2.TASK_EVALUATE, server_round) not in self._requests or self._grid is None:
             return None
         rlog = self.run.recorder.round(server_round)
-        checked = read_replies(replies, self._check("evaluate", server_round))
+        checked = self._read(agent_pb2.TASK_EVALUATE, server_round, replies,
+                             self.run.evaluators)
         outcome = evaluate_round(self._grid, self.run, server_round, checked)
         for site, size in outcome.bytes_up.items():
             rlog.bytes_up[site] = rlog.bytes_up.get(site, 0) + size

@@ -1,21 +1,33 @@
-"""The state of one study run on the coordinator: who takes part, what each round expects."""
+"""The state of one study run on the coordinator: who takes part, which contributions each
+step produced, and how each site's signed task is built and exchanged.
+
+Sites decrypt nothing the coordinator aggregated: each task carries the signed
+contributions of the steps it builds on (the round-0 statistics, the previous round's
+weights, a round's evaluation counts). A site that already verified a set in this run gets it
+by reference (its digests); :attr:`StudyRun.delivered` remembers who verified what.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+
+from flwr.app import Message
+from flwr.serverapp import Grid
 
 from common.errors import ErrorCode, TesseraError
 from common.eval_counts import require_fixed_groups, vector_length
 from common.metrics import DEFAULT_BINS
 from common.plan import StudyPlan
+from privacy.signing import SigningKey
 from protos.tessera.v1 import agent_pb2
-from server.envelopes import Expectation, ReplayGuard
+from server.envelopes import Expectation, ReplayGuard, by_reference
 from server.he_context import EvaluationContext
 from server.run_record import RunRecorder
+from server.tasks import Reply, ReplyCheck, build_message, read_replies, sign_task
 
 #: Refusal codes after which a site takes no further part in training this run.
-TERMINAL_REFUSALS = {"budget_exceeded", "not_approved", "key_missing", "not_found"}
+TERMINAL_REFUSALS = frozenset({ErrorCode.BUDGET_EXCEEDED.value, ErrorCode.NOT_APPROVED.value,
+                               ErrorCode.KEY_MISSING.value, ErrorCode.NOT_FOUND.value})
 
 
 class StudyAbortedError(TesseraError):
@@ -23,6 +35,9 @@ class StudyAbortedError(TesseraError):
 
     def __init__(self, message: str) -> None:
         super().__init__(ErrorCode.PROCESS_FAILED, message)
+
+
+SetKey = tuple[int, int]  # (envelope kind, round)
 
 
 @dataclass
@@ -36,15 +51,20 @@ class StudyRun:
     recorder: RunRecorder
     evaluation: EvaluationContext | None
     model_length: int
+    #: The coordinator's Ed25519 key: every task is signed with it.
+    coordinator_key: SigningKey
+    #: Each site's Ed25519 public key from the signed manifest.
+    signing_keys: dict[str, str]
     trainers: dict[int, str] = field(default_factory=dict)
     evaluators: dict[int, str] = field(default_factory=dict)
-    stats: agent_pb2.UpdateEnvelope | None = None
+    #: Accepted contributions of each step, by (envelope kind, round).
+    sets: dict[SetKey, agent_pb2.ContributionSet] = field(default_factory=dict)
+    #: Which sets each site has verified in this run (sent by reference afterwards).
+    delivered: set[tuple[str, int, int]] = field(default_factory=set)
     guard: ReplayGuard = field(default_factory=ReplayGuard)
     site_epsilon: dict[str, float] = field(default_factory=dict)
     site_examples: dict[str, int] = field(default_factory=dict)
     dataset_versions: dict[str, str] = field(default_factory=dict)
-    #: Each site's Ed25519 public key from the signed manifest; None when unprovisioned.
-    signing_keys: dict[str, str] | None = None
     #: The site asked first to release the model and to open summed evaluation counts.
     custodian: str = ""
     #: Seconds to wait for the sites' replies to one request.
@@ -52,35 +72,66 @@ class StudyRun:
     #: Whether every round ends with federated evaluation (leave-one-site-out runs do not).
     evaluate_rounds: bool = True
 
-    def request(
-        self, kind: str, round_: int, global_env: agent_pb2.UpdateEnvelope | None = None
-    ) -> agent_pb2.TaskRequest:
-        """A task request for this run."""
-        req = agent_pb2.TaskRequest(
-            kind=kind, plan_hash=self.plan_hash, plan_toml=self.plan_toml, round=round_,
-            run_id=self.run_id,
-        )
-        if global_env is not None:
-            getattr(req, "global").CopyFrom(global_env)
-        if self.stats is not None:
-            req.stats.CopyFrom(self.stats)
-        return req
+    # -- tasks -------------------------------------------------------------------------
+    def request(self, site: str, kind: int, round_: int, *, model: int | None = None,
+                stats: bool = False, counts: int | None = None) -> agent_pb2.TaskRequest:
+        """A signed task for ``site``: with the weights set of round ``model``, the
+        statistics set and/or the evaluation-counts set of round ``counts``."""
+        req = agent_pb2.TaskRequest(kind=kind, plan_hash=self.plan_hash,  # type: ignore[arg-type]
+                                    plan_toml=self.plan_toml, round=round_, run_id=self.run_id)
+        if model is not None:
+            req.model.CopyFrom(self._set_for(site, agent_pb2.ENVELOPE_WEIGHTS, model))
+        if stats:
+            req.stats.CopyFrom(self._set_for(site, agent_pb2.ENVELOPE_STATS, 0))
+        if counts is not None:
+            req.counts.CopyFrom(self._set_for(site, agent_pb2.ENVELOPE_EVAL, counts))
+        return sign_task(req, self.coordinator_key)
 
-    def expectation(self, kind: str, round_: int, length: int) -> Expectation:
-        """What envelopes of this kind and round must look like."""
+    def _set_for(self, site: str, kind: int, round_: int) -> agent_pb2.ContributionSet:
+        full = self.sets.get((kind, round_))
+        if full is None:
+            raise TesseraError(ErrorCode.PROCESS_FAILED,
+                               f"no accepted contributions for round {round_} to forward")
+        return by_reference(full) if (site, kind, round_) in self.delivered else full
+
+    def send(self, grid: Grid, requests: dict[int, agent_pb2.TaskRequest], *,
+             names: dict[int, str] | None = None) -> tuple[list[Reply], dict[int, int]]:
+        """Send one signed request per node; the authenticated replies and bytes sent."""
+        messages: list[Message] = []
+        sizes: dict[int, int] = {}
+        for node, req in requests.items():
+            message, size = build_message(req, node)
+            messages.append(message)
+            sizes[node] = size
+        check = ReplyCheck(requests, self.signing_keys, names)
+        replies = read_replies(grid.send_and_receive(messages, timeout=self.timeout), check)
+        for item in replies:
+            if item.reply is not None and item.reply.ok:
+                self.mark_delivered(requests[item.node_id], item.reply.site)
+        return replies, sizes
+
+    def mark_delivered(self, req: agent_pb2.TaskRequest, site: str) -> None:
+        """Remember the sets a site verified by answering ``req`` well."""
+        for cset in (req.model, req.stats, req.counts):
+            if cset.envelopes:
+                self.delivered.add((site, int(cset.kind), int(cset.round)))
+
+    # -- expectations --------------------------------------------------------------------
+    def expectation(self, kind: int, round_: int, length: int) -> Expectation:
+        """What contributions of this kind and round must look like."""
         he = self.plan.he
         return Expectation(
-            plan_hash=self.plan_hash, round=round_, kind=kind, length=length,
-            encrypted=he.enabled,
+            plan_hash=self.plan_hash, run_id=self.run_id, round=round_, kind=kind,
+            length=length, encrypted=he.enabled,
             fingerprint=self.evaluation.fingerprint if self.evaluation else "",
             slots=he.poly_modulus_degree // 2, poly_modulus_degree=he.poly_modulus_degree,
             primes=len(he.coeff_mod_bit_sizes),
         )
 
     def eval_expectation(self, round_: int) -> Expectation:
-        """What a site's encrypted evaluation counts must look like (the plan's fixed layout)."""
+        """What a site's encrypted evaluation counts must look like (the plan's layout)."""
         length = vector_length(require_fixed_groups(self.plan), bins=DEFAULT_BINS)
-        return self.expectation("eval", round_, length)
+        return self.expectation(agent_pb2.ENVELOPE_EVAL, round_, length)
 
     def require_quorum(self, count: int, what: str) -> None:
         """Abort the study if fewer than the plan's minimum sites remain."""
@@ -92,8 +143,3 @@ class StudyRun:
     def evaluation_context(self) -> bytes | None:
         """Add-only CKKS context bytes, when HE is on."""
         return self.evaluation.context if self.evaluation else None
-
-
-def chunks_needed(length: int, slots: int) -> int:
-    """Ciphertexts needed for a vector."""
-    return math.ceil(length / slots)

@@ -1,34 +1,23 @@
-"""Building task messages for site agents and reading their replies (Flower <-> protobuf)."""
+"""Task messages for site agents and their replies (Flower <-> protobuf), signed both ways.
+
+Every task is signed with the coordinator's key (claims in :mod:`protos.claims`) and carries
+a fresh nonce; every reply must be signed by the site the node was admitted as, over the
+task's claims and the whole reply.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from flwr.app import Array, ArrayRecord, Message, RecordDict
+from flwr.app import Message
 
 from common.errors import TesseraError
-from privacy.digest import REPLY_DOMAIN, reply_claims
-from privacy.signing import verify
+from privacy.signing import SigningKey, verify
+from protos.claims import REPLY_DOMAIN, TASK_DOMAIN, reply_claims, task_claims
 from protos.tessera.v1 import agent_pb2
-
-#: Record and array names shared with the ClientApp shim (the wire convention).
-RECORD, ARRAY = "tessera", "payload"
-
-
-def pack_payload(data: bytes) -> RecordDict:
-    """Opaque bytes as Flower content."""
-    array = Array(dtype="bytes", shape=(len(data),), stype="raw", data=data)
-    return RecordDict({RECORD: ArrayRecord({ARRAY: array})})
-
-
-def unpack_payload(content: RecordDict) -> bytes:
-    """The opaque bytes of Flower content; ValueError if absent."""
-    try:
-        return bytes(content.array_records[RECORD][ARRAY].data)
-    except KeyError as err:
-        raise ValueError("message carries no Tessera payload") from err
+from protos.wire import NONCE_BYTES, message_type, pack_payload, unpack_payload
 
 
 @dataclass(frozen=True)
@@ -41,37 +30,27 @@ class Reply:
     size: int
 
 
-def message_type(kind: str) -> str:
-    """Flower message type that carries a task kind."""
-    if kind == "train":
-        return "train"
-    if kind == "evaluate":
-        return "evaluate"
-    return "query"
+def sign_task(request: agent_pb2.TaskRequest, key: SigningKey) -> agent_pb2.TaskRequest:
+    """Give a task a fresh nonce and the coordinator's signature (in place; returned)."""
+    request.nonce = secrets.token_bytes(NONCE_BYTES)
+    request.ClearField("signature")
+    request.signature = bytes.fromhex(key.sign(TASK_DOMAIN, task_claims(request)))
+    return request
 
 
-def build_messages(
-    request: agent_pb2.TaskRequest, nodes: Iterable[int]
-) -> tuple[list[Message], int]:
-    """One message per node carrying the same request; returns them and the payload size."""
+def build_message(request: agent_pb2.TaskRequest, node: int) -> tuple[Message, int]:
+    """The Flower message carrying a signed request to one node, and its payload size."""
     payload = request.SerializeToString()
-    messages = [
-        Message(
-            content=pack_payload(payload),
-            dst_node_id=node,
-            message_type=message_type(request.kind),
-        )
-        for node in nodes
-    ]
-    return messages, len(payload)
+    return Message(content=pack_payload(payload), dst_node_id=node,
+                   message_type=message_type(request.kind)), len(payload)
 
 
 @dataclass(frozen=True)
 class ReplyCheck:
-    """What authenticates replies to one request: site keys and the node-to-site binding."""
+    """What authenticates replies: the request each node got, site keys, node binding."""
 
-    request: agent_pb2.TaskRequest
-    signing_keys: dict[str, str] | None
+    requests: dict[int, agent_pb2.TaskRequest]
+    signing_keys: dict[str, str]
     names: dict[int, str] | None = None
 
 
@@ -79,27 +58,18 @@ def _authentic(node: int, reply: agent_pb2.TaskReply, check: ReplyCheck) -> str:
     """Empty if the reply may be used, else why not."""
     if check.names is not None and check.names.get(node) != reply.site:
         return "reply names another site than the one admitted on this node"
-    if check.signing_keys is None:
-        return ""
     public = check.signing_keys.get(reply.site)
-    if public is None or not reply.signature:
+    request = check.requests.get(node)
+    if public is None or not reply.signature or request is None:
         return "reply is not signed by a site of this federation"
-    signature = reply.signature.hex()
-    unsigned = agent_pb2.TaskReply()
-    unsigned.CopyFrom(reply)
-    unsigned.ClearField("signature")
-    digest = hashlib.sha256(unsigned.SerializeToString(deterministic=True)).hexdigest()
-    req = check.request
-    claims = reply_claims(run_id=req.run_id, plan_hash=req.plan_hash, kind=req.kind,
-                          round_=req.round, site=reply.site, reply_sha256=digest)
     try:
-        verify(public, signature, REPLY_DOMAIN, claims)
+        verify(public, reply.signature.hex(), REPLY_DOMAIN, reply_claims(reply, request))
     except TesseraError:
         return "reply signature does not verify"
     return ""
 
 
-def read_replies(replies: Iterable[Message], check: ReplyCheck | None = None) -> list[Reply]:
+def read_replies(replies: Iterable[Message], check: ReplyCheck) -> list[Reply]:
     """Decode reply messages; transport errors, undecodable and unauthentic replies fail."""
     out: list[Reply] = []
     for msg in replies:
@@ -113,7 +83,7 @@ def read_replies(replies: Iterable[Message], check: ReplyCheck | None = None) ->
         except Exception:  # undecodable reply: report, never crash the round
             out.append(Reply(node, None, "undecodable reply", 0))
             continue
-        problem = _authentic(node, reply, check) if check is not None else ""
+        problem = _authentic(node, reply, check)
         if problem:
             out.append(Reply(node, None, f"bad_signature: {problem}", len(data)))
             continue

@@ -15,8 +15,8 @@ from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
 from client_app.agent.site_agent import SiteAgent
-from client_app.shim import pack_payload, unpack_payload
 from protos.tessera.v1 import agent_pb2
+from protos.wire import pack_payload, unpack_payload
 
 #: A hook that may replace a site's serialized reply (tests inject faults with it).
 ReplyHook = Callable[[str, agent_pb2.TaskRequest, bytes], bytes]

@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import tomli_w
 
-from client_app.custody.ckks_keys import he_keygen, store_secret_context
 from client_app.custody.he_custody import import_sealed, keygen_and_seal
 from client_app.custody.kit import import_site_kit
 from client_app.custody.vault import SiteVault, create_vault
@@ -38,7 +36,7 @@ from common.datasets import (
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, plan_hash, plan_to_toml
 from privacy.manifest import load_manifest
-from server.he_context import import_evaluation_package, write_evaluation_context
+from server.he_context import import_evaluation_package
 from server.provisioning import init_federation
 
 MARKER = ".tessera-demo"
@@ -117,8 +115,9 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
     coordinator = workdir / "coordinator"
     for folder in (coordinator, coordinator / "studies", workdir / "auditor"):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if tls:
-        provision(workdir, site_names(sites), port=port)
+    # Always provisioned: sites accept only tasks signed by the coordinator and sums of
+    # contributions signed by sites; ``tls`` only decides the transport.
+    provision(workdir, site_names(sites), port=port)
     plan_path = coordinator / "studies" / f"{digest[:16]}.toml"
     plan_path.write_text(plan_to_toml(plan), encoding="utf-8")
 
@@ -145,17 +144,8 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
         vaults.append(vault)
 
     custodian = site_dirs[0]
-    if plan.he.enabled and tls:
+    if plan.he.enabled:
         _key_ceremony(workdir, plan, vaults)
-    elif plan.he.enabled:
-        keys, coord_ctx = he_keygen(vaults[0], plan)
-        for vault in vaults[1:]:
-            store_secret_context(vault, digest, keys.secret_context)
-        write_evaluation_context(coordinator / "he", plan_hash=digest,
-                                 fingerprint=coord_ctx.fingerprint,
-                                 context=coord_ctx.evaluation_context)
-    if not tls:
-        _write_manifest(workdir, plan, digest, site_dirs, custodian.name)
     return LocalFederation(workdir, plan, digest, plan_path, tuple(site_dirs), custodian.name,
                            data, tuple(tuple(int(i) for i in p) for p in parts), passphrase,
                            tls)
@@ -182,17 +172,6 @@ def _key_ceremony(workdir: Path, plan: StudyPlan, vaults: list[SiteVault]) -> No
         import_sealed(vault, result.sealed[vault.site.name].read_bytes(), manifest)
     import_evaluation_package(workdir / "coordinator" / "he", result.package.read_bytes(),
                               manifest)
-
-
-def _write_manifest(workdir: Path, plan: StudyPlan, digest: str, sites: list[SiteDir],
-                    custodian: str) -> None:
-    manifest = {
-        "federation": {"name": "tessera-demo",
-                       "created": datetime.now(UTC).isoformat(timespec="seconds")},
-        "study": {"name": plan.name, "plan_hash": digest, "key_custodian": custodian},
-        "sites": [{"name": s.name, "folder": f"sites/{s.name}"} for s in sites],
-    }
-    (workdir / "federation.toml").write_text(tomli_w.dumps(manifest), encoding="utf-8")
 
 
 def app_folder(coordinator_dir: Path, run_config: dict[str, object]) -> tuple[Path, Path]:

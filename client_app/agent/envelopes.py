@@ -1,5 +1,5 @@
-"""Site-side envelopes: seal a weighted vector (encrypted or plain), open aggregates, and put
-held-out evaluation counts in their protobuf form."""
+"""A site's contributions as envelopes: seal a weighted vector (encrypted or plain), seal
+held-out counts in the plan's fixed layout, and put counts in their protobuf form."""
 
 from __future__ import annotations
 
@@ -7,20 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from common.errors import ErrorCode, TesseraError
-from common.eval_counts import HeldOutCounts, from_vector, to_vector, vector_layout
-from common.layout import TensorSlot, layout_length
-from privacy.ckks import (
-    CkksParams,
-    check_headroom,
-    decrypt_vector,
-    encrypt_vector,
-    fingerprint_of_secret,
-)
+from common.eval_counts import HeldOutCounts, to_vector, vector_layout
+from common.layout import TensorSlot
+from privacy.ckks import CkksParams, check_headroom, encrypt_vector, fingerprint_of_secret
 from privacy.digest import payload_digest
 from protos.tessera.v1 import agent_pb2
-
-ENVELOPE_VERSION = 1
+from protos.wire import ENVELOPE_VERSION
 
 
 def layout_to_proto(layout: Sequence[TensorSlot]) -> list[agent_pb2.ChunkLayout]:
@@ -31,18 +23,11 @@ def layout_to_proto(layout: Sequence[TensorSlot]) -> list[agent_pb2.ChunkLayout]
     ]
 
 
-def layout_from_proto(items: Sequence[agent_pb2.ChunkLayout]) -> list[TensorSlot]:
-    """Tensor layout from its protobuf form."""
-    return [
-        TensorSlot(name=i.name, shape=tuple(i.shape), offset=i.offset, length=i.length)
-        for i in items
-    ]
-
-
 def seal_vector(
     *,
-    kind: str,
+    kind: int,
     plan_hash: str,
+    run_id: str,
     round_: int,
     site: str,
     example_count: int,
@@ -50,15 +35,11 @@ def seal_vector(
     layout: Sequence[TensorSlot],
     secret_context: bytes | None,
 ) -> agent_pb2.UpdateEnvelope:
-    """Wrap an already weighted vector in an envelope, encrypting it when a key is given."""
+    """Wrap an already weighted vector in an (unsigned) envelope, encrypted when a key is
+    given."""
     env = agent_pb2.UpdateEnvelope(
-        version=ENVELOPE_VERSION,
-        study=plan_hash,
-        round=round_,
-        site=site,
-        example_count=example_count,
-        kind=kind,
-        contributors=1,
+        version=ENVELOPE_VERSION, study=plan_hash, run_id=run_id, round=round_, site=site,
+        example_count=example_count, kind=kind,  # type: ignore[arg-type]
     )
     env.layout.extend(layout_to_proto(layout))
     if secret_context is not None:
@@ -74,30 +55,6 @@ def seal_vector(
     return env
 
 
-def open_vector(env: agent_pb2.UpdateEnvelope, *, secret_context: bytes | None) -> np.ndarray:
-    """The weighted sum an envelope carries (decrypted when encrypted), not yet divided."""
-    length = layout_length(layout_from_proto(env.layout))
-    if env.encrypted:
-        if secret_context is None:
-            raise TesseraError(ErrorCode.KEY_MISSING, "an encrypted aggregate needs the CKKS key")
-        if env.context_fingerprint != fingerprint_of_secret(secret_context):
-            raise TesseraError(
-                ErrorCode.FINGERPRINT_MISMATCH,
-                "aggregate was encrypted under another CKKS key than this site's",
-            )
-        return decrypt_vector(secret_context, list(env.ciphertexts), length=length)
-    if len(env.values) != length:
-        raise TesseraError(ErrorCode.BAD_ENVELOPE, "aggregate length does not match its layout")
-    return np.asarray(env.values, dtype=np.float64)
-
-
-def mean_of(env: agent_pb2.UpdateEnvelope, *, secret_context: bytes | None) -> np.ndarray:
-    """The weighted mean an aggregate envelope stands for (sum divided by its weight)."""
-    if env.example_count <= 0:
-        raise TesseraError(ErrorCode.BAD_ENVELOPE, "aggregate has no examples")
-    return open_vector(env, secret_context=secret_context) / float(env.example_count)
-
-
 def counts_to_proto(counts: HeldOutCounts) -> agent_pb2.EvalCounts:
     """Protobuf form of held-out counts (histogram counts as whole numbers)."""
     out = agent_pb2.EvalCounts(bins=counts.bins, n=counts.n, log_loss_sum=counts.log_loss_sum,
@@ -109,29 +66,13 @@ def counts_to_proto(counts: HeldOutCounts) -> agent_pb2.EvalCounts:
 
 
 def seal_counts(
-    counts: HeldOutCounts, groups: Sequence[str], *, plan_hash: str, round_: int, site: str,
-    secret_context: bytes, params: CkksParams, contributors: int,
+    counts: HeldOutCounts, groups: Sequence[str], *, plan_hash: str, run_id: str, round_: int,
+    site: str, secret_context: bytes, params: CkksParams, contributors: int,
 ) -> agent_pb2.UpdateEnvelope:
-    """Encrypt held-out counts as one "eval" envelope in the plan's fixed layout."""
+    """Encrypt held-out counts as one "eval" contribution in the plan's fixed layout."""
     vector = to_vector(counts, groups)
     check_headroom(params, max_abs=float(np.abs(vector).max()), contributors=contributors)
-    return seal_vector(kind="eval", plan_hash=plan_hash, round_=round_, site=site,
-                       example_count=counts.n, values=vector,
+    return seal_vector(kind=agent_pb2.ENVELOPE_EVAL, plan_hash=plan_hash, run_id=run_id,
+                       round_=round_, site=site, example_count=counts.n, values=vector,
                        layout=vector_layout(groups, bins=counts.bins),
                        secret_context=secret_context)
-
-
-def open_counts(env: agent_pb2.UpdateEnvelope, groups: Sequence[str], *,
-                secret_context: bytes, bins: int) -> HeldOutCounts:
-    """Decrypt a summed "eval" envelope into whole-number counts (refuses anything else)."""
-    if not env.encrypted:
-        raise TesseraError(ErrorCode.BAD_ENVELOPE, "summed counts must arrive encrypted")
-    expected = layout_to_proto(vector_layout(groups, bins=bins))
-    if list(env.layout) != expected:
-        raise TesseraError(ErrorCode.BAD_ENVELOPE,
-                           "summed counts do not have the plan's layout of groups and bins")
-    counts = from_vector(open_vector(env, secret_context=secret_context), groups, bins=bins)
-    if counts.n != env.example_count:
-        raise TesseraError(ErrorCode.BAD_ENVELOPE,
-                           "summed counts cover another number of rows than the envelope says")
-    return counts

@@ -7,16 +7,13 @@ removed. The node-authentication key stays a file because the SuperNode reads it
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from client_app.custody.vault import SiteVault
-from privacy.digest import ENVELOPE_DOMAIN, REPLY_DOMAIN, envelope_claims, reply_claims
 from privacy.manifest import SEALING_KEY_FILE, SIGNING_KEY_FILE
 from privacy.sealing import SealingKey
 from privacy.signing import SigningKey
-from protos.tessera.v1 import agent_pb2
 
 KIT_DIR = "kit"
 SIGNING_SECRET = "identity-signing-key"  # noqa: S105 (a vault entry name)
@@ -57,21 +54,3 @@ def sealing_key(vault: SiteVault) -> SealingKey | None:
     adopt_kit_secrets(vault)
     raw = vault.read_secret(SEALING_SECRET)
     return None if raw is None else SealingKey(raw)
-
-
-def sign_reply(reply: agent_pb2.TaskReply, request: agent_pb2.TaskRequest,
-               key: SigningKey) -> None:
-    """Sign a whole reply, binding it to the run, study, task and round it answers."""
-    reply.ClearField("signature")
-    digest = hashlib.sha256(reply.SerializeToString(deterministic=True)).hexdigest()
-    claims = reply_claims(run_id=request.run_id, plan_hash=request.plan_hash, kind=request.kind,
-                          round_=request.round, site=reply.site, reply_sha256=digest)
-    reply.signature = bytes.fromhex(key.sign(REPLY_DOMAIN, claims))
-
-
-def sign_envelope(env: agent_pb2.UpdateEnvelope, key: SigningKey) -> None:
-    """Sign an envelope over (study, round, site, kind, examples, digest, fingerprint)."""
-    claims = envelope_claims(study=env.study, round_=env.round, site=env.site, kind=env.kind,
-                             example_count=env.example_count, digest=env.digest,
-                             fingerprint=env.context_fingerprint)
-    env.signature = bytes.fromhex(key.sign(ENVELOPE_DOMAIN, claims))

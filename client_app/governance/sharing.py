@@ -4,6 +4,8 @@ Two kinds of per-site statistics leave a site in plaintext (signed) when a study
 them: its own evaluation counts for a leave-one-site-out check (``own_counts``) and its
 permutation feature importance on its held-out rows (``importance``). Both are allowed
 unless the operator says no; each change is a site event, mirrored into the audit trail.
+Histogram cells and groups smaller than the site's minimum cell count (default 10) are
+merged or suppressed before any counts are shared.
 """
 
 from __future__ import annotations
@@ -60,6 +62,32 @@ def refuse_unless_shared(store: SiteStore, what: str, message: str) -> None:
     """PERMISSION_DENIED with ``message`` when the operator switched ``what`` off."""
     if not shares(store, what):
         raise TesseraError(ErrorCode.PERMISSION_DENIED, message)
+
+
+#: Smallest count a shared histogram cell may hold (zero apart), unless the site sets another.
+DEFAULT_MIN_CELL = 10
+MIN_CELL_KEY = "evaluation.min_cell_count"
+
+
+def min_cell_count(store: SiteStore) -> int:
+    """The smallest non-zero count this site lets a shared histogram cell or group hold."""
+    text = store.setting(MIN_CELL_KEY)
+    try:
+        return max(1, int(text)) if text is not None else DEFAULT_MIN_CELL
+    except ValueError:
+        return DEFAULT_MIN_CELL
+
+
+def set_min_cell_count(store: SiteStore, value: int, *, actor: str) -> None:
+    """Set the smallest shared cell count (at least 1); recorded as a sharing change."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+        raise TesseraError(ErrorCode.CONFIG_INVALID,
+                           f"min_cell_count: must be a whole number from 1 to 10000, got {value!r}")
+    if not actor.strip():
+        raise TesseraError(ErrorCode.CONFIG_INVALID, "actor: must be a non-empty name")
+    store.put_setting(MIN_CELL_KEY, str(value))
+    store.record_event("sharing_changed",
+                       details={"what": "min_cell_count", "value": value, "actor": actor})
 
 
 def _key(what: str) -> str:

@@ -1,12 +1,11 @@
 """Permutation feature importance of a study's final model, measured on a site's held-out rows.
 
-The site agent's ``importance`` task (see :meth:`client_app.agent.site_agent.SiteAgent._importance`)
-hands this module the final global model and the site's standardised held-out split.
+The site agent's ``importance`` task (:mod:`client_app.agent.evaluation`) hands this module
+the verified final model and the site's standardised held-out split.
 :func:`permutation_importance` shuffles one feature at a time, ``repeats`` times, and
-measures how much the exact AUC drops and the mean log loss rises; :func:`importance_reply`
-turns the result into the reply's metrics map (``importance_auc:<feature>``,
-``importance_log_loss:<feature>``, ``importance_n``, ``importance_repeats``), which the
-coordinator averages across sites by held-out row count (:mod:`server.importance`).
+measures how much the exact AUC drops and the mean log loss rises; the agent turns the result
+into the reply's metrics map, which the coordinator averages across sites by held-out row
+count (:mod:`server.importance`).
 
 The shuffles are drawn from the study's public seed, so a site reproduces its own numbers;
 the seed is not a privacy secret (it only decides row order). The same ``repeats``
@@ -24,7 +23,6 @@ from torch import nn
 
 from common.errors import ErrorCode, TesseraError
 from common.models import predict_scores
-from protos.tessera.v1 import agent_pb2
 
 #: Shuffles per feature.
 REPEATS = 5
@@ -32,8 +30,6 @@ REPEATS = 5
 SEED_STREAM = 0x1A9F
 #: Scores are clipped to [EPS, 1 - EPS] before the log loss (as in the evaluation counts).
 EPS = 1e-12
-AUC_KEY, LOG_LOSS_KEY = "importance_auc:", "importance_log_loss:"
-N_KEY, REPEATS_KEY = "importance_n", "importance_repeats"
 
 
 @dataclass(frozen=True)
@@ -99,22 +95,3 @@ def permutation_importance(model: nn.Module, X: np.ndarray, y: np.ndarray,
         auc_drop[name] = float(np.mean(drops)) if base_auc is not None else None
     return SiteImportance(n=int(X.shape[0]), repeats=repeats, auc=base_auc, log_loss=base_loss,
                           auc_drop=auc_drop, log_loss_increase=loss_rise)
-
-
-def importance_metrics(result: SiteImportance) -> dict[str, float]:
-    """The reply's metrics map: per-feature means, the held-out row count and the repeats."""
-    metrics = {N_KEY: float(result.n), REPEATS_KEY: float(result.repeats)}
-    for name, rise in result.log_loss_increase.items():
-        metrics[LOG_LOSS_KEY + name] = rise
-        drop = result.auc_drop.get(name)
-        if drop is not None:
-            metrics[AUC_KEY + name] = drop
-    return metrics
-
-
-def importance_reply(model: nn.Module, X: np.ndarray, y: np.ndarray,
-                     features: tuple[str, ...] | list[str], *, seed: int,
-                     repeats: int = REPEATS) -> agent_pb2.TaskReply:
-    """The ``importance`` task's reply for a site's standardised held-out rows."""
-    result = permutation_importance(model, X, y, features, seed=seed, repeats=repeats)
-    return agent_pb2.TaskReply(ok=True, metrics=importance_metrics(result))

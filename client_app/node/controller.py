@@ -218,8 +218,10 @@ class NodeController:
             return None
         except (OSError, ValueError):
             pid = 0
-        if pid > 0 and self._alive(pid) and _is_node(pid, self.site.root):
-            return pid
+        if pid > 0 and self._alive(pid):
+            own_child = self._child is not None and self._child.pid == pid
+            if own_child or _is_node(pid, self.site.root):
+                return pid
         self._cleanup()
         return None
 
@@ -339,6 +341,11 @@ def _is_node(pid: int, root: Path) -> bool:
     if not Path("/proc/self/cmdline").exists():
         return True
     cmdline = _cmdline(pid)
+    deadline = time.monotonic() + 2.0
+    while not cmdline and time.monotonic() < deadline:
+        # Right after fork, before exec, /proc/<pid>/cmdline reads empty: wait for the exec.
+        time.sleep(0.05)
+        cmdline = _cmdline(pid)
     return NODE_MODULE in cmdline and str(root) in cmdline
 
 

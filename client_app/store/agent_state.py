@@ -7,10 +7,8 @@ round and last error. No patient data: kinds, names, counts and reasons only.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import tomllib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -40,11 +38,11 @@ class AgentState:
 
 
 
-def record_agent_state(site: SiteDir, *, kind: str, plan_toml: bytes, plan_hash: str,
+def record_agent_state(site: SiteDir, *, kind: str, study: str | None, plan_hash: str,
                        round_: int, ok: bool, error_code: str = "", reason: str = "") -> None:
     """Store the agent's state after a task; never raises (the task's reply matters more)."""
     try:
-        state = AgentState(kind=kind, study=_study_name(plan_toml), plan_hash=plan_hash,
+        state = AgentState(kind=kind, study=study, plan_hash=plan_hash[:128],
                            round=round_, at=datetime.now(UTC), ok=ok, error_code=error_code,
                            reason=reason)
         with SiteStore.open(site) as store:
@@ -64,10 +62,3 @@ def read_agent_state(site: SiteDir) -> AgentState | None:
         return AgentState(**{**raw, "at": datetime.fromisoformat(raw["at"])})
     except (ValueError, TypeError, KeyError):
         return None
-
-
-def _study_name(plan_toml: bytes) -> str | None:
-    with contextlib.suppress(UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
-        name = tomllib.loads(plan_toml.decode("utf-8")).get("study", {}).get("name")
-        return name if isinstance(name, str) else None
-    return None

@@ -79,7 +79,7 @@ MINIMAL_CANONICAL = (
     '{"dataset":{"alpha":0.5,"features":["a","b"],"label":"y","name":"tiny",'
     '"partition":"iid","sensitive":null,"test_fraction":0.2},'
     '"federation":{"min_sites":2},'
-    '"he":{"coeff_mod_bit_sizes":[60,40,60],"enabled":true,"global_scale_bits":40,'
+    '"he":{"coeff_mod_bit_sizes":[60,50,60],"enabled":true,"global_scale_bits":50,'
     '"poly_modulus_degree":8192},'
     '"model":{"groups":4,"hidden":16,"kind":"logreg"},'
     '"privacy":{"delta":1e-05,"dp":true,"max_grad_norm":1,"target_epsilon":2,'
@@ -106,7 +106,8 @@ def test_minimal_plan_gets_documented_defaults() -> None:
     assert plan.privacy.dp is True
     assert plan.he.enabled is True
     assert plan.he.poly_modulus_degree == 8192
-    assert plan.he.coeff_mod_bit_sizes == [60, 40, 60]
+    assert plan.he.coeff_mod_bit_sizes == [60, 50, 60]
+    assert plan.he.global_scale_bits == 50
     assert plan.federation.min_sites == 2
 
 

@@ -206,7 +206,7 @@ def test_headroom_golden_values() -> None:
 
 
 def test_headroom_check_refuses_a_magnitude_that_really_wraps() -> None:
-    params = CkksParams(coeff_mod_bit_sizes=(60, 60))  # one 60-bit data prime, scale 2**40
+    params = CkksParams(coeff_mod_bit_sizes=(60, 60), global_scale_bits=40)  # one data prime
     narrow = generate_keys(params)
     contributors, big = 10, 1e5
 

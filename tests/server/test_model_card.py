@@ -84,7 +84,11 @@ def test_card_files_plots_and_numbers(study: tuple[Path, dict[str, Any]],
     drops = [importance[f]["auc_drop"] for f in by_rank]
     assert drops == sorted(drops, reverse=True)  # most important first
     assert "## Leave-one-site-out evaluation\n\nNot run." in markdown
-    assert "Release verdict (registry): promotable." in markdown
+    if result["kpi_gates"]["promotable"]:
+        assert "Release verdict (registry): promotable." in markdown
+    else:  # a one-round model may miss the fairness gate; the card says so, with the reason
+        assert "Release verdict (registry): not promotable." in markdown
+        assert result["kpi_gates"]["reasons"][0].split(":")[0] in markdown
     columns = load_plan(bundled_plan_path("diabetes")).dataset.columns or {}
     dictionary = markdown.split("Data dictionary:")[1] if columns else ""
     assert columns or "The study plan has no data dictionary." in markdown

@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-import client_app.agent.site_agent as agent_module
+import client_app.agent.context as context_module
+import client_app.agent.evaluation as evaluation_module
+import client_app.agent.training as training_module
 from client_app.agent.site_agent import SiteAgent
 from client_app.custody.vault import unlock_vault
 from client_app.governance.consent import grant, history, withdraw
@@ -51,8 +53,8 @@ def test_withdrawn_patient_leaves_every_batch_from_the_next_round_and_returns_on
 
     captured: list[np.ndarray] = []
     stats: list[tuple[np.ndarray, np.ndarray]] = []
-    real_train, real_predict = agent_module.train_local, agent_module.predict_scores
-    real_standardiser = agent_module.standardiser
+    real_train, real_predict = training_module.train_local, evaluation_module.predict_scores
+    real_standardiser = context_module.standardiser
 
     def spy_train(model: Any, X: np.ndarray, *args: Any, **kwargs: Any) -> Any:
         captured.append(np.array(X))
@@ -67,18 +69,20 @@ def test_withdrawn_patient_leaves_every_batch_from_the_next_round_and_returns_on
         stats.append(result)
         return result
 
-    monkeypatch.setattr(agent_module, "train_local", spy_train)
-    monkeypatch.setattr(agent_module, "predict_scores", spy_predict)
-    monkeypatch.setattr(agent_module, "standardiser", spy_standardiser)
+    monkeypatch.setattr(training_module, "train_local", spy_train)
+    monkeypatch.setattr(evaluation_module, "predict_scores", spy_predict)
+    monkeypatch.setattr(context_module, "standardiser", spy_standardiser)
 
     batches: dict[tuple[str, int], list[np.ndarray]] = defaultdict(list)
     last_site = fed.sites[-1].name
 
     def hook(site: str, request: agent_pb2.TaskRequest, data: bytes) -> bytes:
-        if request.kind in ("train", "evaluate"):
-            batches[(request.kind, int(request.round))].extend(captured)
+        kind = {agent_pb2.TASK_TRAIN: "train", agent_pb2.TASK_EVALUATE: "evaluate"}.get(
+            request.kind)
+        if kind is not None:
+            batches[(kind, int(request.round))].extend(captured)
         captured.clear()
-        if request.kind == "evaluate" and site == last_site:
+        if kind == "evaluate" and site == last_site:
             if request.round == 1:  # between round 1 and round 2
                 assert withdraw(vault, patients, actor="operator", note="letter") == 2
             elif request.round == 2:  # between round 2 and round 3

@@ -6,14 +6,18 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
 
+from client_app.agent.envelopes import counts_to_proto
 from client_app.agent.site_agent import SiteAgent
 from client_app.custody.vault import unlock_vault
+from common.eval_counts import count_held_out, fixed_groups, merge_small_cells
 from common.layout import TensorSlot
 from common.models import build_model, predict_scores, vector_to_model
 from common.plan import bundled_plan_path, load_plan, override
 from server.coordinator import run_study
+from server.federated_eval import sum_counts
 from tessera import local_federation
 from tessera.baseline import pooled_splits
 from tessera.inprocess import InProcessGrid
@@ -43,27 +47,19 @@ def test_diabetes_final_metrics_and_fairness_match_pooled_predictions(tmp_path: 
     predicted = scores >= 0.5
 
     assert final["n"] == len(y)
-    assert final["accuracy"] == accuracy_score(y, predicted)
-    assert abs(final["f1"] - f1_score(y, predicted)) < 1e-12
-    assert abs(final["auc"] - roc_auc_score(y, scores)) < 0.002
+    assert abs(final["auc"] - roc_auc_score(y, scores)) < 0.05  # merged score bins
     assert abs(final["brier"] - brier_score_loss(y, scores)) < 1e-6
-
-    fairness = final["fairness"]
-    rates = {}
-    for group in sorted(set(test.groups)):
-        mask = test.groups == group
-        rates[group] = (predicted[mask].mean(), predicted[mask & (y == 1)].mean(),
-                        predicted[mask & (y == 0)].mean())
-        got = fairness["groups"][group]
-        assert abs(got["selection_rate"] - rates[group][0]) < 1e-12
-        assert abs(got["tpr"] - rates[group][1]) < 1e-12
-        assert abs(got["fpr"] - rates[group][2]) < 1e-12
-    sel = [r[0] for r in rates.values()]
-    tpr = [r[1] for r in rates.values()]
-    fpr = [r[2] for r in rates.values()]
-    assert abs(fairness["demographic_parity_difference"] - (max(sel) - min(sel))) < 1e-12
-    expected_eod = max(max(tpr) - min(tpr), max(fpr) - min(fpr))
-    assert abs(fairness["equalized_odds_difference"] - expected_eod) < 1e-12
+    # The opening site shares the summed counts with cells under 10 rows merged: the metrics
+    # are those of the pooled predictions counted the same way.
+    pooled = count_held_out(scores, y, test.groups, groups=fixed_groups(plan))
+    expected = sum_counts([counts_to_proto(merge_small_cells(pooled, min_cell=10))])
+    for key in ("accuracy", "f1", "auc", "precision", "recall", "specificity"):
+        assert final[key] == pytest.approx(expected[key], abs=1e-12), key
+    assert final["fairness"] == expected["fairness"]
+    # Merging moves few rows across the 0.5 threshold (only where one side of it holds fewer
+    # than 10 rows of a label): the pooled predictions' own rates stay close.
+    assert abs(final["accuracy"] - accuracy_score(y, predicted)) < 0.1
+    assert abs(final["f1"] - f1_score(y, predicted)) < 0.1
 
 
 def test_a_model_that_misses_a_kpi_gate_is_registered_not_promotable(tmp_path: Path) -> None:
@@ -72,7 +68,7 @@ def test_a_model_that_misses_a_kpi_gate_is_registered_not_promotable(tmp_path: P
 
     base = override(load_plan(bundled_plan_path("breast_cancer")), rounds=1)
     raw = base.model_dump()
-    raw["kpis"] = {"min_auc": 0.9999, "max_ece": 0.5}
+    raw["kpis"] = {"min_accuracy": 0.9999, "max_ece": 0.5}
     plan = StudyPlan.model_validate(raw)
     fed = local_federation.build(tmp_path / "w", plan, sites=3, ceilings={}, passphrase=PASS)
     grid = InProcessGrid([SiteAgent(unlock_vault(s, PASS)) for s in fed.sites])
@@ -81,7 +77,7 @@ def test_a_model_that_misses_a_kpi_gate_is_registered_not_promotable(tmp_path: P
     assert result["status"] == "completed", result.get("error")
     gates = result["kpi_gates"]
     assert gates["promotable"] is False
-    assert len(gates["reasons"]) == 1 and gates["reasons"][0].startswith("min_auc")
+    assert len(gates["reasons"]) == 1 and gates["reasons"][0].startswith("min_accuracy")
     assert gates["checks"]["max_ece"]["passed"] is True
     with ModelRegistry.open(fed.coordinator_dir) as registry:
         stored = registry.get(plan.name, result["model"]["version"])

@@ -67,11 +67,13 @@ def test_site_with_low_ceiling_is_refused_and_study_goes_on(tmp_path: Path) -> N
         assert store.ledger() == []
 
 
-def test_replayed_envelope_is_rejected_and_round_completes(tmp_path: Path) -> None:
+def test_replayed_reply_is_rejected_and_round_completes(tmp_path: Path) -> None:
+    # A reply is signed over the task it answers (run, kind, round, nonce): last round's
+    # reply replayed in this round fails its signature, and the round goes on without it.
     kept: dict[str, bytes] = {}
 
     def replay(site: str, request: agent_pb2.TaskRequest, data: bytes) -> bytes:
-        if request.kind == "train" and site == "site-2":
+        if request.kind == agent_pb2.TASK_TRAIN and site == "site-2":
             if request.round == 1:
                 kept["r1"] = data
             elif request.round == 2:
@@ -82,7 +84,7 @@ def test_replayed_envelope_is_rejected_and_round_completes(tmp_path: Path) -> No
     assert result["status"] == "completed", result.get("error")
     second = result["rounds"][1]
     assert second["rejected_envelopes"][0]["site"] == "site-2"
-    assert second["rejected_envelopes"][0]["code"] == "replay"
+    assert second["rejected_envelopes"][0]["code"] == "bad_signature"
     assert sorted(second["participating_sites"]) == ["site-1", "site-3"]
 
 
@@ -103,7 +105,7 @@ def test_site_that_did_not_approve_the_plan_hash_is_refused(tmp_path: Path) -> N
     refused = result["admission_refused"]
     assert [(r["site"], r["code"]) for r in refused] == [("site-2", "not_approved")]
     assert "not approved" in refused[0]["reason"]
-    assert all(kind == "hello" for node, kind in grid.sent if node == 1001)
+    assert all(kind == agent_pb2.TASK_HELLO for node, kind in grid.sent if node == 1001)
     with SiteStore.open(fed.sites[1]) as store:
         assert store.ledger() == []
         assert [e.kind for e in store.events(kind="study_refused")] == ["study_refused"]
@@ -124,12 +126,12 @@ def test_study_stops_cleanly_when_too_few_sites_remain(tmp_path: Path) -> None:
 def test_provisioned_federation_signs_envelopes_and_rejects_forgeries(tmp_path: Path) -> None:
     def forge(site: str, request: agent_pb2.TaskRequest, data: bytes) -> bytes:
         reply = agent_pb2.TaskReply.FromString(data)
-        if request.kind == "train" and site == "site-2" and request.round == 1:
+        if request.kind == agent_pb2.TASK_TRAIN and site == "site-2" and request.round == 1:
             sig = bytearray(reply.envelope.signature)
             sig[0] ^= 0xFF
             reply.envelope.signature = bytes(sig)
-        if request.kind == "train" and site == "site-3" and request.round == 1:
-            reply.envelope.example_count += 1000  # a claim the signature does not cover
+        if request.kind == agent_pb2.TASK_TRAIN and site == "site-3" and request.round == 1:
+            reply.envelope.example_count += 1000  # changes what the site signed
         return reply.SerializeToString()
 
     fed, _, result = _run(tmp_path, rounds=1, tls=True, reply_hook=forge, sites=4)
@@ -150,13 +152,16 @@ def test_kit_signing_key_moves_into_the_vault(tmp_path: Path) -> None:
         assert not (kit / "sealing.key").exists()
 
 
-def test_foreign_oversized_and_replayed_envelopes_are_rejected_and_honest_sites_finish(
+def test_tampered_and_replayed_replies_are_rejected_and_honest_sites_finish(
     tmp_path: Path,
 ) -> None:
+    # Whatever is changed in transit (study, an extra ciphertext, last round's reply), the
+    # reply no longer verifies; the coordinator's own checks of the envelope inside a valid
+    # reply are tested in tests/server/test_envelopes.py.
     kept: dict[int, bytes] = {}
 
     def misbehave(site: str, request: agent_pb2.TaskRequest, data: bytes) -> bytes:
-        if request.kind != "train":
+        if request.kind != agent_pb2.TASK_TRAIN:
             return data
         reply = agent_pb2.TaskReply.FromString(data)
         if site == "site-2":
@@ -172,6 +177,7 @@ def test_foreign_oversized_and_replayed_envelopes_are_rejected_and_honest_sites_
     assert result["status"] == "completed", result.get("error")
     first, second = result["rounds"]
     codes = {r["site"]: r["code"] for r in second["rejected_envelopes"]}
-    assert codes == {"site-2": "foreign_study", "site-3": "oversized", "site-4": "replay"}
+    assert codes == {"site-2": "bad_signature", "site-3": "bad_signature",
+                     "site-4": "bad_signature"}
     assert {r["site"] for r in first["rejected_envelopes"]} == {"site-2", "site-3"}
     assert second["participating_sites"] == ["site-1", "site-5"]

@@ -9,20 +9,23 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
+from sklearn.metrics import brier_score_loss, roc_auc_score
 from typer.testing import CliRunner
 
-from client_app.agent.envelopes import mean_of
+from client_app.agent.envelopes import counts_to_proto
 from client_app.agent.site_agent import SiteAgent
 from client_app.custody.ckks_keys import load_secret_context
 from client_app.custody.vault import SiteVault, unlock_vault
 from client_app.governance.sharing import SHARE_OWN_COUNTS
 from client_app.learning.site_data import load_split, standardise, standardiser
 from client_app.store.site_store import SiteStore
+from common.eval_counts import count_held_out, fixed_groups, merge_small_cells
 from common.models import build_model, model_to_vector, predict_scores, vector_to_model
 from common.plan import StudyPlan, bundled_plan_path, load_plan, override
+from privacy.ckks import decrypt_vector
 from protos.tessera.v1 import agent_pb2
 from server.coordinator import run_study
+from server.federated_eval import headline, sum_counts
 from server.registry import ModelRegistry
 from tessera import local_federation
 from tessera.inprocess import InProcessGrid
@@ -32,7 +35,7 @@ PASS = "leave one site out passphrase"
 
 def _plan(*, dp: bool = False, min_sites: int = 2) -> StudyPlan:
     raw = override(load_plan(bundled_plan_path("breast_cancer")), rounds=1,
-                   min_sites=min_sites).model_dump()
+                   min_sites=min_sites, loso=True).model_dump()
     raw["privacy"]["dp"] = dp
     return StudyPlan.model_validate(raw)
 
@@ -59,17 +62,33 @@ def _run(root: Path, plan: StudyPlan, *, sites: int, tls: bool = False, prepare=
     return fed, vaults, asked, result
 
 
-def _scores(vault: SiteVault, plan: StudyPlan, request: agent_pb2.TaskRequest):
-    """The held-out site's predictions of the model in an evaluate_own request."""
+def _mean(cset: agent_pb2.ContributionSet, secret: bytes, length: int) -> np.ndarray:
+    total = sum(decrypt_vector(secret, list(e.ciphertexts), length=length)
+                for e in cset.envelopes)
+    return total / sum(e.example_count for e in cset.envelopes)
+
+
+def _scores(vault: SiteVault, plan: StudyPlan, asked, run_id: str):
+    """The held-out site's predictions of the final model of a leave-one-site-out run."""
+    sets = {}
+    for _, req in asked:
+        if req.run_id == run_id:
+            for cset in (req.model, req.stats):
+                if cset.envelopes:
+                    sets[(int(cset.kind), int(cset.round))] = cset
+    request = next(req for _, req in asked if req.run_id == run_id)
     secret = load_secret_context(vault, request.plan_hash)
     split = load_split(vault, plan)
-    sums = mean_of(request.stats, secret_context=secret) * request.stats.example_count
-    mean, std = standardiser(sums, float(request.stats.example_count))
+    stats = sets[(agent_pb2.ENVELOPE_STATS, 0)]
+    n_stats = sum(e.example_count for e in stats.envelopes)
+    features = len(plan.dataset.features)
+    mean, std = standardiser(_mean(stats, secret, 2 * features) * n_stats, float(n_stats))
     X = standardise(split.test.X, mean, std)
     model = build_model(plan.model, n_features=X.shape[1], seed=plan.seed)
     _, layout = model_to_vector(model)
-    vector_to_model(model, mean_of(getattr(request, "global"), secret_context=secret), layout)
-    return np.clip(predict_scores(model, X), 0.0, 1.0), split.test.y
+    final = sets[(agent_pb2.ENVELOPE_WEIGHTS, plan.training.rounds)]
+    vector_to_model(model, _mean(final, secret, layout[-1].offset + layout[-1].length), layout)
+    return np.clip(predict_scores(model, X), 0.0, 1.0), split.test.y, split.test.groups
 
 
 def _ece(scores: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
@@ -95,19 +114,20 @@ def test_each_site_scores_a_model_the_other_sites_trained(tmp_path: Path) -> Non
         assert entry["run_id"] == f"m-loso-{held_out}"
         assert entry["training_sites"] == sorted({"site-1", "site-2", "site-3"} - {held_out})
         trained_at = {site for site, req in asked
-                      if req.kind == "train" and req.run_id == entry["run_id"]}
+                      if req.kind == agent_pb2.TASK_TRAIN and req.run_id == entry["run_id"]}
         assert trained_at == set(entry["training_sites"])
-        [request] = [req for site, req in asked
-                     if req.kind == "evaluate_own" and req.run_id == entry["run_id"]]
-        assert [site for site, req in asked if req is request] == [held_out]
-        scores, y = _scores(vaults[held_out], fed.plan, request)
-        predicted = scores >= 0.5
+        own = [site for site, req in asked
+               if req.kind == agent_pb2.TASK_EVALUATE_OWN and req.run_id == entry["run_id"]]
+        assert own == [held_out]
+        scores, y, groups = _scores(vaults[held_out], fed.plan, asked, entry["run_id"])
         assert entry["n"] == len(y)
-        assert entry["accuracy"] == accuracy_score(y, predicted)
-        assert abs(entry["f1"] - f1_score(y, predicted)) < 1e-12
-        assert abs(entry["auc"] - roc_auc_score(y, scores)) < 0.002  # 1000 score bins
-        assert abs(entry["brier"] - brier_score_loss(y, scores)) < 1e-9
-        assert abs(entry["ece"] - _ece(scores, y)) <= 0.0005 + 1e-12  # bin midpoints
+        # What the site shares: its counts with cells under 10 rows merged.
+        counts = count_held_out(scores, y, groups, groups=fixed_groups(fed.plan))
+        shared = headline(sum_counts([counts_to_proto(merge_small_cells(counts, min_cell=10))]))
+        for key, value in shared.items():  # the site sums ciphertexts before decrypting
+            assert entry[key] == pytest.approx(value, abs=1e-6), key
+        assert abs(entry["brier"] - brier_score_loss(y, scores)) < 1e-6
+        assert abs(entry["auc"] - roc_auc_score(y, scores)) < 0.05  # merged score bins
         folder = fed.coordinator_dir / "runs" / "m" / "loso" / held_out
         assert json.loads((folder / "result.json").read_text())["status"] == "completed"
 

@@ -125,6 +125,21 @@ class StudyPlanRow(SiteTable, table=True):
     source: str = Field(sa_type=sa.String(32))  # "file" | "coordinator"
 
 
+class TaskRow(SiteTable, table=True):
+    """One task the agent admitted (nonce unique: a replay is never admitted twice)."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (sa.UniqueConstraint("nonce", name="uq_tasks_nonce"),)
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    run_id: str = Field(sa_type=sa.String(128), index=True)
+    plan_hash: str = Field(sa_type=sa.String(128))
+    kind: str = Field(sa_type=sa.String(32))
+    round: int = Field(sa_type=sa.Integer())
+    nonce: str = Field(sa_type=sa.String(64))
+    ok: bool | None = Field(default=None, sa_type=sa.Boolean(), nullable=True)
+
+
 def ensure_private_file(path: Path) -> None:
     """Create ``path`` empty with mode 0o600 if it does not exist yet."""
     if not path.exists():

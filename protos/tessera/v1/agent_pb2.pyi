@@ -1,10 +1,43 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_KIND_UNSPECIFIED: _ClassVar[TaskKind]
+    TASK_HELLO: _ClassVar[TaskKind]
+    TASK_STATS: _ClassVar[TaskKind]
+    TASK_TRAIN: _ClassVar[TaskKind]
+    TASK_EVALUATE: _ClassVar[TaskKind]
+    TASK_OPEN_COUNTS: _ClassVar[TaskKind]
+    TASK_EVALUATE_OWN: _ClassVar[TaskKind]
+    TASK_IMPORTANCE: _ClassVar[TaskKind]
+    TASK_RELEASE: _ClassVar[TaskKind]
+
+class EnvelopeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENVELOPE_KIND_UNSPECIFIED: _ClassVar[EnvelopeKind]
+    ENVELOPE_WEIGHTS: _ClassVar[EnvelopeKind]
+    ENVELOPE_STATS: _ClassVar[EnvelopeKind]
+    ENVELOPE_EVAL: _ClassVar[EnvelopeKind]
+TASK_KIND_UNSPECIFIED: TaskKind
+TASK_HELLO: TaskKind
+TASK_STATS: TaskKind
+TASK_TRAIN: TaskKind
+TASK_EVALUATE: TaskKind
+TASK_OPEN_COUNTS: TaskKind
+TASK_EVALUATE_OWN: TaskKind
+TASK_IMPORTANCE: TaskKind
+TASK_RELEASE: TaskKind
+ENVELOPE_KIND_UNSPECIFIED: EnvelopeKind
+ENVELOPE_WEIGHTS: EnvelopeKind
+ENVELOPE_STATS: EnvelopeKind
+ENVELOPE_EVAL: EnvelopeKind
 
 class ChunkLayout(_message.Message):
     __slots__ = ("name", "shape", "offset", "length")
@@ -19,7 +52,7 @@ class ChunkLayout(_message.Message):
     def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
 
 class UpdateEnvelope(_message.Message):
-    __slots__ = ("version", "study", "round", "site", "example_count", "context_fingerprint", "layout", "encrypted", "ciphertexts", "values", "digest", "kind", "contributors", "signature")
+    __slots__ = ("version", "study", "round", "site", "example_count", "context_fingerprint", "layout", "encrypted", "ciphertexts", "values", "digest", "kind", "run_id", "signature")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STUDY_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -32,7 +65,7 @@ class UpdateEnvelope(_message.Message):
     VALUES_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
-    CONTRIBUTORS_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     version: int
     study: str
@@ -45,29 +78,46 @@ class UpdateEnvelope(_message.Message):
     ciphertexts: _containers.RepeatedScalarFieldContainer[bytes]
     values: _containers.RepeatedScalarFieldContainer[float]
     digest: str
-    kind: str
-    contributors: int
+    kind: EnvelopeKind
+    run_id: str
     signature: bytes
-    def __init__(self, version: _Optional[int] = ..., study: _Optional[str] = ..., round: _Optional[int] = ..., site: _Optional[str] = ..., example_count: _Optional[int] = ..., context_fingerprint: _Optional[str] = ..., layout: _Optional[_Iterable[_Union[ChunkLayout, _Mapping]]] = ..., encrypted: _Optional[bool] = ..., ciphertexts: _Optional[_Iterable[bytes]] = ..., values: _Optional[_Iterable[float]] = ..., digest: _Optional[str] = ..., kind: _Optional[str] = ..., contributors: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., study: _Optional[str] = ..., round: _Optional[int] = ..., site: _Optional[str] = ..., example_count: _Optional[int] = ..., context_fingerprint: _Optional[str] = ..., layout: _Optional[_Iterable[_Union[ChunkLayout, _Mapping]]] = ..., encrypted: _Optional[bool] = ..., ciphertexts: _Optional[_Iterable[bytes]] = ..., values: _Optional[_Iterable[float]] = ..., digest: _Optional[str] = ..., kind: _Optional[_Union[EnvelopeKind, str]] = ..., run_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class ContributionSet(_message.Message):
+    __slots__ = ("kind", "round", "envelopes", "digests")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    kind: EnvelopeKind
+    round: int
+    envelopes: _containers.RepeatedCompositeFieldContainer[UpdateEnvelope]
+    digests: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[_Union[EnvelopeKind, str]] = ..., round: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[UpdateEnvelope, _Mapping]]] = ..., digests: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("kind", "plan_hash", "plan_toml", "round", "stats", "run_id", "eval_sum")
+    __slots__ = ("kind", "plan_hash", "plan_toml", "round", "model", "stats", "run_id", "counts", "nonce", "signature")
     KIND_FIELD_NUMBER: _ClassVar[int]
     PLAN_HASH_FIELD_NUMBER: _ClassVar[int]
     PLAN_TOML_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
-    GLOBAL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    EVAL_SUM_FIELD_NUMBER: _ClassVar[int]
-    kind: str
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    kind: TaskKind
     plan_hash: str
     plan_toml: bytes
     round: int
-    stats: UpdateEnvelope
+    model: ContributionSet
+    stats: ContributionSet
     run_id: str
-    eval_sum: UpdateEnvelope
-    def __init__(self, kind: _Optional[str] = ..., plan_hash: _Optional[str] = ..., plan_toml: _Optional[bytes] = ..., round: _Optional[int] = ..., stats: _Optional[_Union[UpdateEnvelope, _Mapping]] = ..., run_id: _Optional[str] = ..., eval_sum: _Optional[_Union[UpdateEnvelope, _Mapping]] = ..., **kwargs) -> None: ...
+    counts: ContributionSet
+    nonce: bytes
+    signature: bytes
+    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., plan_hash: _Optional[str] = ..., plan_toml: _Optional[bytes] = ..., round: _Optional[int] = ..., model: _Optional[_Union[ContributionSet, _Mapping]] = ..., stats: _Optional[_Union[ContributionSet, _Mapping]] = ..., run_id: _Optional[str] = ..., counts: _Optional[_Union[ContributionSet, _Mapping]] = ..., nonce: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Histogram(_message.Message):
     __slots__ = ("group", "pos", "neg")

@@ -7,24 +7,21 @@ from pathlib import Path
 
 from client_app.agent.grpc_service import AgentClient, start_server
 from client_app.agent.site_agent import SiteAgent
-from client_app.custody.vault import create_vault
-from client_app.store.folder import init_site_dir
-from common.plan import bundled_plan_path, load_plan, plan_hash
+from common.plan import bundled_plan_path, load_plan
 from protos.tessera.v1 import agent_pb2
+from tests.federation import provision_sites, signed_task
 
 
 def test_agent_socket_is_owner_only_and_refuses_unapproved_studies(tmp_path: Path) -> None:
-    site = init_site_dir(tmp_path / "s", name="s")
-    vault = create_vault(site, "pw")
+    fed = provision_sites(tmp_path)
+    site, vault = fed.sites["s"], fed.vaults["s"]
     server = start_server(SiteAgent(vault), site.socket_path)
     try:
         mode = stat.S_IMODE(site.socket_path.stat().st_mode)
         assert mode == 0o600
         assert stat.S_IMODE(site.root.stat().st_mode) == 0o700
-        plan_text = bundled_plan_path("breast_cancer").read_bytes()
-        request = agent_pb2.TaskRequest(
-            kind="hello", plan_toml=plan_text, run_id="r",
-            plan_hash=plan_hash(load_plan(bundled_plan_path("breast_cancer"))))
+        request = signed_task(fed.coordinator_key, agent_pb2.TASK_HELLO,
+                              load_plan(bundled_plan_path("breast_cancer")))
         client = AgentClient(site.socket_path)
         reply = client.handle(request, timeout=60)
         client.close()

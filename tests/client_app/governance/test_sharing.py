@@ -9,15 +9,15 @@ import pytest
 from typer.testing import CliRunner
 
 from client_app.agent.site_agent import SiteAgent
-from client_app.custody.vault import create_vault
 from client_app.governance.sharing import SHARE_IMPORTANCE, set_sharing, shares, sharing
 from client_app.store.folder import SiteDir, init_site_dir
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
-from common.plan import bundled_plan_path, load_plan, plan_hash, plan_to_toml
+from common.plan import bundled_plan_path, load_plan, plan_hash
 from protos.tessera.v1 import agent_pb2
 from tessera.cli import app
 from tests.conftest import TEST_PASSPHRASE
+from tests.federation import provision_sites, signed_task
 
 runner = CliRunner()
 
@@ -49,16 +49,15 @@ def test_unknown_choice_and_missing_actor_are_refused(site: SiteDir) -> None:
         assert store.events(kind="sharing_changed") == []
 
 
-def test_agent_refuses_importance_when_the_site_does_not_share_it(site: SiteDir) -> None:
-    agent = SiteAgent(create_vault(site, TEST_PASSPHRASE))
+def test_agent_refuses_importance_when_the_site_does_not_share_it(tmp_path: Path) -> None:
+    fed = provision_sites(tmp_path, passphrase=TEST_PASSPHRASE)
+    agent = SiteAgent(fed.vaults["s"])
     plan = load_plan(bundled_plan_path("breast_cancer"))
-    digest = plan_hash(plan)
-    with SiteStore.open(site) as store:
-        store.approve(digest, actor="Dana")
+    with SiteStore.open(fed.sites["s"]) as store:
+        store.approve(plan_hash(plan), actor="Dana")
         set_sharing(store, "importance", False, actor="Dana")
-    request = agent_pb2.TaskRequest(kind="importance", plan_toml=plan_to_toml(plan).encode(),
-                                    plan_hash=digest, run_id="r1",
-                                    round=plan.training.rounds)
+    request = signed_task(fed.coordinator_key, agent_pb2.TASK_IMPORTANCE, plan,
+                          round_=plan.training.rounds)
     reply = agent.handle(request)
     assert not reply.ok and reply.error_code == ErrorCode.PERMISSION_DENIED.value
     assert "does not share its feature importance" in reply.reason

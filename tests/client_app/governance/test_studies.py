@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from client_app.agent.site_agent import SiteAgent
-from client_app.custody.vault import create_vault
 from client_app.governance.studies import (
     decide,
     plan_diff,
@@ -22,6 +21,7 @@ from common.errors import ErrorCode, TesseraError
 from common.plan import bundled_plan_path, load_plan, override, plan_hash, plan_to_toml
 from protos.tessera.v1 import agent_pb2
 from tests.conftest import TEST_PASSPHRASE
+from tests.federation import provision_sites, signed_task
 
 BREAST = bundled_plan_path("breast_cancer")
 
@@ -110,7 +110,7 @@ def test_diff_shows_added_and_removed_fields(site: SiteDir) -> None:
     changes = {c.path: (c.old, c.new) for c in plan_diff(site, plan_hash(v2)).changes}
     assert changes["dataset.sensitive"] == ("(absent)", "mean_area")
     assert changes["kpis.max_ece"] == ("0.15", "(absent)")
-    assert changes["he.coeff_mod_bit_sizes"] == ("[60, 40, 60]", "[60, 40, 40, 60]")
+    assert changes["he.coeff_mod_bit_sizes"] == ("[60, 50, 60]", "[60, 40, 40, 60]")
     assert set(changes) == {"dataset.sensitive", "kpis.max_ece", "he.coeff_mod_bit_sizes"}
 
 
@@ -158,13 +158,13 @@ def test_decide_checks_actor_and_decision(site: SiteDir) -> None:
         assert store.approvals()[0].note == "reviewed"
 
 
-def test_agent_keeps_a_coordinator_plan_pending_and_still_refuses_it(site: SiteDir) -> None:
-    agent = SiteAgent(create_vault(site, TEST_PASSPHRASE))
+def test_agent_keeps_a_coordinator_plan_pending_and_still_refuses_it(tmp_path: Path) -> None:
+    fed = provision_sites(tmp_path, passphrase=TEST_PASSPHRASE)
+    site = fed.sites["s"]
+    agent = SiteAgent(fed.vaults["s"])
     plan = override(load_plan(BREAST), target_epsilon=4.0)
-    request = agent_pb2.TaskRequest(kind="hello", plan_toml=plan_to_toml(plan).encode(),
-                                    run_id="r1", plan_hash=plan_hash(plan))
     for _ in range(2):
-        reply = agent.handle(request)
+        reply = agent.handle(signed_task(fed.coordinator_key, agent_pb2.TASK_HELLO, plan))
         assert not reply.ok and reply.error_code == "not_approved"
     [stored] = received_plans(site)
     assert (stored.plan_hash, stored.status, stored.source) == (
@@ -172,13 +172,14 @@ def test_agent_keeps_a_coordinator_plan_pending_and_still_refuses_it(site: SiteD
     assert _received_events(site) == [plan_hash(plan)]
 
 
-def test_agent_does_not_store_a_plan_that_mismatches_its_hash(site: SiteDir) -> None:
-    agent = SiteAgent(create_vault(site, TEST_PASSPHRASE))
-    request = agent_pb2.TaskRequest(kind="hello", plan_toml=BREAST.read_bytes(), run_id="r1",
-                                    plan_hash="0" * 64)
+def test_agent_does_not_store_a_plan_that_mismatches_its_hash(tmp_path: Path) -> None:
+    fed = provision_sites(tmp_path, passphrase=TEST_PASSPHRASE)
+    agent = SiteAgent(fed.vaults["s"])
+    request = signed_task(fed.coordinator_key, agent_pb2.TASK_HELLO, load_plan(BREAST),
+                          plan_toml=BREAST.read_bytes(), digest="0" * 64)
     reply = agent.handle(request)
     assert reply.error_code == "foreign_study"
-    assert received_plans(site) == []
+    assert received_plans(fed.sites["s"]) == []
 
 
 def test_summary_lists_the_data_dictionary() -> None:

@@ -7,13 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from client_app.agent.envelopes import seal_vector
+from client_app.agent.evaluation import importance_metrics
+from client_app.agent.signing import sign_envelope
 from client_app.agent.site_agent import SiteAgent
+from client_app.custody.identity import signing_key
 from client_app.custody.vault import unlock_vault
-from client_app.learning.importance import importance_metrics, permutation_importance
+from client_app.learning.importance import permutation_importance
 from client_app.learning.training import train_local
 from common.models import build_model, model_to_vector
 from common.plan import ModelSpec, bundled_plan_path, load_plan, override
+from privacy.signing import SigningKey
 from protos.tessera.v1 import agent_pb2
+from server.envelopes import contribution_set
+from server.tasks import sign_task
 from tessera import local_federation
 
 FEATURES = ("strong", "weak", "noise")
@@ -89,22 +96,27 @@ def test_held_out_rows_of_one_class_send_log_loss_but_no_auc(trained) -> None:
     assert len([k for k in metrics if k.startswith("importance_log_loss:")]) == 3
 
 
-def test_the_agent_measures_importance_only_for_a_final_aggregate(tmp_path: Path) -> None:
+def test_the_agent_measures_importance_only_for_a_verified_final_aggregate(
+        tmp_path: Path) -> None:
     plan = override(load_plan(bundled_plan_path("breast_cancer")), rounds=1, he_enabled=False)
     fed = local_federation.build(tmp_path / "w", plan, sites=2, ceilings={}, passphrase=PASS)
-    agent = SiteAgent(unlock_vault(fed.sites[0], PASS))
+    vault = unlock_vault(fed.sites[0], PASS)
+    agent = SiteAgent(vault)
     values, layout = model_to_vector(build_model(plan.model, n_features=len(
         plan.dataset.features), seed=plan.seed))
-    request = agent_pb2.TaskRequest(kind="importance", plan_hash=fed.plan_hash,
+    # One site's own (signed) weights dressed up as the final model: not a sum of two sites.
+    own = seal_vector(kind=agent_pb2.ENVELOPE_WEIGHTS, plan_hash=fed.plan_hash, run_id="r",
+                      round_=1, site="site-1", example_count=1, values=values, layout=layout,
+                      secret_context=None)
+    key = signing_key(vault)
+    assert key is not None
+    sign_envelope(own, key)
+    coordinator = SigningKey(bytes.fromhex(
+        (fed.coordinator_kit / "signing.key").read_text().strip()))
+    request = agent_pb2.TaskRequest(kind=agent_pb2.TASK_IMPORTANCE, plan_hash=fed.plan_hash,
                                     plan_toml=fed.plan_path.read_bytes(), round=1, run_id="r")
-    model = getattr(request, "global")
-    model.MergeFrom(agent_pb2.UpdateEnvelope(
-        study=fed.plan_hash, round=1, kind="weights", contributors=1, example_count=1,
-        values=values.tolist()))
-    for slot in layout:
-        model.layout.add(name=slot.name, shape=list(slot.shape), offset=slot.offset,
-                         length=slot.length)
-    reply = agent.handle(request)
+    request.model.CopyFrom(contribution_set(agent_pb2.ENVELOPE_WEIGHTS, 1, [own]))
+    reply = agent.handle(sign_task(request, coordinator))
     assert not reply.ok and reply.error_code == "permission_denied"
-    assert reply.reason.startswith("importance refused: the weights envelope")
-    assert "the plan needs 2" in reply.reason
+    assert "1 site(s) contributed, the plan needs at least 2" in reply.reason
+    assert not reply.metrics

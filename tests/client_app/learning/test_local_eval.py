@@ -58,9 +58,12 @@ def test_each_site_keeps_the_final_global_model_the_coordinator_released(study) 
             f"breast_cancer-{fed.plan_hash[:12]}"
         assert (kept.study, kept.plan_hash, kept.round) == ("breast_cancer", fed.plan_hash, 1)
         doc = json.loads(vault.read_model(kept.name))
-        assert np.allclose(doc["values"], released["values"], atol=1e-6)
-        assert np.allclose(doc["mean"], released["mean"]) and np.allclose(doc["std"],
-                                                                           released["std"])
+        # The release is noise-flooded (privacy/flooding.py) and rounded to the plan's 6
+        # decimals; the kept model is what the site decrypted. A small standard deviation
+        # magnifies the flooding of the sums it comes from (~4e-6 here at most).
+        assert np.allclose(doc["values"], released["values"], rtol=0, atol=1e-5)
+        assert np.allclose(doc["mean"], released["mean"], rtol=0, atol=1e-5)
+        assert np.allclose(doc["std"], released["std"], rtol=0, atol=5e-5)
         with SiteStore.open(site) as store:
             (event,) = store.events(kind="global_model_stored")
         assert event.plan_hash == fed.plan_hash and event.details["model"] == kept.name

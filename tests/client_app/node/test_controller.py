@@ -17,31 +17,28 @@ from client_app.store.folder import SiteDir, init_site_dir
 from client_app.store.site_store import SiteStore
 from common.datasets import csv_bytes, load_bundled
 from common.errors import ErrorCode, TesseraError
-from common.plan import bundled_plan_path, load_plan, plan_hash, plan_to_toml
+from common.plan import bundled_plan_path, load_plan, plan_hash
 from common.processes import free_port
+from privacy.signing import SigningKey
 from protos.tessera.v1 import agent_pb2
 from tests.conftest import TEST_PASSPHRASE
+from tests.federation import provision_sites, signed_task
 
 PLAN = load_plan(bundled_plan_path("breast_cancer"))
 
 
-def _site_with_data(root: Path) -> tuple[SiteDir, SiteVault]:
-    site = init_site_dir(root, name="h1")
-    vault = create_vault(site, TEST_PASSPHRASE)
+def _site_with_data(root: Path) -> tuple[SiteDir, SiteVault, SigningKey]:
+    fed = provision_sites(root, ("h1",), passphrase=TEST_PASSPHRASE)
+    site, vault = fed.sites["h1"], fed.vaults["h1"]
     vault.write_dataset(PLAN.dataset.name, csv_bytes(load_bundled(PLAN.dataset.name)))
-    return site, vault
-
-
-def _hello() -> agent_pb2.TaskRequest:
-    return agent_pb2.TaskRequest(kind="hello", plan_toml=plan_to_toml(PLAN).encode(),
-                                 run_id="r1", plan_hash=plan_hash(PLAN))
+    return site, vault, fed.coordinator_key
 
 
 def test_agent_records_its_state_after_each_task(tmp_path: Path) -> None:
-    site, vault = _site_with_data(tmp_path / "h1")
+    site, vault, key = _site_with_data(tmp_path)
     agent = SiteAgent(vault)
     assert read_agent_state(site) is None
-    assert not agent.handle(_hello()).ok
+    assert not agent.handle(signed_task(key, agent_pb2.TASK_HELLO, PLAN)).ok
     refused = read_agent_state(site)
     assert refused is not None
     assert (refused.kind, refused.study, refused.plan_hash, refused.ok, refused.error_code) == (
@@ -53,14 +50,14 @@ def test_agent_records_its_state_after_each_task(tmp_path: Path) -> None:
     assert status.current_study is None  # the node is not running
     with SiteStore.open(site) as store:
         store.approve(plan_hash(PLAN), actor="ops")
-    assert agent.handle(_hello()).ok
+    assert agent.handle(signed_task(key, agent_pb2.TASK_HELLO, PLAN)).ok
     done = read_agent_state(site)
     assert done is not None and done.ok and done.reason == "" and done.at >= refused.at
     assert NodeController(site).status().last_error is None
 
 
 def test_stale_or_foreign_pid_file_is_cleaned(tmp_path: Path) -> None:
-    site, _ = _site_with_data(tmp_path / "h1")
+    site, _, _ = _site_with_data(tmp_path)
     controller = NodeController(site)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -74,24 +71,28 @@ def test_stale_or_foreign_pid_file_is_cleaned(tmp_path: Path) -> None:
 
 
 def test_start_refuses_bad_input_before_starting_anything(tmp_path: Path) -> None:
-    site, _ = _site_with_data(tmp_path / "h1")
+    site, _, _ = _site_with_data(tmp_path)
     controller = NodeController(site)
     cases = [
         ({"passphrase": TEST_PASSPHRASE, "superlink": "nohost"}, ErrorCode.CONFIG_INVALID),
         ({"passphrase": TEST_PASSPHRASE, "superlink": "h:70000"}, ErrorCode.CONFIG_INVALID),
         ({"passphrase": "wrong", "superlink": "127.0.0.1:9092"}, ErrorCode.WRONG_PASSPHRASE),
-        ({"passphrase": TEST_PASSPHRASE}, ErrorCode.KEY_MISSING),  # no kit: no SuperLink
     ]
     for kwargs, code in cases:
         with pytest.raises(TesseraError) as caught:
             controller.start(insecure=True, **kwargs)  # type: ignore[arg-type]
         assert caught.value.code is code
     assert not controller.pid_path.exists() and not controller.log_path.exists()
+    bare = init_site_dir(tmp_path / "bare", name="bare")  # no kit: no SuperLink to dial
+    create_vault(bare, TEST_PASSPHRASE)
+    with pytest.raises(TesseraError) as caught:
+        NodeController(bare).start(passphrase=TEST_PASSPHRASE, insecure=True)
+    assert caught.value.code is ErrorCode.KEY_MISSING
 
 
 @pytest.mark.slow
 def test_node_runs(tmp_path: Path) -> None:
-    site, _ = _site_with_data(tmp_path / "h1")
+    site, _, _ = _site_with_data(tmp_path)
     controller = NodeController(site)
     superlink = f"127.0.0.1:{free_port()}"  # nothing listens: the SuperNode keeps retrying
     controller.start(passphrase=TEST_PASSPHRASE, insecure=True, superlink=superlink)

@@ -52,7 +52,7 @@ def test_migrations_create_the_schema_and_stamp_the_head(tmp_path: Path) -> None
     assert {"approvals", "ledger", "events", "settings", "alembic_version", "dataset_versions",
             "consent_events", "study_plans"} <= tables
     assert version == [(head_revision(),)]
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
     assert journal == "wal"
 
 

@@ -1,0 +1,156 @@
+"""Admitting a task: who sent it, for which approved study, and whether the run's schedule
+calls for it.
+
+In order: the task kind is known, the plan fits the size limit (checked before parsing), the
+coordinator of this federation signed the task (claims in :mod:`protos.claims`), the plan
+matches its hash, the site approved that hash, the nonce was never seen (replays are refused)
+and the run's schedule allows the task (one statistics step, rounds in increasing order, one
+evaluation per round, one release, importance and leave-one-site-out only when the plan
+declares them, each at most once per run).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from client_app.agent.context import AgentIdentity
+from client_app.agent.signing import verify_task
+from client_app.store.events import SiteEvent
+from client_app.store.site_store import SiteStore
+from client_app.store.task_log import TaskRecord, admit_task, completed_tasks
+from common.errors import ErrorCode, TesseraError
+from common.plan import StudyPlan, parse_plan, plan_hash
+from protos.tessera.v1 import agent_pb2
+from protos.wire import MAX_PLAN_BYTES, NONCE_BYTES, TASK_NAMES, task_name
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: Marker of a leave-one-site-out run id: ``<main run>-loso-<held-out site>``.
+LOSO_MARKER = "-loso-"
+
+
+def _refuse(code: ErrorCode, message: str) -> TesseraError:
+    return TesseraError(code, message)
+
+
+def check_task(request: agent_pb2.TaskRequest, identity: AgentIdentity) -> None:
+    """Shape, size and signature: everything checked before the plan is parsed."""
+    if request.kind not in TASK_NAMES:
+        raise _refuse(ErrorCode.BAD_ENVELOPE, f"unknown task kind {int(request.kind)}")
+    if len(request.plan_toml) > MAX_PLAN_BYTES:
+        raise _refuse(ErrorCode.OVERSIZED,
+                      f"the study plan is larger than {MAX_PLAN_BYTES} bytes")
+    if not _RUN_ID.fullmatch(request.run_id):
+        raise _refuse(ErrorCode.BAD_ENVELOPE, "the task has no valid run id")
+    if len(request.nonce) != NONCE_BYTES:
+        raise _refuse(ErrorCode.BAD_ENVELOPE, f"the task nonce must be {NONCE_BYTES} bytes")
+    if not request.signature:
+        raise _refuse(ErrorCode.BAD_SIGNATURE, "the task is not signed by the coordinator")
+    try:
+        verify_task(request, identity.coordinator_key)
+    except TesseraError:
+        raise _refuse(ErrorCode.BAD_SIGNATURE,
+                      "the task's signature is not the federation coordinator's") from None
+
+
+def admit_plan(request: agent_pb2.TaskRequest) -> StudyPlan:
+    """The task's plan, once it matches its hash and this site approved it."""
+    try:
+        text = request.plan_toml.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _refuse(ErrorCode.PLAN_INVALID, "the study plan is not UTF-8 text") from None
+    plan = parse_plan(text)
+    digest = plan_hash(plan)
+    if digest != request.plan_hash:
+        raise _refuse(ErrorCode.FOREIGN_STUDY, "the study plan sent does not match its plan hash")
+    return plan
+
+
+def require_approval(store: SiteStore, digest: str, site_name: str) -> None:
+    """NOT_APPROVED (recorded as a refused study) unless the site approved ``digest``."""
+    if not store.is_approved(digest):
+        store.record_event(SiteEvent.STUDY_REFUSED, plan_hash=digest,
+                           details={"reason": "not approved"})
+        raise _refuse(ErrorCode.NOT_APPROVED,
+                      f"study {digest[:12]} is not approved at site '{site_name}'")
+
+
+def log_task(request: agent_pb2.TaskRequest, store: SiteStore) -> int:
+    """Record the task's nonce (REPLAY if seen before); the id to finish it with."""
+    return admit_task(store, run_id=request.run_id, plan_hash=request.plan_hash,
+                      kind=task_name(request.kind), round_=int(request.round),
+                      nonce=request.nonce.hex())
+
+
+def check_schedule(request: agent_pb2.TaskRequest, plan: StudyPlan, store: SiteStore,
+                   site_name: str) -> None:
+    """OUT_OF_SCHEDULE unless the plan calls for this task now in this run."""
+    kind, round_, rounds = request.kind, int(request.round), plan.training.rounds
+    done = completed_tasks(store, run_id=request.run_id)
+    policy = plan.evaluation_policy
+    loso_of = _loso_site(request.run_id)
+    if loso_of is not None and not policy.loso:
+        raise _refuse(ErrorCode.OUT_OF_SCHEDULE,
+                      "the plan declares no leave-one-site-out runs")
+    name = task_name(kind)
+
+    def once(message: str, *, same_round: bool = False) -> None:
+        if any(t.kind == name and (not same_round or t.round == round_) for t in done):
+            raise _refuse(ErrorCode.OUT_OF_SCHEDULE, message)
+
+    if kind == agent_pb2.TASK_HELLO:
+        return
+    if kind == agent_pb2.TASK_STATS:
+        if round_ != 0:
+            raise _refuse(ErrorCode.OUT_OF_SCHEDULE, "statistics belong to round 0")
+        once("the statistics of this run were already sent")
+        return
+    if not 1 <= round_ <= rounds:
+        raise _refuse(ErrorCode.WRONG_ROUND, f"round {round_} is outside the plan's "
+                                             f"{rounds} rounds")
+    if kind == agent_pb2.TASK_TRAIN:
+        if any(t.kind == name and t.round >= round_ for t in done):
+            raise _refuse(ErrorCode.DUPLICATE,
+                          f"round {round_} (or a later one) was already trained in this run")
+        return
+    _check_queries(request, plan, done, site_name, once)
+
+
+def _check_queries(request: agent_pb2.TaskRequest, plan: StudyPlan, done: list[TaskRecord],
+                   site_name: str, once: Callable[..., None]) -> None:
+    kind, round_, rounds = request.kind, int(request.round), plan.training.rounds
+    policy = plan.evaluation_policy
+    final_only = {agent_pb2.TASK_RELEASE, agent_pb2.TASK_IMPORTANCE, agent_pb2.TASK_EVALUATE_OWN}
+    if kind in final_only and round_ != rounds:
+        raise _refuse(ErrorCode.OUT_OF_SCHEDULE,
+                      f"{task_name(kind)} concerns only the final round ({rounds})")
+    if kind in (agent_pb2.TASK_EVALUATE, agent_pb2.TASK_OPEN_COUNTS):
+        if _loso_site(request.run_id) is not None:
+            raise _refuse(ErrorCode.OUT_OF_SCHEDULE,
+                          "leave-one-site-out runs are not evaluated round by round")
+        if not policy.every_round and round_ != rounds:
+            raise _refuse(ErrorCode.OUT_OF_SCHEDULE,
+                          "the plan evaluates only the final round")
+        if kind == agent_pb2.TASK_OPEN_COUNTS and not plan.he.enabled:
+            raise _refuse(ErrorCode.OUT_OF_SCHEDULE, "counts are not encrypted in this study")
+        once(f"round {round_} was already {task_name(kind).replace('_', ' ')} in this run",
+             same_round=True)
+    elif kind == agent_pb2.TASK_RELEASE:
+        if _loso_site(request.run_id) is not None:
+            raise _refuse(ErrorCode.OUT_OF_SCHEDULE, "leave-one-site-out models are not released")
+        once("the final model of this run was already released")
+    elif kind == agent_pb2.TASK_IMPORTANCE:
+        if not policy.importance or _loso_site(request.run_id) is not None:
+            raise _refuse(ErrorCode.OUT_OF_SCHEDULE, "the plan declares no feature importance")
+        once("feature importance was already shared in this run")
+    elif kind == agent_pb2.TASK_EVALUATE_OWN:
+        if _loso_site(request.run_id) != site_name:
+            raise _refuse(ErrorCode.OUT_OF_SCHEDULE,
+                          "own counts are shared only for the run that left this site out")
+        once("own counts were already shared for this run")
+
+
+def _loso_site(run_id: str) -> str | None:
+    """The held-out site of a leave-one-site-out run id, or None for a main run."""
+    main, marker, site = run_id.partition(LOSO_MARKER)
+    return site if marker and main and site else None

@@ -1,0 +1,161 @@
+"""What one task runs with: the admitted request and plan, the site's store, vault and
+identity, and the verified inputs it may use (sums of signed contributions, never an
+aggregate the coordinator claims)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+from torch import nn
+
+from client_app.agent.contributions import Expected, SumVerifier, VerifiedSum
+from client_app.custody.ckks_keys import ckks_params, load_secret_context
+from client_app.custody.vault import SiteVault
+from client_app.learning.site_data import SiteSplit, load_split, standardiser
+from client_app.store.site_store import SiteStore
+from common.errors import ErrorCode, TesseraError
+from common.eval_counts import vector_layout
+from common.layout import TensorSlot
+from common.metrics import DEFAULT_BINS
+from common.models import build_model, model_to_vector, vector_to_model
+from common.plan import StudyPlan
+from privacy.ckks import CkksParams
+from privacy.signing import SigningKey
+from protos.tessera.v1 import agent_pb2
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    """Who the agent is and whom it trusts, from the site's kit and signed manifest."""
+
+    site: str
+    signing_key: SigningKey = field(repr=False)
+    #: The coordinator's Ed25519 public key: every task must carry its signature.
+    coordinator_key: str
+    #: Every site of the federation: name -> Ed25519 public key.
+    site_keys: dict[str, str]
+
+
+def stats_layout(plan: StudyPlan) -> tuple[TensorSlot, ...]:
+    """Layout of a statistics contribution: feature sums, then sums of squares."""
+    length = 2 * len(plan.dataset.features)
+    return (TensorSlot(name="feature_sums", shape=(length,), offset=0, length=length),)
+
+
+def model_layout(plan: StudyPlan) -> tuple[TensorSlot, ...]:
+    """Layout of a weights contribution: the plan's model, flattened."""
+    return tuple(model_to_vector(initial_model(plan))[1])
+
+
+def initial_model(plan: StudyPlan) -> nn.Module:
+    """The study's seeded initial model: every site builds it itself, from the public seed."""
+    return build_model(plan.model, n_features=len(plan.dataset.features), seed=plan.seed)
+
+
+def counts_layout(groups: tuple[str, ...]) -> tuple[TensorSlot, ...]:
+    """Layout of an evaluation-counts contribution."""
+    return tuple(vector_layout(groups, bins=DEFAULT_BINS))
+
+
+@dataclass
+class TaskContext:
+    """One admitted task."""
+
+    request: agent_pb2.TaskRequest
+    plan: StudyPlan
+    plan_hash: str
+    store: SiteStore
+    vault: SiteVault
+    identity: AgentIdentity
+    sums: SumVerifier
+    signers: dict[str, str]
+
+    @property
+    def run_id(self) -> str:
+        return self.request.run_id
+
+    @property
+    def round(self) -> int:
+        return int(self.request.round)
+
+    @property
+    def site(self) -> str:
+        return self.identity.site
+
+    @property
+    def params(self) -> CkksParams:
+        return ckks_params(self.plan)
+
+    @cached_property
+    def secret(self) -> bytes | None:
+        """The study's CKKS key at this site when the plan encrypts (KEY_MISSING if absent)."""
+        return load_secret_context(self.vault, self.plan_hash) if self.plan.he.enabled else None
+
+    @cached_property
+    def split(self) -> SiteSplit:
+        """This site's train and held-out rows for the study."""
+        return load_split(self.vault, self.plan)
+
+    def open_stats(self) -> VerifiedSum:
+        """The verified round-0 statistics sum of this run."""
+        expect = Expected(kind=agent_pb2.ENVELOPE_STATS, round=0, run_id=self.run_id,
+                          plan_hash=self.plan_hash, layout=stats_layout(self.plan))
+        return self._open(self.request.stats, expect, "federation statistics")
+
+    def open_model(self, round_: int) -> VerifiedSum:
+        """The verified sum of the weights contributions of ``round_`` in this run."""
+        expect = Expected(kind=agent_pb2.ENVELOPE_WEIGHTS, round=round_, run_id=self.run_id,
+                          plan_hash=self.plan_hash, layout=model_layout(self.plan))
+        return self._open(self.request.model, expect, f"the model of round {round_}")
+
+    def open_counts(self, groups: tuple[str, ...]) -> VerifiedSum:
+        """The verified sum of the evaluation-counts contributions of this task's round."""
+        expect = Expected(kind=agent_pb2.ENVELOPE_EVAL, round=self.round, run_id=self.run_id,
+                          plan_hash=self.plan_hash, layout=counts_layout(groups))
+        return self._open(self.request.counts, expect, "evaluation counts")
+
+    def _open(self, contributions: agent_pb2.ContributionSet, expect: Expected,
+              what: str) -> VerifiedSum:
+        if not contributions.envelopes and not contributions.digests:
+            raise TesseraError(ErrorCode.BAD_ENVELOPE, f"the task carries no {what}")
+        return self.sums.open(contributions, expect, plan=self.plan, signers=self.signers,
+                              secret=self.secret)
+
+    def standardisation(self) -> tuple[np.ndarray, np.ndarray]:
+        """Federation-wide mean and standard deviation from the verified statistics."""
+        stats = self.open_stats()
+        return standardiser(stats.values, float(stats.examples))
+
+    def model_from(self, weights: np.ndarray) -> nn.Module:
+        """The plan's model holding ``weights``."""
+        model = initial_model(self.plan)
+        vector_to_model(model, weights, list(model_layout(self.plan)))
+        return model
+
+    def global_model(self, round_: int) -> tuple[nn.Module, np.ndarray]:
+        """The global model after ``round_`` (the seeded initial model for round 0)."""
+        if round_ == 0:
+            model = initial_model(self.plan)
+            return model, model_to_vector(model)[0]
+        weights = self.open_model(round_).mean
+        self._check_step(round_, weights)
+        return self.model_from(weights), weights
+
+    def _check_step(self, round_: int, weights: np.ndarray) -> None:
+        """Second line of defence: a round moves the model by at most the plan's update clip
+        (each site clips its own update), checked when this site knows the previous model."""
+        if round_ == 1:
+            previous: np.ndarray | None = model_to_vector(initial_model(self.plan))[0]
+        else:
+            before = self.sums.cached(run_id=self.run_id, kind=agent_pb2.ENVELOPE_WEIGHTS,
+                                      round_=round_ - 1)
+            previous = None if before is None else before.mean
+        if previous is None:
+            return
+        step = float(np.linalg.norm(weights - previous))
+        if not np.isfinite(step) or step > self.plan.privacy.update_clip * (1 + 1e-6) + 1e-6:
+            raise TesseraError(ErrorCode.BAD_CIPHERTEXT,
+                               f"the model of round {round_} moved further than the plan's "
+                               "update clip allows: not an honest aggregate")

@@ -1,0 +1,130 @@
+"""Round 0 and training rounds at a site: the statistics contribution and one DP-SGD round
+on the verified global model, inside the site's privacy ceiling."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+import numpy as np
+
+from client_app.agent.context import TaskContext, model_layout, stats_layout
+from client_app.agent.envelopes import seal_vector
+from client_app.agent.signing import sign_envelope
+from client_app.learning.site_data import feature_sums, standardise
+from client_app.learning.training import train_local
+from client_app.store.events import SiteEvent
+from common.errors import ErrorCode, TesseraError
+from common.models import model_to_vector
+from privacy.accounting import DpStep, epsilon_for_history, noise_for_target, plan_sampling
+from privacy.ckks import check_headroom
+from protos.tessera.v1 import agent_pb2
+
+log = logging.getLogger(__name__)
+
+#: Largest federation the headroom check provisions for.
+MAX_CONTRIBUTORS = 1000
+
+
+def clip_update(update: np.ndarray, *, bound: float) -> np.ndarray:
+    """Scale an update down to L2 norm ``bound`` if it is longer."""
+    norm = float(np.linalg.norm(update))
+    return update if norm <= bound else update * (bound / norm)
+
+
+def _sealed(ctx: TaskContext, *, kind: int, values: np.ndarray, examples: int,
+            layout: tuple, round_: int) -> agent_pb2.UpdateEnvelope:
+    if ctx.secret is not None:
+        check_headroom(ctx.params, max_abs=float(np.abs(values).max()),
+                       contributors=MAX_CONTRIBUTORS)
+    env = seal_vector(kind=kind, plan_hash=ctx.plan_hash, run_id=ctx.run_id, round_=round_,
+                      site=ctx.site, example_count=examples, values=values, layout=layout,
+                      secret_context=ctx.secret)
+    sign_envelope(env, ctx.identity.signing_key)
+    return env
+
+
+def stats(ctx: TaskContext) -> agent_pb2.TaskReply:
+    """This site's feature sums and sums of squares, sealed and signed (round 0)."""
+    if ctx.request.HasField("model") or ctx.request.HasField("stats"):
+        raise TesseraError(ErrorCode.BAD_ENVELOPE, "a statistics task carries no inputs")
+    split = ctx.split
+    env = _sealed(ctx, kind=agent_pb2.ENVELOPE_STATS, values=feature_sums(split.train),
+                  examples=len(split.train.y), layout=stats_layout(ctx.plan), round_=0)
+    ctx.store.record_event(SiteEvent.STATS_SENT, plan_hash=ctx.plan_hash,
+                           details={"run_id": ctx.run_id, "digest": env.digest})
+    return agent_pb2.TaskReply(ok=True, envelope=env)
+
+
+def train(ctx: TaskContext) -> agent_pb2.TaskReply:
+    """One DP-SGD round from the verified global model of the previous round."""
+    started = time.perf_counter()
+    round_, plan = ctx.round, ctx.plan
+    if round_ == 1 and ctx.request.HasField("model"):
+        raise TesseraError(ErrorCode.BAD_ENVELOPE,
+                           "round 1 starts from the plan's seeded model; the task may not "
+                           "carry another")
+    split = ctx.split
+    mean, std = ctx.standardisation()
+    X = standardise(split.train.X, mean, std)
+    model, start = ctx.global_model(round_ - 1)
+    n_train = len(split.train.y)
+    sample_rate, steps = plan_sampling(n_train=n_train, batch_size=plan.training.batch_size,
+                                       epochs=plan.training.local_epochs)
+    noise = 0.0
+    if plan.privacy.dp:
+        noise = noise_for_target(target_epsilon=plan.privacy.target_epsilon,
+                                 delta=plan.privacy.delta, sample_rate=sample_rate,
+                                 steps=steps * plan.training.rounds)
+        _check_budget(ctx, DpStep(noise, sample_rate, steps))
+    outcome = train_local(
+        model, X, split.train.y.astype(np.float64), epochs=plan.training.local_epochs,
+        batch_size=plan.training.batch_size, learning_rate=plan.training.learning_rate,
+        dp=plan.privacy.dp, noise_multiplier=noise, max_grad_norm=plan.privacy.max_grad_norm,
+        seed=secrets.randbits(62),
+    )
+    # The training loss is computed from raw data without noise: it stays at the site.
+    log.info("round %d trained: %d steps", round_, outcome.steps)
+    metrics: dict[str, float] = {"steps": float(outcome.steps)}
+    if plan.privacy.dp:
+        metrics.update(_record(ctx, noise=noise, sample_rate=sample_rate, steps=outcome.steps))
+    trained, _ = model_to_vector(model)
+    update = clip_update(trained - start, bound=plan.privacy.update_clip)
+    env = _sealed(ctx, kind=agent_pb2.ENVELOPE_WEIGHTS, values=(start + update) * n_train,
+                  examples=n_train, layout=model_layout(plan), round_=round_)
+    ctx.store.record_event(SiteEvent.UPDATE_SENT, plan_hash=ctx.plan_hash,
+                           details={"run_id": ctx.run_id, "round": round_,
+                                    "digest": env.digest})
+    metrics["seconds"] = time.perf_counter() - started
+    return agent_pb2.TaskReply(ok=True, envelope=env, metrics=metrics)
+
+
+def _record(ctx: TaskContext, *, noise: float, sample_rate: float,
+            steps: int) -> dict[str, float]:
+    split, plan = ctx.split, ctx.plan
+    entry = ctx.store.record_training(
+        plan_hash=ctx.plan_hash, study=plan.name, round=ctx.round, dataset_id=split.dataset_id,
+        dataset_version=split.dataset_version, noise_multiplier=noise, sample_rate=sample_rate,
+        steps=steps, delta=plan.privacy.delta,
+    )
+    study_steps = [DpStep(e.noise_multiplier, e.sample_rate, e.steps)
+                   for e in ctx.store.ledger(dataset_id=split.dataset_id)
+                   if e.plan_hash == ctx.plan_hash]
+    return {"epsilon": entry.epsilon, "epsilon_cumulative": entry.epsilon_cumulative,
+            "epsilon_study": epsilon_for_history(study_steps, delta=plan.privacy.delta),
+            "noise_multiplier": noise, "sample_rate": sample_rate}
+
+
+def _check_budget(ctx: TaskContext, step: DpStep) -> None:
+    split, store, plan = ctx.split, ctx.store, ctx.plan
+    projected = store.projected_epsilon(split.dataset_id, [step], delta=plan.privacy.delta)
+    ceiling = store.ceiling()
+    if projected > ceiling:
+        store.record_event(SiteEvent.BUDGET_REFUSAL, plan_hash=ctx.plan_hash,
+                           details={"round": ctx.round, "projected": projected,
+                                    "ceiling": ceiling})
+        raise TesseraError(
+            ErrorCode.BUDGET_EXCEEDED,
+            f"round {ctx.round} would raise cumulative epsilon for dataset "
+            f"'{split.dataset_id}' to {projected:.3f}, above this site's ceiling {ceiling:.3f}")
