@@ -21,6 +21,7 @@ from common.errors import ErrorCode, TesseraError
 from common.eval_counts import require_fixed_groups
 from common.models import build_model, model_to_vector
 from common.plan import parse_plan, plan_hash
+from common.workdir import CoordinatorDir, WorkDir
 from privacy.digest import payload_digest
 from privacy.manifest import MANIFEST_FILE, load_manifest
 from protos.tessera.v1 import agent_pb2
@@ -42,7 +43,7 @@ MODEL_FORMAT = "tessera-model/1"
 
 def site_signing_keys(coordinator: Path) -> dict[str, str] | None:
     """Sites' signing keys from the coordinator kit's verified manifest (None: unprovisioned)."""
-    manifest_path = coordinator / "kit" / MANIFEST_FILE
+    manifest_path = CoordinatorDir(coordinator).kit_dir / MANIFEST_FILE
     if not manifest_path.exists():
         return None
     manifest = load_manifest(manifest_path)
@@ -174,13 +175,13 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
 
     With ``loso``, leave-one-site-out evaluation runs after the release (server/loso.py).
     """
-    coordinator = workdir / "coordinator"
+    coordinator = WorkDir(workdir).coordinator.root
     plan_toml = plan_path.read_bytes()
     plan = parse_plan(plan_toml.decode("utf-8"))
     digest = plan_hash(plan)
     recorder = RunRecorder(run_folder(coordinator, run_id))
     started = time.perf_counter()
-    evaluation = read_evaluation_context(coordinator / "he", plan_hash=digest) \
+    evaluation = read_evaluation_context(CoordinatorDir(coordinator).he_dir, plan_hash=digest) \
         if plan.he.enabled else None
     initial = initial_envelope(digest, plan)
     run = StudyRun(plan=plan, plan_toml=plan_toml, plan_hash=digest, run_id=run_id,

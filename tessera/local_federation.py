@@ -37,6 +37,8 @@ from common.datasets import (
 )
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, plan_hash, plan_to_toml
+from common.settings import DEFAULT_CEILING
+from common.workdir import CoordinatorDir, WorkDir
 from privacy.manifest import load_manifest
 from server.he_context import import_evaluation_package, write_evaluation_context
 from server.provisioning import init_federation
@@ -60,14 +62,19 @@ class LocalFederation:
     tls: bool = False
 
     @property
+    def layout(self) -> WorkDir:
+        """The work folder's paths."""
+        return WorkDir(self.workdir)
+
+    @property
     def coordinator_kit(self) -> Path:
         """The coordinator's kit (CA, SuperLink certificate, node public keys)."""
-        return self.coordinator_dir / "kit"
+        return self.layout.coordinator.kit_dir
 
     @property
     def coordinator_dir(self) -> Path:
         """The coordinator's folder."""
-        return self.workdir / "coordinator"
+        return self.layout.coordinator.root
 
 
 def prepare_workdir(workdir: Path) -> None:
@@ -95,31 +102,33 @@ def provision(workdir: Path, names: list[str], *, port: int) -> None:
     kit is imported (verified) into its site folder and the provisioning folder is removed,
     so no party's folder holds another party's private key.
     """
+    layout = WorkDir(workdir)
     staging = workdir / ".provisioning"
     fed = init_federation(staging, name="tessera-demo", sites=names, port=port, archives=False)
-    shutil.copy2(fed.manifest_path, workdir / "federation.toml")
-    shutil.copytree(fed.coordinator_kit, workdir / "coordinator" / "kit")
-    shutil.copytree(fed.auditor_kit, workdir / "auditor" / "kit")
+    shutil.copy2(fed.manifest_path, layout.manifest_path)
+    shutil.copytree(fed.coordinator_kit, layout.coordinator.kit_dir)
+    shutil.copytree(fed.auditor_kit, layout.auditor.kit_dir)
     for name in names:
-        import_site_kit(fed.site_kit(name), workdir / "sites" / name,
+        import_site_kit(fed.site_kit(name), layout.site(name).root,
                         expected_coordinator_key=fed.manifest.coordinator_signing_key)
     shutil.rmtree(staging)
 
 
 def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, float],
           passphrase: str, tls: bool = False, port: int = 9092,
-          default_ceiling: float = 10.0) -> LocalFederation:
+          default_ceiling: float = DEFAULT_CEILING) -> LocalFederation:
     """Provision a coordinator, ``sites`` hospitals and an auditor folder in ``workdir``."""
     if sites < 1:
         raise TesseraError(ErrorCode.CONFIG_INVALID, "--sites must be at least 1")
     prepare_workdir(workdir)
     digest = plan_hash(plan)
-    coordinator = workdir / "coordinator"
-    for folder in (coordinator, coordinator / "studies", workdir / "auditor"):
+    layout = WorkDir(workdir)
+    coordinator = layout.coordinator
+    for folder in (coordinator.root, coordinator.studies_dir, layout.auditor.root):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     if tls:
         provision(workdir, site_names(sites), port=port)
-    plan_path = coordinator / "studies" / f"{digest[:16]}.toml"
+    plan_path = coordinator.plan_path(digest)
     plan_path.write_text(plan_to_toml(plan), encoding="utf-8")
 
     data = select(load_bundled(plan.dataset.name), plan.dataset)
@@ -130,7 +139,7 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
     vaults: list[SiteVault] = []
     raw = load_bundled(plan.dataset.name)
     for name, rows in zip(site_names(sites), parts, strict=True):
-        site = init_site_dir(workdir / "sites" / name, name=name)
+        site = init_site_dir(layout.site(name).root, name=name)
         vault = create_vault(site, passphrase)
         content = csv_bytes(raw, rows)
         register_content(vault, content, source_name=f"{name}.csv", plan=plan,
@@ -151,7 +160,7 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
         keys, coord_ctx = he_keygen(vaults[0], plan)
         for vault in vaults[1:]:
             store_secret_context(vault, digest, keys.secret_context)
-        write_evaluation_context(coordinator / "he", plan_hash=digest,
+        write_evaluation_context(coordinator.he_dir, plan_hash=digest,
                                  fingerprint=coord_ctx.fingerprint,
                                  context=coord_ctx.evaluation_context)
     if not tls:
@@ -175,13 +184,13 @@ def _demo_opt_out(vault: SiteVault, plan: StudyPlan, raw: TableData,
 
 def _key_ceremony(workdir: Path, plan: StudyPlan, vaults: list[SiteVault]) -> None:
     """The custodian seals the study key to each site; the coordinator gets the package."""
-    manifest = load_manifest(workdir / "federation.toml")
-    outbox = vaults[0].site.root / "outbox" / plan_hash(plan)[:16]
+    layout = WorkDir(workdir)
+    manifest = load_manifest(layout.manifest_path)
+    outbox = vaults[0].site.outbox_for(plan_hash(plan))
     result = keygen_and_seal(vaults[0], plan, manifest, outbox)
     for vault in vaults[1:]:
         import_sealed(vault, result.sealed[vault.site.name].read_bytes(), manifest)
-    import_evaluation_package(workdir / "coordinator" / "he", result.package.read_bytes(),
-                              manifest)
+    import_evaluation_package(layout.coordinator.he_dir, result.package.read_bytes(), manifest)
 
 
 def _write_manifest(workdir: Path, plan: StudyPlan, digest: str, sites: list[SiteDir],
@@ -190,9 +199,9 @@ def _write_manifest(workdir: Path, plan: StudyPlan, digest: str, sites: list[Sit
         "federation": {"name": "tessera-demo",
                        "created": datetime.now(UTC).isoformat(timespec="seconds")},
         "study": {"name": plan.name, "plan_hash": digest, "key_custodian": custodian},
-        "sites": [{"name": s.name, "folder": f"sites/{s.name}"} for s in sites],
+        "sites": [{"name": s.name, "folder": WorkDir.site_folder(s.name)} for s in sites],
     }
-    (workdir / "federation.toml").write_text(tomli_w.dumps(manifest), encoding="utf-8")
+    WorkDir(workdir).manifest_path.write_text(tomli_w.dumps(manifest), encoding="utf-8")
 
 
 def app_folder(coordinator_dir: Path, run_config: dict[str, object]) -> tuple[Path, Path]:
@@ -201,7 +210,8 @@ def app_folder(coordinator_dir: Path, run_config: dict[str, object]) -> tuple[Pa
     The bundle holds only its pyproject: the ServerApp and the ClientApp shim are installed
     with Tessera, so no code travels and no dependency is installed at run time.
     """
-    folder = coordinator_dir / "app"
+    layout = CoordinatorDir(coordinator_dir)
+    folder = layout.app_dir
     folder.mkdir(parents=True, exist_ok=True)
     project = {
         "project": {"name": "tessera-study", "version": "1.0.0",
@@ -215,7 +225,7 @@ def app_folder(coordinator_dir: Path, run_config: dict[str, object]) -> tuple[Pa
         }}},
     }
     (folder / "pyproject.toml").write_text(tomli_w.dumps(project), encoding="utf-8")
-    run_toml = coordinator_dir / "run-config.toml"
+    run_toml = layout.run_config_path
     run_toml.write_text(tomli_w.dumps(run_config), encoding="utf-8")
     return folder, run_toml
 

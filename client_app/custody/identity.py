@@ -18,7 +18,6 @@ from privacy.sealing import SealingKey
 from privacy.signing import SigningKey
 from protos.tessera.v1 import agent_pb2
 
-KIT_DIR = "kit"
 SIGNING_SECRET = "identity-signing-key"  # noqa: S105 (a vault entry name)
 SEALING_SECRET = "identity-sealing-key"  # noqa: S105 (a vault entry name)
 
@@ -35,7 +34,7 @@ def _shred(path: Path) -> None:
 
 def adopt_kit_secrets(vault: SiteVault) -> None:
     """Move the kit's signing and sealing keys into the vault, if still plaintext."""
-    kit = vault.site.root / KIT_DIR
+    kit = vault.site.kit_dir
     for file_name, secret in ((SIGNING_KEY_FILE, SIGNING_SECRET),
                               (SEALING_KEY_FILE, SEALING_SECRET)):
         path = kit / file_name
