@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from common.errors import ErrorCode, TesseraError
+from common.files import atomic_write_bytes  # defined there once; still importable here
 
 MAGIC = b"TSRA"
 FORMAT_VERSION = 1
@@ -114,38 +114,6 @@ def decrypt_blob(key: bytes, blob: bytes, *, role: str) -> bytes:
         return aead.decrypt(blob[end - _NONCE_BYTES:end], blob[end:], blob[:end])
     except InvalidTag:
         raise refuse("wrong key or modified data") from None
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> None:
-    """Write ``data`` via a 0600 temp file in the same folder, fsync, rename (or, with
-    ``overwrite=False``, hard-link so an existing file is never replaced: DUPLICATE)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:  # mkstemp creates it 0600
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise TesseraError(ErrorCode.DUPLICATE,
-                                   f"{path.name} already exists; refusing to overwrite") from None
-            tmp.unlink()
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if os.name == "posix":  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def write_encrypted(path: Path, key: bytes, plaintext: bytes, *, role: str) -> None:

@@ -11,19 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from common.workdir import CoordinatorDir
 from privacy.audit_log import AuditLog
 from privacy.manifest import MANIFEST_FILE, SIGNING_KEY_FILE, load_manifest
 from privacy.signing import SigningKey
 
-LOG_NAME = "coordinator.log"
-
 
 def _open(coordinator: Path) -> AuditLog | None:
-    kit = coordinator / "kit"
+    layout = CoordinatorDir(coordinator)
+    kit = layout.kit_dir
     if not (kit / MANIFEST_FILE).exists() or not (kit / SIGNING_KEY_FILE).exists():
         return None
     key = SigningKey(bytes.fromhex((kit / SIGNING_KEY_FILE).read_text().strip()))
-    path = coordinator / "audit" / LOG_NAME
+    path = layout.audit_log
     if path.exists():
         return AuditLog.open(path, signing_key=key)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

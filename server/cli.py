@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from common.errors import ErrorCode, TesseraError
+from common.workdir import CoordinatorDir
 from privacy.manifest import MANIFEST_FILE, load_manifest
 from server.cli_boundary import boundary as _boundary
 from server.he_context import import_evaluation_package
@@ -88,5 +89,6 @@ def he_context(
     """Import a study's add-only CKKS context after checking the custodian's signature."""
     with _boundary("cannot read or store the package"):
         manifest = load_manifest(kit / MANIFEST_FILE)
-        path = import_evaluation_package(coordinator_dir / "he", package.read_bytes(), manifest)
+        path = import_evaluation_package(CoordinatorDir(coordinator_dir).he_dir,
+                                         package.read_bytes(), manifest)
     typer.echo(f"evaluation context stored: {path.name} (it cannot decrypt)")

@@ -23,6 +23,7 @@ from common.eval_counts import require_fixed_groups
 from common.layout import layout_length
 from common.models import build_model, model_to_vector
 from common.plan import parse_plan, plan_hash
+from common.workdir import CoordinatorDir, WorkDir
 from privacy.manifest import MANIFEST_FILE, SIGNING_KEY_FILE, load_manifest
 from privacy.signing import SigningKey
 from protos.tessera.v1 import agent_pb2
@@ -45,7 +46,7 @@ MODEL_FORMAT = "tessera-model/1"
 def federation_keys(coordinator: Path) -> tuple[SigningKey, dict[str, str]]:
     """The coordinator's signing key and the sites' public keys, from its kit and the signed
     manifest in it. PERMISSION_DENIED without a kit: tasks must be signed."""
-    kit = coordinator / "kit"
+    kit = CoordinatorDir(coordinator).kit_dir
     manifest_path, key_path = kit / MANIFEST_FILE, kit / SIGNING_KEY_FILE
     if not manifest_path.is_file() or not key_path.is_file():
         raise TesseraError(ErrorCode.PERMISSION_DENIED,
@@ -149,13 +150,13 @@ def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expect
 
     With ``loso``, leave-one-site-out evaluation runs after the release (server/loso.py).
     """
-    coordinator = workdir / "coordinator"
+    coordinator = WorkDir(workdir).coordinator.root
     plan_toml = plan_path.read_bytes()
     plan = parse_plan(plan_toml.decode("utf-8"))
     digest = plan_hash(plan)
     recorder = RunRecorder(run_folder(coordinator, run_id))
     started = time.perf_counter()
-    evaluation = read_evaluation_context(coordinator / "he", plan_hash=digest) \
+    evaluation = read_evaluation_context(CoordinatorDir(coordinator).he_dir, plan_hash=digest) \
         if plan.he.enabled else None
     coordinator_key, site_keys = federation_keys(coordinator)
     model_length = layout_length(model_to_vector(build_model(

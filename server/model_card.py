@@ -22,6 +22,7 @@ from typing import Any
 
 from common.errors import ErrorCode, TesseraError
 from common.plan import ColumnSpec, StudyPlan, load_plan, plan_hash
+from common.workdir import CoordinatorDir
 from server.card_plots import fmt, ranked_importance, render_plots
 from server.registry import ModelRegistry, ModelVersion
 
@@ -282,7 +283,7 @@ def card_html(ctx: CardContext) -> str:
 
 def _read_result(coordinator_dir: Path, mv: ModelVersion) -> dict[str, Any]:
     run_id = str(mv.lineage.get("run_id", ""))
-    path = coordinator_dir / "runs" / run_id / "result.json"
+    path = CoordinatorDir(coordinator_dir).run(run_id).result_path
     if not run_id or not path.is_file():
         raise TesseraError(ErrorCode.NOT_FOUND, f"{mv.study} v{mv.version}: the result of run "
                            f"{run_id or '(unknown)'} is missing ({path})")
@@ -297,7 +298,7 @@ def _read_result(coordinator_dir: Path, mv: ModelVersion) -> dict[str, Any]:
 
 
 def _read_plan(coordinator_dir: Path, mv: ModelVersion) -> StudyPlan:
-    path = coordinator_dir / "studies" / f"{mv.plan_hash[:16]}.toml"
+    path = CoordinatorDir(coordinator_dir).plan_path(mv.plan_hash)
     if not path.is_file():
         raise TesseraError(ErrorCode.NOT_FOUND, f"{mv.study} v{mv.version}: its study plan "
                            f"{path} is missing")
@@ -316,7 +317,7 @@ def write_card(coordinator_dir: Path, study: str, version: int,
         registry.load_bytes(mv)  # the model file must match its registered sha256
     result, plan = _read_result(coordinator_dir, mv), _read_plan(coordinator_dir, mv)
     out = Path(out_dir) if out_dir is not None else (
-        coordinator_dir / "cards" / f"{study}-v{version}")
+        CoordinatorDir(coordinator_dir).card_dir(study, version))
     out.mkdir(parents=True, exist_ok=True)
     plots = [p.name for p in render_plots(result, out)]
     ctx = CardContext(model=mv, result=result, plan=plan, plots=plots)

@@ -16,7 +16,6 @@ import csv
 import io
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from common.errors import ErrorCode, TesseraError
+from common.files import atomic_write_bytes
 from common.layout import TensorSlot
 from common.models import build_model, predict_scores, vector_to_model
 from common.plan import ModelSpec
@@ -225,15 +225,4 @@ def write_predictions(path: Path, ids: Sequence[str], scores: Sequence[float] | 
             row += [repr(float(explanation.logits[i])), repr(explanation.baseline_logit),
                     *[repr(float(c)) for c in explanation.contributions[i]], *tops[i]]
         writer.writerow(row)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(Path(path), buffer.getvalue().encode("utf-8"))

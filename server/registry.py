@@ -16,7 +16,6 @@ import builtins
 import hashlib
 import json
 import math
-import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,13 +29,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from common.errors import ErrorCode, TesseraError
-from server.migrations import (
-    READ_ONLY,
-    ModelVersionRow,
-    create_coordinator_engine,
-    ensure_private_file,
-    migrate_coordinator,
-)
+from common.files import PRIVATE_DIR, atomic_write_bytes, ensure_private_file
+from common.sql import READ_ONLY, make_engine, migrate
+from common.workdir import CoordinatorDir
+from server.migrations import MIGRATIONS_DIR, ModelVersionRow
 
 _STUDY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -99,36 +95,25 @@ def _reasons(promotable: bool, reasons: Sequence[str]) -> list[str]:
     return list(reasons)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (mode 0o600) through a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 class ModelRegistry:
     """Versions, hashes, metrics and lineage of the models a coordinator released."""
 
     def __init__(self, root: Path, *, url: str | None = None) -> None:
         self._root = Path(root).expanduser().absolute()
-        self._models = self._root / "models"
-        db_path = self._root / "coordinator.db"
-        self._engine = create_coordinator_engine(url or f"sqlite:///{db_path}")
-        migrate_coordinator(self._engine)
+        layout = CoordinatorDir(self._root)
+        self._models = layout.models_dir
+        self._engine = make_engine(url or layout.db_url)
+        migrate(self._engine, MIGRATIONS_DIR)
 
     @classmethod
     def open(cls, coordinator_dir: Path) -> ModelRegistry:
         """Open (creating and migrating) the registry of a coordinator folder."""
-        root = Path(coordinator_dir).expanduser().absolute()
-        for folder in (root, root / "models"):
+        layout = CoordinatorDir(Path(coordinator_dir).expanduser().absolute())
+        for folder in (layout.root, layout.models_dir):
             folder.mkdir(parents=True, exist_ok=True)
-            folder.chmod(0o700)
-        ensure_private_file(root / "coordinator.db")
-        return cls(root)
+            folder.chmod(PRIVATE_DIR)
+        ensure_private_file(layout.db_path)
+        return cls(layout.root)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -186,9 +171,9 @@ class ModelRegistry:
                 select(sa.func.max(ModelVersionRow.version)).where(ModelVersionRow.study == study)
             ).one()
             version = int(latest or 0) + 1
-            relative = f"models/{study}-v{version}.json"
+            relative = CoordinatorDir.model_file(study, version)
             target = self._root / relative
-            _write_private(target, bytes(model_bytes))
+            atomic_write_bytes(target, bytes(model_bytes))
             row = ModelVersionRow(
                 at=datetime.now(UTC), study=study, version=version, plan_hash=plan_hash,
                 rounds=rounds, sha256=digest, path=relative, metrics=metrics_text,

@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.files import atomic_write_bytes
+from common.workdir import CoordinatorDir, RunDir
+
 
 def run_folder(coordinator_dir: Path, run_id: str) -> Path:
     """Where one run's files live."""
-    return coordinator_dir / "runs" / run_id
+    return CoordinatorDir(coordinator_dir).run(run_id).root
 
 
 @dataclass
@@ -59,7 +62,7 @@ class RunRecorder:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.folder = folder
         self.rounds: dict[int, RoundLog] = {}
-        self._progress = folder / "progress.jsonl"
+        self._progress = RunDir(folder).progress_path
 
     def event(self, kind: str, **data: Any) -> None:
         """Append one progress event (durably, so a crash keeps what was reported)."""
@@ -76,9 +79,7 @@ class RunRecorder:
         return self.rounds[number]
 
     def write_result(self, result: dict[str, Any]) -> Path:
-        """Write the run result atomically."""
-        path = self.folder / "result.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+        """Write the run result atomically (mode 0600, fsync'd, then renamed into place)."""
+        path = RunDir(self.folder).result_path
+        atomic_write_bytes(path, json.dumps(result, indent=2, sort_keys=True).encode("utf-8"))
         return path

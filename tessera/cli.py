@@ -70,7 +70,7 @@ def site_agent(
 
                 site = vault.site
                 audit = serve_audit({"site": site.audit_dir / "site.log"},
-                                    address=audit_address, kit_dir=site.root / "kit")
+                                    address=audit_address, kit_dir=site.kit_dir)
             serve_forever(vault)
     finally:
         if audit is not None:

@@ -61,9 +61,8 @@ def _write_flwr_config(home: Path, port: int, kit: Path | None) -> None:
 
 
 def _superlink_args(fed: local_federation.LocalFederation, port: int) -> list[str]:
-    coord = fed.coordinator_dir
     args = [venv_binary("flower-superlink"), "--host", "127.0.0.1", "--port", str(port),
-            "--database", str(coord / "superlink.db"),
+            "--database", str(fed.layout.coordinator.superlink_db),
             "--disable-runtime-dependency-installation"]
     if not fed.tls:
         return [*args, "--insecure"]
@@ -102,11 +101,12 @@ def _audit_addresses(fed: local_federation.LocalFederation) -> dict[str, str]:
 def pull_audit_logs(fed: local_federation.LocalFederation,
                     addresses: dict[str, str]) -> dict[str, Any]:
     """As the auditor: pull every party's log over the AuditService and verify the copies."""
-    from privacy.at_rest import atomic_write_bytes
+    from common.files import atomic_write_bytes
     from privacy.audit_verify import verify_bytes
     from tessera.audit_service import pull_log
 
-    kit = fed.workdir / "auditor" / "kit"
+    auditor = fed.layout.auditor
+    kit = auditor.kit_dir
     out: dict[str, Any] = {}
     for party, address in addresses.items():
         name = "coordinator" if party == "coordinator" else "site"
@@ -115,7 +115,7 @@ def pull_audit_logs(fed: local_federation.LocalFederation,
         except TesseraError as err:
             out[party] = {"pulled": False, "error": err.message}
             continue
-        atomic_write_bytes(fed.workdir / "auditor" / "pulled" / f"{party}.log", data)
+        atomic_write_bytes(auditor.pulled_log(party), data)
         report = verify_bytes(data)
         out[party] = {"pulled": True, "records": report.records, "verified": report.ok,
                       "message": report.message}
@@ -151,7 +151,7 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
         console.print("[bold red]WARNING: insecure transport (no TLS, no node "
                       "authentication); for development only.[/]")
     coord = fed.coordinator_dir
-    home = coord / "flwr-home"
+    home = fed.layout.coordinator.flower_home
     env = flower_env(home)
     _write_flwr_config(home, link_port, None if options.insecure else fed.coordinator_kit)
     run_config = {"workdir": str(options.workdir.resolve()), "plan": str(fed.plan_path.resolve()),
@@ -159,7 +159,7 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
                   "round-timeout": float(options.timeout), "loso": options.loso}
     app_dir, run_toml = local_federation.app_folder(coord, run_config)
     result: dict[str, Any] | None = None
-    with ProcessGroup(options.workdir / "logs", env) as procs:
+    with ProcessGroup(fed.layout.logs_dir, env) as procs:
         t1 = time.perf_counter()
         procs.start("superlink", _superlink_args(fed, link_port), cwd=coord)
         procs.wait_until(lambda: port_open(link_port), what="the SuperLink",
@@ -169,14 +169,14 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
         audit = _audit_addresses(fed)
         for site in fed.sites:
             procs.start(f"agent-{site.name}", agent_command(site),
-                        env={**flower_env(site.root / "flwr-home"),
+                        env={**flower_env(site.flower_home),
                              PASSPHRASE_ENV_VAR: options.passphrase})
             if site.name in audit:
                 procs.start(f"audit-{site.name}", _audit_serve(
-                    "site", site.audit_dir / "site.log", audit[site.name], site.root / "kit"))
+                    "site", site.audit_log, audit[site.name], site.kit_dir))
         if "coordinator" in audit:
             procs.start("audit-coordinator", _audit_serve(
-                "coordinator", coord / "audit" / "coordinator.log", audit["coordinator"],
+                "coordinator", fed.layout.coordinator.audit_log, audit["coordinator"],
                 fed.coordinator_kit))
         for site in fed.sites:
             procs.wait_until(site.socket_path.exists, what=f"the agent of {site.name}",
@@ -184,14 +184,14 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
             procs.start(f"supernode-{site.name}",
                         supernode_command(site, f"127.0.0.1:{link_port}",
                                           insecure=not fed.tls),
-                        env=flower_env(site.root / "flwr-home"))
+                        env=flower_env(site.flower_home))
         timings["startup_seconds"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         runner = procs.start("flwr-run", oneshot=True, argv=[
             venv_binary("flwr"), "run", str(app_dir), CONNECTION, "--run-config", str(run_toml),
             "--stream",
         ], cwd=coord)
-        view = ProgressView(coord / "runs", console, rounds=plan.training.rounds)
+        view = ProgressView(fed.layout.coordinator.runs_dir, console, rounds=plan.training.rounds)
         deadline = time.monotonic() + options.timeout
         while result is None:
             result = view.poll()

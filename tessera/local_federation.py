@@ -35,6 +35,8 @@ from common.datasets import (
 )
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, plan_hash, plan_to_toml
+from common.settings import DEFAULT_CEILING
+from common.workdir import CoordinatorDir, WorkDir
 from privacy.manifest import load_manifest
 from server.he_context import import_evaluation_package
 from server.provisioning import init_federation
@@ -58,14 +60,19 @@ class LocalFederation:
     tls: bool = False
 
     @property
+    def layout(self) -> WorkDir:
+        """The work folder's paths."""
+        return WorkDir(self.workdir)
+
+    @property
     def coordinator_kit(self) -> Path:
         """The coordinator's kit (CA, SuperLink certificate, node public keys)."""
-        return self.coordinator_dir / "kit"
+        return self.layout.coordinator.kit_dir
 
     @property
     def coordinator_dir(self) -> Path:
         """The coordinator's folder."""
-        return self.workdir / "coordinator"
+        return self.layout.coordinator.root
 
 
 def prepare_workdir(workdir: Path) -> None:
@@ -93,32 +100,34 @@ def provision(workdir: Path, names: list[str], *, port: int) -> None:
     kit is imported (verified) into its site folder and the provisioning folder is removed,
     so no party's folder holds another party's private key.
     """
+    layout = WorkDir(workdir)
     staging = workdir / ".provisioning"
     fed = init_federation(staging, name="tessera-demo", sites=names, port=port, archives=False)
-    shutil.copy2(fed.manifest_path, workdir / "federation.toml")
-    shutil.copytree(fed.coordinator_kit, workdir / "coordinator" / "kit")
-    shutil.copytree(fed.auditor_kit, workdir / "auditor" / "kit")
+    shutil.copy2(fed.manifest_path, layout.manifest_path)
+    shutil.copytree(fed.coordinator_kit, layout.coordinator.kit_dir)
+    shutil.copytree(fed.auditor_kit, layout.auditor.kit_dir)
     for name in names:
-        import_site_kit(fed.site_kit(name), workdir / "sites" / name,
+        import_site_kit(fed.site_kit(name), layout.site(name).root,
                         expected_coordinator_key=fed.manifest.coordinator_signing_key)
     shutil.rmtree(staging)
 
 
 def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, float],
           passphrase: str, tls: bool = False, port: int = 9092,
-          default_ceiling: float = 10.0) -> LocalFederation:
+          default_ceiling: float = DEFAULT_CEILING) -> LocalFederation:
     """Provision a coordinator, ``sites`` hospitals and an auditor folder in ``workdir``."""
     if sites < 1:
         raise TesseraError(ErrorCode.CONFIG_INVALID, "--sites must be at least 1")
     prepare_workdir(workdir)
     digest = plan_hash(plan)
-    coordinator = workdir / "coordinator"
-    for folder in (coordinator, coordinator / "studies", workdir / "auditor"):
+    layout = WorkDir(workdir)
+    coordinator = layout.coordinator
+    for folder in (coordinator.root, coordinator.studies_dir, layout.auditor.root):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Always provisioned: sites accept only tasks signed by the coordinator and sums of
     # contributions signed by sites; ``tls`` only decides the transport.
     provision(workdir, site_names(sites), port=port)
-    plan_path = coordinator / "studies" / f"{digest[:16]}.toml"
+    plan_path = coordinator.plan_path(digest)
     plan_path.write_text(plan_to_toml(plan), encoding="utf-8")
 
     data = select(load_bundled(plan.dataset.name), plan.dataset)
@@ -129,7 +138,7 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
     vaults: list[SiteVault] = []
     raw = load_bundled(plan.dataset.name)
     for name, rows in zip(site_names(sites), parts, strict=True):
-        site = init_site_dir(workdir / "sites" / name, name=name)
+        site = init_site_dir(layout.site(name).root, name=name)
         vault = create_vault(site, passphrase)
         content = csv_bytes(raw, rows)
         register_content(vault, content, source_name=f"{name}.csv", plan=plan,
@@ -165,13 +174,13 @@ def _demo_opt_out(vault: SiteVault, plan: StudyPlan, raw: TableData,
 
 def _key_ceremony(workdir: Path, plan: StudyPlan, vaults: list[SiteVault]) -> None:
     """The custodian seals the study key to each site; the coordinator gets the package."""
-    manifest = load_manifest(workdir / "federation.toml")
-    outbox = vaults[0].site.root / "outbox" / plan_hash(plan)[:16]
+    layout = WorkDir(workdir)
+    manifest = load_manifest(layout.manifest_path)
+    outbox = vaults[0].site.outbox_for(plan_hash(plan))
     result = keygen_and_seal(vaults[0], plan, manifest, outbox)
     for vault in vaults[1:]:
         import_sealed(vault, result.sealed[vault.site.name].read_bytes(), manifest)
-    import_evaluation_package(workdir / "coordinator" / "he", result.package.read_bytes(),
-                              manifest)
+    import_evaluation_package(layout.coordinator.he_dir, result.package.read_bytes(), manifest)
 
 
 def app_folder(coordinator_dir: Path, run_config: dict[str, object]) -> tuple[Path, Path]:
@@ -180,7 +189,8 @@ def app_folder(coordinator_dir: Path, run_config: dict[str, object]) -> tuple[Pa
     The bundle holds only its pyproject: the ServerApp and the ClientApp shim are installed
     with Tessera, so no code travels and no dependency is installed at run time.
     """
-    folder = coordinator_dir / "app"
+    layout = CoordinatorDir(coordinator_dir)
+    folder = layout.app_dir
     folder.mkdir(parents=True, exist_ok=True)
     project = {
         "project": {"name": "tessera-study", "version": "1.0.0",
@@ -194,7 +204,7 @@ def app_folder(coordinator_dir: Path, run_config: dict[str, object]) -> tuple[Pa
         }}},
     }
     (folder / "pyproject.toml").write_text(tomli_w.dumps(project), encoding="utf-8")
-    run_toml = coordinator_dir / "run-config.toml"
+    run_toml = layout.run_config_path
     run_toml.write_text(tomli_w.dumps(run_config), encoding="utf-8")
     return folder, run_toml
 

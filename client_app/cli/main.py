@@ -30,6 +30,7 @@ from client_app.custody.vault import open_or_create_vault
 from client_app.store.folder import init_site_dir, open_site_dir
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
+from common.settings import DEFAULT_CEILING
 from privacy.passphrase import passphrase_from_environment
 
 app = typer.Typer(
@@ -98,7 +99,7 @@ def init(
     name: Annotated[str, typer.Option("--name", help="The site name (letters, digits, _.-).")],
     ceiling: Annotated[
         float, typer.Option("--ceiling", help="Privacy ceiling: epsilon per dataset.")
-    ] = 10.0,
+    ] = DEFAULT_CEILING,
 ) -> None:
     """Create a site folder with its store and keystore (idempotent for the same name)."""
     with _boundary():

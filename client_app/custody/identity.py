@@ -15,7 +15,6 @@ from privacy.manifest import SEALING_KEY_FILE, SIGNING_KEY_FILE
 from privacy.sealing import SealingKey
 from privacy.signing import SigningKey
 
-KIT_DIR = "kit"
 SIGNING_SECRET = "identity-signing-key"  # noqa: S105 (a vault entry name)
 SEALING_SECRET = "identity-sealing-key"  # noqa: S105 (a vault entry name)
 
@@ -32,7 +31,7 @@ def _shred(path: Path) -> None:
 
 def adopt_kit_secrets(vault: SiteVault) -> None:
     """Move the kit's signing and sealing keys into the vault, if still plaintext."""
-    kit = vault.site.root / KIT_DIR
+    kit = vault.site.kit_dir
     for file_name, secret in ((SIGNING_KEY_FILE, SIGNING_SECRET),
                               (SEALING_KEY_FILE, SEALING_SECRET)):
         path = kit / file_name

@@ -27,6 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from client_app.store.folder import init_site_dir, open_site_dir
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
+from common.files import PRIVATE_DIR, PRIVATE_FILE, atomic_write_bytes, fsync_dir
+from common.workdir import KIT as KIT_DIR
+from common.workdir import site_config
 from privacy.manifest import (
     AUDIT_SERVER_CERT_FILE,
     AUDIT_SERVER_KEY_FILE,
@@ -47,7 +50,6 @@ from privacy.manifest import (
 from privacy.sealing import SealingKey
 from privacy.signing import SigningKey
 
-KIT_DIR = "kit"
 PRIVATE_FILES = (NODE_AUTH_KEY_FILE, SEALING_KEY_FILE, SIGNING_KEY_FILE, AUDIT_SERVER_KEY_FILE)
 PUBLIC_FILES = (KIT_FILE, MANIFEST_FILE, CA_CERT_FILE, NODE_AUTH_PUB_FILE, AUDIT_SERVER_CERT_FILE)
 
@@ -115,7 +117,7 @@ def import_site_kit(kit: Path, site_dir: Path, *,
                                f"remove {installed} to change federation")
     with _unpacked(Path(kit).expanduser()) as folder:
         info = _verified(folder, pinned=pins[-1] if pins else None)
-        if (site_dir / "site.toml").is_file():
+        if site_config(site_dir).is_file():
             owner = open_site_dir(site_dir).name
             if owner != info.party:
                 raise TesseraError(ErrorCode.PERMISSION_DENIED,
@@ -134,7 +136,7 @@ def import_site_kit(kit: Path, site_dir: Path, *,
 def load_site_identity(site_dir: Path) -> SiteKit:
     """The installed kit of an initialised site folder, its manifest signature verified."""
     site = open_site_dir(site_dir)
-    root = site.root / KIT_DIR
+    root = site.kit_dir
     info = read_kit_info(root) if root.is_dir() else None
     if info is None:
         raise TesseraError(ErrorCode.KEY_MISSING,
@@ -222,21 +224,17 @@ def _install(kit: Path, target: Path) -> None:
     """
     staging = target.with_name(f".{target.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(mode=0o700, parents=True)
-    staging.chmod(0o700)
+    staging.mkdir(mode=PRIVATE_DIR, parents=True)
+    staging.chmod(PRIVATE_DIR)
     for name in (*PUBLIC_FILES, *PRIVATE_FILES):
-        mode = 0o600 if name in PRIVATE_FILES else 0o644
-        fd = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write((kit / name).read_bytes())
-            handle.flush()
-            os.fsync(handle.fileno())
-        (staging / name).chmod(mode)
+        mode = PRIVATE_FILE if name in PRIVATE_FILES else 0o644
+        atomic_write_bytes(staging / name, (kit / name).read_bytes(), overwrite=False, mode=mode)
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         os.replace(target, old)
     os.replace(staging, target)
+    fsync_dir(target.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 

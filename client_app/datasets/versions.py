@@ -31,11 +31,11 @@ from client_app.datasets.cleaning import CleanResult, clean
 from client_app.datasets.inspection import inspect
 from client_app.datasets.validation import Policy, ValidationReport
 from client_app.store.folder import SiteDir
-from client_app.store.migrations import (
+from client_app.store.site_store import site_transaction
+from client_app.store.tables import (
     DatasetVersionRow,
     EventRow,
 )
-from client_app.store.site_store import site_transaction
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, plan_hash
 

@@ -14,8 +14,8 @@ from datetime import datetime
 from sqlmodel import select
 
 from client_app.store.folder import SiteDir
-from client_app.store.migrations import DatasetVersionRow
 from client_app.store.site_store import LedgerRecord, SiteStore
+from client_app.store.tables import DatasetVersionRow
 
 
 @dataclass(frozen=True)

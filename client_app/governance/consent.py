@@ -30,10 +30,10 @@ import numpy as np
 from sqlmodel import Session, col, select
 
 from client_app.custody.vault import ROLE_SECRET, SiteVault
-from client_app.store.migrations import (
+from client_app.store.site_store import SiteStore, site_transaction
+from client_app.store.tables import (
     ConsentEventRow,
 )
-from client_app.store.site_store import SiteStore, site_transaction
 from common.datasets import PATIENT_ID, TableData
 from common.errors import ErrorCode, TesseraError
 from privacy.at_rest import atomic_write_bytes, decrypt_blob, encrypt_blob

@@ -22,8 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from client_app.store.folder import SiteDir
-from client_app.store.migrations import ApprovalRow, StudyPlanRow
 from client_app.store.site_store import SiteStore
+from client_app.store.tables import ApprovalRow, StudyPlanRow
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, parse_plan, plan_hash, plan_to_toml
 

@@ -32,6 +32,7 @@ from client_app.node.commands import NODE_MODULE, node_command
 from client_app.store.agent_state import read_agent_state
 from client_app.store.folder import SiteDir
 from common.errors import ErrorCode, TesseraError
+from common.files import atomic_write_bytes
 from privacy.passphrase import PASSPHRASE_ENV_VAR
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class NodeController:
 
     @property
     def run_dir(self) -> Path:
-        return self.site.root / "run"
+        return self.site.run_dir
 
     @property
     def pid_path(self) -> Path:
@@ -90,12 +91,12 @@ class NodeController:
 
     @property
     def log_path(self) -> Path:
-        return self.site.root / "logs" / "node.log"
+        return self.site.logs_dir / "node.log"
 
     @property
     def supernode_log_path(self) -> Path:
         """The SuperNode's own output (written by ``tessera site run``)."""
-        return self.site.root / "logs" / "supernode.log"
+        return self.site.logs_dir / "supernode.log"
 
     # -- start / stop ------------------------------------------------------------------
     def start(self, *, passphrase: str, insecure: bool = False,
@@ -122,11 +123,11 @@ class NodeController:
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True,
             )
-        _write_private(self.info_path, json.dumps({
+        atomic_write_bytes(self.info_path, json.dumps({
             "pid": self._child.pid, "superlink": address, "insecure": insecure,
             "started_at": started.isoformat(), "supernode_log_offset": supernode_offset,
-        }))
-        _write_private(self.pid_path, f"{self._child.pid}\n")
+        }).encode("utf-8"))
+        atomic_write_bytes(self.pid_path, f"{self._child.pid}\n".encode())
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """SIGTERM the node's process group and wait; SIGKILL what is left after ``timeout``."""
@@ -302,14 +303,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

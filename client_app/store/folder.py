@@ -1,71 +1,30 @@
-"""One hospital's folder (``WORKDIR/sites/<site>/``): its layout, creation and opening.
+"""Creating and opening one hospital's folder (``WORKDIR/sites/<site>/``).
 
-The folder holds everything a site keeps: ``site.toml`` (who the folder belongs to),
-``site.db`` (the site store), ``keys/``, ``data/``, ``audit/`` and the agent's socket.
-Folders are private to the operating-system user (mode 0o700); ``site.toml`` is written
-last, so a folder without it is not initialised.
+The folder's layout is :class:`common.workdir.SiteDir` (``site.toml``, ``site.db``,
+``keys/``, ``data/``, ``audit/`` and the rest); this module creates a folder with its
+migrated store and opens an existing one. Folders are private to the operating-system user
+(mode 0o700); ``site.toml`` is written last, so a folder without it is not initialised.
+The layout knows nothing of the store; this module uses both.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import tomli_w
 
-from client_app.store.migrations import ensure_private_file
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
+from common.files import PRIVATE_DIR, atomic_write_bytes
+from common.settings import DEFAULT_CEILING
+from common.workdir import SiteDir, site_config
+
+__all__ = ["SiteDir", "init_site_dir", "open_site_dir", "validate_site_name"]
 
 _SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_PRIVATE_DIR = 0o700
-
-
-@dataclass(frozen=True)
-class SiteDir:
-    """The paths inside one site folder."""
-
-    root: Path
-    name: str
-
-    @property
-    def db_path(self) -> Path:
-        """The site store's SQLite file."""
-        return self.root / "site.db"
-
-    @property
-    def db_url(self) -> str:
-        """SQLAlchemy URL of the site store."""
-        return f"sqlite:///{self.db_path}"
-
-    @property
-    def keys_dir(self) -> Path:
-        """Sealed key material of the site."""
-        return self.root / "keys"
-
-    @property
-    def data_dir(self) -> Path:
-        """Registered datasets (encrypted at rest)."""
-        return self.root / "data"
-
-    @property
-    def audit_dir(self) -> Path:
-        """The site's audit trail."""
-        return self.root / "audit"
-
-    @property
-    def socket_path(self) -> Path:
-        """Local socket of the site agent."""
-        return self.root / "agent.sock"
-
-    @property
-    def config_path(self) -> Path:
-        """``site.toml``: the site name and creation time."""
-        return self.root / "site.toml"
 
 
 def validate_site_name(name: str) -> str:
@@ -79,7 +38,7 @@ def validate_site_name(name: str) -> str:
     return name
 
 
-def init_site_dir(root: Path, *, name: str, ceiling: float = 10.0) -> SiteDir:
+def init_site_dir(root: Path, *, name: str, ceiling: float = DEFAULT_CEILING) -> SiteDir:
     """Create (or re-open) the folder of site ``name`` with its migrated store.
 
     Idempotent for the same name: an existing site keeps its store and its ceiling (change
@@ -102,7 +61,7 @@ def init_site_dir(root: Path, *, name: str, ceiling: float = 10.0) -> SiteDir:
         return existing
     for folder in (site.root, site.keys_dir, site.data_dir, site.audit_dir):
         folder.mkdir(parents=True, exist_ok=True)
-        folder.chmod(_PRIVATE_DIR)
+        folder.chmod(PRIVATE_DIR)
     with SiteStore.open(site) as store:
         store.set_ceiling(ceiling, actor="init", confirm_raise=True)
     _write_config(site)
@@ -112,7 +71,7 @@ def init_site_dir(root: Path, *, name: str, ceiling: float = 10.0) -> SiteDir:
 def open_site_dir(root: Path) -> SiteDir:
     """Open an initialised site folder; NOT_FOUND if it has no ``site.toml``."""
     root = Path(root).expanduser().absolute()
-    config_path = root / "site.toml"
+    config_path = site_config(root)
     if not config_path.is_file():
         raise TesseraError(
             ErrorCode.NOT_FOUND, f"site folder {root} not initialised (no site.toml)"
@@ -130,11 +89,8 @@ def open_site_dir(root: Path) -> SiteDir:
 
 
 def _write_config(site: SiteDir) -> None:
-    """Write ``site.toml`` atomically (temporary file, then rename)."""
+    """Write ``site.toml`` atomically (mode 0600, fsync'd, then renamed into place)."""
     content = tomli_w.dumps(
         {"name": site.name, "created": datetime.now(UTC).isoformat(timespec="seconds")}
     )
-    tmp = site.config_path.with_suffix(".toml.tmp")
-    ensure_private_file(tmp)
-    tmp.write_text(content, encoding="utf-8")
-    os.replace(tmp, site.config_path)
+    atomic_write_bytes(site.config_path, content.encode("utf-8"))

@@ -1,11 +1,13 @@
 """The site store: approvals, the privacy ledger, site events and the privacy ceiling.
 
 SQLModel over SQLite by default (any SQLAlchemy URL works). The schema comes only from the
-Alembic migrations in ``client_app/migrations``, applied when a store opens. ``approvals``,
-``ledger`` and ``events`` are append-only; ``settings`` is the one mutable table. Several
-processes (the site agent, a CLI command, the desktop app) may open the same ``site.db``;
-transactions are short, writes hold SQLite's write lock from their start, and a ledger
-entry is stored only if its cumulative epsilon was composed over the dataset's whole history.
+Alembic migrations of :mod:`client_app.store.tables`, applied when a store opens.
+``approvals``, ``ledger`` and ``events`` are append-only; ``settings`` is the one mutable
+table. Several processes (the site agent, a CLI command, the desktop app) may open the same
+``site.db``; transactions are short and writes hold SQLite's write lock from their start.
+The ledger keeps its own rule: a run is stored only if its cumulative epsilon was composed
+over the dataset's whole history and does not go past the site's ceiling, both checked in
+the transaction that inserts it.
 """
 
 from __future__ import annotations
@@ -14,99 +16,41 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import Literal, Self
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from client_app.store.migrations import (
-    READ_ONLY,
+from client_app.store.records import (
+    ApprovalRecord,
+    BudgetCheck,
+    EventRecord,
+    LedgerRecord,
+    approval_record,
+    event_record,
+    ledger_record,
+)
+from client_app.store.tables import (
+    MIGRATIONS_DIR,
     ApprovalRow,
     EventRow,
     LedgerRow,
     SettingRow,
-    create_store_engine,
-    ensure_private_file,
-    migrate,
 )
 from common.errors import ErrorCode, TesseraError
+from common.files import ensure_private_file
+from common.settings import DEFAULT_CEILING
+from common.sql import READ_ONLY, make_engine, migrate
+from common.workdir import SiteDir
 from privacy.accounting import DpStep, epsilon_for_history
 
-if TYPE_CHECKING:
-    from client_app.store.folder import SiteDir
+__all__ = ["ApprovalRecord", "BudgetCheck", "EventRecord", "LedgerRecord", "SiteStore",
+           "site_transaction"]
 
-DEFAULT_CEILING = 10.0
 _CEILING_KEY = "privacy_ceiling"
 Decision = Literal["approved", "revoked", "rejected"]
-
-
-def _iso(at: datetime) -> str:
-    return at.isoformat()
-
-
-@dataclass(frozen=True)
-class ApprovalRecord:
-    """One decision about a plan hash."""
-
-    id: int
-    at: datetime
-    plan_hash: str
-    decision: str
-    actor: str
-    note: str
-
-    def to_json(self) -> dict[str, object]:
-        return {**asdict(self), "at": _iso(self.at)}
-
-
-@dataclass(frozen=True)
-class LedgerRecord:
-    """One DP-SGD run: its parameters, its own epsilon and the dataset's cumulative epsilon."""
-
-    id: int
-    at: datetime
-    plan_hash: str
-    study: str
-    round: int
-    dataset_id: str
-    dataset_version: str
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-    delta: float
-    epsilon: float
-    epsilon_cumulative: float
-
-    @property
-    def step(self) -> DpStep:
-        """The run as an accounting step."""
-        return DpStep(
-            noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate, steps=self.steps
-        )
-
-    def to_json(self) -> dict[str, object]:
-        return {**asdict(self), "at": _iso(self.at)}
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    """One site event (input to the audit trail); details never hold patient data."""
-
-    id: int
-    at: datetime
-    kind: str
-    plan_hash: str | None
-    details: dict[str, Any]
-
-    def to_json(self) -> dict[str, object]:
-        return {**asdict(self), "at": _iso(self.at)}
-
-
-def _utc(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _require_text(value: str, *, name: str, limit: int = 128) -> str:
@@ -122,8 +66,8 @@ class SiteStore:
     """Approvals, ledger, events and settings of one site."""
 
     def __init__(self, url: str) -> None:
-        self._engine = create_store_engine(url)
-        migrate(self._engine)
+        self._engine = make_engine(url)
+        migrate(self._engine, MIGRATIONS_DIR)
 
     @classmethod
     def open(cls, site_dir: SiteDir) -> SiteStore:
@@ -186,21 +130,14 @@ class SiteStore:
     def approvals(self) -> list[ApprovalRecord]:
         with self._transaction() as session:
             rows = session.exec(select(ApprovalRow).order_by(col(ApprovalRow.id))).all()
-            return [
-                ApprovalRecord(
-                    id=r.id or 0, at=_utc(r.at), plan_hash=r.plan_hash, decision=r.decision,
-                    actor=r.actor, note=r.note,
-                )
-                for r in rows
-            ]
+            return [approval_record(r) for r in rows]
 
     # -- privacy ceiling ---------------------------------------------------------------------
 
     def ceiling(self) -> float:
-        """The site's privacy ceiling (epsilon per dataset); 10.0 unless set."""
+        """The site's privacy ceiling (epsilon per dataset); ``DEFAULT_CEILING`` unless set."""
         with self._transaction() as session:
-            row = session.get(SettingRow, _CEILING_KEY)
-            return float(row.value) if row is not None else DEFAULT_CEILING
+            return _ceiling_in(session)
 
     def set_ceiling(self, value: float, *, actor: str, confirm_raise: bool = False) -> None:
         """Set the ceiling; lowering is always allowed, raising needs ``confirm_raise``."""
@@ -213,7 +150,7 @@ class SiteStore:
         value = float(value)
         with self._transaction(write=True) as session:
             row = session.get(SettingRow, _CEILING_KEY)
-            current = float(row.value) if row is not None else DEFAULT_CEILING
+            current = _ceiling_in(session)
             if row is not None and value == current:
                 return
             if value > current and not confirm_raise:
@@ -261,12 +198,28 @@ class SiteStore:
         """Cumulative epsilon of ``dataset_id`` if the ``extra`` runs were added."""
         return epsilon_for_history([*self.dp_history(dataset_id), *extra], delta=delta)
 
+    def check_training(
+        self, dataset_id: str, extra: Sequence[DpStep], *, delta: float
+    ) -> BudgetCheck:
+        """Whether the ``extra`` runs on ``dataset_id`` would fit under the site's ceiling.
+
+        Asks only: :meth:`record_training` checks again when it stores a run, so a run that
+        fitted here is still refused if the ceiling was lowered (or another run recorded)
+        in the meantime.
+        """
+        projected = self.projected_epsilon(dataset_id, extra, delta=delta)
+        return BudgetCheck(dataset_id=dataset_id, projected=projected, ceiling=self.ceiling())
+
     def record_training(
         self, *, plan_hash: str, study: str, round: int, dataset_id: str,
         dataset_version: str, noise_multiplier: float, sample_rate: float, steps: int,
         delta: float,
     ) -> LedgerRecord:
-        """Append one DP-SGD run; stores its epsilon and the dataset's cumulative epsilon."""
+        """Append one DP-SGD run; stores its epsilon and the dataset's cumulative epsilon.
+
+        Refuses (BUDGET_EXCEEDED, nothing stored) a run that would push the dataset's
+        cumulative epsilon past the site's ceiling, read in the inserting transaction.
+        """
         for name, text in (("plan_hash", plan_hash), ("study", study),
                            ("dataset_id", dataset_id), ("dataset_version", dataset_version)):
             _require_text(text, name=name)
@@ -278,7 +231,8 @@ class SiteStore:
         epsilon = epsilon_for_history([step], delta=delta)  # validates delta too
         while True:
             # The accountant is slow next to a lock: compose outside the write transaction,
-            # then store only if no run on this dataset was recorded in the meantime.
+            # then store only if no run on this dataset was recorded in the meantime and the
+            # ceiling, as it stands now, still allows it.
             prior = self.ledger(dataset_id=dataset_id)
             cumulative = epsilon_for_history([*(r.step for r in prior), step], delta=delta)
             with self._transaction(write=True) as session:
@@ -287,6 +241,10 @@ class SiteStore:
                 ).one()
                 if last_id != (prior[-1].id if prior else None):
                     continue
+                check = BudgetCheck(dataset_id=dataset_id, projected=cumulative,
+                                    ceiling=_ceiling_in(session))
+                if not check.allowed:
+                    raise check.refusal()
                 row = LedgerRow(
                     at=datetime.now(UTC), plan_hash=plan_hash, study=study, round=round,
                     dataset_id=dataset_id, dataset_version=dataset_version,
@@ -296,7 +254,7 @@ class SiteStore:
                 )
                 session.add(row)
                 session.flush()
-                return _ledger_record(row)
+                return ledger_record(row)
 
     def ledger(self, *, dataset_id: str | None = None) -> list[LedgerRecord]:
         """Ledger entries (all, or of one dataset), oldest first."""
@@ -305,7 +263,7 @@ class SiteStore:
             query = query.where(LedgerRow.dataset_id == dataset_id)
         with self._transaction() as session:
             rows = session.exec(query.order_by(col(LedgerRow.id))).all()
-            return [_ledger_record(r) for r in rows]
+            return [ledger_record(r) for r in rows]
 
     # -- events ------------------------------------------------------------------------------
 
@@ -318,7 +276,7 @@ class SiteStore:
             row = self._event_row(kind, plan_hash=plan_hash, details=details or {})
             session.add(row)
             session.flush()
-            return _event_record(row)
+            return event_record(row)
 
     def events(self, *, kind: str | None = None) -> list[EventRecord]:
         query = select(EventRow)
@@ -326,7 +284,7 @@ class SiteStore:
             query = query.where(EventRow.kind == kind)
         with self._transaction() as session:
             rows = session.exec(query.order_by(col(EventRow.id))).all()
-            return [_event_record(r) for r in rows]
+            return [event_record(r) for r in rows]
 
     def transaction(self, *, write: bool = False) -> AbstractContextManager[Session]:
         """A short transaction for the site services that keep their own tables in this store
@@ -349,20 +307,10 @@ class SiteStore:
         return EventRow(at=datetime.now(UTC), kind=kind, plan_hash=plan_hash, details=text)
 
 
-def _ledger_record(row: LedgerRow) -> LedgerRecord:
-    return LedgerRecord(
-        id=row.id or 0, at=_utc(row.at), plan_hash=row.plan_hash, study=row.study,
-        round=row.round, dataset_id=row.dataset_id, dataset_version=row.dataset_version,
-        noise_multiplier=row.noise_multiplier, sample_rate=row.sample_rate, steps=row.steps,
-        delta=row.delta, epsilon=row.epsilon, epsilon_cumulative=row.epsilon_cumulative,
-    )
-
-
-def _event_record(row: EventRow) -> EventRecord:
-    return EventRecord(
-        id=row.id or 0, at=_utc(row.at), kind=row.kind, plan_hash=row.plan_hash,
-        details=json.loads(row.details),
-    )
+def _ceiling_in(session: Session) -> float:
+    """The ceiling as the transaction of ``session`` sees it."""
+    row = session.get(SettingRow, _CEILING_KEY)
+    return float(row.value) if row is not None else DEFAULT_CEILING
 
 
 @contextmanager

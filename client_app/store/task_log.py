@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from client_app.store.migrations import TaskRow
 from client_app.store.site_store import SiteStore
+from client_app.store.tables import TaskRow
 from common.errors import ErrorCode, TesseraError
 
 

@@ -12,7 +12,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from common.errors import ErrorCode, TesseraError
-from server.migrations import CoordinatorTable, create_coordinator_engine, head_revision
+from common.sql import alembic_config, head_revision, make_engine
+from common.workdir import WorkDir
+from server.migrations import MIGRATIONS_DIR, CoordinatorTable
 from server.registry import ModelRegistry, ModelVersion
 
 PLAN = "d" * 64
@@ -43,12 +45,12 @@ def test_migrations_create_the_schema_and_stamp_the_head(tmp_path: Path) -> None
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     assert {"model_versions", "alembic_version"} <= tables
-    assert version == [(head_revision(),)] == [("0002",)]
+    assert version == [(head_revision(MIGRATIONS_DIR),)] == [("0002",)]
 
 
 def test_migrations_describe_exactly_the_models(tmp_path: Path) -> None:
     ModelRegistry.open(tmp_path / "coordinator").close()
-    engine = create_coordinator_engine(f"sqlite:///{tmp_path / 'coordinator' / 'coordinator.db'}")
+    engine = make_engine(f"sqlite:///{tmp_path / 'coordinator' / 'coordinator.db'}")
     try:
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), CoordinatorTable.metadata)
@@ -167,13 +169,11 @@ def _old_registry(root: Path, lineages: list[str]) -> None:
     """A registry folder as revision 0001 left it, with one model per lineage."""
     from alembic import command
 
-    from server.migrations import _alembic_config
-
     root.mkdir(parents=True)
-    engine = create_coordinator_engine(f"sqlite:///{root / 'coordinator.db'}")
+    engine = make_engine(f"sqlite:///{root / 'coordinator.db'}")
     try:
         with engine.begin() as connection:
-            config = _alembic_config()
+            config = alembic_config(MIGRATIONS_DIR)
             config.attributes["connection"] = connection
             command.upgrade(config, "0001")
             for version, lineage in enumerate(lineages, start=1):
@@ -196,3 +196,13 @@ def test_an_old_registry_is_migrated_and_keeps_the_verdicts_its_lineage_recorded
     assert [(m.promotable, m.promotion_reasons) for m in models] == [
         (False, ("max_ece: too high",)), (True, ()), (None, ())]
     assert models[0].lineage["kpi_gates"]["promotable"] is False
+
+
+def test_the_registry_keeps_its_files_where_the_work_folder_layout_says(tmp_path: Path) -> None:
+    coordinator = WorkDir(tmp_path).coordinator
+    with ModelRegistry.open(coordinator.root) as registry:
+        mv = _register(registry, data=b"{}")
+    assert coordinator.db_path.is_file()
+    assert coordinator.root / mv.path == coordinator.models_dir / "sepsis-v1.json"
+    assert (coordinator.root / mv.path).read_bytes() == b"{}"
+    assert stat.S_IMODE((coordinator.root / mv.path).stat().st_mode) == 0o600

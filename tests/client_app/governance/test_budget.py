@@ -11,9 +11,10 @@ from sqlmodel import Session
 
 from client_app.governance.budget import budget_overview, ceiling, set_ceiling
 from client_app.store.folder import SiteDir, init_site_dir
-from client_app.store.migrations import DatasetVersionRow, create_store_engine
 from client_app.store.site_store import SiteStore
+from client_app.store.tables import DatasetVersionRow
 from common.errors import ErrorCode, TesseraError
+from common.sql import make_engine
 
 PLAN = "c0ffee" + "0" * 58
 
@@ -50,7 +51,7 @@ def test_overview_has_each_datasets_entries_spend_and_curve(site: SiteDir) -> No
 
 
 def test_registered_dataset_without_runs_has_its_whole_budget(site: SiteDir) -> None:
-    engine = create_store_engine(site.db_url)
+    engine = make_engine(site.db_url)
     with Session(engine) as session, session.begin():
         session.add(DatasetVersionRow(
             at=datetime.now(UTC), dataset="oncology", version="a" * 64, source_hash="b" * 64,

@@ -12,9 +12,10 @@ from alembic.runtime.migration import MigrationContext
 
 import client_app.store.site_store as store_module
 from client_app.store.folder import SiteDir, init_site_dir
-from client_app.store.migrations import SiteTable, create_store_engine, head_revision
 from client_app.store.site_store import SiteStore
+from client_app.store.tables import MIGRATIONS_DIR, SiteTable
 from common.errors import ErrorCode, TesseraError
+from common.sql import head_revision, make_engine
 from privacy.accounting import DpStep, epsilon_for_history
 
 PLAN_A = "a" * 64
@@ -51,15 +52,15 @@ def test_migrations_create_the_schema_and_stamp_the_head(tmp_path: Path) -> None
         journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
     assert {"approvals", "ledger", "events", "settings", "alembic_version", "dataset_versions",
             "consent_events", "study_plans"} <= tables
-    assert version == [(head_revision(),)]
-    assert head_revision() == "0003"
+    assert version == [(head_revision(MIGRATIONS_DIR),)]
+    assert head_revision(MIGRATIONS_DIR) == "0003"
     assert journal == "wal"
 
 
 def test_migrations_describe_exactly_the_models(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'site.db'}"
     SiteStore(url).close()
-    engine = create_store_engine(url)
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), SiteTable.metadata)
@@ -255,3 +256,71 @@ def test_a_run_recorded_meanwhile_is_composed_into_the_cumulative(
     assert calls == [1, 1]
     step = DpStep(1.1, 0.02, 50)
     assert entry.epsilon_cumulative == epsilon_for_history([step, step], delta=DELTA)
+
+
+def test_ledger_refuses_a_run_past_the_ceiling_and_stores_nothing(store: SiteStore) -> None:
+    first = _run(store)
+    projected = epsilon_for_history([DpStep(1.1, 0.02, 50)] * 2, delta=DELTA)
+    store.set_ceiling((first.epsilon_cumulative + projected) / 2, actor="alice")
+    events_before = store.events()
+    with pytest.raises(TesseraError) as info:
+        _run(store, round_=2)
+    assert info.value.code is ErrorCode.BUDGET_EXCEEDED
+    message = info.value.message
+    assert "'icu'" in message
+    assert f"{projected:.3f}" in message and f"{store.ceiling():.3f}" in message
+    assert [e.id for e in store.ledger()] == [first.id]
+    assert store.events() == events_before
+
+
+def test_ledger_refusal_is_per_dataset(store: SiteStore) -> None:
+    first = _run(store)
+    store.set_ceiling(first.epsilon_cumulative * 1.01, actor="alice")
+    with pytest.raises(TesseraError, match="'icu'"):
+        _run(store, round_=2)
+    assert _run(store, dataset="ward").epsilon_cumulative <= store.ceiling()
+
+
+def test_a_run_reaching_the_ceiling_exactly_is_allowed(store: SiteStore) -> None:
+    step = DpStep(1.1, 0.02, 50)
+    store.set_ceiling(store.projected_epsilon("icu", [step], delta=DELTA), actor="alice")
+    entry = _run(store)
+    assert entry.epsilon_cumulative == store.ceiling()
+    with pytest.raises(TesseraError, match="ceiling"):
+        _run(store, round_=2)
+
+
+def test_check_training_answers_before_any_run(store: SiteStore) -> None:
+    step = DpStep(1.1, 0.02, 50)
+    _run(store)
+    check = store.check_training("icu", [step], delta=DELTA)
+    assert check.dataset_id == "icu"
+    assert check.projected == store.projected_epsilon("icu", [step], delta=DELTA)
+    assert check.ceiling == store.ceiling() and check.allowed
+    store.set_ceiling(check.projected / 2, actor="alice")
+    refused = store.check_training("icu", [step], delta=DELTA)
+    assert not refused.allowed
+    assert refused.refusal().code is ErrorCode.BUDGET_EXCEEDED
+    assert len(store.ledger()) == 1  # asking records nothing
+
+
+def test_a_ceiling_lowered_while_composing_is_applied_to_the_insert(
+    site: SiteDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = store_module.epsilon_for_history
+    calls: list[int] = []
+
+    def lowering(history, *, delta):
+        calls.append(len(history))
+        if len(calls) == 2:  # the agent composed its history: the operator lowers the ceiling
+            other.set_ceiling(0.01, actor="alice")
+        return real(history, delta=delta)
+
+    with SiteStore.open(site) as agent, SiteStore.open(site) as other:
+        assert agent.check_training("icu", [DpStep(1.1, 0.02, 50)], delta=DELTA).allowed
+        monkeypatch.setattr(store_module, "epsilon_for_history", lowering)
+        with pytest.raises(TesseraError, match=r"ceiling 0\.010") as info:
+            _run(agent)
+        assert info.value.code is ErrorCode.BUDGET_EXCEEDED
+        assert agent.ledger() == []
+    assert calls == [1, 1]
