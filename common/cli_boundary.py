@@ -1,6 +1,7 @@
 """The one CLI error boundary: every ``tessera`` command turns errors into a line on stderr and
 an exit status through :func:`cli_boundary`, never a traceback (:func:`common.errors.describe`
-decides the status and the words)."""
+decides the status and the words). A bug stays a bug: what ``describe`` does not know
+propagates with its traceback."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from common.errors import describe
 def cli_boundary(context: str = "") -> Iterator[None]:
     """Print ``error: [context: ]message`` on stderr and exit with the error's status.
 
-    ``context`` prefixes messages about files (e.g. ``"--out"``); Tessera errors carry their
-    own wording and are printed as they are.
+    ``context`` says what the command was doing with files (e.g. ``"cannot write OUT"``) and
+    prefixes operating-system errors only; Tessera errors carry their own wording and are
+    printed as they are. ``typer.Exit`` and anything ``describe`` calls a bug pass unchanged.
     """
     try:
         yield

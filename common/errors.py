@@ -97,17 +97,42 @@ class TesseraError(Exception):
 def describe(exc: BaseException) -> tuple[int, str] | None:
     """The exit status and one-line message for an error at a boundary; None if it is a bug.
 
-    Tessera errors keep their code's status and message. Operating-system errors name the
-    path and what is wrong with it ("is a directory", "no such file"), never file contents.
-    Database errors name only their type. Anything else is a bug and must surface as one.
+    Tessera errors keep their code's status and message. Operating-system errors name what is
+    wrong and the path ("is a directory: PATH", "no such file or directory: PATH"), never file
+    contents. Database errors (the driver refused: cannot open, locked, not a database) name
+    only their type, never the statement or its parameters. Anything else is a bug and must
+    surface as one.
     """
     if isinstance(exc, TesseraError):
         return exc.exit_code, exc.message
     if isinstance(exc, OSError):
-        where = f": {exc.filename}" if exc.filename else ""
-        what = (exc.strerror or type(exc).__name__).lower()
-        return exit_status(ErrorCode.INTERNAL), f"{what}{where}"
-    if type(exc).__module__.startswith("sqlalchemy"):
+        return exit_status(ErrorCode.INTERNAL), _os_error_text(exc)
+    if _is_database_error(exc):
         return (exit_status(ErrorCode.INTERNAL),
                 f"the database cannot be used ({type(exc).__name__})")
     return None
+
+
+def _os_error_text(exc: OSError) -> str:
+    """``what: PATH[ -> PATH2]``; the type's name when the system gave no description.
+
+    Only ``strerror`` and the file names are used: some ``OSError`` subclasses (a bad gzip
+    archive, for one) put bytes of the file into their message.
+    """
+    what = exc.strerror.lower() if exc.strerror else type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None and p != ""]
+    return f"{what}: {' -> '.join(paths)}" if paths else what
+
+
+#: Database failures that are the environment's, not the code's: SQLAlchemy's wrapper of every
+#: driver error, its connection-pool timeout, and the SQLite driver's own errors.
+_DATABASE_ERRORS = frozenset({
+    ("sqlalchemy.exc", "DBAPIError"),
+    ("sqlalchemy.exc", "TimeoutError"),
+    ("sqlite3", "Error"),
+})
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database failure (checked by class, without importing drivers)."""
+    return any((cls.__module__, cls.__name__) in _DATABASE_ERRORS for cls in type(exc).__mro__)

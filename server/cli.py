@@ -1,7 +1,8 @@
 """``tessera federation ...``: the coordinator's provisioning commands.
 
 Commands only translate options into :mod:`server.provisioning` calls and print a summary.
-A :class:`TesseraError` becomes ``error: <message>`` on stderr and the error's exit status.
+Errors pass through the one CLI boundary (:func:`common.cli_boundary.cli_boundary`):
+``error: <message>`` on stderr and the error's exit status, never a traceback.
 Nothing secret is printed: only paths, names and public keys.
 """
 
@@ -12,10 +13,10 @@ from typing import Annotated
 
 import typer
 
+from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError
 from common.workdir import CoordinatorDir
 from privacy.manifest import MANIFEST_FILE, load_manifest
-from server.cli_boundary import boundary as _boundary
 from server.he_context import import_evaluation_package
 from server.provisioning import DEFAULT_PORT, init_federation
 
@@ -62,7 +63,7 @@ def init(
         "--archives/--no-archives", help="Also pack each kit as a .tar.gz.")] = True,
 ) -> None:
     """Create a federation: signed manifest, coordinator, site and auditor kits."""
-    with _boundary(f"cannot write {out}"):
+    with cli_boundary(f"cannot write {out}"):
         fed = init_federation(
             out, name=name, sites=[s.strip() for s in sites.split(",") if s.strip()],
             addresses=address or ["127.0.0.1"], port=port,
@@ -87,7 +88,7 @@ def he_context(
         "--coordinator-dir", help="The coordinator folder the ServerApp reads.")],
 ) -> None:
     """Import a study's add-only CKKS context after checking the custodian's signature."""
-    with _boundary("cannot read or store the package"):
+    with cli_boundary("cannot read or store the package"):
         manifest = load_manifest(kit / MANIFEST_FILE)
         path = import_evaluation_package(CoordinatorDir(coordinator_dir).he_dir,
                                          package.read_bytes(), manifest)

@@ -1,8 +1,8 @@
 """``tessera model ...``: list, show, card and use the models in a coordinator's registry.
 
 Commands only translate options into :class:`server.registry.ModelRegistry` and
-:mod:`server.predict` calls and print a summary. A :class:`TesseraError` becomes
-``error: <message>`` on stderr and the error's exit status. ``predict`` validates the whole
+:mod:`server.predict` calls and print a summary; errors pass through the one CLI boundary
+(:func:`common.cli_boundary.cli_boundary`). ``predict`` validates the whole
 input before it writes anything; it prints counts, never patient ids or scores.
 """
 
@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
+from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError
-from server.cli_boundary import boundary as _boundary
 from server.explain import Explanation
 from server.model_card import write_card
 from server.predict import (
@@ -71,7 +71,7 @@ def list_models(
     as_json: AsJson = False,
 ) -> None:
     """List registered models, oldest first."""
-    with _boundary(), _registry(coordinator_dir) as registry:
+    with cli_boundary(), _registry(coordinator_dir) as registry:
         versions = registry.list(study=study)
     if as_json:
         typer.echo(json.dumps([mv.to_json() for mv in versions], indent=1, sort_keys=True))
@@ -97,7 +97,7 @@ def show(
     as_json: AsJson = False,
 ) -> None:
     """Show one model: hashes, metrics, privacy spent per site, lineage and its inputs."""
-    with _boundary(), _registry(coordinator_dir) as registry:
+    with cli_boundary(), _registry(coordinator_dir) as registry:
         mv = registry.get(study, version)
         doc = parse_model_document(registry.load_bytes(mv))
     details = {**mv.to_json(), "features": doc.get("features"), "label": doc.get("label"),
@@ -137,7 +137,7 @@ def predict(
         "(relative to the average patient) and the top 3 features.")] = False,
 ) -> None:
     """Score patients with a registered model; writes nothing unless every row is valid."""
-    with _boundary():
+    with cli_boundary():
         if input_csv.resolve() == output_csv.resolve():
             raise TesseraError(ErrorCode.CONFIG_INVALID,
                                "--output must not be the --input file")
@@ -178,7 +178,7 @@ def card(
     ] = None,
 ) -> None:
     """Write a model card (card.md, card.html and PNG plots) for one registered model."""
-    with _boundary():
+    with cli_boundary():
         _registry(coordinator_dir).close()  # a coordinator folder, never created by accident
         folder = write_card(coordinator_dir, study, version, out)
     typer.echo(f"model card for {study} v{version} written to {folder} "

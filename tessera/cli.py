@@ -12,9 +12,10 @@ from rich.console import Console
 
 from client_app.agent.grpc_service import serve_forever
 from client_app.cli.main import app as site_app
+from client_app.cli.options import SiteDirOption
 from client_app.node.agent_process import open_agent_vault
 from common.cli_boundary import cli_boundary
-from common.errors import TesseraError
+from common.errors import ErrorCode, TesseraError, exit_status
 from common.plan import bundled_plan_path, load_plan, override, plan_hash
 from privacy.passphrase import PASSPHRASE_ENV_VAR
 from server.cli import app as federation_app
@@ -48,14 +49,9 @@ def _access(
     enforce_on(ctx, kit=kit)
 
 
-def _fail(err: TesseraError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {err.message}", highlight=False)
-    return typer.Exit(err.exit_code)
-
-
 @site_app.command("agent")
 def site_agent(
-    site_dir: Annotated[Path, typer.Option(help="The site folder.")],
+    site_dir: SiteDirOption,
     audit_address: Annotated[str | None, typer.Option(
         help="HOST:PORT to serve this site's audit log to the auditor (mutual TLS).")] = None,
 ) -> None:
@@ -79,7 +75,7 @@ def site_agent(
 
 @site_app.command("run")
 def site_run(
-    site_dir: Annotated[Path, typer.Option(help="The site folder.")],
+    site_dir: SiteDirOption,
     superlink: Annotated[str | None, typer.Option(
         help="HOST:PORT of the SuperLink (default: from the signed manifest).")] = None,
     insecure: Annotated[bool, typer.Option(
@@ -98,7 +94,7 @@ def site_run(
 @site_app.command("gui")
 def site_gui(
     ctx: typer.Context,
-    site_dir: Annotated[Path, typer.Option(help="The site folder.")],
+    site_dir: SiteDirOption,
     operator: Annotated[str | None, typer.Option(
         help="Your name, recorded with every decision (default: your login name).")] = None,
 ) -> None:
@@ -107,20 +103,16 @@ def site_gui(
     from tessera.access import load_policy
 
     kit = (ctx.obj or {}).get("kit")
-    try:
+    with cli_boundary():
         code = run_app(site_dir, policy=load_policy(), kit=kit, actor=operator)
-    except TesseraError as err:
-        raise _fail(err) from None
     raise typer.Exit(code)
 
 
 @study_app.command("validate")
 def study_validate(plan: Path) -> None:
     """Validate a study plan and print its plan hash."""
-    try:
+    with cli_boundary():
         parsed = load_plan(plan)
-    except TesseraError as err:
-        raise _fail(err) from None
     console.print(f"{parsed.name}: valid")
     console.print(plan_hash(parsed))
 
@@ -150,22 +142,21 @@ def demo(
     from tessera.demo import DEMO_PASSPHRASE, DemoOptions, run_demo
 
     try:
-        path = Path(study) if study.endswith(".toml") else bundled_plan_path(study)
-        plan = override(load_plan(path), rounds=rounds, target_epsilon=epsilon, seed=seed,
-                        he_enabled=False if no_he else None,
-                        min_sites=min(sites, load_plan(path).federation.min_sites))
-        ceilings = _parse_ceilings(ceiling or [])
-        passphrase = os.environ.get(PASSPHRASE_ENV_VAR) or DEMO_PASSPHRASE
-        if passphrase == DEMO_PASSPHRASE:
-            console.print(f"demo site keystores use the passphrase '{DEMO_PASSPHRASE}' "
-                          f"(set {PASSPHRASE_ENV_VAR} to choose another)")
-        options = DemoOptions(workdir=workdir, report=report or workdir / "report.json",
-                              sites=sites, ceilings=ceilings, timeout=timeout,
-                              passphrase=passphrase, insecure=insecure, loso=loso)
-        console.print(f"study [bold]{plan.name}[/] plan hash {plan_hash(plan)}")
-        result = run_demo(plan, options, console)
-    except TesseraError as err:
-        raise _fail(err) from None
+        with cli_boundary():
+            path = Path(study) if study.endswith(".toml") else bundled_plan_path(study)
+            plan = override(load_plan(path), rounds=rounds, target_epsilon=epsilon, seed=seed,
+                            he_enabled=False if no_he else None,
+                            min_sites=min(sites, load_plan(path).federation.min_sites))
+            ceilings = _parse_ceilings(ceiling or [])
+            passphrase = os.environ.get(PASSPHRASE_ENV_VAR) or DEMO_PASSPHRASE
+            if passphrase == DEMO_PASSPHRASE:
+                console.print(f"demo site keystores use the passphrase '{DEMO_PASSPHRASE}' "
+                              f"(set {PASSPHRASE_ENV_VAR} to choose another)")
+            options = DemoOptions(workdir=workdir, report=report or workdir / "report.json",
+                                  sites=sites, ceilings=ceilings, timeout=timeout,
+                                  passphrase=passphrase, insecure=insecure, loso=loso)
+            console.print(f"study [bold]{plan.name}[/] plan hash {plan_hash(plan)}")
+            result = run_demo(plan, options, console)
     except KeyboardInterrupt:
         err_console.print("interrupted: every started process was stopped")
         raise typer.Exit(130) from None
@@ -173,14 +164,12 @@ def demo(
     console.print(f"report written to {options.report}")
     if result["status"] != "completed":
         err_console.print(f"[bold red]study did not complete:[/] {result.get('error')}")
-        raise typer.Exit(11)
+        raise typer.Exit(exit_status(ErrorCode.PROCESS_FAILED))
     console.print(f"final accuracy {final.get('accuracy', 0):.3f}  AUC {final.get('auc', 0):.3f}"
                   f"  (baseline AUC {result['baseline']['auc']:.3f})")
 
 
 def _parse_ceilings(items: list[str]) -> dict[str, float]:
-    from common.errors import ErrorCode
-
     out: dict[str, float] = {}
     for item in items:
         name, _, value = item.partition("=")

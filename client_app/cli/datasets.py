@@ -1,27 +1,30 @@
-"""``tessera site dataset ...`` and ``tessera site add-data``: checking and registering data.
+"""``tessera site dataset check|register|list|show`` and ``tessera site add-data``: checking
+data files and registering them as dataset versions.
 
-Registered on the site CLI by :func:`register`. The commands only translate: the checks,
-the policy and the versions are :mod:`client_app.datasets.versions`' (the desktop app calls the same
-functions). ``check`` exits 0 when the file has no issue and 3 (DATA_INVALID) otherwise;
-``register`` validates before it asks for the passphrase, so a refused file needs none and
-changes nothing.
+The checks, the policy and the versions are :mod:`client_app.datasets.versions`' (the desktop
+app calls the same functions). ``check`` exits 0 when the file has no issue and 3
+(DATA_INVALID) otherwise; ``register`` validates before it asks for the passphrase, so a
+refused file needs none and changes nothing.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from client_app.custody.identity import adopt_kit_secrets
-from client_app.custody.vault import SiteVault, unlock_vault
+from client_app.cli.options import (
+    ActorOption,
+    JsonOption,
+    SiteDirOption,
+    cells,
+    print_json,
+    site_vault_with_kit,
+)
 from client_app.datasets.validation import POLICY_CHOICES, Policy
 from client_app.datasets.versions import (
     DatasetVersion,
@@ -31,14 +34,12 @@ from client_app.datasets.versions import (
     store_dataset,
 )
 from client_app.store.folder import SiteDir, open_site_dir
-from common.errors import ErrorCode, TesseraError
+from common.cli_boundary import cli_boundary
+from common.errors import ErrorCode, TesseraError, exit_status
 from common.plan import load_plan
 
-Boundary = Callable[[], AbstractContextManager[None]]
 FileArgument = Annotated[Path, typer.Argument(help="The data file (CSV or Parquet).")]
 PlanOption = Annotated[Path, typer.Option("--plan", help="The study plan (TOML) to check against.")]
-SiteDirOption = Annotated[Path, typer.Option("--site-dir", help="The site folder.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 NameOption = Annotated[str | None, typer.Option(
     "--name", help="Dataset name (default: the plan's dataset name).")]
 
@@ -46,16 +47,6 @@ NameOption = Annotated[str | None, typer.Option(
 def _choice(field: str, what: str) -> object:
     return typer.Option(f"--{field.replace('_', '-')}",
                         help=f"{what}: {' | '.join(POLICY_CHOICES[field])}.")
-
-
-def _unlock(site: SiteDir) -> SiteVault:
-    vault = unlock_vault(site)
-    adopt_kit_secrets(vault)
-    return vault
-
-
-def _exit_data_invalid() -> typer.Exit:
-    return typer.Exit(TesseraError(ErrorCode.DATA_INVALID, "").exit_code)
 
 
 def _version_line(v: DatasetVersion) -> str:
@@ -72,115 +63,113 @@ def _register(site_dir: Path, data_file: Path, plan_file: Path, *, policy: Polic
               name: str | None) -> DatasetVersion:
     site = open_site_dir(site_dir)
     prepared = prepare_dataset(data_file, plan=load_plan(plan_file), policy=policy)
-    return store_dataset(_unlock(site), prepared, actor=actor, name=name)
+    return store_dataset(site_vault_with_kit(site), prepared, actor=actor, name=name)
 
 
 def _legacy_names(site: SiteDir) -> list[str]:
     return sorted(p.stem for p in site.data_dir.glob("*.enc"))
 
 
-def register(app: typer.Typer, boundary: Boundary) -> None:
+def check(
+    data_file: FileArgument, plan: PlanOption, as_json: JsonOption = False,
+    site_dir: Annotated[Path | None, typer.Option(
+        "--site-dir", help="Your site folder (only says who runs the check).")] = None,
+) -> None:
+    """Validate a file against a study plan and print the report; changes nothing."""
+    with cli_boundary():
+        report = check_dataset(data_file, plan=load_plan(plan))
+    typer.echo(json.dumps(report.to_json(), indent=2) if as_json else report.to_text())
+    if not report.ok:
+        raise typer.Exit(exit_status(ErrorCode.DATA_INVALID))
+
+
+def register_file(
+    data_file: FileArgument, plan: PlanOption, site_dir: SiteDirOption, actor: ActorOption,
+    name: NameOption = None,
+    missing: Annotated[str, _choice("missing", "Missing values")] = "refuse",
+    out_of_range: Annotated[str, _choice("out_of_range", "Out-of-range values")] = "refuse",
+    outliers: Annotated[str, _choice("outliers", "Outliers")] = "keep",
+    duplicates: Annotated[str, _choice("duplicates", "Duplicate rows and ids")] = "refuse",
+    as_json: JsonOption = False,
+) -> None:
+    """Validate a file, apply the policy and store the result as a new dataset version."""
+    with cli_boundary():
+        policy = Policy(missing=missing, out_of_range=out_of_range,  # type: ignore[arg-type]
+                        outliers=outliers, duplicates=duplicates)  # type: ignore[arg-type]
+        version = _register(site_dir, data_file, plan, policy=policy, actor=actor, name=name)
+    typer.echo(json.dumps(version.to_json(), indent=2) if as_json else _version_line(version))
+
+
+def list_datasets(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
+    """List the site's datasets with their current version."""
+    with cli_boundary():
+        site = open_site_dir(site_dir)
+        versions = dataset_versions(site)
+    by_name: dict[str, list[DatasetVersion]] = {}
+    for v in versions:
+        by_name.setdefault(v.dataset, []).append(v)
+    legacy = [n for n in _legacy_names(site) if n not in by_name]
+    if as_json:
+        rows: list[dict[str, object]] = [
+            {"dataset": n, "versions": len(vs), "current": vs[-1].to_json(), "legacy": False}
+            for n, vs in sorted(by_name.items())]
+        rows += [{"dataset": n, "versions": 0, "current": None, "legacy": True}
+                 for n in legacy]
+        print_json(rows)
+        return
+    table = Table("dataset", "current version", "rows", "versions", "registered (UTC)",
+                  "by", title="Datasets")
+    for n, vs in sorted(by_name.items()):
+        c = vs[-1]
+        table.add_row(*cells(n, c.version[:12], str(c.rows), str(len(vs)),
+                             c.at.strftime("%Y-%m-%d %H:%M"), c.actor))
+    for n in legacy:
+        table.add_row(*cells(n, "legacy file", "", "0", "", ""))
+    Console().print(table)
+
+
+def show(
+    name: Annotated[str, typer.Argument(help="The dataset name.")],
+    site_dir: SiteDirOption, as_json: JsonOption = False,
+) -> None:
+    """Show every version of a dataset, oldest first, with its lineage and validation."""
+    with cli_boundary():
+        versions = dataset_versions(open_site_dir(site_dir), name)
+        if not versions:
+            raise TesseraError(ErrorCode.NOT_FOUND, f"no versions of dataset {name!r}")
+    if as_json:
+        print_json([v.to_json() for v in versions])
+        return
+    for v in versions:
+        typer.echo(_version_line(v))
+        report = v.report
+        typer.echo(f"  registered {v.at.isoformat(timespec='seconds')} by {v.actor}")
+        typer.echo(f"  source {v.source_name} ({v.source_format}, sha256 "
+                   f"{v.source_hash[:12]}), plan {(v.plan_hash or 'none')[:12]}")
+        typer.echo(f"  policy {', '.join(f'{k}={x}' for k, x in v.policy.items())}")
+        issues = report.get("issues") or {}
+        found = ", ".join(f"{k} {n}" for k, n in sorted(issues.items())) or "none"
+        typer.echo(f"  issues {found}; labels {report.get('label_counts', {})}")
+
+
+def add_data(
+    data_file: FileArgument, site_dir: SiteDirOption, plan: PlanOption,
+    name: NameOption = None, actor: ActorOption = "operator",
+) -> None:
+    """Register a file against a study plan with the default policy (refuse any issue
+    but outliers); `site dataset register` chooses the policy."""
+    with cli_boundary():
+        version = _register(site_dir, data_file, plan, policy=Policy(), actor=actor, name=name)
+    typer.echo(_version_line(version))
+
+
+def register(app: typer.Typer) -> None:
     """Add ``dataset check|register|list|show`` and ``add-data`` to the site CLI."""
     group = typer.Typer(name="dataset", no_args_is_help=True, add_completion=False,
                         help="Check data files, register them as versions, list versions.")
+    group.command("check")(check)
+    group.command("register")(register_file)
+    group.command("list")(list_datasets)
+    group.command("show")(show)
     app.add_typer(group, name="dataset")
-
-    @group.command("check")
-    def check(
-        data_file: FileArgument, plan: PlanOption, as_json: JsonOption = False,
-        site_dir: Annotated[Path | None, typer.Option(
-            "--site-dir", help="Your site folder (only says who runs the check).")] = None,
-    ) -> None:
-        """Validate a file against a study plan and print the report; changes nothing."""
-        with boundary():
-            report = check_dataset(data_file, plan=load_plan(plan))
-        typer.echo(json.dumps(report.to_json(), indent=2) if as_json else report.to_text())
-        if not report.ok:
-            raise _exit_data_invalid()
-
-    @group.command("register")
-    def register_file(
-        data_file: FileArgument, plan: PlanOption, site_dir: SiteDirOption,
-        actor: Annotated[str, typer.Option("--actor", help="Who registers the data.")],
-        name: NameOption = None,
-        missing: Annotated[str, _choice("missing", "Missing values")] = "refuse",
-        out_of_range: Annotated[str, _choice("out_of_range", "Out-of-range values")] = "refuse",
-        outliers: Annotated[str, _choice("outliers", "Outliers")] = "keep",
-        duplicates: Annotated[str, _choice("duplicates", "Duplicate rows and ids")] = "refuse",
-        as_json: JsonOption = False,
-    ) -> None:
-        """Validate a file, apply the policy and store the result as a new dataset version."""
-        with boundary():
-            policy = Policy(missing=missing, out_of_range=out_of_range,  # type: ignore[arg-type]
-                            outliers=outliers, duplicates=duplicates)  # type: ignore[arg-type]
-            version = _register(site_dir, data_file, plan, policy=policy, actor=actor,
-                                name=name)
-        typer.echo(json.dumps(version.to_json(), indent=2) if as_json
-                   else _version_line(version))
-
-    @group.command("list")
-    def list_datasets(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
-        """List the site's datasets with their current version."""
-        with boundary():
-            site = open_site_dir(site_dir)
-            versions = dataset_versions(site)
-        by_name: dict[str, list[DatasetVersion]] = {}
-        for v in versions:
-            by_name.setdefault(v.dataset, []).append(v)
-        legacy = [n for n in _legacy_names(site) if n not in by_name]
-        if as_json:
-            rows: list[dict[str, object]] = [
-                {"dataset": n, "versions": len(vs), "current": vs[-1].to_json(), "legacy": False}
-                for n, vs in sorted(by_name.items())]
-            rows += [{"dataset": n, "versions": 0, "current": None, "legacy": True}
-                     for n in legacy]
-            typer.echo(json.dumps(rows, indent=2))
-            return
-        table = Table("dataset", "current version", "rows", "versions", "registered (UTC)",
-                      "by", title="Datasets")
-        for n, vs in sorted(by_name.items()):
-            c = vs[-1]
-            table.add_row(*(Text(x) for x in (
-                n, c.version[:12], str(c.rows), str(len(vs)),
-                c.at.strftime("%Y-%m-%d %H:%M"), c.actor)))
-        for n in legacy:
-            table.add_row(*(Text(x) for x in (n, "legacy file", "", "0", "", "")))
-        Console().print(table)
-
-    @group.command("show")
-    def show(
-        name: Annotated[str, typer.Argument(help="The dataset name.")],
-        site_dir: SiteDirOption, as_json: JsonOption = False,
-    ) -> None:
-        """Show every version of a dataset, oldest first, with its lineage and validation."""
-        with boundary():
-            versions = dataset_versions(open_site_dir(site_dir), name)
-            if not versions:
-                raise TesseraError(ErrorCode.NOT_FOUND, f"no versions of dataset {name!r}")
-        if as_json:
-            typer.echo(json.dumps([v.to_json() for v in versions], indent=2))
-            return
-        for v in versions:
-            typer.echo(_version_line(v))
-            report = v.report
-            typer.echo(f"  registered {v.at.isoformat(timespec='seconds')} by {v.actor}")
-            typer.echo(f"  source {v.source_name} ({v.source_format}, sha256 "
-                       f"{v.source_hash[:12]}), plan {(v.plan_hash or 'none')[:12]}")
-            typer.echo(f"  policy {', '.join(f'{k}={x}' for k, x in v.policy.items())}")
-            issues = report.get("issues") or {}
-            found = ", ".join(f"{k} {n}" for k, n in sorted(issues.items())) or "none"
-            typer.echo(f"  issues {found}; labels {report.get('label_counts', {})}")
-
-    @app.command("add-data")
-    def add_data(
-        data_file: FileArgument, site_dir: SiteDirOption, plan: PlanOption,
-        name: NameOption = None,
-        actor: Annotated[str, typer.Option("--actor", help="Who registers the data.")]
-        = "operator",
-    ) -> None:
-        """Register a file against a study plan with the default policy (refuse any issue
-        but outliers); `site dataset register` chooses the policy."""
-        with boundary():
-            version = _register(site_dir, data_file, plan, policy=Policy(), actor=actor,
-                                name=name)
-        typer.echo(_version_line(version))
+    app.command("add-data")(add_data)

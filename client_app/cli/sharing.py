@@ -1,25 +1,21 @@
 """``tessera site sharing``: show or change what per-site statistics this site shares.
 
-Registered on the site CLI by :func:`register`. Without options it prints the current
-choices; ``--own-counts no`` or ``--importance no`` makes the agent refuse those tasks.
+Without options it prints the current choices; ``--own-counts no`` or ``--importance no``
+makes the agent refuse those tasks. The choices live in :mod:`client_app.governance.sharing`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from client_app.cli.options import ActorOption, JsonOption, SiteDirOption, print_json
 from client_app.governance.sharing import set_sharing, sharing
 from client_app.store.folder import open_site_dir
 from client_app.store.site_store import SiteStore
+from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError
-
-YesNo = Annotated[str | None, typer.Option(help="yes or no.")]
 
 
 def _choice(value: str, name: str) -> bool:
@@ -29,37 +25,38 @@ def _choice(value: str, name: str) -> bool:
     return lowered == "yes"
 
 
-def register(app: typer.Typer, boundary: Callable[[], AbstractContextManager[None]]) -> None:
-    """Add ``site sharing`` to the site CLI."""
+def sharing_command(
+    site_dir: SiteDirOption,
+    own_counts: Annotated[str | None, typer.Option(
+        "--own-counts", help="Share this site's own evaluation counts for "
+        "leave-one-site-out checks: yes or no.")] = None,
+    importance: Annotated[str | None, typer.Option(
+        "--importance", help="Share this site's permutation feature importance: "
+        "yes or no.")] = None,
+    actor: ActorOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Show or change what per-site statistics this site shares with the coordinator."""
+    with cli_boundary():
+        site = open_site_dir(site_dir)
+        changes = {name: _choice(value, f"--{name.replace('_', '-')}")
+                   for name, value in (("own_counts", own_counts),
+                                       ("importance", importance)) if value is not None}
+        if changes and not actor.strip():
+            raise TesseraError(ErrorCode.CONFIG_INVALID, "--actor is required to change "
+                               "what the site shares")
+        with SiteStore.open(site) as store:
+            for name, allowed in changes.items():
+                set_sharing(store, name, allowed, actor=actor)
+            current = sharing(store)
+    if as_json:
+        print_json(current.to_json(), indent=None, sort_keys=True)
+        return
+    typer.echo(f"own evaluation counts (leave-one-site-out): "
+               f"{'shared' if current.own_counts else 'not shared'}")
+    typer.echo(f"feature importance: {'shared' if current.importance else 'not shared'}")
 
-    @app.command("sharing")
-    def sharing_command(
-        site_dir: Annotated[Path, typer.Option("--site-dir", help="The site folder.")],
-        own_counts: Annotated[str | None, typer.Option(
-            "--own-counts", help="Share this site's own evaluation counts for "
-            "leave-one-site-out checks: yes or no.")] = None,
-        importance: Annotated[str | None, typer.Option(
-            "--importance", help="Share this site's permutation feature importance: "
-            "yes or no.")] = None,
-        actor: Annotated[str, typer.Option("--actor", help="Who makes the change.")] = "",
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    ) -> None:
-        """Show or change what per-site statistics this site shares with the coordinator."""
-        with boundary():
-            site = open_site_dir(site_dir)
-            changes = {name: _choice(value, f"--{name.replace('_', '-')}")
-                       for name, value in (("own_counts", own_counts),
-                                           ("importance", importance)) if value is not None}
-            if changes and not actor.strip():
-                raise TesseraError(ErrorCode.CONFIG_INVALID, "--actor is required to change "
-                                   "what the site shares")
-            with SiteStore.open(site) as store:
-                for name, allowed in changes.items():
-                    set_sharing(store, name, allowed, actor=actor)
-                current = sharing(store)
-        if as_json:
-            typer.echo(json.dumps(current.to_json(), sort_keys=True))
-            return
-        typer.echo(f"own evaluation counts (leave-one-site-out): "
-                   f"{'shared' if current.own_counts else 'not shared'}")
-        typer.echo(f"feature importance: {'shared' if current.importance else 'not shared'}")
+
+def register(app: typer.Typer) -> None:
+    """Add ``sharing`` to the site CLI."""
+    app.command("sharing")(sharing_command)

@@ -1,4 +1,4 @@
-"""``tessera site study ...`` and ``tessera site node ...`` through the real console script."""
+"""``tessera site study ...`` through the real console script."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from client_app.node.controller import NodeController
 from client_app.store.folder import open_site_dir
 from client_app.store.site_store import SiteStore
 from common.plan import bundled_plan_path, load_plan, override, plan_hash, plan_to_toml
@@ -109,25 +108,6 @@ def test_invalid_plan_file_is_refused_and_nothing_stored(site_dir: Path,
                               "--json").stdout) == []
     with SiteStore.open(open_site_dir(site_dir)) as store:
         assert store.events(kind="study_plan_received") == []
-
-
-def test_node_status_and_stop_of_a_stopped_node(site_dir: Path) -> None:
-    status = _invoke("site", "node", "status", "--site-dir", site_dir, "--json")
-    assert status.exit_code == 0, status.output
-    doc = json.loads(status.stdout)
-    assert doc["running"] is False and doc["agent_up"] is False and doc["pid"] is None
-    text = _invoke("site", "node", "status", "--site-dir", site_dir)
-    assert "node:          stopped" in text.stdout
-    stopped = _invoke("site", "node", "stop", "--site-dir", site_dir)
-    assert stopped.exit_code == 0 and "not running" in stopped.stdout
-
-
-def test_node_start_refuses_a_bad_superlink(site_dir: Path) -> None:
-    result = _invoke("site", "node", "start", "--site-dir", site_dir, "--insecure",
-                     "--superlink", "not an address")
-    assert result.exit_code == 2
-    assert "superlink: expected HOST:PORT" in result.stderr
-    assert not NodeController(open_site_dir(site_dir)).pid_path.exists()
 
 
 def test_auditor_may_list_but_not_receive_plans(site_dir: Path, tmp_path: Path) -> None:

@@ -1,24 +1,18 @@
-"""``tessera site consent ...``, ``site models`` and ``site evaluate`` through the real CLI."""
+"""``tessera site consent ...`` through the real CLI (and the access policy)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from client_app.custody.kit import import_site_kit
 from client_app.custody.vault import unlock_vault
 from client_app.governance.consent import history
-from client_app.learning.local_eval import keep_final_model
 from client_app.store.folder import open_site_dir
-from client_app.store.site_store import SiteStore
-from common.models import build_model
-from common.plan import bundled_plan_path, load_plan, override, plan_hash
 from server.provisioning import init_federation
-from tessera import local_federation
 from tessera.access import KIT_ENV_VAR, POLICY_ENV_VAR
 from tessera.cli import app
 from tests.conftest import TEST_PASSPHRASE
@@ -102,42 +96,6 @@ def test_actor_is_required(site_dir: Path) -> None:
     assert result.exit_code == 2
     result = _tessera("site", "consent", "grant", "P1", "--site-dir", site_dir, "--actor", " ")
     assert result.exit_code == 2 and "error: actor" in result.output
-
-
-def test_models_and_evaluate_without_a_stored_model(site_dir: Path) -> None:
-    result = _tessera("site", "models", "--site-dir", site_dir, "--json")
-    assert result.exit_code == 0 and json.loads(result.output) == []
-    result = _tessera("site", "evaluate", "--site-dir", site_dir)
-    assert result.exit_code == 4
-    assert "error: no global model is stored at this site yet" in result.output
-
-
-def test_models_lists_and_evaluate_scores_a_kept_model(tmp_path: Path) -> None:
-    plan = override(load_plan(bundled_plan_path("breast_cancer")), rounds=1, he_enabled=False)
-    fed = local_federation.build(tmp_path / "w", plan, sites=1, ceilings={},
-                                 passphrase=TEST_PASSPHRASE)
-    site = fed.sites[0]
-    model = build_model(plan.model, n_features=len(plan.dataset.features), seed=plan.seed)
-    with SiteStore.open(site) as store:
-        keep_final_model(unlock_vault(site, TEST_PASSPHRASE), plan, store,
-                         plan_hash=plan_hash(plan), round_=1, model=model,
-                         mean=fed.data.X.mean(axis=0), std=fed.data.X.std(axis=0))
-    name = f"breast_cancer-{plan_hash(plan)[:12]}"
-
-    result = _tessera("site", "models", "--site-dir", site.root)
-    assert result.exit_code == 0 and name in result.output
-    result = _tessera("site", "evaluate", "--site-dir", site.root, "--json")
-    assert result.exit_code == 0, result.output
-    doc = json.loads(result.output)
-    assert doc["model"] == name and doc["excluded_by_consent"] == 2  # the demo's opt-outs
-    assert doc["tp"] + doc["fp"] + doc["tn"] + doc["fn"] == doc["n"] > 0
-    assert 0.0 <= doc["auc"] <= 1.0 and len(doc["roc_fpr"]) == len(doc["roc_tpr"])
-    result = _tessera("site", "evaluate", "--site-dir", site.root)
-    assert result.exit_code == 0, result.output
-    assert "AUC" in result.output and "2 row(s) left out for consent" in result.output
-    result = _tessera("site", "evaluate", "--site-dir", site.root, "--model", "nope")
-    assert result.exit_code == 4 and "error: no stored model named 'nope'" in result.output
-    assert not np.isnan(doc["accuracy"])
 
 
 def test_every_new_command_is_in_the_policy_and_consent_history_is_operator_only(

@@ -1,0 +1,74 @@
+"""``tessera site approve|reject|revoke|approvals``: the site's decisions on study plans, by
+plan hash. The decisions live in :class:`client_app.store.site_store.SiteStore`; the agent
+runs only approved plans."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from client_app.cli.options import (
+    ActorOption,
+    JsonOption,
+    NoteOption,
+    PlanHashArgument,
+    SiteDirOption,
+    cells,
+    checked_plan_hash,
+    print_json,
+    site_store,
+)
+
+
+def approve(
+    plan_hash: PlanHashArgument, site_dir: SiteDirOption,
+    actor: ActorOption = "operator", note: NoteOption = "",
+) -> None:
+    """Approve a study plan by its hash (64 hex characters); the agent then runs it."""
+    with site_store(site_dir) as store:
+        store.approve(checked_plan_hash(plan_hash), actor=actor, note=note)
+    typer.echo(f"approved plan {plan_hash.lower()}")
+
+
+def reject(
+    plan_hash: PlanHashArgument, site_dir: SiteDirOption,
+    actor: ActorOption = "operator", note: NoteOption = "",
+) -> None:
+    """Reject a study plan by its hash (64 hex characters)."""
+    with site_store(site_dir) as store:
+        store.reject(checked_plan_hash(plan_hash), actor=actor, note=note)
+    typer.echo(f"rejected plan {plan_hash.lower()}")
+
+
+def revoke(
+    plan_hash: PlanHashArgument, site_dir: SiteDirOption,
+    actor: ActorOption = "operator", note: NoteOption = "",
+) -> None:
+    """Revoke an earlier approval; the agent refuses further rounds of that plan."""
+    with site_store(site_dir) as store:
+        store.revoke(checked_plan_hash(plan_hash), actor=actor, note=note)
+    typer.echo(f"revoked plan {plan_hash.lower()}")
+
+
+def list_approvals(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
+    """List every approval decision, oldest first (the latest per plan wins)."""
+    with site_store(site_dir) as store:
+        records = store.approvals()
+    if as_json:
+        print_json([r.to_json() for r in records])
+        return
+    table = Table("at", "decision", "plan hash", "actor", "note", title="Approvals")
+    for r in records:
+        table.add_row(
+            *cells(r.at.isoformat(timespec="seconds"), r.decision, r.plan_hash, r.actor, r.note)
+        )
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``approve``, ``reject``, ``revoke`` and ``approvals`` to the site CLI."""
+    app.command("approve")(approve)
+    app.command("reject")(reject)
+    app.command("revoke")(revoke)
+    app.command("approvals")(list_approvals)

@@ -1,0 +1,76 @@
+"""What the site commands share, defined once: the ``--site-dir``, ``--json``, ``--actor`` and
+``--note`` options and the plan-hash argument; opening a site's store or vault inside the one
+CLI boundary; printing JSON and plain-text table cells."""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from client_app.custody.identity import adopt_kit_secrets
+from client_app.custody.vault import SiteVault, unlock_vault
+from client_app.store.folder import SiteDir, open_site_dir
+from client_app.store.site_store import SiteStore
+from common.cli_boundary import cli_boundary
+from common.errors import ErrorCode, TesseraError
+
+SiteDirOption = Annotated[
+    Path, typer.Option("--site-dir", help="The site folder (WORKDIR/sites/<site>).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+ActorOption = Annotated[
+    str, typer.Option("--actor", help="Who takes the decision or makes the change.")
+]
+NoteOption = Annotated[str, typer.Option("--note", help="Free-text reason (no patient data).")]
+PlanHashArgument = Annotated[str, typer.Argument(help="The plan hash (64 hex characters).")]
+
+_PLAN_HASH = re.compile(r"^[0-9a-fA-F]{64}$")
+_HEX_DIGITS = frozenset(string.hexdigits)
+
+
+def checked_plan_hash(value: str) -> str:
+    """``value`` in lower case if it is a plan hash (64 hex characters); PLAN_INVALID if not."""
+    if not _PLAN_HASH.fullmatch(value):
+        raise TesseraError(
+            ErrorCode.PLAN_INVALID,
+            f"PLAN_HASH must be 64 hexadecimal characters (got {len(value)} characters"
+            f"{'' if set(value) <= _HEX_DIGITS else ', some not hexadecimal'})",
+        )
+    return value.lower()
+
+
+@contextmanager
+def site_store(site_dir: Path) -> Iterator[SiteStore]:
+    """The store of an existing site folder, opened and used inside the CLI boundary."""
+    with cli_boundary(), SiteStore.open(open_site_dir(site_dir)) as store:
+        yield store
+
+
+def site_vault(site_dir: Path) -> SiteVault:
+    """The unlocked vault of an existing site folder (the passphrase as the vault reads it)."""
+    return unlock_vault(open_site_dir(site_dir))
+
+
+def site_vault_with_kit(site: SiteDir) -> SiteVault:
+    """The unlocked vault of ``site`` with the secrets of its installed kit adopted."""
+    vault = unlock_vault(site)
+    adopt_kit_secrets(vault)
+    return vault
+
+
+def cells(*values: str) -> list[Text]:
+    """Table cells as plain text (operator notes must not be read as rich markup)."""
+    return [Text(v) for v in values]
+
+
+def print_json(doc: object, *, indent: int | None = 2, sort_keys: bool = False) -> None:
+    """Print ``doc`` as JSON on stdout."""
+    typer.echo(json.dumps(doc, indent=indent, sort_keys=sort_keys))
