@@ -70,9 +70,15 @@ def calibrate_noise(
         accept=lambda f: f >= target_epsilon * (1 - 3e-4),
     )
     sigma = min(p[0] for p in points if p[1] <= target_epsilon)
-    slope = _log_slope([p for p in points if abs(math.log(p[0] / sigma)) < 0.25])
-    # Fine: the ledger's own computation decides, aiming inside the tolerance window.
-    aim = target_epsilon - tolerance * 0.75
+    # The local power-law exponent: from the final coarse bracket when it is wide enough for
+    # the discretisation's staircase not to matter, else from points near the root.
+    below = max((p for p in points if p[1] > target_epsilon and p[0] < sigma), default=None)
+    if below is not None and sigma / below[0] > 1.002:
+        slope = _log_slope([below, (sigma, min(p[1] for p in points if p[0] == sigma))])
+    else:
+        slope = _log_slope([p for p in points if abs(math.log(p[0] / sigma)) < 0.25])
+    # Fine: the ledger's own computation decides, aiming at the middle of the window.
+    aim = target_epsilon - tolerance / 2
     first = (sigma, fine(sigma))
     guess = sigma * math.exp(math.log(max(first[1], 1e-300) / aim) / slope)
     points = _solve(
