@@ -7,9 +7,13 @@ at the given multiplier, Poisson sampling) and takes exactly the number of optim
 :func:`privacy.accounting.plan_sampling` plans, so that the site's ledger entry
 ``DpStep(noise_multiplier, sample_rate, steps)`` describes what really happened.
 
-Randomness (Poisson sampling or shuffling, DP noise) derives from ``seed`` only and never
-disturbs the global torch RNG. The seed must come from a secret source held by the site and
-never leave it: whoever knows it can regenerate, and so subtract, the DP noise.
+Randomness: with DP, the Poisson sampling and the Gaussian noise come from a ChaCha20 keystream
+(:mod:`privacy.secure_noise`, wired in by :mod:`client_app.learning.dp_sgd`) keyed with
+``noise_key``, 256 fresh secret bits per run unless the caller passes a key (at least 128
+bits); the key never leaves this function. ``seed`` drives only what carries no privacy
+guarantee: plain training's shuffling and any randomness inside the model (dropout), drawn
+from a forked torch RNG so the global one is never disturbed. The model's initial weights
+are the caller's (the study's public seed).
 """
 
 from __future__ import annotations
@@ -18,20 +22,23 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.utils.data import TensorDataset
 
 from common.errors import ErrorCode, TesseraError
 from privacy.accounting import plan_sampling, steps_per_epoch
+from privacy.secure_noise import SecureGaussian, SecurePoissonSampler, check_key, new_key
 
-# Opacus is imported lazily inside _train_dp, after privacy.accounting has imported it without
-# its root-logger side effect.
+# Opacus (and client_app.learning.dp_sgd, which imports it) is imported lazily inside
+# _train_dp, after privacy.accounting has imported it without its root-logger side effect.
+if TYPE_CHECKING:
+    from client_app.learning.dp_sgd import ExtraGradients
 
 #: Warnings Opacus and torch raise on every DP run that say nothing about this run.
 _EXPECTED_WARNINGS = (
-    r".*[Ss]ecure RNG turned off.*",  # secure_mode needs torchcsprng, not installable here
+    r".*[Ss]ecure RNG turned off.*",  # Opacus's own secure mode is off: our noise replaces it
     r"Full backward hook is firing.*",  # per-sample gradient hooks on an input-free graph
 )
 
@@ -60,6 +67,8 @@ def train_local(
     noise_multiplier: float,
     max_grad_norm: float,
     seed: int,
+    noise_key: bytes | None = None,
+    extra_gradients: ExtraGradients | None = None,
 ) -> TrainOutcome:
     """Train ``model`` in place on ``(X, y)`` and report what was done.
 
@@ -67,6 +76,11 @@ def train_local(
     sampled batch was empty). It is computed from the raw data and is not DP-protected: keep
     it on the site. With ``dp=False``, ``noise_multiplier`` and ``max_grad_norm`` are ignored
     and the outcome reports a noise multiplier of 0.
+
+    ``noise_key`` (DP only) keys the noise and sampling streams; leave it ``None`` in
+    production (fresh secret bits per run), pass one only to reproduce a run in a test.
+    ``extra_gradients`` (DP only) is the auditing hook of
+    :data:`client_app.learning.dp_sgd.ExtraGradients`.
     """
     _check_model(model)
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
@@ -79,9 +93,19 @@ def train_local(
     _check_positive("learning_rate", learning_rate)
     if not isinstance(dp, bool):
         raise TesseraError(ErrorCode.CONFIG_INVALID, f"dp: must be a bool, got {dp!r}")
+    key = b""  # DP only: the run's secret key, never returned, logged or stored
     if dp:
         _check_positive("noise_multiplier", noise_multiplier)
         _check_positive("max_grad_norm", max_grad_norm)
+        key = new_key() if noise_key is None else check_key(noise_key)
+    else:
+        for name, given in (("noise_key", noise_key), ("extra_gradients", extra_gradients)):
+            if given is not None:
+                raise TesseraError(
+                    ErrorCode.CONFIG_INVALID, f"{name}: applies to DP-SGD only (dp=True)"
+                )
+    if extra_gradients is not None and not callable(extra_gradients):
+        raise TesseraError(ErrorCode.CONFIG_INVALID, "extra_gradients: must be callable")
     parameter = next(model.parameters())
     features, labels = _tensors(X, y, dtype=parameter.dtype, device=parameter.device)
 
@@ -89,26 +113,27 @@ def train_local(
     sample_rate, planned_steps = plan_sampling(
         n_train=n_train, batch_size=batch_size, epochs=epochs
     )
-    loader_seed, noise_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
-    loader_generator = torch.Generator(device="cpu").manual_seed(loader_seed)
+    loader_seed, model_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
 
     was_training = model.training
     started = time.perf_counter()
     cuda_devices = [parameter.device.index or 0] if parameter.device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(noise_seed)  # DP noise and any dropout draw from the forked RNG
+        torch.manual_seed(model_seed)  # dropout and the like draw from the forked RNG
         model.train()
         try:
             if dp:
                 steps, loss_sum, examples = _train_dp(
                     model,
-                    TensorDataset(features, labels),
+                    features,
+                    labels,
                     sample_rate=sample_rate,
-                    epochs=epochs,
+                    steps=planned_steps,
                     learning_rate=learning_rate,
                     noise_multiplier=noise_multiplier,
                     max_grad_norm=max_grad_norm,
-                    generator=loader_generator,
+                    key=key,
+                    extra_gradients=extra_gradients,
                 )
             else:
                 steps, loss_sum, examples = _train_plain(
@@ -119,7 +144,7 @@ def train_local(
                     batch_size=min(batch_size, n_train),
                     epochs=epochs,
                     learning_rate=learning_rate,
-                    generator=loader_generator,
+                    generator=torch.Generator(device="cpu").manual_seed(loader_seed),
                 )
         finally:
             model.train(was_training)
@@ -142,19 +167,22 @@ def train_local(
 
 def _train_dp(
     model: torch.nn.Module,
-    dataset: TensorDataset,
+    features: torch.Tensor,
+    labels: torch.Tensor,
     *,
     sample_rate: float,
-    epochs: int,
+    steps: int,
     learning_rate: float,
     noise_multiplier: float,
     max_grad_norm: float,
-    generator: torch.Generator,
+    key: bytes,
+    extra_gradients: ExtraGradients | None,
 ) -> tuple[int, float, int]:
-    """Opacus DP-SGD with Poisson sampling at exactly ``sample_rate``."""
-    from opacus import PrivacyEngine
-    from opacus.data_loader import DPDataLoader
+    """Opacus DP-SGD with Poisson sampling at exactly ``sample_rate`` and secure noise."""
+    from opacus.grad_sample.utils import prepare_module
     from opacus.validators import ModuleValidator
+
+    from client_app.learning.dp_sgd import SecureNoiseDPOptimizer, poisson_batches
 
     problems = ModuleValidator.validate(model, strict=False)
     if problems:
@@ -162,38 +190,44 @@ def _train_dp(
             ErrorCode.CONFIG_INVALID,
             f"model: not trainable with DP-SGD ({len(problems)} problem(s), first: {problems[0]})",
         )
-    # Build the Poisson loader ourselves: PrivacyEngine would derive the rate from a plain
-    # loader as 1 / ceil(n / batch_size), not batch_size / n as planned.
-    loader = DPDataLoader(dataset, sample_rate=sample_rate, generator=generator)
-    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
+    n_train = int(features.shape[0])
+    sampler = SecurePoissonSampler(key, n=n_train, sample_rate=sample_rate)
     with warnings.catch_warnings():
         for message in _EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message, category=UserWarning)
-        engine = PrivacyEngine(accountant="rdp", secure_mode=False)
-        hooks, dp_optimizer, dp_loader = engine.make_private(
-            module=model,
-            optimizer=optimizer,
-            data_loader=loader,
-            noise_multiplier=noise_multiplier,
-            max_grad_norm=max_grad_norm,
-            poisson_sampling=False,  # the loader above already samples (Poisson, our rate)
-            grad_sample_mode="hooks",
-            wrap_model=False,  # keep the caller's module and its state_dict key names
+        # Per-sample gradient hooks on the caller's module (its state_dict keys unchanged).
+        hooks = prepare_module(
+            model, grad_sample_mode="hooks", wrap_model=False, batch_first=True,
+            loss_reduction="mean",
         )
         try:
+            dp_optimizer = SecureNoiseDPOptimizer(
+                torch.optim.SGD(model.parameters(), lr=learning_rate),
+                noise_multiplier=noise_multiplier,
+                max_grad_norm=max_grad_norm,
+                # The mean's denominator: the expected Poisson batch, q * n.
+                expected_batch_size=max(1, round(sample_rate * n_train)),
+                noise=SecureGaussian(key),
+                extra_gradients=extra_gradients,
+            )
             loss_fn = torch.nn.BCEWithLogitsLoss()
-            steps, loss_sum, examples = 0, 0.0, 0
-            for _ in range(epochs):
-                for xb, yb in dp_loader:
-                    loss = _step(model, dp_optimizer, loss_fn, xb, yb)
-                    steps += 1
-                    if len(xb):  # an empty Poisson batch still takes a (pure-noise) step
-                        loss_sum += loss * len(xb)
-                        examples += len(xb)
+            taken, loss_sum, examples = 0, 0.0, 0
+            for index in poisson_batches(sampler, steps=steps, device=features.device):
+                xb, yb = features[index], labels[index]
+                loss = _step(model, dp_optimizer, loss_fn, xb, yb)
+                taken += 1
+                if len(xb):  # an empty Poisson batch still takes a (pure-noise) step
+                    loss_sum += loss * len(xb)
+                    examples += len(xb)
+            if dp_optimizer.noise_steps != taken:
+                raise TesseraError(
+                    ErrorCode.INTERNAL,
+                    f"{taken} steps were taken but {dp_optimizer.noise_steps} were noised",
+                )
         finally:
             hooks.cleanup()
             _strip_optimizer_state(model)
-    return steps, loss_sum, examples
+    return taken, loss_sum, examples
 
 
 def _train_plain(

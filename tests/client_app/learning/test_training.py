@@ -1,5 +1,6 @@
-"""Behaviour of local training: DP-SGD that learns, takes exactly the planned steps, is
-reproducible from its seed and leaves the caller's model clean."""
+"""Behaviour of local training: DP-SGD that learns, takes exactly the planned steps, draws its
+noise from a fresh secret key (reproducible only from that key), leaves the caller's model
+clean, and lets an audit add canary gradients."""
 
 from __future__ import annotations
 
@@ -149,19 +150,121 @@ def test_plain_training_takes_the_same_steps_and_learns(data: Split) -> None:
     assert _auc(model, X_test, y_test) > 0.97
 
 
-@pytest.mark.parametrize("dp", [True, False])
-def test_same_seed_gives_the_same_weights(data: Split, dp: bool) -> None:
+def test_plain_training_is_reproducible_from_its_seed(data: Split) -> None:
     X_train, _, y_train, _ = data
     first, second, third = _model(), _model(), _model()
 
-    a = _train(first, X_train, y_train, dp=dp, epochs=2, seed=11)
-    b = _train(second, X_train, y_train, dp=dp, epochs=2, seed=11)
-    _train(third, X_train, y_train, dp=dp, epochs=2, seed=12)
+    a = _train(first, X_train, y_train, dp=False, epochs=2, seed=11)
+    b = _train(second, X_train, y_train, dp=False, epochs=2, seed=11)
+    _train(third, X_train, y_train, dp=False, epochs=2, seed=12)
 
     for p, q, r in zip(first.parameters(), second.parameters(), third.parameters(), strict=True):
         assert torch.equal(p, q)
         assert not torch.equal(p, r)
     assert a.mean_loss == b.mean_loss
+
+
+def test_dp_training_is_reproducible_only_from_its_noise_key(data: Split) -> None:
+    X_train, _, y_train, _ = data
+    first, second, third = _model(), _model(), _model()
+    key = bytes(range(32))
+
+    a = _train(first, X_train, y_train, epochs=2, seed=11, noise_key=key)
+    b = _train(second, X_train, y_train, epochs=2, seed=12, noise_key=key)  # seed is no key
+    _train(third, X_train, y_train, epochs=2, seed=11, noise_key=bytes(range(1, 33)))
+
+    for p, q, r in zip(first.parameters(), second.parameters(), third.parameters(), strict=True):
+        assert torch.equal(p, q)
+        assert not torch.equal(p, r)
+    assert a.mean_loss == b.mean_loss
+
+
+def test_dp_noise_is_fresh_each_run_whatever_the_torch_and_training_seeds(data: Split) -> None:
+    X_train, _, y_train, _ = data
+    models = [_model(), _model()]
+
+    for model in models:
+        torch.manual_seed(0)
+        np.random.seed(0)
+        _train(model, X_train, y_train, epochs=1, seed=5)
+
+    for p, q in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert not torch.equal(p, q)
+
+
+def test_dp_noise_and_sampling_draw_nothing_from_torch_or_numpy_generators(
+    data: Split, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X_train, _, y_train, _ = data
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("DP-SGD drew from a non-cryptographic generator")
+
+    for name in ("normal", "randn", "rand", "randint", "randperm", "bernoulli"):
+        monkeypatch.setattr(torch, name, forbidden)
+    monkeypatch.setattr(np.random, "default_rng", forbidden)
+    model = _model()
+    start = [p.detach().clone() for p in model.parameters()]
+
+    outcome = _train(model, X_train, y_train, epochs=2)
+
+    assert outcome.steps == 14
+    assert all(not torch.equal(p, s) for p, s in zip(model.parameters(), start, strict=True))
+
+
+def test_dp_noise_has_the_planned_scale(data: Split) -> None:
+    # Inputs of zeros and no bias: every per-example gradient is 0, so each step moves the
+    # weights by exactly -lr * noise / expected batch, noise ~ N(0, (sigma * clip)^2).
+    X_train, _, y_train, _ = data
+    X = np.zeros_like(X_train)
+    model = torch.nn.Sequential(torch.nn.Linear(30, 1, bias=False), torch.nn.Flatten(0))
+    torch.nn.init.zeros_(model[0].weight)
+    sigma, clip, lr, epochs = 2.0, 0.5, 1.0, 50
+
+    outcome = _train(model, X, y_train, epochs=epochs, noise_multiplier=sigma,
+                     max_grad_norm=clip, learning_rate=lr)
+
+    expected_batch = round(outcome.sample_rate * len(X))
+    # Sum of `steps` independent steps: N(0, steps * (lr * sigma * clip / batch)^2) per weight.
+    per_weight_std = lr * sigma * clip / expected_batch * np.sqrt(outcome.steps)
+    moved = model[0].weight.detach().double().flatten() / per_weight_std
+    assert abs(float(moved.mean())) < 4 / np.sqrt(30)
+    assert 0.6 < float(moved.std()) < 1.4
+
+
+def test_extra_gradients_join_the_noised_sum_at_every_step(data: Split) -> None:
+    X_train, _, y_train, _ = data
+    plain, pushed = _model(), _model()
+    key = bytes(32)
+    calls: list[int] = []
+
+    def push_bias(step: int) -> list[torch.Tensor]:
+        calls.append(step)
+        return [torch.zeros(1, 30), torch.full((1,), -1.0)]  # one extra example, norm 1
+
+    outcome = _train(plain, X_train, y_train, epochs=2, noise_key=key)
+    _train(pushed, X_train, y_train, epochs=2, noise_key=key, extra_gradients=push_bias)
+
+    assert calls == list(range(outcome.steps))
+    shift = float((pushed.linear.bias - plain.linear.bias).detach())
+    # Same key, same noise and batches: the bias moved further by about lr / batch per step.
+    assert shift > 0
+    assert shift == pytest.approx(outcome.steps * LR / round(outcome.sample_rate * len(X_train)),
+                                  rel=0.3)
+
+
+def test_malformed_extra_gradients_are_refused(data: Split) -> None:
+    X_train, _, y_train, _ = data
+    with pytest.raises(TesseraError, match="extra_gradients") as info:
+        _train(_model(), X_train, y_train, epochs=1,
+               extra_gradients=lambda step: [torch.zeros(3)])
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+    with pytest.raises(TesseraError) as info:
+        _train(_model(), X_train, y_train, dp=False, extra_gradients=lambda step: None)
+    assert info.value.message.startswith("extra_gradients")
+    with pytest.raises(TesseraError) as info:
+        _train(_model(), X_train, y_train, noise_key=b"short")
+    assert info.value.message.startswith("noise_key")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,104 @@
+"""Opacus DP-SGD wired to the secure randomness of :mod:`privacy.secure_noise`.
+
+This module owns the two places where DP-SGD draws randomness, replacing Opacus's torch
+(Mersenne Twister) draws with ChaCha20 ones keyed by the run's secret key:
+
+- :class:`SecureNoiseDPOptimizer`, an Opacus ``DPOptimizer`` whose :meth:`add_noise` adds
+  floating-point-hardened Gaussian noise (std ``noise_multiplier * max_grad_norm``) from
+  :class:`privacy.secure_noise.SecureGaussian` to the sum of clipped per-example gradients;
+  clipping, averaging and the step itself stay Opacus's;
+- :func:`poisson_batches`, the Poisson-sampled batch indices of every step, from
+  :class:`privacy.secure_noise.SecurePoissonSampler`.
+
+:data:`ExtraGradients` is an auditing hook: called at each step with the step index, it may
+return one tensor per trainable parameter (``model.parameters()`` order) that is added to
+the summed clipped gradients before the noise, exactly as extra examples of the batch would
+be. Each extra example's gradient must have L2 norm at most ``max_grad_norm`` for the
+accountant's figure to cover it; the privacy audit uses it to insert canary gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from opacus.optimizers.optimizer import DPOptimizer, _check_processed_flag, _mark_as_processed
+
+from common.errors import ErrorCode, TesseraError
+from privacy.secure_noise import SecureGaussian, SecurePoissonSampler
+
+#: ``step index -> one tensor per trainable parameter, or None`` (see the module notes).
+ExtraGradients = Callable[[int], Sequence[torch.Tensor] | None]
+
+
+class SecureNoiseDPOptimizer(DPOptimizer):
+    """``DPOptimizer`` drawing its Gaussian noise from a ChaCha20 stream (loss: mean)."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        noise_multiplier: float,
+        max_grad_norm: float,
+        expected_batch_size: int,
+        noise: SecureGaussian,
+        extra_gradients: ExtraGradients | None = None,
+    ) -> None:
+        super().__init__(
+            optimizer,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
+            expected_batch_size=expected_batch_size,
+            loss_reduction="mean",
+            generator=None,
+            secure_mode=False,  # Opacus's own secure mode needs torchcsprng; ours replaces it
+        )
+        self._secure_noise = noise
+        self._extra_gradients = extra_gradients
+        self.noise_steps = 0
+
+    def add_noise(self) -> None:
+        """Add secure noise to the clipped, summed gradients; store the result in ``p.grad``."""
+        params = list(self.params)
+        extras = self._extra(params)
+        std = float(self.noise_multiplier * self.max_grad_norm)
+        sizes = [p.summed_grad.numel() for p in params]
+        # One draw for all parameters, in float64, split and cast to each parameter's dtype.
+        flat = self._secure_noise.noise(sum(sizes), std=std)
+        offset = 0
+        for p, size, extra in zip(params, sizes, extras, strict=True):
+            _check_processed_flag(p.summed_grad)
+            summed = p.summed_grad if extra is None else p.summed_grad + extra
+            chunk = torch.from_numpy(np.ascontiguousarray(flat[offset : offset + size]))
+            noise = chunk.to(dtype=summed.dtype, device=summed.device).view_as(summed)
+            p.grad = (summed + noise).view_as(p)
+            _mark_as_processed(p.summed_grad)
+            offset += size
+        self.noise_steps += 1
+
+    def _extra(self, params: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        if self._extra_gradients is None:
+            return [None] * len(params)
+        extras = self._extra_gradients(self.noise_steps)
+        if extras is None:
+            return [None] * len(params)
+        extras = list(extras)
+        if len(extras) != len(params) or any(
+            tuple(e.shape) != tuple(p.shape) for e, p in zip(extras, params, strict=True)
+        ):
+            raise TesseraError(
+                ErrorCode.CONFIG_INVALID,
+                "extra_gradients: must return one tensor per trainable parameter, "
+                "shaped like it",
+            )
+        return [e.detach().to(dtype=p.dtype, device=p.device) for e, p in zip(
+            extras, params, strict=True)]
+
+
+def poisson_batches(
+    sampler: SecurePoissonSampler, *, steps: int, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """Index tensors of ``steps`` Poisson batches (possibly empty), on ``device``."""
+    for _ in range(steps):
+        yield torch.from_numpy(sampler.batch()).to(device)
