@@ -12,6 +12,7 @@ from client_app.node.controller import NodeController
 from client_app.store.folder import open_site_dir
 from client_app.store.site_store import SiteStore
 from common.plan import bundled_plan_path, load_plan, override, plan_hash, plan_to_toml
+from server.provisioning import init_federation
 from tessera.cli import app
 
 V1 = load_plan(bundled_plan_path("breast_cancer"))
@@ -131,10 +132,7 @@ def test_node_start_refuses_a_bad_superlink(site_dir: Path) -> None:
 
 
 def test_auditor_may_list_but_not_receive_plans(site_dir: Path, tmp_path: Path) -> None:
-    kit = tmp_path / "auditor-kit"
-    kit.mkdir()
-    (kit / "kit.toml").write_text(
-        'role = "auditor"\nparty = "auditor"\nfederation = "f"\n', encoding="utf-8")
+    kit = init_federation(tmp_path / "fed", name="f", sites=["s"], archives=False).auditor_kit
     result = CliRunner().invoke(app, ["--kit", str(kit), "site", "study", "receive",
                                       str(bundled_plan_path("breast_cancer")),
                                       "--site-dir", str(site_dir)])
