@@ -177,7 +177,10 @@ def _key_ceremony(workdir: Path, plan: StudyPlan, vaults: list[SiteVault]) -> No
     """The custodian seals the study key to each site; the coordinator gets the package."""
     manifest = load_manifest(workdir / "federation.toml")
     outbox = vaults[0].site.root / "outbox" / plan_hash(plan)[:16]
-    result = keygen_and_seal(vaults[0], plan, manifest, outbox)
+    # The launcher plays every site operator: each demo site is a confirmed recipient.
+    result = keygen_and_seal(vaults[0], plan, manifest, outbox,
+                             recipients=[v.site.name for v in vaults[1:]],
+                             actor="demo-operator")
     for vault in vaults[1:]:
         import_sealed(vault, result.sealed[vault.site.name].read_bytes(), manifest)
     import_evaluation_package(workdir / "coordinator" / "he", result.package.read_bytes(),
