@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from client_app.custody.kit import KIT_DIR
+from client_app.custody.caller import caller_identity, load_access_policy, require_own_folder
 from client_app.custody.vault import SiteVault, unlock_vault
 from client_app.datasets import versions as datasets
 from client_app.datasets.validation import POLICY_CHOICES, Issue, Policy, ValidationReport
@@ -35,10 +35,9 @@ from client_app.store.site_store import EventRecord, SiteStore
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, parse_plan
 from common.roles import Policy as AccessPolicy
-from common.roles import Role, parse_policy
+from common.roles import Role
 from privacy.audit_format import VerifyReport
 from privacy.audit_verify import verify_log
-from privacy.manifest import KIT_FILE, read_kit_info
 
 __all__ = [
     "GLOBAL_SCOPE", "POLICY_CHOICES", "AuditItem", "ConsentEvent", "DatasetBudget",
@@ -49,8 +48,6 @@ __all__ = [
 ]
 
 AUDIT_LOG = "site.log"
-_KIT_ROLES = {"coordinator": Role.COORDINATOR, "site": Role.SITE_OPERATOR,
-              "auditor": Role.AUDITOR}
 Decision = Literal["approved", "rejected", "revoked"]
 Progress = Callable[[float], None]
 Cancelled = Callable[[], bool]
@@ -65,35 +62,6 @@ class AuditItem:
     actor: str
     plan_hash: str | None
     details: str
-
-
-def load_access_policy(path: Path) -> AccessPolicy:
-    """The access policy file at ``path`` (CONFIG_INVALID naming the file if unreadable)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TesseraError(ErrorCode.CONFIG_INVALID,
-                           f"access policy {path} cannot be read ({type(exc).__name__})"
-                           ) from None
-    return parse_policy(text)
-
-
-def identify(site: SiteDir, kit: Path | None = None) -> tuple[Role, str]:
-    """The caller's role and where it came from: ``kit``, the site's kit, or no kit at all.
-
-    A site folder without an installed kit counts as its own site operator (as on the
-    command line, see ``tessera/access.py``).
-    """
-    folder = Path(kit).expanduser().absolute() if kit is not None else site.root / KIT_DIR
-    if not (folder / KIT_FILE).is_file():
-        if kit is not None:
-            raise TesseraError(ErrorCode.NOT_FOUND, f"kit folder {folder} has no {KIT_FILE}")
-        return Role.SITE_OPERATOR, f"site folder {site.name} without a kit"
-    info = read_kit_info(folder)
-    role = _KIT_ROLES.get(info.role)
-    if role is None:
-        raise TesseraError(ErrorCode.CONFIG_INVALID, f"kit in {folder} names unknown role")
-    return role, f"{info.role} kit of {info.party!r}"
 
 
 @dataclass
@@ -117,10 +85,12 @@ class SiteOperator:
              kit: Path | None = None) -> SiteOperator:
         """Unlock the site folder (WRONG_PASSPHRASE if the passphrase does not open it)."""
         site = open_site_dir(site_dir)
-        role, identity = identify(site, kit)
+        caller = caller_identity(kit=kit, site_dir=site.root)
+        assert caller is not None  # a site folder always identifies its caller
+        require_own_folder(caller, site.root)
         vault = unlock_vault(site, passphrase)
-        return cls(vault=vault, actor=actor, role=role, policy=policy, identity=identity,
-                   passphrase=passphrase)
+        return cls(vault=vault, actor=actor, role=caller.role, policy=policy,
+                   identity=caller.describe(), passphrase=passphrase)
 
     @property
     def site(self) -> SiteDir:

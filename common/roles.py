@@ -49,6 +49,22 @@ class Role(StrEnum):
 
 _ROLE_NAMES = ", ".join(r.value for r in Role)
 
+#: The role a kit of each kind (``kit.toml``'s ``role``) acts in.
+KIT_ROLES: Mapping[str, Role] = MappingProxyType({
+    "coordinator": Role.COORDINATOR,
+    "site": Role.SITE_OPERATOR,
+    "auditor": Role.AUDITOR,
+})
+
+
+def kit_role(kind: str) -> Role:
+    """The policy role of a kit of kind ``kind``; CONFIG_INVALID for an unknown kind."""
+    role = KIT_ROLES.get(kind)
+    if role is None:
+        raise TesseraError(ErrorCode.CONFIG_INVALID,
+                           f"kit role {kind!r} is not one of {', '.join(KIT_ROLES)}")
+    return role
+
 
 def normalise_command(command: str) -> str:
     """``command`` with runs of whitespace collapsed (``" site  budget "`` → ``"site budget"``)."""

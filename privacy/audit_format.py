@@ -33,6 +33,14 @@ HEADER_KEYS = frozenset({"v", "log", "index", "time", "actor", "role", "event", 
 RECORD_KEYS = frozenset({"type", "header", "hash", "ct"})
 CHECKPOINT_KEYS = frozenset({"type", "log_id", "tree_size", "root", "time", "signature"})
 
+#: Largest details object a record may carry (canonical JSON bytes).
+MAX_DETAILS_BYTES = 256 * 1024
+#: A record's ``ct``: 12-byte nonce, AES-GCM ciphertext of canonical details (a JSON object,
+#: so at least the 2 bytes of ``{}``, at most MAX_DETAILS_BYTES), 16-byte tag.
+NONCE_BYTES, TAG_BYTES = 12, 16
+MIN_CT_BYTES = NONCE_BYTES + 2 + TAG_BYTES
+MAX_CT_BYTES = NONCE_BYTES + MAX_DETAILS_BYTES + TAG_BYTES
+
 HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX128 = re.compile(r"[0-9a-f]{128}")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
@@ -50,12 +58,20 @@ class Fault(StrEnum):
     INSERTED = "inserted"
     TRUNCATED = "truncated"
     BAD_SIGNATURE = "bad_signature"
+    REPLACED = "replaced"  # signed by a key the pinned manifest does not give to its party
     INCOMPLETE_TAIL = "incomplete_tail"
+    NOT_A_LOG = "not_an_audit_log"  # the file shows no sign of being an audit log at all
 
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """Outcome of :func:`verify_log`. ``first_bad_index`` is -1 for the preamble."""
+    """Outcome of :func:`verify_log`. ``first_bad_index`` is -1 for the preamble.
+
+    ``tail_verified``: no fault, and a trusted checkpoint (kept away from the party's disk)
+    covers every record. In-file checkpoints (``checkpointed``) are signed by the party that
+    writes the log, which can cut the log back to any of them, so they never settle the tail.
+    ``pinned``: the preamble's key was checked against the party's key in a signed manifest.
+    """
 
     ok: bool
     records: int
@@ -67,11 +83,19 @@ class VerifyReport:
     checkpointed: int = 0
     line: int | None = None
     log_id: str | None = None
+    party: str | None = None
+    role: str | None = None
+    pinned: bool = False
 
     @property
     def fully_verified(self) -> bool:
-        """No fault and every record covered by a verified signed checkpoint."""
+        """No fault and every record covered by a verified trusted checkpoint."""
         return self.ok and self.tail_verified
+
+    @property
+    def all_checkpointed(self) -> bool:
+        """No fault and every record under a signed checkpoint inside the file."""
+        return self.ok and self.checkpointed == self.records
 
 
 # --- hashing -----------------------------------------------------------------------------
@@ -162,6 +186,9 @@ def check_preamble(obj: dict[str, Any]) -> None:
     for name in ("party_public", "auditor_public"):
         if not isinstance(obj[name], str) or not HEX64.fullmatch(obj[name]):
             raise FormatError(f"{name} must be 64 lowercase hex characters")
+    for name in ("party", "role"):
+        if not isinstance(obj[name], str) or not NAME_PATTERN.fullmatch(obj[name]):
+            raise FormatError(f"{name} is malformed")
     if not isinstance(obj["signature"], str) or not _HEX128.fullmatch(obj["signature"]):
         raise FormatError("signature must be 128 lowercase hex characters")
     for name in ("sealed_key", "party_key"):
@@ -205,6 +232,9 @@ def check_record(obj: dict[str, Any]) -> str:
         raise FormatError("record fields are not the expected set")
     _check_header(obj["header"])
     ct = decode_ct(obj["ct"])
+    if not MIN_CT_BYTES <= len(ct) <= MAX_CT_BYTES:
+        raise FormatError(f"ct is {len(ct)} bytes; a record's ciphertext is {MIN_CT_BYTES} to "
+                          f"{MAX_CT_BYTES} bytes (nonce, encrypted details, tag)")
     if hashlib.sha256(ct).hexdigest() != obj["header"]["payload_sha256"]:
         raise FormatError("payload digest does not match the ciphertext")
     leaf = leaf_hash(obj["header"])

@@ -32,6 +32,7 @@ from privacy.audit_format import (
     FORMAT,
     FORMAT_VERSION,
     HEX64,
+    MAX_DETAILS_BYTES,
     NAME_PATTERN,
     PREAMBLE_DOMAIN,
     ZERO_HASH,
@@ -46,13 +47,13 @@ from privacy.audit_verify import (
     verify_bytes,
     verify_log,
 )
+from privacy.manifest import Manifest
 from privacy.sealing import SealingKey
 from privacy.signing import SigningKey, canonical
 
 __all__ = ["AuditEntry", "AuditLog", "Fault", "VerifyReport", "export_checkpoint",
            "load_checkpoint", "read_records", "verify_log"]
 
-MAX_DETAILS_BYTES = 256 * 1024
 _SEAL_INFO = b"tessera/audit-seal/v1\x00"
 _PARTY_INFO = b"tessera/audit-party-key/v1\x00"
 _WRAP_AAD = b"tessera/audit-data-key/v1\x00"
@@ -276,14 +277,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def read_records(path: Path, *, auditor_key: SealingKey,
-                 trusted_checkpoint: dict[str, Any] | None = None) -> list[AuditEntry]:
-    """Verify the log, then decrypt every complete record with the auditor's key.
+                 trusted_checkpoint: dict[str, Any] | None = None,
+                 manifest: Manifest | None = None) -> list[AuditEntry]:
+    """Verify the log (its party key pinned from ``manifest`` when given), then decrypt every
+    complete record with the auditor's key.
 
     Refuses (DATA_INVALID, BAD_SIGNATURE) on any fault except an incomplete last line."""
     path = Path(path)
-    report = verify_log(path, trusted_checkpoint=trusted_checkpoint)
+    report = verify_log(path, trusted_checkpoint=trusted_checkpoint, manifest=manifest)
     if report.fault not in (None, Fault.INCOMPLETE_TAIL):
-        code = ErrorCode.BAD_SIGNATURE if report.fault is Fault.BAD_SIGNATURE \
+        code = ErrorCode.BAD_SIGNATURE if report.fault in (Fault.BAD_SIGNATURE, Fault.REPLACED) \
             else ErrorCode.DATA_INVALID
         raise TesseraError(code, f"audit log {path.name}: {report.message}")
     lines = path.read_bytes().split(b"\n")[:-1]

@@ -1,8 +1,10 @@
 """Key-less verification of an audit log (see docs/audit-format.md).
 
 :func:`verify_log` is a pure walk over the file that finds the earliest fault and classifies
-it (modified, reordered, missing, inserted, truncated, bad_signature, incomplete_tail).
-Verification needs no key: payloads are bound to headers by the digest of their ciphertext.
+it (modified, reordered, missing, inserted, truncated, bad_signature, replaced,
+incomplete_tail, not_an_audit_log). Verification needs no secret key: payloads are bound to
+headers by the digest of their ciphertext. Given the signed federation manifest, the party's
+signing key is pinned from it, so a log rebuilt whole under another key is detected.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from privacy.audit_format import (
     preamble_claims,
     signature_ok,
 )
+from privacy.manifest import Manifest, describe_party
+
+_LOG_MARKERS = (b'"type":"preamble"', b'"format":"tessera-audit-log"')
 
 # --- verification ------------------------------------------------------------------------
 
@@ -77,8 +82,9 @@ class _Walk:
     """State of one verification pass; :meth:`run` returns the report."""
 
     def __init__(self, entries: list[_Entry], preamble: dict[str, Any],
-                 trusted: dict[str, Any] | None) -> None:
+                 trusted: dict[str, Any] | None, *, pinned: bool) -> None:
         self.entries, self.preamble, self.trusted = entries, preamble, trusted
+        self.pinned = pinned
         self.log_id: str = preamble["log_id"]
         self.frontier = MerkleFrontier()
         self.prev, self.prev_prev = ZERO_HASH, ""  # hash of last accepted, its header.prev
@@ -88,14 +94,22 @@ class _Walk:
     def report(self, fault: Fault | None, index: int | None, message: str,
                line: int | None = None) -> VerifyReport:
         n = self.frontier.size
-        covered = max(self.checkpointed, self.trusted["tree_size"] if self.trusted else 0)
-        tail_ok = fault is None and n <= covered
+        size = self.trusted["tree_size"] if self.trusted else None
+        tail_ok = fault is None and size is not None and n <= size
         if fault is None and not tail_ok:
-            message = (f"{n} records, no fault found; records {covered}..{n - 1} are not "
-                       "covered by a signed checkpoint (unverified tail)")
+            if size is None:
+                message = (f"{n} records, no fault found; they are not covered by a trusted "
+                           f"checkpoint ({self.checkpointed} under a signed checkpoint in the "
+                           "file), so records cut from the end cannot be ruled out "
+                           "(unverified tail)")
+            else:
+                message = (f"{n} records, no fault found; records {size}..{n - 1} are not "
+                           "covered by the trusted checkpoint (unverified tail)")
         return VerifyReport(ok=fault is None, records=n, last_index=n - 1, fault=fault,
                             first_bad_index=index, tail_verified=tail_ok, message=message,
-                            checkpointed=self.checkpointed, line=line, log_id=self.log_id)
+                            checkpointed=self.checkpointed, line=line, log_id=self.log_id,
+                            party=self.preamble["party"], role=self.preamble["role"],
+                            pinned=self.pinned)
 
     def _next_record(self, k: int) -> _Entry | None:
         for j in range(k + 1, len(self.entries)):
@@ -191,34 +205,79 @@ class _Walk:
         return self.report(None, None, f"{n} records verified")
 
 
+def _looks_like_a_log(lines: list[bytes], tail: bytes) -> bool:
+    """Whether a file whose preamble does not parse shows any sign of being an audit log.
+
+    Two markers of the preamble and every later line count, so no single changed byte can
+    turn a damaged log into "not an audit log"."""
+    first = lines[0] if lines else tail
+    if any(marker in first for marker in _LOG_MARKERS):
+        return True
+    return any(_entry(n + 2, raw).kind != "bad" for n, raw in enumerate(lines[1:]))
+
+
+def _preamble_fault(fault: Fault, message: str, *,
+                    preamble: dict[str, Any] | None = None, pinned: bool = False) -> VerifyReport:
+    party = preamble["party"] if preamble else None
+    role = preamble["role"] if preamble else None
+    log_id = preamble["log_id"] if preamble else None
+    return VerifyReport(ok=False, records=0, last_index=-1, fault=fault, first_bad_index=-1,
+                        tail_verified=False, message=message, line=1, log_id=log_id,
+                        party=party, role=role, pinned=pinned)
+
+
+def _pin(preamble: dict[str, Any], manifest: Manifest | None,
+         party_public: str | None) -> VerifyReport | None:
+    """A fault if the preamble's key is not the pinned one; None if it is (or none is)."""
+    if party_public is not None and preamble["party_public"] != party_public.lower():
+        return _preamble_fault(Fault.BAD_SIGNATURE, "preamble: signed by an unexpected key",
+                               preamble=preamble)
+    if manifest is None:
+        return None
+    role, party = preamble["role"], preamble["party"]
+    expected = manifest.signing_key_of(role=role, party=party)
+    if expected is None:
+        return _preamble_fault(Fault.REPLACED, f"preamble: the log claims {role} {party!r}, "
+                               f"which the federation manifest ({manifest.name!r}) does not "
+                               "list", preamble=preamble, pinned=True)
+    if preamble["party_public"] != expected:
+        return _preamble_fault(Fault.REPLACED, "preamble: signed by a key the manifest does "
+                               f"not give to {describe_party(role, party)}",
+                               preamble=preamble, pinned=True)
+    return None
+
+
 def verify_bytes(data: bytes, *, trusted_checkpoint: dict[str, Any] | None = None,
-                 party_public: str | None = None) -> VerifyReport:
+                 party_public: str | None = None,
+                 manifest: Manifest | None = None) -> VerifyReport:
     """Verify the content of an audit-log file (see :func:`verify_log`)."""
     lines, tail = _split_lines(data)
-
-    def preamble_fault(fault: Fault, message: str) -> VerifyReport:
-        return VerifyReport(ok=False, records=0, last_index=-1, fault=fault,
-                            first_bad_index=-1, tail_verified=False, message=message, line=1)
-
-    if not lines:
-        return preamble_fault(Fault.MODIFIED, "preamble: missing or incomplete")
+    if not data:
+        return _preamble_fault(Fault.NOT_A_LOG, "the file is empty: not a Tessera audit log")
     try:
+        if not lines:
+            raise FormatError("missing or incomplete")
         preamble = parse_line(lines[0])
         check_preamble(preamble)
     except FormatError as exc:
-        return preamble_fault(Fault.MODIFIED, f"preamble: {exc}")
+        if not _looks_like_a_log(lines, tail):
+            return _preamble_fault(Fault.NOT_A_LOG, "not a Tessera audit log (its first line "
+                                   "is not an audit-log preamble)")
+        return _preamble_fault(Fault.MODIFIED, f"preamble: {exc}")
     if not signature_ok(preamble["party_public"], preamble["signature"], PREAMBLE_DOMAIN,
                          preamble_claims(preamble)):
-        return preamble_fault(Fault.BAD_SIGNATURE, "preamble: signature does not verify")
-    if party_public is not None and preamble["party_public"] != party_public:
-        return preamble_fault(Fault.BAD_SIGNATURE, "preamble: signed by an unexpected key")
+        return _preamble_fault(Fault.BAD_SIGNATURE, "preamble: signature does not verify")
+    pin_fault = _pin(preamble, manifest, party_public)
+    if pin_fault is not None:
+        return pin_fault
     trusted = None
     if trusted_checkpoint is not None:
         trusted = _trusted(trusted_checkpoint, preamble["log_id"])
         if not signature_ok(preamble["party_public"], str(trusted["signature"]),
                              CHECKPOINT_DOMAIN, checkpoint_claims(trusted)):
-            return preamble_fault(Fault.BAD_SIGNATURE, "trusted checkpoint does not verify "
-                                  "under the preamble's party key")
+            return _preamble_fault(Fault.BAD_SIGNATURE, "trusted checkpoint does not verify "
+                                   "under the preamble's party key", preamble=preamble,
+                                   pinned=manifest is not None)
     entries = [_entry(n + 2, raw) for n, raw in enumerate(lines[1:])]
     tail_entry, tail_incomplete = None, False
     if tail:
@@ -227,19 +286,28 @@ def verify_bytes(data: bytes, *, trusted_checkpoint: dict[str, Any] | None = Non
             tail_entry = _Entry(candidate.line, "bad", reason="line terminator modified")
         else:
             tail_incomplete = True
-    return _Walk(entries, preamble, trusted).run(tail_entry, tail_incomplete)
+    walk = _Walk(entries, preamble, trusted, pinned=manifest is not None)
+    return walk.run(tail_entry, tail_incomplete)
 
 
 def verify_log(path: Path, *, trusted_checkpoint: dict[str, Any] | None = None,
-               party_public: str | None = None) -> VerifyReport:
-    """Verify the audit log at ``path`` without any key.
+               party_public: str | None = None,
+               manifest: Manifest | None = None) -> VerifyReport:
+    """Verify the audit log at ``path`` without any secret key.
 
+    ``manifest`` (the signed federation manifest from the verifier's own kit) pins the key of
+    the party the preamble names: a log signed under any other key is ``replaced``.
     ``trusted_checkpoint`` (a checkpoint dict kept elsewhere) detects truncation below its
-    tree size; ``party_public`` pins the party key the preamble must carry.
+    tree size and, covering every record, makes the log fully verified; ``party_public``
+    pins one key directly (the party reopening its own log).
     """
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise TesseraError(ErrorCode.NOT_FOUND, f"path: no audit log named {Path(path).name}") \
             from None
-    return verify_bytes(data, trusted_checkpoint=trusted_checkpoint, party_public=party_public)
+    except IsADirectoryError:
+        raise TesseraError(ErrorCode.CONFIG_INVALID,
+                           f"path: {Path(path).name} is a folder, not an audit log") from None
+    return verify_bytes(data, trusted_checkpoint=trusted_checkpoint, party_public=party_public,
+                        manifest=manifest)

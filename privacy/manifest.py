@@ -13,6 +13,7 @@ and the party's key files under the fixed names below.
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,10 @@ MANIFEST_FORMAT = 1
 MANIFEST_FILE = "federation.toml"
 KIT_FILE = "kit.toml"
 ROLES = ("coordinator", "site", "auditor")
+#: Site names, the rule of site folders (client_app.store.folder): they become file and folder
+#: names (kits, sealed keys, node keys), so a manifest naming any other is refused.
+SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_KEY_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 # Files inside kits (fixed names; see server.provisioning for the full layouts).
 CA_CERT_FILE = "ca.pem"
@@ -82,6 +87,20 @@ class Manifest:
                 return entry
         raise TesseraError(ErrorCode.NOT_FOUND, f"site {name!r} is not in federation {self.name!r}")
 
+    def signing_key_of(self, *, role: str, party: str) -> str | None:
+        """The Ed25519 public key (lowercase hex) this manifest gives to ``party`` acting in
+        ``role``: the coordinator's (party "coordinator"), the auditor's (party "auditor") or a
+        listed site's (role "site"); None if it gives that party none."""
+        if role == "coordinator" and party == "coordinator":
+            return self.coordinator_signing_key.lower()
+        if role == "auditor" and party == "auditor":
+            return self.auditor_signing_key.lower()
+        if role == "site":
+            for entry in self.sites:
+                if entry.name == party:
+                    return entry.signing_public_key.lower()
+        return None
+
 
 @dataclass(frozen=True)
 class KitInfo:
@@ -90,6 +109,13 @@ class KitInfo:
     role: str
     party: str
     federation: str
+
+
+def describe_party(role: str, party: str) -> str:
+    """``site 'north'``, ``the coordinator``, ``the auditor``: a party, for messages."""
+    if role == party and role in ("coordinator", "auditor"):
+        return f"the {role}"
+    return f"{role} {party!r}"
 
 
 def manifest_content(manifest: Manifest) -> dict[str, Any]:
@@ -182,11 +208,12 @@ def _manifest_from(data: dict[str, Any], signature: str) -> Manifest:
     raw_sites = data.get("sites")
     if not isinstance(raw_sites, list) or not raw_sites:
         raise TesseraError(ErrorCode.CONFIG_INVALID, "federation manifest lists no [[sites]]")
-    sites = tuple(
-        SiteEntry(**{key: _str(_table(s, "sites"), key, "sites") for key in (
-            "name", "superlink_address", "node_auth_public_key", "sealing_public_key",
-            "signing_public_key")})
-        for s in raw_sites)
+    sites = tuple(_site_entry(s) for s in raw_sites)
+    site_names = [s.name for s in sites]
+    for name in site_names:
+        if site_names.count(name) > 1:
+            raise TesseraError(ErrorCode.CONFIG_INVALID,
+                               f"federation manifest lists site {name!r} twice")
     return Manifest(
         name=_str(federation, "name", "federation"),
         created=_str(federation, "created", "federation"),
@@ -194,12 +221,34 @@ def _manifest_from(data: dict[str, Any], signature: str) -> Manifest:
         superlink_port=port,
         tls_names=tuple(names),
         ca_sha256=_str(link, "ca_sha256", "superlink"),
-        coordinator_signing_key=_str(data["coordinator"], "signing_public_key", "coordinator"),
-        auditor_signing_key=_str(auditor, "signing_public_key", "auditor"),
-        auditor_sealing_key=_str(auditor, "sealing_public_key", "auditor"),
+        coordinator_signing_key=_key(data["coordinator"], "signing_public_key", "coordinator"),
+        auditor_signing_key=_key(auditor, "signing_public_key", "auditor"),
+        auditor_sealing_key=_key(auditor, "sealing_public_key", "auditor"),
         sites=sites,
         signature=signature,
     )
+
+
+def _site_entry(value: object) -> SiteEntry:
+    """One ``[[sites]]`` entry: its name checked before it can reach any path."""
+    table = _table(value, "sites")
+    name = _str(table, "name", "sites")
+    if not SITE_NAME.fullmatch(name):
+        raise TesseraError(ErrorCode.CONFIG_INVALID,
+                           f"federation manifest: site name {name!r} is not allowed (1-64 "
+                           "letters, digits, '_', '.' or '-', starting with a letter or digit)")
+    return SiteEntry(name=name, superlink_address=_str(table, "superlink_address", "sites"),
+                     node_auth_public_key=_str(table, "node_auth_public_key", "sites"),
+                     sealing_public_key=_key(table, "sealing_public_key", f"site {name!r}"),
+                     signing_public_key=_key(table, "signing_public_key", f"site {name!r}"))
+
+
+def _key(table: dict[str, Any], key: str, where: str) -> str:
+    value = _str(table, key, where)
+    if not _KEY_HEX.fullmatch(value):
+        raise TesseraError(ErrorCode.CONFIG_INVALID,
+                           f"federation manifest: {where}.{key} is not a 32-byte key in hex")
+    return value
 
 
 def _table(value: object, name: str) -> dict[str, Any]:

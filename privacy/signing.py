@@ -7,6 +7,7 @@ as another. Keys travel as raw 32-byte values, hex encoded in manifests.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,23 @@ class SigningKey:
         """Hex signature over ``domain`` and the canonical form of ``payload``."""
         key = Ed25519PrivateKey.from_private_bytes(self.raw)
         return key.sign(signed_message(domain, payload)).hex()
+
+
+def fingerprint(public_hex: str) -> str:
+    """A short, comparable name for a public key (Ed25519 or X25519, hex): the first 16 bytes
+    of SHA-256 over the raw key, as 8 groups of 4 hex digits (``1a2b:3c4d:...``).
+
+    Operators compare fingerprints read out over another channel (phone, letter) before
+    trusting a key; CONFIG_INVALID if ``public_hex`` is not 32 bytes of hex.
+    """
+    try:
+        raw = bytes.fromhex(public_hex)
+    except (TypeError, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise TesseraError(ErrorCode.CONFIG_INVALID, "public key: must be 64 hex characters")
+    digest = hashlib.sha256(raw).hexdigest()[:32]
+    return ":".join(digest[i:i + 4] for i in range(0, 32, 4))
 
 
 def canonical(payload: Any) -> bytes:

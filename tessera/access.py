@@ -1,30 +1,34 @@
 """Who runs a command, whether the access policy lets them, and the record of each denial.
 
-Identity comes from the kit a command runs with, in this order:
+Identity comes from the kit a command runs with, in this order (the rules themselves, and the
+proof a kit must give, live in :mod:`client_app.custody.caller`):
 
 1. The kit the command itself takes (its own ``--kit DIR`` option, as in
    ``tessera federation he-context``), else ``tessera --kit DIR ...`` (a global option,
-   before the command) or the ``TESSERA_KIT`` environment variable: the role and party in
-   ``DIR/kit.toml``.
+   before the command) or the ``TESSERA_KIT`` environment variable. ``DIR/kit.toml`` names a
+   role and party, and counts only if the kit's private keys are the ones the signed manifest
+   in ``DIR`` gives to that party: an edited ``kit.toml`` is refused.
 2. For commands that take ``--site-dir DIR``: the kit installed in the site folder
-   (``DIR/kit/kit.toml``). A site folder *without* an installed kit counts as its own site
-   operator: that is the development set-up (``tessera site init`` before or without a
-   federation) and the way a site bootstraps before ``tessera site import-kit``. Whoever
-   can write the folder controls it anyway; a provisioned site is identified by its kit.
+   (``DIR/kit``), checked the same way. A site folder *without* an installed kit counts as its
+   own site operator: that is the development set-up (``tessera site init`` before or
+   without a federation) and the way a site bootstraps before ``tessera site import-kit``.
+   Whoever can write the folder controls it anyway; a provisioned site is identified by its
+   kit. A site's kit never acts on another site's folder.
 3. Commands the policy lists under ``[without_kit]`` (``federation init``, which creates the
    coordinator's kit): the role named there.
 4. Otherwise no identity: only commands granted to every role run; anything else is denied
    with a message saying how to provide a kit.
 
-Kit roles map to policy roles: ``coordinator`` → coordinator, ``site`` → site_operator,
-``auditor`` → auditor. The policy is ``tessera/roles.toml`` unless ``TESSERA_POLICY`` names
-another file.
+Kit roles map to policy roles (:data:`common.roles.KIT_ROLES`): ``coordinator`` →
+coordinator, ``site`` → site_operator, ``auditor`` → auditor. The policy is
+``tessera/roles.toml``; ``TESSERA_POLICY`` may name another file only if the federation's
+coordinator signed it (``<file>.sig``, checked against the manifest of the caller's kit);
+an unsigned or foreign override is refused.
 
 Each denial is recorded as a ``role_denied`` event (details: command, role, party; never
 arguments or secrets): in the site store when a site folder is involved, otherwise as one
-JSON line appended to ``<kit>/denials.jsonl``. The audit-trail work will move these records
-into the signed, hash-chained log. A caller without any kit or site folder leaves nothing to
-record in; the denial is only printed.
+JSON line appended to ``<kit>/denials.jsonl``. A caller without any kit or site folder leaves
+nothing to record in; the denial is only printed.
 
 The CLI hook (:func:`enforce_on`) wraps every leaf command of the click tree, so the check
 runs after click has parsed the arguments (``--help`` and usage errors are click's, for
@@ -37,75 +41,41 @@ import functools
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from client_app.custody.kit import KIT_DIR
+from client_app.custody.caller import (
+    POLICY_ENV_VAR,
+    Identity,
+    caller_identity,
+    kit_identity,
+    load_access_policy,
+    require_own_folder,
+)
 from client_app.store.folder import open_site_dir
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
-from common.roles import Policy, Role, normalise_command, parse_policy
-from privacy.manifest import KIT_FILE, read_kit_info
+from common.roles import Policy, normalise_command
+from privacy.manifest import KIT_FILE
+
+__all__ = ["DENIALS_FILE", "DENIAL_EVENT", "KIT_ENV_VAR", "POLICY_ENV_VAR", "Identity",
+           "authorize", "enforce_on", "load_policy", "record_denial", "resolve_identity"]
 
 KIT_ENV_VAR = "TESSERA_KIT"
-POLICY_ENV_VAR = "TESSERA_POLICY"
 DENIAL_EVENT = "role_denied"
 DENIALS_FILE = "denials.jsonl"
 SITE_DIR_OPTION = "--site-dir"
 KIT_OPTION = "--kit"
-KIT_ROLES: dict[str, Role] = {
-    "coordinator": Role.COORDINATOR,
-    "site": Role.SITE_OPERATOR,
-    "auditor": Role.AUDITOR,
-}
 _KIT_META = "tessera.access.kit"
 _GUARDED = "__tessera_access_guarded__"
 
-
-@dataclass(frozen=True)
-class Identity:
-    """The caller of a command: role, party, and where that came from."""
-
-    role: Role
-    party: str
-    source: str
-    kit: Path | None = None
-
-    def describe(self) -> str:
-        """``auditor 'auditor' (kit /x/auditor-kit)``: for messages; nothing secret."""
-        return f"{self.role.value} '{self.party}' ({self.source})"
-
-
-def load_policy(path: Path | None = None) -> Policy:
-    """The access policy: ``path``, else ``$TESSERA_POLICY``, else the bundled roles.toml."""
-    chosen = path or (Path(os.environ[POLICY_ENV_VAR]) if os.environ.get(POLICY_ENV_VAR)
-                      else None)
-    try:
-        if chosen is None:
-            text = resources.files("tessera").joinpath("roles.toml").read_text(encoding="utf-8")
-        else:
-            text = chosen.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TesseraError(ErrorCode.CONFIG_INVALID,
-                           f"access policy {chosen or 'roles.toml'} cannot be read "
-                           f"({type(exc).__name__})") from None
-    try:
-        return parse_policy(text)
-    except TesseraError as err:
-        where = f" ({chosen})" if chosen else ""
-        raise TesseraError(err.code, f"{err.message}{where}") from None
-
-
-def kit_identity(kit: Path, *, source: str) -> Identity:
-    """The identity in kit folder ``kit`` (NOT_FOUND / CONFIG_INVALID naming the kit)."""
-    info = read_kit_info(kit)
-    return Identity(role=KIT_ROLES[info.role], party=info.party, source=source, kit=kit)
+#: The access policy in force (bundled, or a coordinator-signed override): one loader for the
+#: CLI and the desktop app.
+load_policy = load_access_policy
 
 
 def resolve_identity(command: str, *, kit: Path | None, site_dir: Path | None,
@@ -117,13 +87,9 @@ def resolve_identity(command: str, *, kit: Path | None, site_dir: Path | None,
             return kit_identity(kit, source=f"kit {kit}")
         except TesseraError as err:
             raise TesseraError(err.code, f"--kit / {KIT_ENV_VAR}: {err.message}") from None
-    if site_dir is not None:
-        site_dir = Path(site_dir).expanduser().absolute()
-        installed = site_dir / KIT_DIR
-        if (installed / KIT_FILE).is_file():
-            return kit_identity(installed, source=f"the kit installed in {site_dir}")
-        return Identity(role=Role.SITE_OPERATOR, party=_site_name(site_dir),
-                        source=f"site folder {site_dir} without a kit")
+    identity = caller_identity(kit=None, site_dir=site_dir)
+    if identity is not None:
+        return identity
     role = policy.role_without_kit(command)
     if role is not None:
         return Identity(role=role, party=role.value,
@@ -137,7 +103,7 @@ def authorize(command: str, *, kit: Path | None = None, site_dir: Path | None = 
 
     Returns the caller's identity (None for a command granted to everyone, run without one).
     """
-    policy = policy or load_policy()
+    policy = policy or load_policy(kit=kit, site_dir=site_dir)
     command = normalise_command(command)
     identity = resolve_identity(command, kit=kit, site_dir=site_dir, policy=policy)
     if identity is None:
@@ -150,6 +116,7 @@ def authorize(command: str, *, kit: Path | None = None, site_dir: Path | None = 
             f"'tessera --kit DIR {command} ...', or set {KIT_ENV_VAR}=DIR "
             f"(DIR is the kit folder holding {KIT_FILE})")
     try:
+        require_own_folder(identity, site_dir)
         policy.check(command, identity.role)
     except TesseraError as err:
         note = record_denial(command, identity, site_dir=site_dir)
@@ -221,13 +188,6 @@ def _path_argument(ctx: click.Context, kwargs: dict[str, Any], option: str) -> P
             value = kwargs.get(param.name or "")
             return Path(value) if value else None
     return None
-
-
-def _site_name(site_dir: Path) -> str:
-    try:
-        return open_site_dir(site_dir).name
-    except TesseraError:
-        return site_dir.name
 
 
 def _append_line(path: Path, record: dict[str, object]) -> None:

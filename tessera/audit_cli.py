@@ -1,10 +1,13 @@
 """``tessera audit ...``: the auditor's tools over a party's audit log.
 
-``verify`` needs no key: it checks the hash chain, the Merkle checkpoints and their
-signatures, and names the first bad record and the kind of fault. ``show`` and ``export``
-decrypt payloads with the auditor's X25519 key (the auditor kit's ``sealing.key``).
+``verify`` needs no secret key: it pins the party's signing key from the signed federation
+manifest in your kit (``tessera --kit DIR`` or ``TESSERA_KIT``), checks the hash chain, the
+Merkle checkpoints and their signatures, and names the first bad record and the kind of fault;
+with an auditor kit each run is appended to the auditor's own audit log. ``show`` and
+``export`` decrypt payloads with the auditor's X25519 key (the auditor kit's ``sealing.key``).
 ``serve`` runs the read-only audit service over a party's logs (coordinator or site kit);
 ``pull`` fetches a log from one over mutual TLS with the auditor kit and verifies the copy.
+Errors go through the one CLI boundary (:func:`common.cli_boundary.cli_boundary`).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from common.errors import ErrorCode, TesseraError
+from common.cli_boundary import cli_boundary
+from common.errors import ErrorCode, TesseraError, exit_status
 from privacy.at_rest import atomic_write_bytes
+from privacy.audit_format import Fault
 from privacy.audit_log import (
     AuditEntry,
     AuditLog,
@@ -31,7 +36,8 @@ from privacy.audit_log import (
     read_records,
 )
 from privacy.audit_verify import VerifyReport, verify_bytes, verify_log
-from privacy.manifest import SEALING_KEY_FILE, SIGNING_KEY_FILE, read_kit_info
+from privacy.kit_identity import verify_kit
+from privacy.manifest import SEALING_KEY_FILE, SIGNING_KEY_FILE, Manifest, describe_party
 from privacy.sealing import SealingKey
 from privacy.signing import SigningKey
 from tessera.audit_service import pull_log, serve_audit
@@ -41,12 +47,23 @@ app = typer.Typer(name="audit", help="Verify and read tamper-evident audit logs.
 console = Console()
 LogArg = Annotated[Path, typer.Argument(help="The audit log file.")]
 KeyOption = Annotated[Path, typer.Option("--key", help="The auditor's sealing key file.")]
+AUDITOR_LOG = Path("audit") / "auditor.log"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _fail(err: TesseraError) -> typer.Exit:
-    typer.echo(f"error: {err.message}", err=True)
-    return typer.Exit(err.exit_code)
+def _kit(ctx: typer.Context) -> Path | None:
+    kit = (ctx.find_root().obj or {}).get("kit")
+    return Path(kit).expanduser().absolute() if kit else None
+
+
+def pinning_manifest(kit: Path | None, command: str) -> Manifest:
+    """The signed manifest of the caller's kit, which gives every party's signing key."""
+    if kit is None:
+        raise TesseraError(ErrorCode.KEY_MISSING,
+                           f"'audit {command}' needs your kit (tessera --kit DIR, or "
+                           "TESSERA_KIT): the signed federation manifest in it gives each "
+                           "party's signing key, which the log must be signed with")
+    return verify_kit(kit).manifest
 
 
 def _auditor_key(path: Path) -> SealingKey:
@@ -56,10 +73,11 @@ def _auditor_key(path: Path) -> SealingKey:
         raise TesseraError(ErrorCode.KEY_MISSING, "--key: not a readable auditor key") from None
 
 
-def _entries(log: Path, key: Path, checkpoint: Path | None, *, event: str | None,
-             study: str | None, since: str | None) -> list[AuditEntry]:
+def _entries(log: Path, key: Path, checkpoint: Path | None, *, manifest: Manifest,
+             event: str | None, study: str | None, since: str | None) -> list[AuditEntry]:
     trusted = load_checkpoint(checkpoint) if checkpoint else None
-    entries = read_records(log, auditor_key=_auditor_key(key), trusted_checkpoint=trusted)
+    entries = read_records(log, auditor_key=_auditor_key(key), trusted_checkpoint=trusted,
+                           manifest=manifest)
     if since:
         try:
             start = datetime.fromisoformat(since)
@@ -88,15 +106,21 @@ def neutralise(cell: str) -> str:
     return "'" + cell if cell.startswith(_FORMULA_START) else cell
 
 
-def record_verification(kit: Path | None, log: Path, report: VerifyReport) -> None:
-    """Append a verification run to the auditor's own audit log (auditor kits only)."""
+def record_verification(kit: Path | None, log: Path, report: VerifyReport, *,
+                        trusted: bool) -> None:
+    """Append a ``log_verified`` record to the auditor's own audit log (auditor kits only).
+
+    The log is ``<kit>/audit/auditor.log``: party and role ``auditor``, signed with the
+    auditor's signing key, payloads sealed to the auditor's own sealing key; a checkpoint
+    follows every record (docs/audit-format.md, section 7).
+    """
     if kit is None or not (kit / SIGNING_KEY_FILE).exists() or \
             not (kit / SEALING_KEY_FILE).exists():
         return
-    if read_kit_info(kit).role != "auditor":
+    if verify_kit(kit).role != "auditor":
         return
     signer = SigningKey(bytes.fromhex((kit / SIGNING_KEY_FILE).read_text().strip()))
-    path = kit / "audit" / "auditor.log"
+    path = kit / AUDITOR_LOG
     if path.exists():
         trail = AuditLog.open(path, signing_key=signer)
     else:
@@ -105,55 +129,70 @@ def record_verification(kit: Path | None, log: Path, report: VerifyReport) -> No
         trail = AuditLog.create(path, party="auditor", role="auditor", signing_key=signer,
                                 auditor_public_hex=own.public_hex)
     trail.append("log_verified", actor="auditor", details={
-        "log": log.name, "log_id": report.log_id, "records": report.records, "ok": report.ok,
+        "log": log.name, "log_id": report.log_id, "party": report.party, "role": report.role,
+        "records": report.records, "ok": report.ok,
         "fault": report.fault.value if report.fault else None,
-        "first_bad_index": report.first_bad_index, "tail_verified": report.tail_verified})
+        "first_bad_index": report.first_bad_index, "pinned": report.pinned,
+        "trusted_checkpoint": trusted, "tail_verified": report.tail_verified})
     trail.checkpoint()
+
+
+def _failure(report: VerifyReport, name: str) -> str:
+    """What is wrong with a log that does not verify, in one line."""
+    if report.fault is Fault.NOT_A_LOG:
+        return f"{name} is not a Tessera audit log ({report.message})"
+    fault = report.fault.value if report.fault else "fault"
+    if report.first_bad_index == -1:
+        return f"{fault}: {report.message}"
+    return f"{fault} at record {report.first_bad_index}: {report.message}"
+
+
+def _whose(report: VerifyReport) -> str:
+    return describe_party(report.role or "?", report.party or "?")
 
 
 @app.command("verify")
 def verify(ctx: typer.Context, log: LogArg, checkpoint: Annotated[Path | None, typer.Option(
         "--checkpoint", help="A trusted checkpoint file.")] = None) -> None:
     """Check a log's integrity; exit non-zero naming the first bad record and the fault."""
-    try:
+    with cli_boundary():
+        kit = _kit(ctx)
+        manifest = pinning_manifest(kit, "verify")
         trusted = load_checkpoint(checkpoint) if checkpoint else None
-        report = verify_log(log, trusted_checkpoint=trusted)
-        kit = (ctx.find_root().obj or {}).get("kit")
-        record_verification(kit, log, report)
-    except TesseraError as err:
-        raise _fail(err) from None
+        report = verify_log(log, trusted_checkpoint=trusted, manifest=manifest)
+        record_verification(kit, log, report, trusted=trusted is not None)
     if not report.ok:
-        where = "preamble" if report.first_bad_index == -1 else \
-            f"record {report.first_bad_index}"
-        typer.echo(f"FAILED: {report.fault.value if report.fault else 'fault'} at {where}: "
-                   f"{report.message}", err=True)
-        raise typer.Exit(TesseraError(ErrorCode.DATA_INVALID, '').exit_code)
-    if trusted is not None and report.fully_verified:
-        typer.echo(f"OK: {report.records} records; chain, signed checkpoints and the trusted "
-                   "checkpoint verify")
-    else:
-        typer.echo(f"INTACT, TAIL UNVERIFIED: {report.records} records; the chain and "
-                   f"{'the trusted checkpoint' if trusted else 'the signed checkpoints'} verify "
-                   f"({report.checkpointed} records under a signed checkpoint)")
-        typer.echo("tail unverified: without a trusted checkpoint covering the end of the log, "
-                   "records cut from or appended to its end cannot be ruled out; store one "
-                   "with 'tessera audit checkpoint' and pass it with --checkpoint")
-    if report.fault is not None:
-        typer.echo(f"note: {report.message}")
+        typer.echo(f"FAILED: {_failure(report, log.name)}", err=True)
+        raise typer.Exit(exit_status(ErrorCode.DATA_INVALID))
+    who = _whose(report)
+    if report.fully_verified:
+        typer.echo(f"OK: {report.records} records of {who}, signed with the key the manifest "
+                   "gives it; chain, signed checkpoints and the trusted checkpoint (covering "
+                   "every record) verify")
+        return
+    typer.echo(f"INTACT, TAIL UNVERIFIED: {report.records} records of {who}, signed with the "
+               f"key the manifest gives it; the chain, the signed checkpoints "
+               f"({report.checkpointed} records under one) "
+               f"{'and the trusted checkpoint ' if trusted else ''}verify")
+    if trusted is not None:
+        typer.echo(f"tail unverified: records {trusted['tree_size']}..{report.records - 1} "
+                   "are not covered by the trusted checkpoint")
+    typer.echo("only a trusted checkpoint covering every record rules out records cut from or "
+               "appended to the end: store one with 'tessera audit checkpoint', keep it away "
+               "from the party, and pass it with --checkpoint")
 
 
 @app.command("show")
-def show(log: LogArg, key: KeyOption,
+def show(ctx: typer.Context, log: LogArg, key: KeyOption,
          as_json: Annotated[bool, typer.Option("--json")] = False,
          event: Annotated[str | None, typer.Option("--event")] = None,
          study: Annotated[str | None, typer.Option("--study")] = None,
          since: Annotated[str | None, typer.Option("--since")] = None,
          checkpoint: Annotated[Path | None, typer.Option("--checkpoint")] = None) -> None:
     """Decrypt and list records (filters: event type, study hash prefix, time)."""
-    try:
-        entries = _entries(log, key, checkpoint, event=event, study=study, since=since)
-    except TesseraError as err:
-        raise _fail(err) from None
+    with cli_boundary():
+        entries = _entries(log, key, checkpoint, manifest=pinning_manifest(_kit(ctx), "show"),
+                           event=event, study=study, since=since)
     if as_json:
         typer.echo(json.dumps([_row(e) for e in entries], indent=2))
         return
@@ -167,14 +206,16 @@ def show(log: LogArg, key: KeyOption,
 
 
 @app.command("export")
-def export(log: LogArg, key: KeyOption,
+def export(ctx: typer.Context, log: LogArg, key: KeyOption,
            out: Annotated[Path, typer.Option("--out", help="Output file.")],
            fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl") -> None:
     """Write decrypted records as JSON lines or CSV (spreadsheet formulas neutralised)."""
-    try:
+    with cli_boundary("--out"):
         if fmt not in ("jsonl", "csv"):
             raise TesseraError(ErrorCode.CONFIG_INVALID, "--format: jsonl or csv")
-        rows = [_row(e) for e in _entries(log, key, None, event=None, study=None, since=None)]
+        manifest = pinning_manifest(_kit(ctx), "export")
+        rows = [_row(e) for e in _entries(log, key, None, manifest=manifest, event=None,
+                                          study=None, since=None)]
         if fmt == "jsonl":
             data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
         else:
@@ -189,19 +230,18 @@ def export(log: LogArg, key: KeyOption,
                 writer.writerow([neutralise("" if v is None else str(v)) for v in cells])
             data = buffer.getvalue()
         atomic_write_bytes(out, data.encode("utf-8"))
-    except TesseraError as err:
-        raise _fail(err) from None
     typer.echo(f"{len(rows)} records written to {out.name}")
 
 
 @app.command("checkpoint")
-def checkpoint(log: LogArg, out: Annotated[Path, typer.Option(
+def checkpoint(ctx: typer.Context, log: LogArg, out: Annotated[Path, typer.Option(
         "--out", help="Where to store the trusted checkpoint.")]) -> None:
     """Verify a log and store its latest signed checkpoint, to detect truncation later."""
-    try:
-        report = verify_log(log)
+    with cli_boundary("--out"):
+        report = verify_log(log, manifest=pinning_manifest(_kit(ctx), "checkpoint"))
         if not report.ok:
-            raise TesseraError(ErrorCode.DATA_INVALID, f"log does not verify: {report.message}")
+            raise TesseraError(ErrorCode.DATA_INVALID,
+                               f"log does not verify: {_failure(report, log.name)}")
         latest = None
         for raw in log.read_bytes().split(b"\n"):
             if raw.startswith(b"{") and b'"type":"checkpoint"' in raw:
@@ -209,8 +249,6 @@ def checkpoint(log: LogArg, out: Annotated[Path, typer.Option(
         if latest is None:
             raise TesseraError(ErrorCode.NOT_FOUND, "the log holds no signed checkpoint yet")
         export_checkpoint(out, latest)
-    except TesseraError as err:
-        raise _fail(err) from None
     typer.echo(f"checkpoint of {latest['tree_size']} records stored in {out.name}")
 
 
@@ -221,7 +259,7 @@ def serve(logs: Annotated[list[str], typer.Option(
           kit: Annotated[Path, typer.Option(
               "--kit", help="This party's kit (coordinator or site).")]) -> None:
     """Serve audit logs read-only to the federation's auditor (mutual TLS) until Ctrl-C."""
-    try:
+    with cli_boundary("--log"):
         paths: dict[str, Path] = {}
         for item in logs:
             name, sep, path = item.partition("=")
@@ -231,8 +269,6 @@ def serve(logs: Annotated[list[str], typer.Option(
                 raise TesseraError(ErrorCode.CONFIG_INVALID, f"--log: {name!r} given twice")
             paths[name] = Path(path).expanduser().absolute()
         server = serve_audit(paths, address=address, kit_dir=kit)
-    except TesseraError as err:
-        raise _fail(err) from None
     typer.echo(f"audit service on {address} serving {', '.join(sorted(paths))} "
                "(read-only; auditor certificates only); Ctrl-C stops it")
     try:
@@ -249,23 +285,19 @@ def pull(source: Annotated[str, typer.Option("--from", help="HOST:PORT of an aud
          log: Annotated[str, typer.Option("--log", help="The log's name on that service.")],
          kit: Annotated[Path, typer.Option("--kit", help="The auditor kit.")],
          out: Annotated[Path, typer.Option("--out", help="Where to write the copy.")]) -> None:
-    """Fetch a log over mutual TLS, write it to --out and verify the copy."""
-    try:
+    """Fetch a log over mutual TLS, write it to --out and verify the copy (party key pinned
+    from the signed manifest in the auditor kit)."""
+    with cli_boundary("--out"):
+        manifest = pinning_manifest(Path(kit).expanduser().absolute(), "pull")
         data = pull_log(source, log=log, kit_dir=kit)
         atomic_write_bytes(out, data)
-        report = verify_bytes(data)
-    except TesseraError as err:
-        raise _fail(err) from None
+        report = verify_bytes(data, manifest=manifest)
     if not report.ok:
-        where = "preamble" if report.first_bad_index == -1 else \
-            f"record {report.first_bad_index}"
-        fault = report.fault.value if report.fault else "a fault"
-        typer.echo(f"FAILED: pulled {out.name}, but {fault} at {where}: {report.message}",
-                   err=True)
-        raise typer.Exit(TesseraError(ErrorCode.DATA_INVALID, '').exit_code)
-    typer.echo(f"OK: pulled {log!r} from {source} into {out.name}: {report.records} records, "
-               f"chain and signed checkpoints verify ({report.checkpointed} covered by a "
-               "checkpoint)")
-    if not report.tail_verified:
-        typer.echo("tail unverified: records after the last checkpoint could have been cut; "
-                   f"run 'tessera audit checkpoint' on {out.name} and keep the result")
+        typer.echo(f"FAILED: pulled {out.name}, but {_failure(report, out.name)}", err=True)
+        raise typer.Exit(exit_status(ErrorCode.DATA_INVALID))
+    typer.echo(f"OK: pulled {log!r} from {source} into {out.name}: {report.records} records "
+               f"of {_whose(report)}, signed with the key the manifest gives it; chain and "
+               f"signed checkpoints verify ({report.checkpointed} covered by a checkpoint)")
+    typer.echo("tail unverified: records after the last checkpoint could have been cut; "
+               f"run 'tessera audit checkpoint' on {out.name}, keep the result away from "
+               "the party and pass it to 'tessera audit verify --checkpoint' later")

@@ -177,7 +177,10 @@ def _key_ceremony(workdir: Path, plan: StudyPlan, vaults: list[SiteVault]) -> No
     layout = WorkDir(workdir)
     manifest = load_manifest(layout.manifest_path)
     outbox = vaults[0].site.outbox_for(plan_hash(plan))
-    result = keygen_and_seal(vaults[0], plan, manifest, outbox)
+    # The launcher plays every site operator: each demo site is a confirmed recipient.
+    result = keygen_and_seal(vaults[0], plan, manifest, outbox,
+                             recipients=[v.site.name for v in vaults[1:]],
+                             actor="demo-operator")
     for vault in vaults[1:]:
         import_sealed(vault, result.sealed[vault.site.name].read_bytes(), manifest)
     import_evaluation_package(layout.coordinator.he_dir, result.package.read_bytes(), manifest)

@@ -28,6 +28,7 @@ from client_app.agent.context import AgentIdentity, TaskContext
 from client_app.agent.contributions import SumVerifier
 from client_app.agent.signing import sign_reply
 from client_app.custody.identity import signing_key
+from client_app.custody.key_holders import study_key_holders
 from client_app.custody.kit import load_site_identity
 from client_app.custody.vault import SiteVault
 from client_app.governance.audit_trail import sync_quietly
@@ -37,7 +38,7 @@ from client_app.store.events import SiteEvent
 from client_app.store.site_store import SiteStore
 from client_app.store.task_log import finish_task
 from common.errors import ErrorCode, TesseraError
-from common.plan import StudyPlan
+from common.plan import StudyPlan, plan_hash
 from protos.tessera.v1 import agent_pb2
 from protos.wire import task_name
 
@@ -152,7 +153,12 @@ class SiteAgent:
         """Who may contribute to a study's sums: the federation's sites (for an encrypted
         study, only those the custodian sealed the study key to)."""
         assert self.identity is not None
-        return dict(self.identity.site_keys)
+        manifest = self.identity.site_keys
+        if not plan.he.enabled:
+            return dict(manifest)
+        holders = study_key_holders(self.vault, plan_hash(plan))
+        # A holder counts only with the key the federation manifest gives it.
+        return {name: key for name, key in holders.items() if manifest.get(name) == key}
 
     def _record_refusal(self, request: agent_pb2.TaskRequest, err: TesseraError) -> None:
         """A refused task is a site event (and so in the audit trail); never raises."""

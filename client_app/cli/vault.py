@@ -62,14 +62,47 @@ def he_keygen(
     site_dir: SiteDirOption,
     plan: Annotated[Path, typer.Option("--plan", help="The study plan (TOML).")],
     out: Annotated[Path, typer.Option("--out", help="Folder for sealed copies.")],
+    recipient: Annotated[list[str] | None, typer.Option(
+        "--recipient", help="A site to seal the key to (repeatable; default: every "
+        "other site in the manifest).")] = None,
+    yes: Annotated[bool, typer.Option(
+        "--yes", help="Confirm the recipients without asking (scripts).")] = False,
+    actor: Annotated[str, typer.Option(
+        "--actor", help="Who confirms the recipients.")] = "operator",
 ) -> None:
-    """As the study's key custodian: generate its CKKS key and seal it to every site."""
+    """As the study's key custodian: generate its CKKS key and seal it to the sites you
+    confirm (each shown with its key fingerprints; compare them with each site)."""
+    from client_app.custody.he_custody import recipients_of
+    from privacy.signing import fingerprint
+
     with cli_boundary():
         site = open_site_dir(site_dir)
         vault = site_vault_with_kit(site)
-        identity = load_site_identity(site.root)
-        result = keygen_and_seal(vault, load_plan(plan), identity.manifest, out)
-    typer.echo(f"CKKS key {result.fingerprint[:16]} for study {result.plan_hash[:12]}")
+        manifest = load_site_identity(site.root).manifest
+        names = recipient or [n for n in manifest.site_names if n != site.name]
+        chosen = recipients_of(manifest, names, custodian=site.name)
+        own = manifest.site(site.name)
+        typer.echo(f"Study key holders, if you confirm (this site, {site.name}, keeps the "
+                   f"key; signing key {fingerprint(own.signing_public_key)}):")
+        for r in chosen:
+            typer.echo(f"  {r.name}: signing key {r.signing_fingerprint}, "
+                       f"sealing key {r.sealing_fingerprint}")
+        if not chosen:
+            typer.echo("  (no other site: only this site will hold the key)")
+        typer.echo("The coordinator writes the site list: check each name and fingerprint "
+                   "with that site's operator before you confirm.")
+        try:
+            confirmed = yes or typer.confirm(
+                f"Seal the study key to exactly these {len(chosen)} site(s)?", default=False)
+        except typer.Abort:
+            confirmed = False
+        if not confirmed:
+            raise TesseraError(ErrorCode.CANCELLED, "recipients not confirmed: no key was "
+                               "generated or sealed")
+        result = keygen_and_seal(vault, load_plan(plan), manifest, out,
+                                 recipients=[r.name for r in chosen], actor=actor)
+    typer.echo(f"CKKS key {result.fingerprint[:16]} for study {result.plan_hash[:12]}, "
+               f"confirmed by {actor}")
     for name, path in sorted(result.sealed.items()):
         typer.echo(f"  sealed for {name}: {path}")
     typer.echo(f"  coordinator package: {result.package}")
@@ -79,13 +112,17 @@ def he_import(
     sealed: Annotated[Path, typer.Argument(help="This site's sealed key file.")],
     site_dir: SiteDirOption,
 ) -> None:
-    """Import this site's sealed CKKS key after checking the custodian's signature."""
+    """Import this site's sealed CKKS key after checking the custodian's signatures."""
+    from client_app.custody.key_holders import study_key_holders
+
     with cli_boundary():
         site = open_site_dir(site_dir)
         vault = site_vault_with_kit(site)
         identity = load_site_identity(site.root)
         digest, fingerprint = import_sealed(vault, sealed.read_bytes(), identity.manifest)
+        holders = study_key_holders(vault, digest)
     typer.echo(f"CKKS key {fingerprint[:16]} for study {digest[:12]} imported")
+    typer.echo(f"  key holders (signed by the custodian): {', '.join(sorted(holders))}")
 
 
 def _prompt_new() -> str:

@@ -31,7 +31,7 @@ ALL_KINDS = "All kinds"
 def verdict(report: VerifyReport) -> str:
     """One line on the log's integrity: INTACT, or the first fault and where it is."""
     if report.ok:
-        tail = ("every record is covered by a signed checkpoint" if report.tail_verified
+        tail = ("every record is covered by a signed checkpoint" if report.all_checkpointed
                 else "the newest records are not yet covered by a signed checkpoint")
         return f"INTACT: {report.records} records verified; {tail}."
     where = f" at line {report.line}" if report.line is not None else ""

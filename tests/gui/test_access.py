@@ -22,20 +22,21 @@ from gui.pages.evaluation import EvaluationPage
 from gui.pages.overview import OverviewPage
 from gui.pages.studies import StudiesPage
 from gui.window import MainWindow
-from privacy.manifest import KitInfo, write_kit_info
+from server.provisioning import init_federation
 from tests.conftest import TEST_PASSPHRASE
 from tests.gui.conftest import Answers
 
 
-def _kit(folder: Path, role: str, party: str) -> Path:
-    folder.mkdir()
-    write_kit_info(folder, KitInfo(role=role, party=party, federation="test-federation"))
-    return folder
+def _auditor_kit(tmp_path: Path) -> Path:
+    """A provisioned auditor kit: its keys prove the role its kit.toml names."""
+    fed = init_federation(tmp_path / "federation", name="test-federation", sites=["s"],
+                          archives=False)
+    return fed.auditor_kit
 
 
 @pytest.fixture
 def auditor_window(qtbot, site: SiteDir, tmp_path: Path, answers: Answers) -> MainWindow:
-    kit = _kit(tmp_path / "auditor-kit", "auditor", "auditor")
+    kit = _auditor_kit(tmp_path)
     operator = SiteOperator.open(site.root, passphrase=TEST_PASSPHRASE, actor="audrey",
                                  policy=default_policy(), kit=kit)
     win = MainWindow(operator)
@@ -76,7 +77,7 @@ def test_an_auditor_sees_every_changing_action_disabled_with_the_role_it_needs(
 def test_the_facade_refuses_an_auditor_and_records_the_denial(
     site: SiteDir, tmp_path: Path,
 ) -> None:
-    kit = _kit(tmp_path / "auditor-kit", "auditor", "auditor")
+    kit = _auditor_kit(tmp_path)
     operator = SiteOperator.open(site.root, passphrase=TEST_PASSPHRASE, actor="audrey",
                                  policy=default_policy(), kit=kit)
     digest = received_plans(site)[0].plan_hash

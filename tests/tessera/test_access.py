@@ -16,6 +16,8 @@ from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
 from common.plan import bundled_plan_path
 from common.roles import Role
+from privacy.signed_policy import sign_policy
+from privacy.signing import SigningKey
 from server.provisioning import Federation, init_federation
 from tessera.access import (
     DENIAL_EVENT,
@@ -146,11 +148,19 @@ def test_federation_init_without_a_kit_provisions_as_the_coordinator(tmp_path: P
     assert (out / "coordinator-kit" / "kit.toml").is_file()
 
 
+def _signed_policy(fed: Federation, path: Path, text: str) -> Path:
+    """A policy override signed by the federation's coordinator (the only kind honoured)."""
+    path.write_text(text, encoding="utf-8")
+    key = SigningKey(bytes.fromhex((fed.coordinator_kit / "signing.key").read_text().strip()))
+    sign_policy(path, signer=key, federation=fed.manifest.name)
+    return path
+
+
 def test_command_missing_from_the_policy_is_denied_and_recorded(
     fed: Federation, site: Path, tmp_path: Path
 ) -> None:
-    policy = tmp_path / "policy.toml"
-    policy.write_text('format = 1\n[commands]\n"site approve" = ["site_operator"]\n')
+    policy = _signed_policy(fed, tmp_path / "policy.toml",
+                            'format = 1\n[commands]\n"site approve" = ["site_operator"]\n')
     result = _tessera("site", "budget", "--site-dir", site, env={POLICY_ENV_VAR: str(policy)})
     assert result.exit_code == PERMISSION_DENIED, result.output
     assert "error: 'site budget' is not in the access policy: denied" in result.output
@@ -162,20 +172,19 @@ def test_command_missing_from_the_policy_is_denied_and_recorded(
 
 
 def test_command_run_without_an_identity_says_how_to_provide_one(tmp_path: Path) -> None:
-    policy = tmp_path / "policy.toml"
-    policy.write_text('format = 1\n[commands]\n"study validate" = ["coordinator"]\n')
-    result = _tessera("study", "validate", bundled_plan_path("breast_cancer"),
-                      env={POLICY_ENV_VAR: str(policy)})
+    result = _tessera("audit", "verify", tmp_path / "site.log")
     assert result.exit_code == PERMISSION_DENIED, result.output
-    assert "'study validate' needs to know who you are" in result.output
-    assert "tessera --kit DIR study validate" in result.output and KIT_ENV_VAR in result.output
+    assert "'audit verify' needs to know who you are" in result.output
+    assert "tessera --kit DIR audit verify" in result.output and KIT_ENV_VAR in result.output
 
 
-def test_policy_with_an_unknown_role_is_refused_naming_the_entry(tmp_path: Path) -> None:
-    policy = tmp_path / "policy.toml"
-    policy.write_text('format = 1\n[commands]\n"study validate" = ["superuser"]\n')
-    result = _tessera("study", "validate", bundled_plan_path("breast_cancer"),
-                      env={POLICY_ENV_VAR: str(policy)})
+def test_policy_with_an_unknown_role_is_refused_naming_the_entry(
+    fed: Federation, tmp_path: Path
+) -> None:
+    policy = _signed_policy(fed, tmp_path / "policy.toml",
+                            'format = 1\n[commands]\n"study validate" = ["superuser"]\n')
+    result = _tessera("--kit", fed.coordinator_kit, "study", "validate",
+                      bundled_plan_path("breast_cancer"), env={POLICY_ENV_VAR: str(policy)})
     assert result.exit_code == 2, result.output
     assert "'study validate'" in result.output and "'superuser'" in result.output
     assert "Traceback" not in result.output

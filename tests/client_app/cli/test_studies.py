@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from client_app.store.folder import open_site_dir
 from client_app.store.site_store import SiteStore
 from common.plan import bundled_plan_path, load_plan, override, plan_hash, plan_to_toml
+from server.provisioning import init_federation
 from tessera.cli import app
 
 V1 = load_plan(bundled_plan_path("breast_cancer"))
@@ -111,10 +112,7 @@ def test_invalid_plan_file_is_refused_and_nothing_stored(site_dir: Path,
 
 
 def test_auditor_may_list_but_not_receive_plans(site_dir: Path, tmp_path: Path) -> None:
-    kit = tmp_path / "auditor-kit"
-    kit.mkdir()
-    (kit / "kit.toml").write_text(
-        'role = "auditor"\nparty = "auditor"\nfederation = "f"\n', encoding="utf-8")
+    kit = init_federation(tmp_path / "fed", name="f", sites=["s"], archives=False).auditor_kit
     result = CliRunner().invoke(app, ["--kit", str(kit), "site", "study", "receive",
                                       str(bundled_plan_path("breast_cancer")),
                                       "--site-dir", str(site_dir)])

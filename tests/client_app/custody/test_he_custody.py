@@ -35,7 +35,8 @@ def ceremony(tmp_path_factory: pytest.TempPathFactory):
         vaults[name] = create_vault(open_site_dir(root / "sites" / name), PASS)
     plan = load_plan(bundled_plan_path("breast_cancer"))
     manifest = load_manifest(fed.manifest_path)
-    result = keygen_and_seal(vaults["a"], plan, manifest, root / "out")
+    result = keygen_and_seal(vaults["a"], plan, manifest, root / "out", recipients=["b", "c"],
+                             actor="operator")
     return root, fed, vaults, plan, manifest, result
 
 
@@ -104,3 +105,41 @@ def test_package_edited_after_signing_is_refused(ceremony) -> None:
     with pytest.raises(TesseraError) as err:
         verify_package(data, manifest)
     assert err.value.code == ErrorCode.BAD_SIGNATURE
+
+
+def test_the_confirmation_and_the_holders_are_recorded(ceremony) -> None:
+    _, _, vaults, _, manifest, result = ceremony
+    assert result.holders == {n: manifest.site(n).signing_public_key for n in ("a", "b", "c")}
+    with SiteStore.open(vaults["a"].site) as store:
+        [confirmed] = store.events(kind="he_recipients_confirmed")
+        [generated] = store.events(kind="he_key_generated")
+    assert confirmed.details["confirmed_by"] == "operator"
+    assert [r["site"] for r in confirmed.details["recipients"]] == ["b", "c"]
+    assert generated.details["holders"] == ["a", "b", "c"]
+
+
+def test_recipients_drop_the_custodian_and_repeats_and_refuse_strangers(ceremony) -> None:
+    from client_app.custody.he_custody import recipients_of
+
+    _, _, _, _, manifest, _ = ceremony
+    assert [r.name for r in recipients_of(manifest, ["b", "a", "b"], custodian="a")] == ["b"]
+    with pytest.raises(TesseraError) as err:
+        recipients_of(manifest, ["b", "mallory"], custodian="a")
+    assert err.value.code is ErrorCode.NOT_FOUND
+
+
+def test_importing_the_same_copy_twice_keeps_one_key(ceremony) -> None:
+    _, _, vaults, plan, manifest, result = ceremony
+    blob = result.sealed["c"].read_bytes()
+    assert import_sealed(vaults["c"], blob, manifest) == import_sealed(vaults["c"], blob,
+                                                                       manifest)
+    assert load_secret_context(vaults["c"], plan_hash(plan)) == \
+        load_secret_context(vaults["a"], plan_hash(plan))
+
+
+def test_keygen_needs_who_confirmed(ceremony, tmp_path: Path) -> None:
+    _, _, vaults, plan, manifest, _ = ceremony
+    with pytest.raises(TesseraError) as err:
+        keygen_and_seal(vaults["a"], plan, manifest, tmp_path, recipients=["b"], actor=" ")
+    assert err.value.code is ErrorCode.CONFIG_INVALID
+    assert not (tmp_path / "sealed").exists()
