@@ -4,6 +4,7 @@ aggregate the coordinator claims)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -70,7 +71,13 @@ class TaskContext:
     vault: SiteVault
     identity: AgentIdentity
     sums: SumVerifier
-    signers: dict[str, str]
+    #: Who may contribute to this study's sums (looked up when a sum is first opened).
+    find_signers: Callable[[], dict[str, str]]
+
+    @cached_property
+    def signers(self) -> dict[str, str]:
+        """Site name -> Ed25519 key of every site whose contributions this site accepts."""
+        return self.find_signers()
 
     @property
     def run_id(self) -> str:

@@ -147,7 +147,7 @@ class SiteAgent:
         assert self.identity is not None
         return TaskContext(request=request, plan=plan, plan_hash=request.plan_hash,
                            store=store, vault=self.vault, identity=self.identity,
-                           sums=self.sums, signers=self._signers(plan))
+                           sums=self.sums, find_signers=lambda: self._signers(plan))
 
     def _signers(self, plan: StudyPlan) -> dict[str, str]:
         """Who may contribute to a study's sums: the federation's sites (for an encrypted

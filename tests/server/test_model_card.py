@@ -69,7 +69,9 @@ def test_card_files_plots_and_numbers(study: tuple[Path, dict[str, Any]],
         assert result["plan_hash"] in text
         assert "binned" in text and "differentially private" in text
         assert "progression_high" in text and "sex" in text
-        assert "min_auc" in text and "passed" in text
+        for name, check in result["kpi_gates"]["checks"].items():  # each gate and verdict
+            assert name in text
+            assert ("passed" if check["passed"] else "failed") in text
     assert "Above-median disease progression" in page
     assert "<script" not in page
     importance = result["feature_importance"]
