@@ -17,7 +17,7 @@ from client_app.custody.vault import SiteVault
 from client_app.learning.site_data import SiteSplit, load_split, standardiser
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
-from common.eval_counts import vector_layout
+from common.eval_counts import require_fixed_groups, vector_layout
 from common.layout import TensorSlot
 from common.metrics import DEFAULT_BINS
 from common.models import build_model, model_to_vector, vector_to_model
@@ -107,21 +107,54 @@ class TaskContext:
 
     def open_stats(self) -> VerifiedSum:
         """The verified round-0 statistics sum of this run."""
-        expect = Expected(kind=agent_pb2.ENVELOPE_STATS, round=0, run_id=self.run_id,
-                          plan_hash=self.plan_hash, layout=stats_layout(self.plan))
-        return self._open(self.request.stats, expect, "federation statistics")
+        return self._open(self.request.stats, self._expect_stats(), "federation statistics")
 
     def open_model(self, round_: int) -> VerifiedSum:
         """The verified sum of the weights contributions of ``round_`` in this run."""
-        expect = Expected(kind=agent_pb2.ENVELOPE_WEIGHTS, round=round_, run_id=self.run_id,
-                          plan_hash=self.plan_hash, layout=model_layout(self.plan))
-        return self._open(self.request.model, expect, f"the model of round {round_}")
+        return self._open(self.request.model, self._expect_model(round_),
+                          f"the model of round {round_}")
 
     def open_counts(self, groups: tuple[str, ...]) -> VerifiedSum:
         """The verified sum of the evaluation-counts contributions of this task's round."""
-        expect = Expected(kind=agent_pb2.ENVELOPE_EVAL, round=self.round, run_id=self.run_id,
-                          plan_hash=self.plan_hash, layout=counts_layout(groups))
-        return self._open(self.request.counts, expect, "evaluation counts")
+        return self._open(self.request.counts, self._expect_counts(groups), "evaluation counts")
+
+    def verify_inputs(self) -> None:
+        """Check every contribution set the task must carry, and that it carries no other,
+        before anything is decrypted."""
+        request, kind, round_ = self.request, self.request.kind, self.round
+        wants_stats = kind not in (agent_pb2.TASK_HELLO, agent_pb2.TASK_STATS,
+                                   agent_pb2.TASK_OPEN_COUNTS)
+        model_round = {agent_pb2.TASK_TRAIN: round_ - 1}.get(kind, round_)
+        wants_model = wants_stats and model_round >= 1
+        wants_counts = kind == agent_pb2.TASK_OPEN_COUNTS
+        for name, wanted in (("stats", wants_stats), ("model", wants_model),
+                             ("counts", wants_counts)):
+            if request.HasField(name) != wanted:
+                state = "carries no" if wanted else "may not carry"
+                raise TesseraError(ErrorCode.BAD_ENVELOPE,
+                                   f"this task {state} {name} contributions")
+        checks = []
+        if wants_stats:
+            checks.append((request.stats, self._expect_stats()))
+        if wants_model:
+            checks.append((request.model, self._expect_model(model_round)))
+        if wants_counts:
+            checks.append((request.counts, self._expect_counts(require_fixed_groups(self.plan))))
+        for contributions, expect in checks:
+            self.sums.verify(contributions, expect, plan=self.plan, signers=self.signers,
+                             secret=self.secret)
+
+    def _expect_stats(self) -> Expected:
+        return Expected(kind=agent_pb2.ENVELOPE_STATS, round=0, run_id=self.run_id,
+                        plan_hash=self.plan_hash, layout=stats_layout(self.plan))
+
+    def _expect_model(self, round_: int) -> Expected:
+        return Expected(kind=agent_pb2.ENVELOPE_WEIGHTS, round=round_, run_id=self.run_id,
+                        plan_hash=self.plan_hash, layout=model_layout(self.plan))
+
+    def _expect_counts(self, groups: tuple[str, ...]) -> Expected:
+        return Expected(kind=agent_pb2.ENVELOPE_EVAL, round=self.round, run_id=self.run_id,
+                        plan_hash=self.plan_hash, layout=counts_layout(groups))
 
     def _open(self, contributions: agent_pb2.ContributionSet, expect: Expected,
               what: str) -> VerifiedSum:

@@ -12,6 +12,7 @@ its digests alone.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -70,17 +71,46 @@ class SumVerifier:
 
     def __init__(self) -> None:
         self._cache: OrderedDict[tuple[str, int, int], VerifiedSum] = OrderedDict()
+        self._fingerprints: dict[tuple[str, int, int], str] = {}
+
+    def verify(self, contributions: agent_pb2.ContributionSet, expect: Expected, *,
+               plan: StudyPlan, signers: Mapping[str, str], secret: bytes | None) -> None:
+        """Check a set without decrypting anything (a set named by digests must have been
+        verified here before)."""
+        self._checked(contributions, expect, plan=plan, signers=signers, secret=secret)
 
     def open(self, contributions: agent_pb2.ContributionSet, expect: Expected, *,
              plan: StudyPlan, signers: Mapping[str, str],
              secret: bytes | None) -> VerifiedSum:
         """The verified sum of a contribution set, or a TesseraError naming the fault."""
+        key = (expect.run_id, int(expect.kind), int(expect.round))
+        checked = self._checked(contributions, expect, plan=plan, signers=signers,
+                                secret=secret)
+        if isinstance(checked, VerifiedSum):
+            return checked
+        envelopes = list(contributions.envelopes)
+        opened = VerifiedSum(values=_sum(envelopes, expect, secret),
+                             examples=sum(int(e.example_count) for e in envelopes),
+                             contributors=checked,
+                             digests=tuple(e.digest for e in envelopes))
+        self._cache[key] = opened
+        self._fingerprints[key] = _fingerprint(envelopes)
+        self._cache.move_to_end(key)
+        while len(self._cache) > CACHE_SIZE:
+            dropped, _ = self._cache.popitem(last=False)
+            self._fingerprints.pop(dropped, None)
+        return opened
+
+    def _checked(self, contributions: agent_pb2.ContributionSet, expect: Expected, *,
+                 plan: StudyPlan, signers: Mapping[str, str],
+                 secret: bytes | None) -> VerifiedSum | tuple[str, ...]:
+        """A cached sum when this exact set was opened before; else the verified senders."""
         if contributions.kind != expect.kind or contributions.round != expect.round:
             raise _bad(expect, "the set is labelled with another kind or round")
         key = (expect.run_id, int(expect.kind), int(expect.round))
         digests = tuple(contributions.digests)
+        cached = self._cache.get(key)
         if not contributions.envelopes:
-            cached = self._cache.get(key)
             if cached is None or cached.digests != digests:
                 raise _bad(expect, "named by digests only, but not verified here before",
                            ErrorCode.NOT_CACHED)
@@ -89,20 +119,23 @@ class SumVerifier:
         envelopes = list(contributions.envelopes)
         if digests and digests != tuple(e.digest for e in envelopes):
             raise _bad(expect, "the digests listed do not match the contributions")
-        checked = _check_all(envelopes, expect, plan=plan, signers=signers, secret=secret)
-        opened = VerifiedSum(values=_sum(envelopes, expect, secret),
-                             examples=sum(int(e.example_count) for e in envelopes),
-                             contributors=checked,
-                             digests=tuple(e.digest for e in envelopes))
-        self._cache[key] = opened
-        self._cache.move_to_end(key)
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
-        return opened
+        if cached is not None and self._fingerprints.get(key) == _fingerprint(envelopes):
+            return cached
+        return _check_all(envelopes, expect, plan=plan, signers=signers, secret=secret)
 
     def cached(self, *, run_id: str, kind: int, round_: int) -> VerifiedSum | None:
         """A sum verified earlier in this run, if kept."""
         return self._cache.get((run_id, int(kind), int(round_)))
+
+
+def _fingerprint(envelopes: Sequence[agent_pb2.UpdateEnvelope]) -> str:
+    """sha256 over the contributions exactly as received (every field, signatures included)."""
+    digest = hashlib.sha256()
+    for env in envelopes:
+        data = env.SerializeToString(deterministic=True)
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()
 
 
 def _check_all(envelopes: Sequence[agent_pb2.UpdateEnvelope], expect: Expected, *,

@@ -136,7 +136,9 @@ class SiteAgent:
             ok = False
             try:
                 check_schedule(request, plan, store, self.site.name)
-                reply = HANDLERS[request.kind](self._context(request, plan, store))
+                context = self._context(request, plan, store)
+                context.verify_inputs()  # every input checked before anything is decrypted
+                reply = HANDLERS[request.kind](context)
                 ok = reply.ok
             finally:
                 finish_task(store, task_id, ok=ok)

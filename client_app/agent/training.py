@@ -47,8 +47,6 @@ def _sealed(ctx: TaskContext, *, kind: int, values: np.ndarray, examples: int,
 
 def stats(ctx: TaskContext) -> agent_pb2.TaskReply:
     """This site's feature sums and sums of squares, sealed and signed (round 0)."""
-    if ctx.request.HasField("model") or ctx.request.HasField("stats"):
-        raise TesseraError(ErrorCode.BAD_ENVELOPE, "a statistics task carries no inputs")
     split = ctx.split
     env = _sealed(ctx, kind=agent_pb2.ENVELOPE_STATS, values=feature_sums(split.train),
                   examples=len(split.train.y), layout=stats_layout(ctx.plan), round_=0)
@@ -61,10 +59,6 @@ def train(ctx: TaskContext) -> agent_pb2.TaskReply:
     """One DP-SGD round from the verified global model of the previous round."""
     started = time.perf_counter()
     round_, plan = ctx.round, ctx.plan
-    if round_ == 1 and ctx.request.HasField("model"):
-        raise TesseraError(ErrorCode.BAD_ENVELOPE,
-                           "round 1 starts from the plan's seeded model; the task may not "
-                           "carry another")
     split = ctx.split
     mean, std = ctx.standardisation()
     X = standardise(split.train.X, mean, std)
