@@ -81,7 +81,7 @@ def held_public_keys(folder: Path) -> dict[str, str]:
     for name, kind in ((SIGNING_KEY_FILE, SIGNING), (SEALING_KEY_FILE, SEALING)):
         path = folder / name
         if path.is_file():
-            raw = _hex_key(path)
+            raw = read_hex_key(path)
             held[kind] = (SigningKey(raw).public_hex if kind == SIGNING
                           else SealingKey(raw).public_hex)
     path = folder / NODE_AUTH_KEY_FILE
@@ -133,7 +133,8 @@ def verify_kit(folder: Path) -> VerifiedKit:
     return VerifiedKit(folder=folder, info=info, manifest=manifest)
 
 
-def _hex_key(path: Path) -> bytes:
+def read_hex_key(path: Path) -> bytes:
+    """A raw 32-byte key written as one hex line (CONFIG_INVALID naming the file otherwise)."""
     try:
         raw = bytes.fromhex(path.read_text(encoding="ascii").strip())
     except (ValueError, UnicodeDecodeError):

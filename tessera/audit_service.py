@@ -31,7 +31,6 @@ from protos.tessera.v1 import audit_pb2, audit_pb2_grpc
 
 __all__ = ["AuditServicer", "latest_checkpoint", "pull_log", "serve_audit"]
 
-SERVICE_NAME = "tessera.v1.AuditService"
 _LOG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TIMEOUT_S = 60.0
 

@@ -74,7 +74,8 @@ def serve_forever(vault: SiteVault) -> None:
 
 
 class AgentClient:
-    """Facade for talking to a running site agent (used by tools and the desktop app)."""
+    """A client of a running agent's local socket (what the ClientApp shim does), for tests and
+    diagnostics; the desktop app talks to the site through client_app.facade instead."""
 
     def __init__(self, socket_path: Path) -> None:
         self._channel = grpc.insecure_channel(socket_address(socket_path), options=_OPTIONS)

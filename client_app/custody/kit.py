@@ -30,6 +30,7 @@ from common.errors import ErrorCode, TesseraError
 from common.files import PRIVATE_DIR, PRIVATE_FILE, atomic_write_bytes, fsync_dir
 from common.workdir import KIT as KIT_DIR
 from common.workdir import site_config
+from privacy.kit_identity import read_hex_key
 from privacy.manifest import (
     AUDIT_SERVER_CERT_FILE,
     AUDIT_SERVER_KEY_FILE,
@@ -174,9 +175,11 @@ def _verified(kit: Path, *, pinned: str | None) -> KitInfo:
         raise TesseraError(ErrorCode.FINGERPRINT_MISMATCH,
                            f"{CA_CERT_FILE} in the kit is not the CA the manifest names")
     _check_node_auth(kit, entry)
-    if SealingKey(_hex_key(kit / SEALING_KEY_FILE)).public_hex != entry.sealing_public_key.lower():
+    sealing = SealingKey(read_hex_key(kit / SEALING_KEY_FILE)).public_hex
+    if sealing != entry.sealing_public_key.lower():
         raise _mismatch("sealing", entry.name)
-    if SigningKey(_hex_key(kit / SIGNING_KEY_FILE)).public_hex != entry.signing_public_key.lower():
+    signing = SigningKey(read_hex_key(kit / SIGNING_KEY_FILE)).public_hex
+    if signing != entry.signing_public_key.lower():
         raise _mismatch("signing", entry.name)
     return info
 
@@ -197,17 +200,6 @@ def _check_node_auth(kit: Path, entry: SiteEntry) -> None:
     published = (kit / NODE_AUTH_PUB_FILE).read_text(encoding="utf-8").split()[:2]
     if derived.split()[:2] != listed or published != listed:
         raise _mismatch("node-authentication", entry.name)
-
-
-def _hex_key(path: Path) -> bytes:
-    try:
-        raw = bytes.fromhex(path.read_text(encoding="utf-8").strip())
-    except (ValueError, UnicodeDecodeError):
-        raw = b""
-    if len(raw) != 32:
-        raise TesseraError(ErrorCode.CONFIG_INVALID,
-                           f"{path.name} must hold a 32-byte key in hexadecimal")
-    return raw
 
 
 def _mismatch(kind: str, site: str) -> TesseraError:
