@@ -168,57 +168,63 @@ def from_vector(vector: np.ndarray, groups: Sequence[str], *,
                          brier_sum=float(values[-2]), n=int(counts[-1]))
 
 
-def _merge_runs(counts: np.ndarray, min_cell: int) -> np.ndarray:
-    """Merge consecutive bins of one segment until each run holds at least ``min_cell`` rows
-    (the remainder joins the last run); each run's rows sit at their mean bin."""
-    out = np.zeros_like(counts)
-    runs: list[tuple[int, int]] = []  # (rows, sum of bin index x rows)
-    rows = weighted = 0
-    for index, count in enumerate(counts.tolist()):
-        rows, weighted = rows + count, weighted + index * count
-        if rows >= min_cell:
-            runs.append((rows, weighted))
-            rows = weighted = 0
-    if rows:
-        last_rows, last_weighted = runs.pop()
-        runs.append((last_rows + rows, last_weighted + weighted))
-    for run_rows, run_weighted in runs:
-        out[round(run_weighted / run_rows)] += run_rows
-    return out
+def _merge_runs(pos: np.ndarray, neg: np.ndarray,
+                min_cell: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge consecutive bins of one segment until each cell holds at least ``min_cell`` rows
+    (the remainder joins the last cell); a cell's rows sit at their mean bin."""
+    out_pos, out_neg = np.zeros_like(pos), np.zeros_like(neg)
+    cells: list[list[int]] = []  # [positives, negatives, sum of bin index x rows]
+    p = q = weighted = 0
+    for index in range(len(pos)):
+        p, q = p + int(pos[index]), q + int(neg[index])
+        weighted += index * (int(pos[index]) + int(neg[index]))
+        if p + q >= min_cell:
+            cells.append([p, q, weighted])
+            p = q = weighted = 0
+    if p + q:
+        cells[-1][0] += p
+        cells[-1][1] += q
+        cells[-1][2] += weighted
+    for p_cell, q_cell, w_cell in cells:
+        where = round(w_cell / (p_cell + q_cell))
+        out_pos[where] += p_cell
+        out_neg[where] += q_cell
+    return out_pos, out_neg
 
 
-def _merge_side(counts: np.ndarray, min_cell: int) -> np.ndarray | None:
-    """One label's histogram with every non-empty cell holding at least ``min_cell`` rows;
-    None if the label has rows but fewer than ``min_cell``.
+def _merge_group(pos: np.ndarray, neg: np.ndarray,
+                 min_cell: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A group's histograms with every non-empty cell (a range of score bins) holding at
+    least ``min_cell`` rows; None if the group has fewer rows than that.
 
-    Scores below and at or above the 0.5 threshold are merged separately when each side
-    can form its own cells, so accuracy, F1 and the fairness rates stay exact; a side too
-    small to stand alone is merged with the other.
+    Scores below and at or above the 0.5 threshold are merged separately when each side has
+    at least ``min_cell`` rows (or none), so accuracy, F1 and the fairness rates stay exact;
+    otherwise the whole histogram is merged as one.
     """
-    counts = np.asarray(counts, dtype=np.int64)
-    total = int(counts.sum())
+    pos, neg = np.asarray(pos, dtype=np.int64), np.asarray(neg, dtype=np.int64)
+    total = int(pos.sum() + neg.sum())
     if total == 0:
-        return np.zeros_like(counts)
+        return np.zeros_like(pos), np.zeros_like(neg)
     if total < min_cell:
         return None
-    cut = counts.size // 2
-    low, high = int(counts[:cut].sum()), int(counts[cut:].sum())
-    if 0 < low < min_cell or 0 < high < min_cell:
-        return _merge_runs(counts, min_cell)
-    out = np.zeros_like(counts)
-    if low:
-        out[:cut] = _merge_runs(counts[:cut], min_cell)
-    if high:
-        out[cut:] = _merge_runs(counts[cut:], min_cell)
-    return out
+    cut = pos.size // 2
+    sides = [int(pos[:cut].sum() + neg[:cut].sum()), int(pos[cut:].sum() + neg[cut:].sum())]
+    if any(0 < side < min_cell for side in sides):
+        return _merge_runs(pos, neg, min_cell)
+    out_pos, out_neg = np.zeros_like(pos), np.zeros_like(neg)
+    for part, rows in ((slice(0, cut), sides[0]), (slice(cut, pos.size), sides[1])):
+        if rows:
+            out_pos[part], out_neg[part] = _merge_runs(pos[part], neg[part], min_cell)
+    return out_pos, out_neg
 
 
 def merge_small_cells(counts: HeldOutCounts, *, min_cell: int) -> HeldOutCounts:
-    """Counts fit to share: every histogram cell holds zero or at least ``min_cell`` rows.
+    """Counts fit to share: every histogram cell (a range of score bins) holds zero or at
+    least ``min_cell`` rows; within a cell the split by label is exact.
 
-    For each label, adjacent score bins are merged until each cell is large enough (the
-    merged count sits at its rows' mean bin); a group with fewer than ``min_cell`` rows of a
-    label that it has at all is suppressed (left out). If the
+    Adjacent score bins are merged until each cell is large enough (its rows sit at their
+    mean bin), separately on each side of the 0.5 threshold where possible; a group with
+    fewer than ``min_cell`` rows is suppressed (left out). If the
     overall histogram cannot be formed, the counts are refused (PERMISSION_DENIED): the split
     is too small to share.
     """
@@ -226,9 +232,9 @@ def merge_small_cells(counts: HeldOutCounts, *, min_cell: int) -> HeldOutCounts:
         raise TesseraError(ErrorCode.CONFIG_INVALID, "min_cell: must be at least 1")
     merged: Histograms = {}
     for group, (pos, neg) in counts.histograms.items():
-        sides = _merge_side(pos, min_cell), _merge_side(neg, min_cell)
-        if sides[0] is not None and sides[1] is not None:
-            merged[group] = (sides[0], sides[1])
+        result = _merge_group(pos, neg, min_cell)
+        if result is not None:
+            merged[group] = result
         elif group == "":
             raise TesseraError(ErrorCode.PERMISSION_DENIED,
                                f"the held-out rows cannot form cells of at least {min_cell} "

@@ -4,6 +4,7 @@ aggregate the coordinator claims)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -74,6 +75,9 @@ class TaskContext:
     #: Who may contribute to this study's sums (looked up when a sum is first opened).
     find_signers: Callable[[], dict[str, str]]
 
+    #: Seconds spent verifying, summing and decrypting contributions in this task.
+    verify_seconds: float = 0.0
+
     @cached_property
     def signers(self) -> dict[str, str]:
         """Site name -> Ed25519 key of every site whose contributions this site accepts."""
@@ -140,9 +144,11 @@ class TaskContext:
             checks.append((request.model, self._expect_model(model_round)))
         if wants_counts:
             checks.append((request.counts, self._expect_counts(require_fixed_groups(self.plan))))
+        started = time.perf_counter()
         for contributions, expect in checks:
             self.sums.verify(contributions, expect, plan=self.plan, signers=self.signers,
                              secret=self.secret)
+        self.verify_seconds += time.perf_counter() - started
 
     def _expect_stats(self) -> Expected:
         return Expected(kind=agent_pb2.ENVELOPE_STATS, round=0, run_id=self.run_id,
@@ -160,8 +166,11 @@ class TaskContext:
               what: str) -> VerifiedSum:
         if not contributions.envelopes and not contributions.digests:
             raise TesseraError(ErrorCode.BAD_ENVELOPE, f"the task carries no {what}")
-        return self.sums.open(contributions, expect, plan=self.plan, signers=self.signers,
-                              secret=self.secret)
+        started = time.perf_counter()
+        opened = self.sums.open(contributions, expect, plan=self.plan, signers=self.signers,
+                                secret=self.secret)
+        self.verify_seconds += time.perf_counter() - started
+        return opened
 
     def standardisation(self) -> tuple[np.ndarray, np.ndarray]:
         """Federation-wide mean and standard deviation from the verified statistics."""

@@ -91,6 +91,7 @@ def train(ctx: TaskContext) -> agent_pb2.TaskReply:
                            details={"run_id": ctx.run_id, "round": round_,
                                     "digest": env.digest})
     metrics["seconds"] = time.perf_counter() - started
+    metrics["verify_seconds"] = ctx.verify_seconds
     return agent_pb2.TaskReply(ok=True, envelope=env, metrics=metrics)
 
 

@@ -61,7 +61,7 @@ def test_opened_counts_are_whole_numbers_and_flooded_sums(run: HonestRun) -> Non
     for value in (opened.log_loss_sum, opened.brier_sum):
         assert value * 10**decimals == pytest.approx(round(value * 10**decimals), abs=1e-6)
     for hist in opened.histograms:  # uint64 on the wire: whole numbers by construction
-        assert all(v == 0 or v >= 10 for v in [*hist.pos, *hist.neg])
+        assert all(p + q == 0 or p + q >= 10 for p, q in zip(hist.pos, hist.neg, strict=True))
 
 
 @pytest.mark.parametrize("contributors", [1, 3, 10])

@@ -8,9 +8,11 @@ import pytest
 from common.errors import ErrorCode, TesseraError
 from common.eval_counts import (
     OTHER_GROUP,
+    HeldOutCounts,
     count_held_out,
     fixed_groups,
     from_vector,
+    merge_small_cells,
     require_fixed_groups,
     to_vector,
     vector_layout,
@@ -125,3 +127,37 @@ def test_summed_encrypted_counts_decrypt_to_the_exact_plaintext_sum() -> None:
     assert abs(opened.log_loss_sum - expected) <= 1e-9 * expected
     expected = sum(c.brier_sum for c in sites)
     assert abs(opened.brier_sum - expected) <= 1e-9 * expected
+
+
+def _counts(scores, labels, groups=None) -> HeldOutCounts:
+    return count_held_out(np.asarray(scores), np.asarray(labels), groups, groups=None)
+
+
+def test_merged_cells_hold_zero_or_the_minimum_and_keep_every_row() -> None:
+    rng = np.random.default_rng(4)
+    y = (rng.random(120) < 0.6).astype(int)
+    scores = np.clip(np.where(y == 1, rng.normal(0.75, 0.15, 120),
+                              rng.normal(0.3, 0.15, 120)), 0, 1)
+    raw = _counts(scores, y)
+    merged = merge_small_cells(raw, min_cell=10)
+    pos, neg = merged.histograms[""]
+    assert all(p + q == 0 or p + q >= 10 for p, q in zip(pos, neg, strict=True))
+    assert pos.sum() == raw.histograms[""][0].sum() and neg.sum() == raw.histograms[""][1].sum()
+    half = len(pos) // 2  # the threshold split is kept: accuracy is exact
+    assert pos[half:].sum() == raw.histograms[""][0][half:].sum()
+    assert neg[half:].sum() == raw.histograms[""][1][half:].sum()
+    assert (merged.n, merged.log_loss_sum, merged.brier_sum) == (
+        raw.n, raw.log_loss_sum, raw.brier_sum)
+
+
+def test_small_groups_are_left_out_and_a_tiny_split_is_not_shared() -> None:
+    y = np.array([0, 1] * 30)
+    scores = np.linspace(0.01, 0.99, 60)
+    groups = np.array(["a"] * 55 + ["b"] * 5)
+    merged = merge_small_cells(count_held_out(scores, y, groups, groups=None), min_cell=10)
+    assert set(merged.histograms) == {"", "a"}
+    with pytest.raises(TesseraError) as tiny:
+        merge_small_cells(_counts(scores[:6], y[:6]), min_cell=10)
+    assert tiny.value.code is ErrorCode.PERMISSION_DENIED
+    assert merge_small_cells(_counts(scores, y), min_cell=1).histograms[""][0].tolist() == \
+        _counts(scores, y).histograms[""][0].tolist()

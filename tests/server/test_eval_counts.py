@@ -140,7 +140,7 @@ def test_encrypted_counts_give_the_metrics_of_the_sites_plaintext_counts(he_stud
         assert list(by_group[group].pos) == list(merged.histograms[group][0])
         assert list(by_group[group].neg) == list(merged.histograms[group][1])
     for hist in opened[0].histograms:  # no shared cell below the minimum
-        assert all(v == 0 or v >= 10 for v in [*hist.pos, *hist.neg])
+        assert all(p + q == 0 or p + q >= 10 for p, q in zip(hist.pos, hist.neg, strict=True))
 
 
 def test_coordinator_never_receives_one_sites_plaintext_counts_with_he(he_study) -> None:
