@@ -30,6 +30,7 @@ from client_app.governance.studies import PlanDiff, ReceivedPlan, StudySummary
 from client_app.learning import local_eval
 from client_app.learning.local_eval import LocalEvaluation, StoredModel
 from client_app.node.controller import NodeController, NodeStatus
+from client_app.store.events import SiteEvent
 from client_app.store.folder import SiteDir, open_site_dir
 from client_app.store.site_store import EventRecord, SiteStore
 from common.errors import ErrorCode, TesseraError
@@ -114,7 +115,7 @@ class SiteOperator:
         reason = self.denial(action)
         if reason is not None:
             with SiteStore.open(self.site) as store:
-                store.record_event("role_denied", details={
+                store.record_event(SiteEvent.ROLE_DENIED, details={
                     "command": action, "role": self.role.value, "party": self.actor})
             raise TesseraError(ErrorCode.PERMISSION_DENIED, f"'{action}' {reason}")
 

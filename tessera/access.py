@@ -56,6 +56,7 @@ from client_app.custody.caller import (
     load_access_policy,
     require_own_folder,
 )
+from client_app.store.events import SiteEvent
 from client_app.store.folder import open_site_dir
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
@@ -66,7 +67,7 @@ __all__ = ["DENIALS_FILE", "DENIAL_EVENT", "KIT_ENV_VAR", "POLICY_ENV_VAR", "Ide
            "authorize", "enforce_on", "load_policy", "record_denial", "resolve_identity"]
 
 KIT_ENV_VAR = "TESSERA_KIT"
-DENIAL_EVENT = "role_denied"
+DENIAL_EVENT = SiteEvent.ROLE_DENIED
 DENIALS_FILE = "denials.jsonl"
 SITE_DIR_OPTION = "--site-dir"
 KIT_OPTION = "--kit"

@@ -24,6 +24,7 @@ from client_app.custody.vault import (
     rotate_passphrase,
     unlock_vault,
 )
+from client_app.store.events import SiteEvent
 from client_app.store.folder import open_site_dir
 from client_app.store.site_store import SiteStore
 from common.cli_boundary import cli_boundary
@@ -54,7 +55,7 @@ def rotate(site_dir: SiteDirOption) -> None:
         new = os.environ.get(NEW_PASSPHRASE_ENV_VAR) or _prompt_new()
         rotate_passphrase(site, old, new)
         with SiteStore.open(site) as store:
-            store.record_event("passphrase_rotated", details={})
+            store.record_event(SiteEvent.PASSPHRASE_ROTATED, details={})
     typer.echo("passphrase changed; existing data stays readable with the new one")
 
 

@@ -27,6 +27,7 @@ from client_app.custody.key_holders import (
     verify_holders,
 )
 from client_app.custody.vault import SiteVault
+from client_app.store.events import SiteEvent
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, plan_hash
@@ -106,7 +107,7 @@ def keygen_and_seal(vault: SiteVault, plan: StudyPlan, manifest: Manifest, out_d
     holders = {vault.site.name: signer.public_hex} | {
         r.name: manifest.site(r.name).signing_public_key.lower() for r in confirmed}
     with SiteStore.open(vault.site) as store:
-        store.record_event("he_recipients_confirmed", plan_hash=digest, details={
+        store.record_event(SiteEvent.HE_RECIPIENTS_CONFIRMED, plan_hash=digest, details={
             "actor": actor, "confirmed_by": actor,
             "recipients": [{"site": r.name, "signing_key": r.signing_fingerprint,
                             "sealing_key": r.sealing_fingerprint} for r in confirmed]})
@@ -130,11 +131,11 @@ def keygen_and_seal(vault: SiteVault, plan: StudyPlan, manifest: Manifest, out_d
     package_path = out_dir / PACKAGE_FILE
     atomic_write_bytes(package_path, package)
     with SiteStore.open(vault.site) as store:
-        store.record_event("he_key_generated", plan_hash=digest,
+        store.record_event(SiteEvent.HE_KEY_GENERATED, plan_hash=digest,
                            details={"fingerprint": keys.fingerprint,
                                     "holders": sorted(holders)})
         for name in sealed:
-            store.record_event("he_key_sealed", plan_hash=digest,
+            store.record_event(SiteEvent.HE_KEY_SEALED, plan_hash=digest,
                                details={"recipient": name, "fingerprint": keys.fingerprint})
     return KeygenResult(digest, keys.fingerprint, sealed, package_path, holders)
 
@@ -176,7 +177,7 @@ def import_sealed(vault: SiteVault, blob: bytes, manifest: Manifest) -> tuple[st
     store_secret_context(vault, digest, secret)
     store_holders(vault, digest, document)
     with SiteStore.open(vault.site) as store:
-        store.record_event("he_key_imported", plan_hash=digest,
+        store.record_event(SiteEvent.HE_KEY_IMPORTED, plan_hash=digest,
                            details={"custodian": custodian.name, "fingerprint": key_fingerprint,
                                     "holders": sorted(holders)})
     return digest, key_fingerprint

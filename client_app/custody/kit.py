@@ -24,6 +24,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from client_app.store.events import SiteEvent
 from client_app.store.folder import init_site_dir, open_site_dir
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
@@ -128,7 +129,7 @@ def import_site_kit(kit: Path, site_dir: Path, *,
         _install(folder, installed)
     identity = load_site_identity(site_dir)
     with SiteStore.open(site) as store:
-        store.record_event("kit_imported", details={
+        store.record_event(SiteEvent.KIT_IMPORTED, details={
             "federation": identity.manifest.name,
             "coordinator_key": identity.manifest.coordinator_signing_key})
     return identity

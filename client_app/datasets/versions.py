@@ -30,6 +30,7 @@ from client_app.custody.vault import SiteVault
 from client_app.datasets.cleaning import CleanResult, clean
 from client_app.datasets.inspection import inspect
 from client_app.datasets.validation import Policy, ValidationReport
+from client_app.store.events import SiteEvent
 from client_app.store.folder import SiteDir
 from client_app.store.site_store import site_transaction
 from client_app.store.tables import (
@@ -40,7 +41,7 @@ from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, plan_hash
 
 MAX_DATASET_BYTES = 512 * 1024 * 1024
-EVENT_KIND = "dataset_registered"
+EVENT_KIND = SiteEvent.DATASET_REGISTERED
 
 
 @dataclass(frozen=True)

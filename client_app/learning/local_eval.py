@@ -22,6 +22,7 @@ from torch import nn
 
 from client_app.custody.vault import SiteVault
 from client_app.learning.site_data import load_split, standardise
+from client_app.store.events import SiteEvent
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
 from common.layout import TensorSlot
@@ -110,7 +111,7 @@ def keep_final_model(vault: SiteVault, plan: StudyPlan, store: SiteStore, *, pla
         "plan_toml": plan_to_toml(plan),
     }
     vault.write_model(name, json.dumps(doc, sort_keys=True).encode("utf-8"))
-    store.record_event("global_model_stored", plan_hash=plan_hash,
+    store.record_event(SiteEvent.GLOBAL_MODEL_STORED, plan_hash=plan_hash,
                        details={"model": name, "round": round_})
     return StoredModel(name=name, study=plan.name, plan_hash=plan_hash, round=round_, at=at)
 
@@ -232,7 +233,7 @@ def evaluate_model(vault: SiteVault, *, model: str | None = None,
     )
     step(0.9)
     with SiteStore.open(vault.site) as store:
-        store.record_event("local_evaluation", plan_hash=result.plan_hash, details={
+        store.record_event(SiteEvent.LOCAL_EVALUATION, plan_hash=result.plan_hash, details={
             "model": name, "dataset_version": result.dataset_version, "n": result.n,
             "excluded_by_consent": result.excluded_by_consent,
             "accuracy": _finite(result.accuracy), "auc": _finite(result.auc),

@@ -40,3 +40,4 @@ class SiteEvent(StrEnum):
     HE_KEY_GENERATED = "he_key_generated"
     HE_KEY_SEALED = "he_key_sealed"
     HE_KEY_IMPORTED = "he_key_imported"
+    HE_RECIPIENTS_CONFIRMED = "he_recipients_confirmed"
