@@ -6,7 +6,7 @@ coordinator of this federation signed the task (claims in :mod:`protos.claims`),
 matches its hash, the site approved that hash, the nonce was never seen (replays are refused)
 and the run's schedule allows the task (one statistics step, rounds in increasing order, one
 evaluation per round, one release, importance and leave-one-site-out only when the plan
-declares them, each at most once per run).
+declares them and the operator shares them, each at most once per run).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from client_app.agent.context import AgentIdentity
 from client_app.agent.signing import verify_task
+from client_app.governance.sharing import refuse_unless_shared
 from client_app.store.events import SiteEvent
 from client_app.store.site_store import SiteStore
 from client_app.store.task_log import TaskRecord, admit_task, completed_tasks
@@ -113,11 +114,11 @@ def check_schedule(request: agent_pb2.TaskRequest, plan: StudyPlan, store: SiteS
             raise _refuse(ErrorCode.DUPLICATE,
                           f"round {round_} (or a later one) was already trained in this run")
         return
-    _check_queries(request, plan, done, site_name, once)
+    _check_queries(request, plan, done, site_name, once, store)
 
 
 def _check_queries(request: agent_pb2.TaskRequest, plan: StudyPlan, done: list[TaskRecord],
-                   site_name: str, once: Callable[..., None]) -> None:
+                   site_name: str, once: Callable[..., None], store: SiteStore) -> None:
     kind, round_, rounds = request.kind, int(request.round), plan.training.rounds
     policy = plan.evaluation_policy
     final_only = {agent_pb2.TASK_RELEASE, agent_pb2.TASK_IMPORTANCE, agent_pb2.TASK_EVALUATE_OWN}
@@ -142,11 +143,15 @@ def _check_queries(request: agent_pb2.TaskRequest, plan: StudyPlan, done: list[T
     elif kind == agent_pb2.TASK_IMPORTANCE:
         if not policy.importance or _loso_site(request.run_id) is not None:
             raise _refuse(ErrorCode.OUT_OF_SCHEDULE, "the plan declares no feature importance")
+        refuse_unless_shared(store, "importance",
+                             "this site does not share its feature importance")
         once("feature importance was already shared in this run")
     elif kind == agent_pb2.TASK_EVALUATE_OWN:
         if _loso_site(request.run_id) != site_name:
             raise _refuse(ErrorCode.OUT_OF_SCHEDULE,
                           "own counts are shared only for the run that left this site out")
+        refuse_unless_shared(store, "own_counts",
+                             "this site does not share its own evaluation counts")
         once("own counts were already shared for this run")
 
 

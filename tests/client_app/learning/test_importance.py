@@ -15,6 +15,7 @@ from client_app.custody.identity import signing_key
 from client_app.custody.vault import unlock_vault
 from client_app.learning.importance import permutation_importance
 from client_app.learning.training import train_local
+from common.layout import TensorSlot
 from common.models import build_model, model_to_vector
 from common.plan import ModelSpec, bundled_plan_path, load_plan, override
 from privacy.signing import SigningKey
@@ -116,6 +117,13 @@ def test_the_agent_measures_importance_only_for_a_verified_final_aggregate(
     request = agent_pb2.TaskRequest(kind=agent_pb2.TASK_IMPORTANCE, plan_hash=fed.plan_hash,
                                     plan_toml=fed.plan_path.read_bytes(), round=1, run_id="r")
     request.model.CopyFrom(contribution_set(agent_pb2.ENVELOPE_WEIGHTS, 1, [own]))
+    features = len(plan.dataset.features)
+    stats = seal_vector(kind=agent_pb2.ENVELOPE_STATS, plan_hash=fed.plan_hash, run_id="r",
+                        round_=0, site="site-1", example_count=1, values=np.ones(2 * features),
+                        layout=[TensorSlot("feature_sums", (2 * features,), 0, 2 * features)],
+                        secret_context=None)
+    sign_envelope(stats, key)
+    request.stats.CopyFrom(contribution_set(agent_pb2.ENVELOPE_STATS, 0, [stats]))
     reply = agent.handle(sign_task(request, coordinator))
     assert not reply.ok and reply.error_code == "permission_denied"
     assert "1 site(s) contributed, the plan needs at least 2" in reply.reason
