@@ -72,14 +72,16 @@ class ProcessGroup:
         signal.signal(signal.SIGTERM, self._old_term)
 
     def start(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-              cwd: Path | None = None, oneshot: bool = False) -> Child:
-        """Start one child in its own process group, output to ``<log_dir>/<name>.log``."""
+              cwd: Path | None = None, oneshot: bool = False,
+              pass_fds: Sequence[int] = ()) -> Child:
+        """Start one child in its own process group, output to ``<log_dir>/<name>.log``;
+        ``pass_fds`` are inherited by the child (every other descriptor is closed)."""
         log_path = self.log_dir / f"{name}.log"
         merged = {**self.env, **(env or {})}
         with log_path.open("ab") as log_file:
             popen = subprocess.Popen(
                 list(argv), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=merged, cwd=cwd, start_new_session=True,
+                env=merged, cwd=cwd, start_new_session=True, pass_fds=tuple(pass_fds),
             )
         child = Child(name, popen, log_path, oneshot)
         self.children.append(child)

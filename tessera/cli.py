@@ -14,6 +14,7 @@ from client_app.agent.grpc_service import serve_forever
 from client_app.cli.main import app as site_app
 from client_app.cli.options import SiteDirOption
 from client_app.node.agent_process import open_agent_vault
+from client_app.node.passphrase_fd import passphrase_from, reexec_without_secret_env
 from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError, exit_status
 from common.plan import bundled_plan_path, load_plan, override, plan_hash
@@ -49,25 +50,49 @@ def _access(
     enforce_on(ctx, kit=kit)
 
 
+#: Set by :func:`main` only: this process is the ``tessera`` command itself, so a long-running
+#: command may replace it (same pid) with one whose environment holds no site passphrase.
+#: Not set when the app is invoked in-process (tests, other tools).
+_OWN_PROCESS: dict[str, bool] = {"exec": False}
+
+PassphraseFdOption = Annotated[int | None, typer.Option(
+    "--passphrase-fd", metavar="N", min=0,
+    help="Read the site passphrase from inherited file descriptor N (to its end; one trailing "
+         "newline dropped), e.g. --passphrase-fd 3 3<file; default: "
+         f"{PASSPHRASE_ENV_VAR}, the OS keyring or a prompt.")]
+
+
+def _leave_secret_env(passphrase_fd: int | None) -> None:
+    """Started with a passphrase variable, re-execute without it (see passphrase_fd)."""
+    if _OWN_PROCESS["exec"]:
+        reexec_without_secret_env(passphrase_fd)
+
+
 @site_app.command("agent")
 def site_agent(
     site_dir: SiteDirOption,
     audit_address: Annotated[str | None, typer.Option(
         help="HOST:PORT to serve this site's audit log to the auditor (mutual TLS).")] = None,
+    passphrase_fd: PassphraseFdOption = None,
+    socket_group: Annotated[str | None, typer.Option(
+        "--socket-group", metavar="GROUP",
+        help="Also let GROUP (name or id) use the agent's socket (mode 0660), for a SuperNode "
+             "run under another account in GROUP; default: this account only (0600).")] = None,
 ) -> None:
     """Run the site agent (the process that owns data, keys and ledger) until stopped."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     audit = None
     try:
         with cli_boundary():
-            vault = open_agent_vault(site_dir)
+            _leave_secret_env(passphrase_fd)
+            vault = open_agent_vault(site_dir, passphrase=passphrase_from(passphrase_fd))
             if audit_address:
                 from tessera.audit_service import serve_audit
 
                 site = vault.site
                 audit = serve_audit({"site": site.audit_dir / "site.log"},
                                     address=audit_address, kit_dir=site.kit_dir)
-            serve_forever(vault)
+            serve_forever(vault, socket_group=socket_group)
     finally:
         if audit is not None:
             audit.stop(grace=1)
@@ -80,13 +105,16 @@ def site_run(
         help="HOST:PORT of the SuperLink (default: from the signed manifest).")] = None,
     insecure: Annotated[bool, typer.Option(
         "--insecure", help="No TLS, no node authentication: development only.")] = False,
+    passphrase_fd: PassphraseFdOption = None,
 ) -> None:
     """Run this site's agent and SuperNode (TLS and node authentication by default)."""
     from client_app.node.run import run_site
 
     try:
         with cli_boundary():
-            run_site(site_dir, superlink=superlink, insecure=insecure, console=console)
+            _leave_secret_env(passphrase_fd)
+            run_site(site_dir, superlink=superlink, insecure=insecure, console=console,
+                     passphrase=passphrase_from(passphrase_fd))
     except KeyboardInterrupt:
         err_console.print("stopped: the agent and the SuperNode were shut down")
 
@@ -183,6 +211,7 @@ def _parse_ceilings(items: list[str]) -> dict[str, float]:
 
 def main() -> None:
     """Console-script entry point."""
+    _OWN_PROCESS["exec"] = True
     app()
 
 

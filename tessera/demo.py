@@ -21,10 +21,10 @@ from client_app.node.commands import (
     supernode_command,
     venv_binary,
 )
+from client_app.node.passphrase_fd import start_with_passphrase
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan
 from common.processes import ProcessGroup, flower_env, free_port, port_open
-from privacy.passphrase import PASSPHRASE_ENV_VAR
 from tessera import local_federation
 from tessera.baseline import centralised_baseline
 from tessera.progress import ProgressView
@@ -168,9 +168,9 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
             _register_nodes(procs, fed)
         audit = _audit_addresses(fed)
         for site in fed.sites:
-            procs.start(f"agent-{site.name}", agent_command(site),
-                        env={**flower_env(site.flower_home),
-                             PASSPHRASE_ENV_VAR: options.passphrase})
+            # The passphrase goes on a pipe: no environment of a running process holds it.
+            start_with_passphrase(procs, f"agent-{site.name}", agent_command(site),
+                                  options.passphrase, env=flower_env(site.flower_home))
             if site.name in audit:
                 procs.start(f"audit-{site.name}", _audit_serve(
                     "site", site.audit_log, audit[site.name], site.kit_dir))

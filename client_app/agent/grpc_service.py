@@ -1,7 +1,11 @@
-"""The site agent's local gRPC service, on a Unix socket only the site's own user can open."""
+"""The site agent's local gRPC service, on a Unix socket only the site's own user can open
+(mode 0600), or, with a socket group, that group too (mode 0660: a SuperNode run under
+another account in that group; docs/security.md, "Running the SuperNode as a separate OS
+user")."""
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
 import signal
@@ -14,6 +18,7 @@ import grpc
 from client_app.agent.site_agent import SiteAgent
 from client_app.custody.vault import SiteVault
 from client_app.governance.audit_trail import sync_quietly
+from common.errors import ErrorCode, TesseraError
 from protos.tessera.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -42,8 +47,27 @@ def socket_address(path: Path) -> str:
     return f"unix:{path}"
 
 
-def start_server(agent: SiteAgent, socket_path: Path) -> grpc.Server:
-    """Serve the agent on a Unix socket with owner-only permissions."""
+def socket_group_id(group: str) -> int:
+    """The id of ``group``: a number as it is, a name this system knows; CONFIG_INVALID if
+    neither."""
+    name = group.strip()
+    if name.isdigit():
+        if int(name) >= 2**32 - 1:
+            raise TesseraError(ErrorCode.CONFIG_INVALID,
+                               f"socket group: {name} is not a group id")
+        return int(name)
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise TesseraError(ErrorCode.CONFIG_INVALID,
+                           f"socket group: this system has no group '{group}'") from None
+
+
+def start_server(agent: SiteAgent, socket_path: Path, *,
+                 socket_group: str | None = None) -> grpc.Server:
+    """Serve the agent on a Unix socket: owner-only (0600), or owner and ``socket_group``
+    (0660; the group is checked before anything is served)."""
+    gid = None if socket_group is None else socket_group_id(socket_group)
     if socket_path.exists():
         socket_path.unlink()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=_OPTIONS)
@@ -55,13 +79,22 @@ def start_server(agent: SiteAgent, socket_path: Path) -> grpc.Server:
     finally:
         os.umask(old_umask)
     os.chmod(socket_path, 0o600)
+    if gid is not None:
+        try:
+            os.chown(socket_path, -1, gid)  # the group first, then its access
+        except PermissionError:
+            server.stop(grace=None)
+            raise TesseraError(ErrorCode.PERMISSION_DENIED,
+                               f"socket group: this account may not give its socket to group "
+                               f"'{socket_group}' (it must be a member)") from None
+        os.chmod(socket_path, 0o660)
     return server
 
 
-def serve_forever(vault: SiteVault) -> None:
-    """Run the site agent until SIGTERM or SIGINT."""
+def serve_forever(vault: SiteVault, *, socket_group: str | None = None) -> None:
+    """Run the site agent until SIGTERM or SIGINT (``socket_group``: see start_server)."""
     site = vault.site
-    server = start_server(SiteAgent(vault), site.socket_path)
+    server = start_server(SiteAgent(vault), site.socket_path, socket_group=socket_group)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from client_app.custody.kit import load_site_identity
+from client_app.node.passphrase_fd import PASSPHRASE_FD_OPTION
 from client_app.store.folder import SiteDir
 from common.processes import free_port
 
@@ -30,14 +31,21 @@ def venv_binary(name: str) -> str:
 
 
 def agent_command(site: SiteDir) -> list[str]:
-    """The site agent of ``site``."""
+    """The site agent of ``site`` (start it with its passphrase on a pipe:
+    :func:`client_app.node.passphrase_fd.start_with_passphrase`)."""
     return python_module(AGENT_MODULE, "--site-dir", str(site.root))
 
 
-def node_command(site: SiteDir, superlink: str, *, insecure: bool) -> list[str]:
-    """The whole node (agent + SuperNode) of ``site``, as ``tessera site run`` runs it."""
+def node_command(site: SiteDir, superlink: str, *, insecure: bool,
+                 passphrase_fd: int | None = None) -> list[str]:
+    """The whole node (agent + SuperNode) of ``site``, as ``tessera site run`` runs it;
+    ``passphrase_fd`` names the inherited pipe that carries the site passphrase."""
     args = ["--site-dir", str(site.root), "--superlink", superlink]
-    return python_module(NODE_MODULE, *args, *(["--insecure"] if insecure else []))
+    if insecure:
+        args.append("--insecure")
+    if passphrase_fd is not None:
+        args += [PASSPHRASE_FD_OPTION, str(passphrase_fd)]
+    return python_module(NODE_MODULE, *args)
 
 
 def supernode_command(site: SiteDir, superlink: str, *, insecure: bool,

@@ -2,7 +2,8 @@
 
 :class:`NodeController` runs the node entry point (``tessera site run``) detached, in its own
 session, with output in ``<site>/logs/node.log``, its pid in ``<site>/run/node.pid`` and what it was
-started with (never the passphrase, which travels only in the child's environment) in
+started with (never the passphrase, which travels only on an inherited pipe, never in an
+environment or a command line: :mod:`client_app.node.passphrase_fd`) in
 ``<site>/run/node.json``. ``tessera site run`` stops the agent and the SuperNode on SIGTERM.
 
 The agent records what it last did (task, study, round, outcome) in the site store's
@@ -29,19 +30,19 @@ import grpc
 from client_app.custody.kit import load_site_identity
 from client_app.custody.vault import unlock_vault
 from client_app.node.commands import NODE_MODULE, node_command
+from client_app.node.passphrase_fd import passphrase_handoff, without_secrets
 from client_app.store.agent_state import read_agent_state
 from client_app.store.folder import SiteDir
 from common.errors import ErrorCode, TesseraError
 from common.files import atomic_write_bytes
-from privacy.passphrase import PASSPHRASE_ENV_VAR
 
 log = logging.getLogger(__name__)
 
 START_MARKER = "--- tessera node started"
 _SUPERLINK = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
-#: Variables a started node must not inherit: identity comes from the site folder, and
-#: only the site passphrase is handed over.
-_DROPPED_ENV = ("TESSERA_KIT", "TESSERA_NEW_SITE_PASSPHRASE")
+#: Variables a started node must not inherit besides the passphrase variables: identity
+#: comes from the site folder.
+_DROPPED_ENV = ("TESSERA_KIT",)
 
 
 @dataclass(frozen=True)
@@ -109,19 +110,19 @@ class NodeController:
                                f"(pid {pid})")
         address = self._superlink(superlink)
         unlock_vault(self.site, passphrase)  # a wrong passphrase fails here, not detached
-        argv = node_command(self.site, address, insecure=insecure)
-        env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
-        env.update({PASSPHRASE_ENV_VAR: passphrase, "PYTHONUNBUFFERED": "1"})
+        env = {k: v for k, v in without_secrets().items() if k not in _DROPPED_ENV}
+        env["PYTHONUNBUFFERED"] = "1"
         self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         started = datetime.now(UTC)
         supernode_offset = _size(self.supernode_log_path)
-        with self.log_path.open("ab") as out:
+        with self.log_path.open("ab") as out, passphrase_handoff(passphrase) as fd:
             out.write(f"{START_MARKER} {started.isoformat(timespec='seconds')} ---\n".encode())
             out.flush()
             self._child = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True,
+                node_command(self.site, address, insecure=insecure, passphrase_fd=fd),
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True, pass_fds=(fd,),
             )
         atomic_write_bytes(self.info_path, json.dumps({
             "pid": self._child.pid, "superlink": address, "insecure": insecure,

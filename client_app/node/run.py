@@ -5,6 +5,10 @@ federation CA and the site's node-authentication key). ``--insecure`` exists onl
 development and says so loudly on every start. Both processes are stopped together, also on
 Ctrl-C or when either one fails. ``python -m client_app.node.run`` is the entry point the node
 controller detaches.
+
+The site passphrase reaches the agent on an inherited pipe (:mod:`client_app.node.passphrase_fd`),
+never in an environment: the agent and the SuperNode start without the passphrase variables,
+and the entry point, started with them, re-executes itself without them first.
 """
 
 from __future__ import annotations
@@ -18,29 +22,39 @@ from rich.console import Console
 
 from client_app.custody.vault import unlock_vault
 from client_app.node.commands import agent_command, default_superlink, supernode_command
+from client_app.node.passphrase_fd import (
+    PASSPHRASE_FD_OPTION,
+    passphrase_from,
+    reexec_without_secret_env,
+    start_with_passphrase,
+)
 from client_app.store.folder import open_site_dir
 from common.errors import TesseraError, describe
 from common.processes import ProcessGroup, flower_env
-from privacy.passphrase import PASSPHRASE_ENV_VAR, passphrase_from_environment
+from privacy.passphrase import passphrase_from_environment
 
 INSECURE_WARNING = ("WARNING: --insecure: no TLS and no node authentication. Updates and "
                     "the node's identity are unprotected; use only for development.")
 
 
-def run_site(site_dir: Path, *, superlink: str | None, insecure: bool,
-             console: Console) -> None:
-    """Start the agent and the SuperNode; return when either stops or on Ctrl-C."""
+def run_site(site_dir: Path, *, superlink: str | None, insecure: bool, console: Console,
+             passphrase: str | None = None) -> None:
+    """Start the agent and the SuperNode; return when either stops or on Ctrl-C.
+
+    ``passphrase`` None: from the environment, the OS keyring or a prompt.
+    """
     site = open_site_dir(site_dir)
     if insecure:
         console.print(f"[bold red]{INSECURE_WARNING}[/]")
-    passphrase = passphrase_from_environment()
-    unlock_vault(site, passphrase)  # fail early, before any process starts
+    secret = passphrase if passphrase is not None else passphrase_from_environment()
+    unlock_vault(site, secret)  # fail early, before any process starts
     address = superlink or default_superlink(site)
     command = supernode_command(site, address, insecure=insecure)
+    # Without the passphrase variables: neither child inherits them.
     env = flower_env(site.root / "flwr-home")
     with ProcessGroup(site.root / "logs", env) as procs:
-        # Only the agent, which owns data and keys, receives the passphrase.
-        procs.start("agent", agent_command(site), env={PASSPHRASE_ENV_VAR: passphrase})
+        # Only the agent, which owns data and keys, receives the passphrase, on a pipe.
+        start_with_passphrase(procs, "agent", agent_command(site), secret)
         procs.wait_until(site.socket_path.exists, what="the site agent", timeout=120,
                          watch=["agent"])
         procs.start("supernode", command)
@@ -58,10 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site-dir", type=Path, required=True)
     parser.add_argument("--superlink", default=None)
     parser.add_argument("--insecure", action="store_true")
+    parser.add_argument(PASSPHRASE_FD_OPTION, type=int, default=None, metavar="N",
+                        help="Read the site passphrase from inherited file descriptor N.")
     args = parser.parse_args(argv)
     try:
+        if argv is None:  # this process is the entry point, not a caller in-process
+            reexec_without_secret_env(args.passphrase_fd)
         run_site(args.site_dir, superlink=args.superlink, insecure=args.insecure,
-                 console=Console())
+                 console=Console(), passphrase=passphrase_from(args.passphrase_fd))
     except TesseraError as err:
         status, message = describe(err) or (1, str(err))
         print(f"error: {message}", file=sys.stderr)
