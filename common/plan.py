@@ -1,4 +1,5 @@
-"""The study plan: its schema, TOML reading and writing, overrides and the plan hash.
+"""The study plan: TOML reading and writing, overrides and the plan hash (the schema is
+:mod:`common.plan_schema`, whose models are re-exported here).
 
 A study plan is the one home of training configuration (dataset schema, model, rounds, DP
 and HE parameters, minimum sites, KPI release gates). Plans are TOML files validated by
@@ -13,287 +14,36 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tomllib
-from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import tomli_w
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import ValidationError
 
 from common.errors import ErrorCode, TesseraError
+from common.plan_schema import (
+    ColumnSpec,
+    DatasetSpec,
+    EvaluationSpec,
+    FederationSpec,
+    HESpec,
+    KpiSpec,
+    ModelSpec,
+    PrivacySpec,
+    ReleaseSpec,
+    StudyPlan,
+    StudySpec,
+    TrainingSpec,
+)
 
-_SLUG = re.compile(r"^[a-z0-9_-]+$")
+__all__ = [
+    "ColumnSpec", "DatasetSpec", "EvaluationSpec", "FederationSpec", "HESpec", "KpiSpec",
+    "ModelSpec", "PrivacySpec", "ReleaseSpec", "StudyPlan", "StudySpec", "TrainingSpec",
+    "bundled_plan_path", "load_plan", "override", "parse_plan", "plan_hash", "plan_to_toml",
+]
+
 _STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
-
-
-class StudySpec(_Spec):
-    """``[study]``: identity of the study and its master seed."""
-
-    name: str
-    description: str = ""
-    seed: int = Field(ge=0)
-
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not _SLUG.fullmatch(value):
-            raise ValueError("must be a slug of lowercase letters, digits, '_' and '-'")
-        return value
-
-
-class ColumnSpec(_Spec):
-    """``[dataset.columns.<name>]``: one column of the data dictionary.
-
-    ``type`` is ``number`` (any finite number), ``integer`` (whole numbers), ``binary`` (0 or
-    1) or ``category`` (one of ``categories``). ``min``/``max`` bound numbers and integers
-    (inclusive); ``unit`` and ``description`` document the column for the people who
-    prepare the data.
-    """
-
-    type: Literal["number", "integer", "category", "binary"]
-    unit: str = ""
-    min: float | None = None
-    max: float | None = None
-    categories: list[str] | None = None
-    description: str = ""
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ColumnSpec:
-        numeric = self.type in ("number", "integer")
-        if not numeric and (self.min is not None or self.max is not None):
-            raise ValueError(f"min/max apply only to number and integer columns, not {self.type}")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError("min must not be greater than max")
-        if self.type == "category":
-            if not self.categories:
-                raise ValueError("a category column needs a non-empty categories list")
-            if any(not c.strip() for c in self.categories) or len(set(self.categories)) != len(
-                self.categories
-            ):
-                raise ValueError("categories must be distinct, non-empty strings")
-        elif self.categories is not None:
-            raise ValueError(f"categories apply only to category columns, not {self.type}")
-        return self
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-class DatasetSpec(_Spec):
-    """``[dataset]``: the schema every site's table must have, and how it is split.
-
-    ``columns`` is the optional data dictionary: one entry per feature, label or sensitive
-    column it documents (not every column needs one). The label must be ``binary`` and a
-    feature's categories must be numbers, since features are numeric model inputs.
-    """
-
-    name: str = Field(min_length=1)
-    features: list[str] = Field(min_length=1)
-    label: str = Field(min_length=1)
-    sensitive: str | None = None
-    test_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
-    partition: Literal["iid", "dirichlet"] = "iid"
-    alpha: float = Field(default=0.5, gt=0.0)
-    columns: dict[str, ColumnSpec] | None = None
-
-    @field_validator("features")
-    @classmethod
-    def _unique_features(cls, value: list[str]) -> list[str]:
-        if any(not name for name in value):
-            raise ValueError("feature names must be non-empty")
-        duplicates = sorted(name for name, count in Counter(value).items() if count > 1)
-        if duplicates:
-            raise ValueError(f"duplicate feature names: {', '.join(duplicates)}")
-        return value
-
-    @field_validator("label")
-    @classmethod
-    def _label_not_feature(cls, value: str, info: ValidationInfo) -> str:
-        if value in info.data.get("features", []):
-            raise ValueError("the label must not also be a feature")
-        return value
-
-    @field_validator("sensitive")
-    @classmethod
-    def _sensitive_not_label(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and value == "":
-            raise ValueError("must be a column name or omitted")
-        if value is not None and value == info.data.get("label"):
-            raise ValueError("the sensitive column must not be the label")
-        return value
-
-    @model_validator(mode="after")
-    def _dictionary_matches_schema(self) -> DatasetSpec:
-        known = {*self.features, self.label, *([self.sensitive] if self.sensitive else [])}
-        for name, column in (self.columns or {}).items():
-            if name not in known:
-                raise ValueError(
-                    f"columns.{name}: not a feature, the label or the sensitive column"
-                )
-            if name == self.label and column.type != "binary":
-                raise ValueError(f"columns.{name}: the label column must be of type binary")
-            if name in self.features and column.type == "category" and not all(
-                _is_number(c) for c in column.categories or []
-            ):
-                raise ValueError(f"columns.{name}: a feature's categories must be numbers")
-        return self
-
-
-class ModelSpec(_Spec):
-    """``[model]``: which zoo model to train (see :mod:`common.models`)."""
-
-    kind: Literal["logreg", "mlp"]
-    hidden: int = Field(default=16, ge=2)
-    groups: int = Field(default=4, ge=1)
-
-    @field_validator("groups")
-    @classmethod
-    def _groups_divide_hidden(cls, value: int, info: ValidationInfo) -> int:
-        hidden = info.data.get("hidden")
-        if info.data.get("kind") == "mlp" and hidden is not None and hidden % value != 0:
-            raise ValueError(f"must divide model.hidden ({hidden}) for an mlp")
-        return value
-
-
-class TrainingSpec(_Spec):
-    """``[training]``: federated rounds and each site's local SGD."""
-
-    rounds: int = Field(ge=1, le=1000)
-    local_epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
-    learning_rate: float = Field(gt=0.0)
-
-
-class PrivacySpec(_Spec):
-    """``[privacy]``: DP-SGD target and clipping, and the per-round update bound."""
-
-    dp: bool = True
-    target_epsilon: float = Field(gt=0.0)
-    delta: float = Field(gt=0.0, lt=1.0)
-    max_grad_norm: float = Field(gt=0.0)
-    update_clip: float = Field(gt=0.0)
-
-
-class HESpec(_Spec):
-    """``[he]``: CKKS parameters for encrypted aggregation."""
-
-    enabled: bool = True
-    poly_modulus_degree: Literal[4096, 8192, 16384] = 8192
-    coeff_mod_bit_sizes: list[int] = Field(default_factory=lambda: [60, 50, 60], min_length=2)
-    global_scale_bits: int = Field(default=50, ge=1)
-
-    @field_validator("coeff_mod_bit_sizes")
-    @classmethod
-    def _positive_sizes(cls, value: list[int]) -> list[int]:
-        if any(bits < 1 for bits in value):
-            raise ValueError("every bit size must be positive")
-        return value
-
-    @field_validator("global_scale_bits")
-    @classmethod
-    def _scale_below_modulus(cls, value: int, info: ValidationInfo) -> int:
-        sizes = info.data.get("coeff_mod_bit_sizes")
-        if sizes and value >= max(sizes):
-            raise ValueError(f"must be less than max(he.coeff_mod_bit_sizes) ({max(sizes)})")
-        return value
-
-
-class FederationSpec(_Spec):
-    """``[federation]``: how many sites must take part in a round."""
-
-    min_sites: int = Field(default=2, ge=1)
-
-
-class KpiSpec(_Spec):
-    """``[kpis]``: release gates on the final federated metrics (absent: no gate).
-
-    ``min_*`` gates need the metric at or above the bound, ``max_*`` gates at or below it;
-    :mod:`server.kpi` evaluates them.
-    """
-
-    min_auc: float | None = Field(default=None, ge=0.0, le=1.0)
-    min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
-    max_ece: float | None = Field(default=None, ge=0.0, le=1.0)
-    max_brier: float | None = Field(default=None, ge=0.0, le=1.0)
-    max_equalized_odds_difference: float | None = Field(default=None, ge=0.0, le=1.0)
-    max_demographic_parity_difference: float | None = Field(default=None, ge=0.0, le=1.0)
-
-    def gates(self) -> dict[str, float]:
-        """The gates that are set, by field name."""
-        return {name: value for name, value in self.model_dump().items() if value is not None}
-
-
-class EvaluationSpec(_Spec):
-    """``[evaluation]``: the evaluation queries the coordinator may make of a site per run.
-
-    Each is answered at most once per run (per round for ``every_round``); a site refuses any
-    query the plan does not declare. Absent: every round, importance, no leave-one-site-out.
-    """
-
-    every_round: bool = True
-    importance: bool = True
-    loso: bool = False
-
-
-class ReleaseSpec(_Spec):
-    """``[release]``: the precision of decrypted real values a site releases (after noise
-    flooding, see privacy/flooding.py). Absent: 6 decimal places."""
-
-    decimals: int = Field(default=6, ge=0, le=12)
-
-
-class StudyPlan(_Spec):
-    """A complete, validated study plan."""
-
-    study: StudySpec
-    dataset: DatasetSpec
-    model: ModelSpec
-    training: TrainingSpec
-    privacy: PrivacySpec
-    he: HESpec = Field(default_factory=HESpec)
-    federation: FederationSpec = Field(default_factory=FederationSpec)
-    kpis: KpiSpec | None = None
-    evaluation: EvaluationSpec | None = None
-    release: ReleaseSpec | None = None
-
-    @property
-    def evaluation_policy(self) -> EvaluationSpec:
-        """The declared ``[evaluation]`` queries, or the defaults."""
-        return self.evaluation or EvaluationSpec()
-
-    @property
-    def release_policy(self) -> ReleaseSpec:
-        """The declared ``[release]`` precision, or the default."""
-        return self.release or ReleaseSpec()
-
-    @property
-    def name(self) -> str:
-        """The study's name (``study.name``)."""
-        return self.study.name
-
-    @property
-    def seed(self) -> int:
-        """The study's master seed (``study.seed``)."""
-        return self.study.seed
 
 
 def _describe(error: ValidationError) -> str:
