@@ -32,6 +32,7 @@ from common.plan_schema import (
     ModelSpec,
     PrivacySpec,
     ReleaseSpec,
+    StatisticsSpec,
     StudyPlan,
     StudySpec,
     TrainingSpec,
@@ -39,8 +40,10 @@ from common.plan_schema import (
 
 __all__ = [
     "ColumnSpec", "DatasetSpec", "EvaluationSpec", "FederationSpec", "HESpec", "KpiSpec",
-    "ModelSpec", "PrivacySpec", "ReleaseSpec", "StudyPlan", "StudySpec", "TrainingSpec",
-    "bundled_plan_path", "load_plan", "override", "parse_plan", "plan_hash", "plan_to_toml",
+    "ModelSpec", "PrivacySpec", "ReleaseSpec", "StatisticsSpec", "StudyPlan", "StudySpec",
+    "TrainingSpec",
+    "bundled_plan_path", "declared_feature_ranges", "load_plan", "override", "parse_plan",
+    "plan_hash", "plan_to_toml", "statistics_length",
 ]
 
 _STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
@@ -100,7 +103,7 @@ def _canonical(plan: StudyPlan) -> dict[str, Any]:
     without a data dictionary likewise hashes as plans did before ``dataset.columns`` existed.
     """
     raw = plan.model_dump(mode="json", exclude={"kpis"}, exclude_none=False)
-    for optional in ("evaluation", "release"):  # enter the hash only when present
+    for optional in ("evaluation", "release", "statistics"):  # enter the hash only when present
         if raw.get(optional) is None:
             raw.pop(optional, None)
     if not plan.dataset.columns:
@@ -153,6 +156,26 @@ def override(
     if loso is not None and loso != plan.evaluation_policy.loso:
         raw["evaluation"] = {**plan.evaluation_policy.model_dump(), "loso": loso}
     return _validate(raw)
+
+
+def declared_feature_ranges(plan: StudyPlan) -> tuple[list[float], list[float]] | None:
+    """Each feature's declared ``(min, max)`` as two lists, or None when any lacks one."""
+    columns = plan.dataset.columns or {}
+    lows, highs = [], []
+    for feature in plan.dataset.features:
+        column = columns.get(feature)
+        if column is None or column.min is None or column.max is None:
+            return None
+        lows.append(float(column.min))
+        highs.append(float(column.max))
+    return lows, highs
+
+
+def statistics_length(plan: StudyPlan) -> int:
+    """Values of one site's round-0 statistics: a normalised sum per feature when every
+    feature has a declared range; otherwise sums and sums of squares (plans without DP)."""
+    features = len(plan.dataset.features)
+    return features if declared_feature_ranges(plan) is not None else 2 * features
 
 
 def bundled_plan_path(name: str) -> Path:

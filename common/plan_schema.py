@@ -247,6 +247,16 @@ class ReleaseSpec(_Spec):
     decimals: int = Field(default=6, ge=0, le=12)
 
 
+class StatisticsSpec(_Spec):
+    """``[statistics]``: the differentially private federation statistics (round 0) that set
+    the shared standardisation (privacy/dp_statistics.py). Absent: the defaults below (``clip``
+    absent: ``sqrt(F)`` for ``F`` features, where no row is clipped); every feature then needs
+    a declared ``min`` and ``max`` in the data dictionary."""
+
+    noise_multiplier: float = Field(default=4.0, gt=0.0)
+    clip: float | None = Field(default=None, gt=0.0)
+
+
 class StudyPlan(_Spec):
     """A complete, validated study plan."""
 
@@ -260,11 +270,17 @@ class StudyPlan(_Spec):
     kpis: KpiSpec | None = None
     evaluation: EvaluationSpec | None = None
     release: ReleaseSpec | None = None
+    statistics: StatisticsSpec | None = None
 
     @property
     def evaluation_policy(self) -> EvaluationSpec:
         """The declared ``[evaluation]`` queries, or the defaults."""
         return self.evaluation or EvaluationSpec()
+
+    @property
+    def statistics_policy(self) -> StatisticsSpec:
+        """The declared ``[statistics]`` mechanism, or the defaults."""
+        return self.statistics or StatisticsSpec()
 
     @property
     def release_policy(self) -> ReleaseSpec:

@@ -84,14 +84,16 @@ def plan_sampling(*, n_train: int, batch_size: int, epochs: int) -> tuple[float,
 
 @functools.lru_cache(maxsize=256)
 def noise_for_target(
-    *, target_epsilon: float, delta: float, sample_rate: float, steps: int
+    *, target_epsilon: float, delta: float, sample_rate: float, steps: int,
+    extra: tuple[Mechanism, ...] = (),
 ) -> float:
     """Smallest noise multiplier (to :data:`EPSILON_TOLERANCE`) reaching ``target_epsilon``.
 
     After ``steps`` Poisson-sampled steps at ``sample_rate`` the ledger's epsilon
     (:func:`epsilon_for_history` of ``[DpStep(noise, sample_rate, steps)]``) at ``delta`` is
-    at most ``target_epsilon`` and within :data:`EPSILON_TOLERANCE` of it. Cached per
-    ``(sample_rate, steps, target_epsilon, delta)``. A target that needs a noise multiplier
+    at most ``target_epsilon`` and within :data:`EPSILON_TOLERANCE` of it, composed with the
+    ``extra`` releases the study also makes (statistics, evaluation counts). Cached per
+    ``(sample_rate, steps, target_epsilon, delta, extra)``. A target that needs a noise multiplier
     above :data:`MAX_NOISE_MULTIPLIER` is refused.
     """
     check_epsilon("target_epsilon", target_epsilon)
@@ -104,6 +106,7 @@ def noise_for_target(
         sample_rate=float(sample_rate),
         steps=steps,
         tolerance=EPSILON_TOLERANCE,
+        extra=tuple(extra),
     )
 
 

@@ -21,8 +21,8 @@ import math
 from collections.abc import Callable
 
 from common.errors import ErrorCode, TesseraError
-from privacy.mechanisms import DpStep
-from privacy.pld import run_epsilon
+from privacy.mechanisms import DpStep, Mechanism
+from privacy.pld import pld_epsilon, run_epsilon
 from privacy.rdp import rdp_noise_upper_bound
 
 #: Discretisation of the privacy loss in every ledger figure (pessimistic rounding).
@@ -36,7 +36,8 @@ _Epsilon = Callable[[float], float]
 
 
 def calibrate_noise(
-    *, target_epsilon: float, delta: float, sample_rate: float, steps: int, tolerance: float
+    *, target_epsilon: float, delta: float, sample_rate: float, steps: int, tolerance: float,
+    extra: tuple[Mechanism, ...] = (),
 ) -> float:
     """Smallest noise multiplier (to ``tolerance`` in epsilon) reaching ``target_epsilon``.
 
@@ -48,14 +49,22 @@ def calibrate_noise(
     def epsilon_at(discretisation: float) -> _Epsilon:
         def epsilon(sigma: float) -> float:
             step = DpStep(sigma, sample_rate, steps)
-            return run_epsilon(step, delta=delta, discretisation=discretisation)
+            return run_epsilon(step, delta=delta, discretisation=discretisation, extra=extra)
 
         return epsilon
 
     fine = epsilon_at(LEDGER_DISCRETISATION)
     coarse = epsilon_at(max(LEDGER_DISCRETISATION, min(SEARCH_DISCRETISATION, target_epsilon / 50)))
+    # Releases composed with the run: by basic composition, a run that alone reaches the
+    # target minus their epsilon reaches the target with them, so its noise still brackets.
+    spent = pld_epsilon(extra, delta=delta, discretisation=LEDGER_DISCRETISATION) if extra \
+        else 0.0
+    if spent >= target_epsilon:
+        raise TesseraError(ErrorCode.BUDGET_EXCEEDED,
+                           f"target_epsilon: the study's other releases alone spend {spent:.3f}, "
+                           f"no less than the target {target_epsilon:g}")
     start = rdp_noise_upper_bound(
-        target_epsilon=target_epsilon,
+        target_epsilon=target_epsilon - spent,
         delta=delta,
         sample_rate=sample_rate,
         steps=steps,

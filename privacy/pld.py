@@ -43,12 +43,16 @@ def pld_epsilon(history: Sequence[Mechanism], *, delta: float, discretisation: f
     return _epsilon(groups, delta, discretisation)
 
 
-def run_epsilon(step: DpStep, *, delta: float, discretisation: float) -> float:
-    """Pessimistic PLD epsilon of one run, uncached (for searches over many noise values).
+def run_epsilon(step: DpStep, *, delta: float, discretisation: float,
+                extra: tuple[Mechanism, ...] = ()) -> float:
+    """Pessimistic PLD epsilon of one run composed with ``extra`` releases, the run's own
+    distribution uncached (for searches over many noise values).
 
-    The same computation as :func:`pld_epsilon` of ``[step]``, bit for bit.
+    The same computation as :func:`pld_epsilon` of ``[step, *extra]``, bit for bit.
     """
-    return _epsilon.__wrapped__((step,), delta, discretisation)
+    if not extra:
+        return _epsilon.__wrapped__((step,), delta, discretisation)
+    return _epsilon.__wrapped__(compact_history([step, *extra]), delta, discretisation)
 
 
 @functools.lru_cache(maxsize=512)

@@ -22,7 +22,7 @@ from common.errors import ErrorCode, TesseraError
 from common.eval_counts import require_fixed_groups
 from common.layout import layout_length
 from common.models import build_model, model_to_vector
-from common.plan import parse_plan, plan_hash
+from common.plan import parse_plan, plan_hash, statistics_length
 from common.workdir import CoordinatorDir, WorkDir
 from privacy.manifest import MANIFEST_FILE, SIGNING_KEY_FILE, load_manifest
 from privacy.signing import SigningKey
@@ -97,7 +97,7 @@ def federation_stats(grid: Grid, run: StudyRun) -> dict[str, Any]:
     replies, sizes = run.send(grid, requests, names=run.trainers)
     for node, size in sizes.items():
         rlog.bytes_down[run.trainers[node]] = size
-    expect = run.expectation(agent_pb2.ENVELOPE_STATS, 0, 2 * len(run.plan.dataset.features))
+    expect = run.expectation(agent_pb2.ENVELOPE_STATS, 0, statistics_length(run.plan))
     got = collect(replies, run.trainers, expected_nodes=sorted(run.trainers),
                   contributions=Contributions(expect, run.guard, run.signing_keys,
                                               run.evaluation_context))

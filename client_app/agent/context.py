@@ -15,14 +15,15 @@ from torch import nn
 from client_app.agent.contributions import Expected, SumVerifier, VerifiedSum
 from client_app.custody.ckks_keys import ckks_params, load_secret_context
 from client_app.custody.vault import SiteVault
-from client_app.learning.site_data import SiteSplit, load_split, standardiser
+from client_app.learning.site_data import SiteSplit, load_split
+from client_app.learning.statistics import standardisation_of
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
 from common.eval_counts import require_fixed_groups, vector_layout
 from common.layout import TensorSlot
 from common.metrics import DEFAULT_BINS
 from common.models import build_model, model_to_vector, vector_to_model
-from common.plan import StudyPlan
+from common.plan import StudyPlan, statistics_length
 from privacy.ckks import CkksParams
 from privacy.signing import SigningKey
 from protos.tessera.v1 import agent_pb2
@@ -41,8 +42,9 @@ class AgentIdentity:
 
 
 def stats_layout(plan: StudyPlan) -> tuple[TensorSlot, ...]:
-    """Layout of a statistics contribution: feature sums, then sums of squares."""
-    length = 2 * len(plan.dataset.features)
+    """Layout of a statistics contribution: per-feature sums, then sums of squares (of the
+    rows normalised with the declared ranges: client_app/learning/statistics.py)."""
+    length = statistics_length(plan)
     return (TensorSlot(name="feature_sums", shape=(length,), offset=0, length=length),)
 
 
@@ -175,7 +177,7 @@ class TaskContext:
     def standardisation(self) -> tuple[np.ndarray, np.ndarray]:
         """Federation-wide mean and standard deviation from the verified statistics."""
         stats = self.open_stats()
-        return standardiser(stats.values, float(stats.examples))
+        return standardisation_of(self.plan, stats.values, float(stats.examples))
 
     def model_from(self, weights: np.ndarray) -> nn.Module:
         """The plan's model holding ``weights``."""

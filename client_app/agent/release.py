@@ -13,7 +13,7 @@ import numpy as np
 from client_app.agent.context import TaskContext, model_layout
 from client_app.agent.contributions import VerifiedSum
 from client_app.agent.envelopes import layout_to_proto
-from client_app.learning.site_data import standardiser
+from client_app.learning.statistics import standardisation_of
 from client_app.store.events import SiteEvent
 from privacy.flooding import flood, flooding_sigma
 from protos.tessera.v1 import agent_pb2
@@ -35,7 +35,7 @@ def release(ctx: TaskContext) -> agent_pb2.TaskReply:
     ctx.global_model(ctx.round)  # the bound check on the last step
     weights = np.round(_released(ctx, final) / float(final.examples), decimals)
     stats = ctx.open_stats()
-    mean, std = standardiser(_released(ctx, stats), float(stats.examples))
+    mean, std = standardisation_of(ctx.plan, _released(ctx, stats), float(stats.examples))
     released = agent_pb2.ReleasedModel(
         values=weights.tolist(), mean=np.round(mean, decimals).tolist(),
         std=np.round(std, decimals).tolist(), features=list(ctx.plan.dataset.features))

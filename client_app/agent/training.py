@@ -12,7 +12,8 @@ import numpy as np
 from client_app.agent.context import TaskContext, model_layout, stats_layout
 from client_app.agent.envelopes import seal_vector
 from client_app.agent.signing import sign_envelope
-from client_app.learning.site_data import feature_sums, standardise
+from client_app.learning.site_data import standardise
+from client_app.learning.statistics import planned_releases, statistics_release
 from client_app.learning.training import train_local
 from client_app.store.events import SiteEvent
 from common.errors import ErrorCode, TesseraError
@@ -46,9 +47,10 @@ def _sealed(ctx: TaskContext, *, kind: int, values: np.ndarray, examples: int,
 
 
 def stats(ctx: TaskContext) -> agent_pb2.TaskReply:
-    """This site's feature sums and sums of squares, sealed and signed (round 0)."""
+    """This site's (differentially private) statistics, sealed and signed (round 0)."""
     split = ctx.split
-    env = _sealed(ctx, kind=agent_pb2.ENVELOPE_STATS, values=feature_sums(split.train),
+    env = _sealed(ctx, kind=agent_pb2.ENVELOPE_STATS,
+                  values=statistics_release(ctx.plan, split.train),
                   examples=len(split.train.y), layout=stats_layout(ctx.plan), round_=0)
     ctx.store.record_event(SiteEvent.STATS_SENT, plan_hash=ctx.plan_hash,
                            details={"run_id": ctx.run_id, "digest": env.digest})
@@ -70,7 +72,8 @@ def train(ctx: TaskContext) -> agent_pb2.TaskReply:
     if plan.privacy.dp:
         noise = noise_for_target(target_epsilon=plan.privacy.target_epsilon,
                                  delta=plan.privacy.delta, sample_rate=sample_rate,
-                                 steps=steps * plan.training.rounds)
+                                 steps=steps * plan.training.rounds,
+                                 extra=planned_releases(plan))
         _check_budget(ctx, DpStep(noise, sample_rate, steps))
     outcome = train_local(
         model, X, split.train.y.astype(np.float64), epochs=plan.training.local_epochs,

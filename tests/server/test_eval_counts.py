@@ -12,10 +12,18 @@ from client_app.agent.envelopes import counts_to_proto
 from client_app.agent.site_agent import SiteAgent
 from client_app.custody.ckks_keys import load_secret_context
 from client_app.custody.vault import SiteVault, unlock_vault
-from client_app.learning.site_data import load_split, standardise, standardiser
+from client_app.learning.site_data import load_split, standardise
+from client_app.learning.statistics import standardisation_of
 from common.eval_counts import count_held_out, fixed_groups, merge_small_cells
 from common.models import build_model, model_to_vector, predict_scores, vector_to_model
-from common.plan import StudyPlan, bundled_plan_path, load_plan, override, plan_hash
+from common.plan import (
+    StudyPlan,
+    bundled_plan_path,
+    load_plan,
+    override,
+    plan_hash,
+    statistics_length,
+)
 from privacy.ckks import decrypt_vector
 from protos.tessera.v1 import agent_pb2
 from server.coordinator import run_study
@@ -94,10 +102,11 @@ def own_counts(vault: SiteVault, plan: StudyPlan, study: Study, round_: int):
     secret = load_secret_context(vault, plan_hash(plan)) if plan.he.enabled else None
     sets = _full_sets(study)
     split = load_split(vault, plan)
-    n_features = len(plan.dataset.features)
     stats = sets[(agent_pb2.ENVELOPE_STATS, 0)]
-    sums = _mean(stats, secret, 2 * n_features) * sum(e.example_count for e in stats.envelopes)
-    mean, std = standardiser(sums, float(sum(e.example_count for e in stats.envelopes)))
+    rows = sum(e.example_count for e in stats.envelopes)
+    sums = _mean(stats, secret, statistics_length(plan)) * rows
+    mean, std = standardisation_of(plan, sums,
+                                   float(sum(e.example_count for e in stats.envelopes)))
     X = standardise(split.test.X, mean, std)
     model = build_model(plan.model, n_features=X.shape[1], seed=plan.seed)
     _, layout = model_to_vector(model)

@@ -54,7 +54,7 @@ def test_withdrawn_patient_leaves_every_batch_from_the_next_round_and_returns_on
     captured: list[np.ndarray] = []
     stats: list[tuple[np.ndarray, np.ndarray]] = []
     real_train, real_predict = training_module.train_local, evaluation_module.predict_scores
-    real_standardiser = context_module.standardiser
+    real_standardiser = context_module.standardisation_of
 
     def spy_train(model: Any, X: np.ndarray, *args: Any, **kwargs: Any) -> Any:
         captured.append(np.array(X))
@@ -71,7 +71,7 @@ def test_withdrawn_patient_leaves_every_batch_from_the_next_round_and_returns_on
 
     monkeypatch.setattr(training_module, "train_local", spy_train)
     monkeypatch.setattr(evaluation_module, "predict_scores", spy_predict)
-    monkeypatch.setattr(context_module, "standardiser", spy_standardiser)
+    monkeypatch.setattr(context_module, "standardisation_of", spy_standardiser)
 
     batches: dict[tuple[str, int], list[np.ndarray]] = defaultdict(list)
     last_site = fed.sites[-1].name

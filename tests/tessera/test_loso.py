@@ -17,11 +17,12 @@ from client_app.agent.site_agent import SiteAgent
 from client_app.custody.ckks_keys import load_secret_context
 from client_app.custody.vault import SiteVault, unlock_vault
 from client_app.governance.sharing import SHARE_OWN_COUNTS
-from client_app.learning.site_data import load_split, standardise, standardiser
+from client_app.learning.site_data import load_split, standardise
+from client_app.learning.statistics import standardisation_of
 from client_app.store.site_store import SiteStore
 from common.eval_counts import count_held_out, fixed_groups, merge_small_cells
 from common.models import build_model, model_to_vector, predict_scores, vector_to_model
-from common.plan import StudyPlan, bundled_plan_path, load_plan, override
+from common.plan import StudyPlan, bundled_plan_path, load_plan, override, statistics_length
 from privacy.ckks import decrypt_vector
 from protos.tessera.v1 import agent_pb2
 from server.coordinator import run_study
@@ -81,8 +82,8 @@ def _scores(vault: SiteVault, plan: StudyPlan, asked, run_id: str):
     split = load_split(vault, plan)
     stats = sets[(agent_pb2.ENVELOPE_STATS, 0)]
     n_stats = sum(e.example_count for e in stats.envelopes)
-    features = len(plan.dataset.features)
-    mean, std = standardiser(_mean(stats, secret, 2 * features) * n_stats, float(n_stats))
+    mean, std = standardisation_of(plan, _mean(stats, secret, statistics_length(plan)) * n_stats,
+                                   float(n_stats))
     X = standardise(split.test.X, mean, std)
     model = build_model(plan.model, n_features=X.shape[1], seed=plan.seed)
     _, layout = model_to_vector(model)

@@ -17,7 +17,7 @@ from client_app.learning.importance import permutation_importance
 from client_app.learning.training import train_local
 from common.layout import TensorSlot
 from common.models import build_model, model_to_vector
-from common.plan import ModelSpec, bundled_plan_path, load_plan, override
+from common.plan import ModelSpec, bundled_plan_path, load_plan, override, statistics_length
 from privacy.signing import SigningKey
 from protos.tessera.v1 import agent_pb2
 from server.envelopes import contribution_set
@@ -117,10 +117,10 @@ def test_the_agent_measures_importance_only_for_a_verified_final_aggregate(
     request = agent_pb2.TaskRequest(kind=agent_pb2.TASK_IMPORTANCE, plan_hash=fed.plan_hash,
                                     plan_toml=fed.plan_path.read_bytes(), round=1, run_id="r")
     request.model.CopyFrom(contribution_set(agent_pb2.ENVELOPE_WEIGHTS, 1, [own]))
-    features = len(plan.dataset.features)
+    features = statistics_length(plan)
     stats = seal_vector(kind=agent_pb2.ENVELOPE_STATS, plan_hash=fed.plan_hash, run_id="r",
-                        round_=0, site="site-1", example_count=1, values=np.ones(2 * features),
-                        layout=[TensorSlot("feature_sums", (2 * features,), 0, 2 * features)],
+                        round_=0, site="site-1", example_count=1, values=np.ones(features),
+                        layout=[TensorSlot("feature_sums", (features,), 0, features)],
                         secret_context=None)
     sign_envelope(stats, key)
     request.stats.CopyFrom(contribution_set(agent_pb2.ENVELOPE_STATS, 0, [stats]))

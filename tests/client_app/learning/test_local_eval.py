@@ -60,10 +60,10 @@ def test_each_site_keeps_the_final_global_model_the_coordinator_released(study) 
         doc = json.loads(vault.read_model(kept.name))
         # The release is noise-flooded (privacy/flooding.py) and rounded to the plan's 6
         # decimals; the kept model is what the site decrypted. A small standard deviation
-        # magnifies the flooding of the sums it comes from (~4e-6 here at most).
+        # magnifies the flooding of the sums it comes from, a wide range the mean's.
         assert np.allclose(doc["values"], released["values"], rtol=0, atol=1e-5)
-        assert np.allclose(doc["mean"], released["mean"], rtol=0, atol=1e-5)
-        assert np.allclose(doc["std"], released["std"], rtol=0, atol=5e-5)
+        assert np.allclose(doc["mean"], released["mean"], rtol=1e-6, atol=5e-5)
+        assert np.allclose(doc["std"], released["std"], rtol=1e-6, atol=5e-5)
         with SiteStore.open(site) as store:
             (event,) = store.events(kind="global_model_stored")
         assert event.plan_hash == fed.plan_hash and event.details["model"] == kept.name
