@@ -150,9 +150,7 @@ def run_inprocess(plan: StudyPlan, *, name: str, sites: int, n_params: int) -> J
         fed = local_federation.build(Path(tmp) / "work", plan, sites=sites, ceilings={},
                                      passphrase=BENCH_PASSPHRASE, default_ceiling=ceiling)
         provision_s = time.perf_counter() - started
-        baseline = centralised_baseline(fed.data, fed.partitions,
-                                        test_fraction=plan.dataset.test_fraction,
-                                        seed=plan.seed)
+        baseline = centralised_baseline(fed)
         grid = InProcessGrid([SiteAgent(unlock_vault(site, BENCH_PASSPHRASE))
                               for site in fed.sites])
         started = time.perf_counter()

@@ -7,37 +7,28 @@ report and never used by the federation itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from common.datasets import TableData, stratified_split
+from common.datasets import TableData
+from tessera.local_federation import LocalFederation
 
 
-def pooled_splits(
-    data: TableData, partitions: Sequence[Sequence[int]], *, test_fraction: float, seed: int
-) -> tuple[TableData, TableData]:
-    """The union of the sites' train splits and of their test splits, as the sites make them."""
-    train_rows: list[np.ndarray] = []
-    test_rows: list[np.ndarray] = []
-    for rows in partitions:
-        site_rows = np.asarray(rows, dtype=np.int64)
-        train_idx, test_idx = stratified_split(
-            data.y[site_rows], test_fraction=test_fraction, seed=seed
-        )
-        train_rows.append(site_rows[train_idx])
-        test_rows.append(site_rows[test_idx])
-    return data.take(np.concatenate(train_rows)), data.take(np.concatenate(test_rows))
+def pooled_splits(fed: LocalFederation) -> tuple[TableData, TableData]:
+    """The union of the sites' train splits and of their held-out splits, as each site makes
+    them (keyed by its own split secret, which the launcher knows because it plays every
+    site)."""
+    splits = [fed.site_split(index) for index in range(len(fed.sites))]
+    train_rows = np.concatenate([train for train, _ in splits])
+    test_rows = np.concatenate([test for _, test in splits])
+    return fed.data.take(train_rows), fed.data.take(test_rows)
 
 
-def centralised_baseline(
-    data: TableData, partitions: Sequence[Sequence[int]], *, test_fraction: float, seed: int
-) -> dict[str, object]:
+def centralised_baseline(fed: LocalFederation) -> dict[str, object]:
     """Fit scikit-learn logistic regression on the pooled train split; score the test rows."""
-    train, test = pooled_splits(data, partitions, test_fraction=test_fraction, seed=seed)
+    train, test = pooled_splits(fed)
     scaler = StandardScaler().fit(train.X)
     model = LogisticRegression(max_iter=5000).fit(scaler.transform(train.X), train.y)
     scores = model.predict_proba(scaler.transform(test.X))[:, 1]

@@ -145,8 +145,7 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
                                  ceilings=options.ceilings, passphrase=options.passphrase,
                                  tls=not options.insecure, port=link_port)
     timings["provision_seconds"] = time.perf_counter() - t0
-    baseline = centralised_baseline(fed.data, fed.partitions,
-                                    test_fraction=plan.dataset.test_fraction, seed=plan.seed)
+    baseline = centralised_baseline(fed)
     if options.insecure:
         console.print("[bold red]WARNING: insecure transport (no TLS, no node "
                       "authentication); for development only.[/]")

@@ -1,13 +1,19 @@
 """Build a local federation's work folder (DESIGN.md section 5) for ``tessera demo``.
 
 The launcher plays every party on one machine, so it also acts as each site operator
-(registering the site's partition, approving the plan hash) and as the courier that carries
-the custodian site's CKKS key to the other sites. The coordinator folder only ever receives
-the add-only evaluation context.
+(registering the site's partition, setting the site's privacy delta to the plan's, approving
+the plan hash) and as the courier that carries the custodian site's CKKS key to the other
+sites. The coordinator folder only ever receives the add-only evaluation context. Because it
+plays every site, it also knows each site's split secret: :meth:`LocalFederation.site_split`
+gives a site's train and held-out rows exactly as that site makes them (for the benchmark
+reference and for tests), something no real coordinator can do. A demo site's split secret
+is derived from its name (:func:`demo_split_secret`), so a demo holds out the same rows from
+run to run; a real site's is random, made on first use.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -18,11 +24,12 @@ import tomli_w
 
 from client_app.custody.he_custody import import_sealed, keygen_and_seal
 from client_app.custody.kit import import_site_kit
+from client_app.custody.site_secrets import SPLIT_SECRET, split_secret
 from client_app.custody.vault import SiteVault, create_vault
 from client_app.datasets.validation import Policy
 from client_app.datasets.versions import register_content
 from client_app.governance.consent import withdraw
-from client_app.governance.studies import receive_plan
+from client_app.governance.studies import decide, receive_plan
 from client_app.store.folder import SiteDir, init_site_dir
 from client_app.store.site_store import SiteStore
 from common.datasets import (
@@ -31,11 +38,11 @@ from common.datasets import (
     load_bundled,
     partition_indices,
     select,
-    stratified_split,
 )
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, plan_hash, plan_to_toml
 from common.settings import DEFAULT_CEILING
+from common.splits import keyed_split
 from common.workdir import CoordinatorDir, WorkDir
 from privacy.manifest import load_manifest
 from server.he_context import import_evaluation_package
@@ -58,6 +65,15 @@ class LocalFederation:
     partitions: tuple[tuple[int, ...], ...]
     passphrase: str = field(repr=False, default="")
     tls: bool = False
+    #: Each site's split secret, in ``sites`` order (the launcher plays every site).
+    split_secrets: tuple[bytes, ...] = field(repr=False, default=())
+
+    def site_split(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Site ``index``'s (train, held-out) rows of :attr:`data`, as that site splits them."""
+        rows = np.asarray(self.partitions[index], dtype=np.int64)
+        return split_rows(self.data, rows, secret=self.split_secrets[index],
+                          dataset=self.plan.dataset.name,
+                          test_fraction=self.plan.dataset.test_fraction)
 
     @property
     def layout(self) -> WorkDir:
@@ -73,6 +89,19 @@ class LocalFederation:
     def coordinator_dir(self) -> Path:
         """The coordinator's folder."""
         return self.layout.coordinator.root
+
+
+def demo_split_secret(site: str) -> bytes:
+    """The split secret of a demo site: fixed by its name, so demo runs are comparable."""
+    return hashlib.sha256(b"tessera demo split secret\x00" + site.encode("utf-8")).digest()
+
+
+def split_rows(data: TableData, rows: np.ndarray, *, secret: bytes, dataset: str,
+               test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The (train, held-out) rows among ``rows`` of ``data`` under a site's split secret."""
+    train_idx, test_idx = keyed_split(data.patient_ids[rows], data.y[rows], secret=secret,
+                                      dataset=dataset, test_fraction=test_fraction)
+    return rows[train_idx], rows[test_idx]
 
 
 def prepare_workdir(workdir: Path) -> None:
@@ -140,14 +169,25 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
     for name, rows in zip(site_names(sites), parts, strict=True):
         site = init_site_dir(layout.site(name).root, name=name)
         vault = create_vault(site, passphrase)
+        vault.write_secret(SPLIT_SECRET, demo_split_secret(name))
         content = csv_bytes(raw, rows)
         register_content(vault, content, source_name=f"{name}.csv", plan=plan,
                          policy=Policy(), actor="demo-operator")
         with SiteStore.open(site) as store:
             store.set_ceiling(ceilings.get(name, default_ceiling), actor="demo-operator",
                               confirm_raise=True)
-            receive_plan(site, plan_to_toml(plan), source="file")
-            store.approve(digest, actor="demo-operator", note="approved by tessera demo")
+            # Account at the plan's delta: a lowering from the site's default (never a raise).
+            default = store.site_delta(plan.dataset.name)
+            if plan.privacy.delta > default.value:
+                raise TesseraError(
+                    ErrorCode.CONFIG_INVALID,
+                    f"privacy.delta: {plan.privacy.delta:g} is above what demo site {name} "
+                    f"accepts for its {default.rows} rows ({default.value:.3g} = 1/(10 n))")
+            store.set_delta(plan.privacy.delta, actor="demo-operator")
+            if not plan.privacy.dp:  # the operator approving a non-private plan allows them
+                store.set_allow_non_private(True, actor="demo-operator", confirm=True)
+        receive_plan(site, plan_to_toml(plan), source="file")
+        decide(site, digest, "approved", actor="demo-operator", note="approved by tessera demo")
         _demo_opt_out(vault, plan, raw, rows, count=2 if name == "site-1" else 1)
         site_dirs.append(site)
         vaults.append(vault)
@@ -157,18 +197,20 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
         _key_ceremony(workdir, plan, vaults)
     return LocalFederation(workdir, plan, digest, plan_path, tuple(site_dirs), custodian.name,
                            data, tuple(tuple(int(i) for i in p) for p in parts), passphrase,
-                           tls)
+                           tls, tuple(split_secret(v) for v in vaults))
 
 
 def _demo_opt_out(vault: SiteVault, plan: StudyPlan, raw: TableData,
                   rows: np.ndarray, *, count: int) -> None:
     """``count`` patients of a site opt out, so every demo site shows consent in action.
 
-    They come from the site's training rows: the held-out rows stay those of the partition.
+    They come from the site's training rows (as the site splits them): the held-out rows
+    stay those of the partition.
     """
-    train_idx, _ = stratified_split(raw.y[rows], test_fraction=plan.dataset.test_fraction,
-                                    seed=plan.seed)
-    patients = [str(p) for p in raw.patient_ids[rows[train_idx[:count]]]]
+    train_rows, _ = split_rows(raw, np.asarray(rows, dtype=np.int64),
+                               secret=split_secret(vault), dataset=plan.dataset.name,
+                               test_fraction=plan.dataset.test_fraction)
+    patients = [str(p) for p in raw.patient_ids[train_rows[:count]]]
     withdraw(vault, patients, actor="demo-operator", note="opted out")
 
 

@@ -30,8 +30,10 @@ from client_app.agent.signing import sign_reply
 from client_app.custody.identity import signing_key
 from client_app.custody.key_holders import study_key_holders
 from client_app.custody.kit import load_site_identity
+from client_app.custody.site_secrets import ledger_key
 from client_app.custody.vault import SiteVault
 from client_app.governance.audit_trail import sync_quietly
+from client_app.governance.budget import admit_privacy
 from client_app.governance.studies import receive_plan
 from client_app.store.agent_state import record_agent_state
 from client_app.store.events import SiteEvent
@@ -52,7 +54,7 @@ def _hello(ctx: TaskContext) -> agent_pb2.TaskReply:
     ctx.store.record_event(SiteEvent.STUDY_RECEIVED, plan_hash=ctx.plan_hash,
                            details={"run_id": ctx.run_id})
     return agent_pb2.TaskReply(
-        ok=True, dataset_version=split.dataset_version,
+        ok=True, dataset_version=split.public_version,
         metrics={"examples_train": len(split.train.y), "examples_test": len(split.test.y)},
     )
 
@@ -128,10 +130,11 @@ class SiteAgent:
         check_task(request, self.identity)
         plan = admit_plan(request)
         self._study = plan.name
-        with SiteStore.open(self.site) as store:
+        with SiteStore.open(self.site, ledger_key=ledger_key(self.vault)) as store:
             # Every signed plan lands in the operator's inbox (pending until approved).
             receive_plan(self.site, request.plan_toml.decode("utf-8"), source="coordinator")
             require_approval(store, request.plan_hash, self.site.name)
+            admit_privacy(self.vault, store, plan)
             task_id = log_task(request, store)
             ok = False
             try:

@@ -16,6 +16,7 @@ from client_app.learning.site_data import standardise
 from client_app.learning.statistics import planned_releases, statistics_release
 from client_app.learning.training import train_local
 from client_app.store.events import SiteEvent
+from client_app.store.records import ReleaseKind
 from common.errors import ErrorCode, TesseraError
 from common.models import model_to_vector
 from privacy.accounting import DpStep, epsilon_for_history, noise_for_target, plan_sampling
@@ -101,28 +102,28 @@ def train(ctx: TaskContext) -> agent_pb2.TaskReply:
 def _record(ctx: TaskContext, *, noise: float, sample_rate: float,
             steps: int) -> dict[str, float]:
     split, plan = ctx.split, ctx.plan
-    entry = ctx.store.record_training(
-        plan_hash=ctx.plan_hash, study=plan.name, round=ctx.round, dataset_id=split.dataset_id,
-        dataset_version=split.dataset_version, noise_multiplier=noise, sample_rate=sample_rate,
-        steps=steps, delta=plan.privacy.delta,
+    entry = ctx.store.record_release(
+        mechanism=DpStep(noise, sample_rate, steps), kind=ReleaseKind.DP_SGD,
+        plan_hash=ctx.plan_hash, study=plan.name, run_id=ctx.run_id, round=ctx.round,
+        dataset_id=split.dataset_id, dataset_version=split.dataset_version,
     )
-    study_steps = [DpStep(e.noise_multiplier, e.sample_rate, e.steps)
-                   for e in ctx.store.ledger(dataset_id=split.dataset_id)
-                   if e.plan_hash == ctx.plan_hash]
+    # This study's releases on the dataset, at the site's delta like every ledger figure.
+    study = [e.mechanism for e in ctx.store.ledger(dataset_id=split.dataset_id)
+             if e.plan_hash == ctx.plan_hash]
     return {"epsilon": entry.epsilon, "epsilon_cumulative": entry.epsilon_cumulative,
-            "epsilon_study": epsilon_for_history(study_steps, delta=plan.privacy.delta),
+            "epsilon_study": epsilon_for_history(study, delta=entry.delta),
             "noise_multiplier": noise, "sample_rate": sample_rate}
 
 
 def _check_budget(ctx: TaskContext, step: DpStep) -> None:
-    split, store, plan = ctx.split, ctx.store, ctx.plan
-    projected = store.projected_epsilon(split.dataset_id, [step], delta=plan.privacy.delta)
-    ceiling = store.ceiling()
-    if projected > ceiling:
+    split, store = ctx.split, ctx.store
+    check = store.check_release(split.dataset_id, [step])
+    if not check.allowed:
         store.record_event(SiteEvent.BUDGET_REFUSAL, plan_hash=ctx.plan_hash,
-                           details={"round": ctx.round, "projected": projected,
-                                    "ceiling": ceiling})
+                           details={"round": ctx.round, "projected": check.projected,
+                                    "ceiling": check.ceiling, "delta": check.delta})
         raise TesseraError(
             ErrorCode.BUDGET_EXCEEDED,
             f"round {ctx.round} would raise cumulative epsilon for dataset "
-            f"'{split.dataset_id}' to {projected:.3f}, above this site's ceiling {ceiling:.3f}")
+            f"'{split.dataset_id}' to {check.projected:.3f} (at this site's delta "
+            f"{check.delta:.3g}), above this site's ceiling {check.ceiling:.3f}")

@@ -11,6 +11,10 @@ writing. The encrypted file is written first and the ``dataset_versions`` row an
 ``dataset_registered`` event are added in one store transaction; if that fails the file is
 removed again. Registering content identical to the current version is a no-op.
 
+The content hash names a version at the site only: outside it (the agent's hello, and so the
+coordinator's registry and model cards) a version is known by its keyed digest
+(:mod:`client_app.datasets.identity`), recorded beside it when it is registered.
+
 Sites made before versions existed hold one unversioned ``data/<name>.enc``;
 :func:`read_current` falls back to it (its version is its content hash).
 """
@@ -26,8 +30,10 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from client_app.custody.site_secrets import dataset_id_secret
 from client_app.custody.vault import SiteVault
 from client_app.datasets.cleaning import CleanResult, clean
+from client_app.datasets.identity import digest_for
 from client_app.datasets.inspection import inspect
 from client_app.datasets.validation import Policy, ValidationReport
 from client_app.store.events import SiteEvent
@@ -60,6 +66,8 @@ class DatasetVersion:
     report: dict[str, Any]
     actor: str
     at: datetime
+    #: The keyed digest that stands for this version outside the site (None until known).
+    public_version: str | None = None
 
     def to_json(self) -> dict[str, object]:
         """The version as JSON-able data."""
@@ -130,6 +138,7 @@ def _record(row: DatasetVersionRow) -> DatasetVersion:
         source_hash=row.source_hash, source_name=row.source_name,
         source_format=row.source_format, plan_hash=row.plan_hash, rows=row.rows,
         policy=json.loads(row.policy), report=json.loads(row.report), actor=row.actor, at=at,
+        public_version=row.public_version,
     )
 
 
@@ -154,7 +163,8 @@ def store_dataset(vault: SiteVault, prepared: PreparedDataset, *, actor: str,
     if path in created:
         vault.write_dataset_version(dataset, version, prepared.cleaned.content)
     try:
-        return _insert(vault.site, prepared, dataset=dataset, actor=actor)
+        return _insert(vault.site, prepared, dataset=dataset, actor=actor,
+                       public=digest_for(dataset_id_secret(vault), version))
     except BaseException:
         for made in reversed(created):
             if made.is_dir():
@@ -164,8 +174,8 @@ def store_dataset(vault: SiteVault, prepared: PreparedDataset, *, actor: str,
         raise
 
 
-def _insert(site: SiteDir, prepared: PreparedDataset, *, dataset: str,
-            actor: str) -> DatasetVersion:
+def _insert(site: SiteDir, prepared: PreparedDataset, *, dataset: str, actor: str,
+            public: str) -> DatasetVersion:
     report = prepared.report
     summary = {**report.summary(), "applied": prepared.cleaned.to_json()}
     digest = plan_hash(prepared.plan)
@@ -180,7 +190,7 @@ def _insert(site: SiteDir, prepared: PreparedDataset, *, dataset: str,
             source_hash=report.source_hash, source_name=report.source_name[:256],
             source_format=report.source_format, plan_hash=digest,
             rows=prepared.cleaned.rows, policy=json.dumps(prepared.policy.to_json()),
-            report=json.dumps(summary, sort_keys=True), actor=actor,
+            report=json.dumps(summary, sort_keys=True), actor=actor, public_version=public,
         )
         details = {
             "dataset": dataset, "version": prepared.version,

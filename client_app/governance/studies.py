@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from client_app.governance.budget import check_plan_privacy
 from client_app.store.folder import SiteDir
 from client_app.store.site_store import SiteStore
 from client_app.store.tables import ApprovalRow, StudyPlanRow
@@ -263,12 +264,21 @@ def plan_diff(site: SiteDir, plan_hash: str) -> PlanDiff:
 def decide(site: SiteDir, plan_hash: str,
            decision: Literal["approved", "rejected", "revoked"], *, actor: str,
            note: str = "") -> None:
-    """Record the operator's decision about a plan hash (the agent serves approved ones)."""
+    """Record the operator's decision about a plan hash (the agent serves approved ones).
+
+    Approving a plan in the inbox first checks its privacy terms against the site's
+    (:func:`client_app.governance.budget.check_plan_privacy`: PERMISSION_DENIED for a delta
+    above the site's or a non-private plan the site does not allow); a hash not received
+    yet is checked when the agent admits its tasks.
+    """
     digest = check_plan_hash(plan_hash)
     if decision not in DECISIONS:
         raise TesseraError(ErrorCode.CONFIG_INVALID,
                            f"decision: must be one of {', '.join(DECISIONS)}")
     with SiteStore.open(site) as store:
+        received = _row(store, digest) if decision == "approved" else None
+        if received is not None:
+            check_plan_privacy(store, parse_plan(received.plan_toml), dataset_rows=None)
         {"approved": store.approve, "rejected": store.reject,
          "revoked": store.revoke}[decision](digest, actor=actor, note=note)
 

@@ -1,4 +1,9 @@
-"""A site's data for a study: load the registered file, split it, standardise it."""
+"""A site's data for a study: load the registered file, split it, standardise it.
+
+The split is the site's own (:func:`common.splits.keyed_split`, stratified by label, under
+the vault's ``split-key``): a patient is on the same side in every study, whatever the
+plan's seed.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from client_app.custody.site_secrets import split_secret
 from client_app.custody.vault import SiteVault
+from client_app.datasets.identity import public_version
 from client_app.datasets.versions import read_current
 from client_app.governance.consent import apply_consent
-from common.datasets import TableData, read_csv_bytes, stratified_split
+from common.datasets import TableData, read_csv_bytes
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan
+from common.splits import keyed_split
 
 #: Features whose federation-wide standard deviation is below this are left unscaled.
 MIN_STD = 1e-9
@@ -22,20 +30,30 @@ class SiteSplit:
     """A site's train and held-out rows for one study, with the dataset's identity."""
 
     dataset_id: str
+    #: The version's content hash: it names the version at this site only.
     dataset_version: str
     train: TableData
     test: TableData
     #: Rows left out because the patient withdrew consent (for this study or globally).
     excluded_by_consent: int = 0
+    #: The keyed digest that stands for the version outside the site.
+    public_version: str = ""
+
+
+def site_split_indices(vault: SiteVault, data: TableData, *, dataset: str,
+                       test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """This site's (train, test) row indices of ``data``: keyed by the site's split secret."""
+    return keyed_split(data.patient_ids, data.y, secret=split_secret(vault), dataset=dataset,
+                       test_fraction=test_fraction)
 
 
 def load_split(vault: SiteVault, plan: StudyPlan) -> SiteSplit:
-    """Read the study's dataset at this site and make the stratified split with the study seed."""
-    raw, version = read_current(vault, plan.dataset.name)
-    data = read_csv_bytes(raw, plan.dataset, source_name=f"dataset '{plan.dataset.name}'")
-    train_idx, test_idx = stratified_split(
-        data.y, test_fraction=plan.dataset.test_fraction, seed=plan.seed
-    )
+    """Read the study's dataset at this site and split it the site's way (never by seed)."""
+    name = plan.dataset.name
+    raw, version = read_current(vault, name)
+    data = read_csv_bytes(raw, plan.dataset, source_name=f"dataset '{name}'")
+    train_idx, test_idx = site_split_indices(vault, data, dataset=name,
+                                             test_fraction=plan.dataset.test_fraction)
     # Split first so other patients keep their assignment, then drop withdrawn patients.
     train, test, excluded = apply_consent(
         vault, plan.name, data.take(train_idx), data.take(test_idx)
@@ -46,6 +64,7 @@ def load_split(vault: SiteVault, plan: StudyPlan) -> SiteSplit:
         train=train,
         test=test,
         excluded_by_consent=excluded,
+        public_version=public_version(vault, name, version.version),
     )
 
 

@@ -24,8 +24,11 @@ class SiteEvent(StrEnum):
     MODEL_RELEASED = "model_released"
     GLOBAL_MODEL_STORED = "global_model_stored"
     BUDGET_REFUSAL = "budget_refusal"
+    LEDGER_SEALED = "ledger_sealed"
     # settings and the operator's decisions
     CEILING_CHANGED = "ceiling_changed"
+    DELTA_CHANGED = "delta_changed"
+    NON_PRIVATE_CHANGED = "non_private_changed"
     SHARING_CHANGED = "sharing_changed"
     LOCAL_EVALUATION = "local_evaluation"
     ROLE_DENIED = "role_denied"

@@ -34,20 +34,29 @@ class ApprovalRow(SiteTable, table=True):
 
 
 class LedgerRow(SiteTable, table=True):
+    """One privacy release on a dataset: its mechanism, what it was for, and its epsilon.
+
+    ``mechanism`` and ``parameters`` (canonical JSON) are what an independent accountant
+    needs (``privacy.mechanisms``); ``delta`` is the site's delta the entry was accounted
+    at; ``mac`` chains and authenticates the entry (``client_app.store.ledger_chain``).
+    """
+
     __tablename__ = "ledger"
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    kind: str = Field(sa_type=sa.String(32))
+    mechanism: str = Field(sa_type=sa.String(64))
+    parameters: str = Field(sa_type=sa.Text())  # JSON
     plan_hash: str = Field(sa_type=sa.String(128))
     study: str = Field(sa_type=sa.String(128))
+    run_id: str = Field(sa_type=sa.String(128))
     round: int = Field(sa_type=sa.Integer())
     dataset_id: str = Field(sa_type=sa.String(128), index=True)
     dataset_version: str = Field(sa_type=sa.String(128))
-    noise_multiplier: float = Field(sa_type=sa.Float())
-    sample_rate: float = Field(sa_type=sa.Float())
-    steps: int = Field(sa_type=sa.Integer())
     delta: float = Field(sa_type=sa.Float())
     epsilon: float = Field(sa_type=sa.Float())
     epsilon_cumulative: float = Field(sa_type=sa.Float())
+    mac: str | None = Field(default=None, sa_type=sa.String(64), nullable=True)
 
 
 class EventRow(SiteTable, table=True):
@@ -82,6 +91,8 @@ class DatasetVersionRow(SiteTable, table=True):
     policy: str = Field(sa_type=sa.Text())  # JSON
     report: str = Field(sa_type=sa.Text())  # JSON: counts only, never cell values
     actor: str = Field(sa_type=sa.String(128))
+    #: The keyed digest that stands for this version outside the site (set once).
+    public_version: str | None = Field(default=None, sa_type=sa.String(64), nullable=True)
 
 
 class ConsentEventRow(SiteTable, table=True):

@@ -1,4 +1,5 @@
-"""Privacy budget page: each dataset's ledger, the cumulative-epsilon chart and the ceiling."""
+"""Privacy budget page: each dataset's ledger (every release with its mechanism), the site's
+delta, the cumulative-epsilon chart and the ceiling."""
 
 from __future__ import annotations
 
@@ -46,9 +47,10 @@ class BudgetPage(Page):
             Column("dataset", lambda e: e.dataset_id),
             Column("study", lambda e: e.study, tooltip=lambda e: e.plan_hash),
             Column("round", lambda e: e.round, numeric=True),
-            Column("noise", lambda e: e.noise_multiplier, numeric=True),
-            Column("sample rate", lambda e: e.sample_rate, numeric=True),
-            Column("steps", lambda e: e.steps, numeric=True),
+            Column("release", lambda e: e.kind),
+            Column("mechanism", lambda e: e.mechanism_name),
+            Column("parameters", lambda e: e.parameters_text()),
+            Column("delta", lambda e: e.delta, numeric=True),
             Column("epsilon", lambda e: e.epsilon, numeric=True),
             Column("cumulative", lambda e: e.epsilon_cumulative, numeric=True),
         ], self)
@@ -115,8 +117,10 @@ class BudgetPage(Page):
         self.ceiling_spin.setValue(ceiling)
         lines = [f"Privacy ceiling: <b>epsilon {ceiling:g}</b> per dataset, across all studies."]
         for b in self.budgets:
-            lines.append(f"{b.dataset}: spent {b.spent:.3f}, remaining {b.remaining:.3f} "
-                         f"({b.fraction_spent:.0%} of the ceiling) in {len(b.entries)} run(s)")
+            delta = "unknown" if b.delta is None else f"{b.delta.value:.3g}"
+            lines.append(f"{b.dataset}: spent {b.spent:.3f} at delta {delta}, remaining "
+                         f"{b.remaining:.3f} ({b.fraction_spent:.0%} of the ceiling) in "
+                         f"{len(b.entries)} release(s)")
         if not self.budgets:
             lines.append("No dataset has spent any budget yet.")
         self.summary.setText("<br>".join(lines))

@@ -17,7 +17,6 @@ from client_app.agent.site_agent import SiteAgent
 from client_app.custody.vault import unlock_vault
 from client_app.governance.consent import grant, history, withdraw
 from client_app.store.site_store import SiteStore
-from common.datasets import stratified_split
 from common.plan import bundled_plan_path, load_plan, override
 from protos.tessera.v1 import agent_pb2
 from server.coordinator import run_study
@@ -42,13 +41,9 @@ def test_withdrawn_patient_leaves_every_batch_from_the_next_round_and_returns_on
     already = {e.patient_id for e in history(vault)}  # the demo's own opt-outs
 
     # One patient of site-1's training rows and one of its held-out rows.
-    rows = np.asarray(fed.partitions[0])
-    train_idx, test_idx = stratified_split(fed.data.y[rows],
-                                           test_fraction=plan.dataset.test_fraction,
-                                           seed=plan.seed)
-    in_train = next(int(rows[i]) for i in train_idx
-                    if str(fed.data.patient_ids[rows[i]]) not in already)
-    in_test = int(rows[test_idx[0]])
+    train_rows, test_rows = fed.site_split(0)  # as site-1 splits its rows (keyed, per site)
+    in_train = next(int(r) for r in train_rows if str(fed.data.patient_ids[r]) not in already)
+    in_test = int(test_rows[0])
     patients = [str(fed.data.patient_ids[in_train]), str(fed.data.patient_ids[in_test])]
 
     captured: list[np.ndarray] = []

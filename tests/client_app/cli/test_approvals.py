@@ -32,3 +32,26 @@ def test_approve_then_revoke_is_listed_in_order(site_dir: Path) -> None:
     assert table.exit_code == 0 and "[/] ok" in table.stdout
     with SiteStore.open(open_site_dir(site_dir)) as store:
         assert not store.is_approved(PLAN)
+
+
+def test_approving_a_plan_with_a_looser_delta_than_the_sites_is_refused(
+        site_dir: Path, tmp_path: Path) -> None:
+    from common.plan import StudyPlan, bundled_plan_path, load_plan, plan_hash, plan_to_toml
+
+    raw = load_plan(bundled_plan_path("breast_cancer")).model_dump()
+    raw["privacy"]["delta"] = 0.5
+    loose = StudyPlan.model_validate(raw)
+    path = tmp_path / "loose.toml"
+    path.write_text(plan_to_toml(loose), encoding="utf-8")
+    assert invoke("study", "receive", str(path), "--site-dir", str(site_dir)).exit_code == 0
+    assert invoke("delta", "1e-5", "--site-dir", str(site_dir)).exit_code == 0
+    refused = invoke("approve", plan_hash(loose), "--site-dir", str(site_dir))
+    assert refused.exit_code == 10  # PERMISSION_DENIED
+    assert "privacy.delta" in refused.stderr and "0.5" in refused.stderr
+    assert json.loads(invoke("approvals", "--site-dir", str(site_dir), "--json").stdout) == []
+
+
+def test_approving_a_hash_not_received_yet_says_it_is_checked_later(site_dir: Path) -> None:
+    result = invoke("approve", PLAN, "--site-dir", str(site_dir))
+    assert result.exit_code == 0
+    assert "checked when the agent admits" in result.stdout

@@ -21,7 +21,6 @@ from client_app.learning.local_eval import (
 )
 from client_app.store.folder import init_site_dir
 from client_app.store.site_store import SiteStore
-from common.datasets import stratified_split
 from common.errors import ErrorCode, TesseraError
 from common.layout import TensorSlot
 from common.models import build_model, predict_scores, vector_to_model
@@ -74,10 +73,7 @@ def test_each_site_keeps_the_final_global_model_the_coordinator_released(study) 
 def test_local_metrics_agree_with_sklearn_on_the_held_out_rows_minus_withdrawn(study) -> None:
     fed, _ = study
     vault = unlock_vault(fed.sites[0], PASS)
-    rows = np.asarray(fed.partitions[0])
-    _, test_idx = stratified_split(fed.data.y[rows], test_fraction=fed.plan.dataset.test_fraction,
-                                   seed=fed.plan.seed)
-    test_rows = rows[test_idx]
+    _, test_rows = fed.site_split(0)  # the site's own keyed split
     withdraw(vault, [str(fed.data.patient_ids[test_rows[0]])], actor="op", scope="breast_cancer")
     excluded = {e.patient_id for e in history(vault)}
     kept = [r for r in test_rows if str(fed.data.patient_ids[r]) not in excluded]

@@ -1,34 +1,32 @@
-"""The site store: migrations, approvals, the privacy ledger, the ceiling and events."""
+"""The site store: migrations, approvals, the ceiling, the delta, settings and events.
+
+The ledger itself is tested in test_ledger.py.
+"""
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-import client_app.store.site_store as store_module
 from client_app.store.folder import SiteDir, init_site_dir
-from client_app.store.site_store import SiteStore
+from client_app.store.site_store import LedgerKey, SiteStore
 from client_app.store.tables import MIGRATIONS_DIR, SiteTable
 from common.errors import ErrorCode, TesseraError
 from common.sql import head_revision, make_engine
-from privacy.accounting import DpStep, epsilon_for_history
 
 PLAN_A = "a" * 64
 PLAN_B = "b" * 64
-DELTA = 1e-5
+KEY = LedgerKey(b"k" * 32)
 
 
-def _run(store: SiteStore, *, plan: str = PLAN_A, dataset: str = "icu", round_: int = 1,
-         noise: float = 1.1, rate: float = 0.02, steps: int = 50, delta: float = DELTA):
+def _run(store: SiteStore, *, dataset: str = "icu"):
     return store.record_training(
-        plan_hash=plan, study="sepsis", round=round_, dataset_id=dataset,
-        dataset_version="v1", noise_multiplier=noise, sample_rate=rate, steps=steps,
-        delta=delta,
+        plan_hash=PLAN_A, study="sepsis", run_id="r1", round=1, dataset_id=dataset,
+        dataset_version="v1", noise_multiplier=1.1, sample_rate=0.02, steps=50,
     )
 
 
@@ -39,7 +37,8 @@ def site(tmp_path: Path) -> SiteDir:
 
 @pytest.fixture
 def store(site: SiteDir):
-    with SiteStore.open(site) as opened:
+    with SiteStore.open(site, ledger_key=KEY) as opened:
+        opened.set_delta(1e-5, actor="alice")
         yield opened
 
 
@@ -53,7 +52,7 @@ def test_migrations_create_the_schema_and_stamp_the_head(tmp_path: Path) -> None
     assert {"approvals", "ledger", "events", "settings", "alembic_version", "dataset_versions",
             "consent_events", "study_plans"} <= tables
     assert version == [(head_revision(MIGRATIONS_DIR),)]
-    assert head_revision(MIGRATIONS_DIR) == "0003"
+    assert head_revision(MIGRATIONS_DIR) == "0004"
     assert journal == "wal"
 
 
@@ -70,8 +69,9 @@ def test_migrations_describe_exactly_the_models(tmp_path: Path) -> None:
 
 
 def test_reopening_a_store_keeps_its_records(site: SiteDir) -> None:
-    with SiteStore.open(site) as first:
+    with SiteStore.open(site, ledger_key=KEY) as first:
         first.approve(PLAN_A, actor="alice")
+        first.set_delta(1e-5, actor="alice")
         _run(first)
     with SiteStore.open(site) as second:
         assert second.is_approved(PLAN_A)
@@ -102,60 +102,6 @@ def test_decision_without_actor_is_refused(store: SiteStore) -> None:
         store.approve(PLAN_A, actor=" ")
     assert info.value.code is ErrorCode.CONFIG_INVALID
     assert store.approvals() == []
-
-
-def test_cumulative_epsilon_grows_across_rounds_and_plans(store: SiteStore) -> None:
-    entries = [
-        _run(store, plan=PLAN_A, round_=1),
-        _run(store, plan=PLAN_A, round_=2),
-        _run(store, plan=PLAN_B, round_=1, noise=0.9, rate=0.05, steps=20),
-    ]
-    cumulative = [e.epsilon_cumulative for e in entries]
-    assert cumulative[0] < cumulative[1] < cumulative[2]
-    assert entries[0].epsilon == pytest.approx(entries[0].epsilon_cumulative)
-    whole = [DpStep(1.1, 0.02, 50), DpStep(1.1, 0.02, 50), DpStep(0.9, 0.05, 20)]
-    assert cumulative[2] == epsilon_for_history(whole, delta=DELTA)
-    assert entries[2].epsilon == epsilon_for_history(whole[2:], delta=DELTA)
-    assert store.dp_history("icu") == whole
-    assert [e.id for e in store.ledger()] == [e.id for e in entries]
-
-
-def test_separate_datasets_have_independent_budgets(store: SiteStore) -> None:
-    _run(store, dataset="icu")
-    _run(store, dataset="icu", round_=2)
-    other = _run(store, dataset="ward", round_=1)
-    assert other.epsilon_cumulative == other.epsilon
-    assert [e.dataset_id for e in store.ledger(dataset_id="ward")] == ["ward"]
-    assert len(store.dp_history("icu")) == 2
-    assert store.dp_history("unknown") == []
-
-
-def test_projected_epsilon_composes_history_with_the_next_run(store: SiteStore) -> None:
-    _run(store)
-    extra = [DpStep(1.1, 0.02, 50)]
-    projected = store.projected_epsilon("icu", extra, delta=DELTA)
-    assert projected == epsilon_for_history([DpStep(1.1, 0.02, 50), *extra], delta=DELTA)
-    assert store.projected_epsilon("ward", [], delta=DELTA) == 0.0
-    assert _run(store, round_=2).epsilon_cumulative == projected
-
-
-def test_invalid_training_parameters_are_refused_and_not_recorded(store: SiteStore) -> None:
-    with pytest.raises(TesseraError, match="steps"):
-        _run(store, steps=0)
-    with pytest.raises(TesseraError, match="delta"):
-        _run(store, delta=1.5)
-    with pytest.raises(TesseraError, match="round"):
-        _run(store, round_=-1)
-    assert store.ledger() == []
-
-
-def test_ledger_record_serialises_every_field(store: SiteStore) -> None:
-    data = _run(store).to_json()
-    for key in ("noise_multiplier", "sample_rate", "steps", "delta", "epsilon",
-                "epsilon_cumulative", "plan_hash", "study", "round", "dataset_id",
-                "dataset_version", "at"):
-        assert key in data
-    assert isinstance(data["at"], str) and data["at"].endswith("+00:00")
 
 
 def test_raising_the_ceiling_needs_confirmation(store: SiteStore) -> None:
@@ -202,125 +148,67 @@ def test_events_keep_details_and_filter_by_kind(store: SiteStore) -> None:
 
 
 def test_two_stores_on_one_file_see_each_others_writes(site: SiteDir) -> None:
-    with SiteStore.open(site) as agent, SiteStore.open(site) as cli:
+    with SiteStore.open(site, ledger_key=KEY) as agent, SiteStore.open(site) as cli:
         cli.approve(PLAN_A, actor="alice")
         assert agent.is_approved(PLAN_A)
+        cli.set_delta(1e-5, actor="alice")
         _run(agent)
         assert len(cli.ledger()) == 1
         cli.set_ceiling(2.0, actor="alice")
         assert agent.ceiling() == 2.0
 
 
-def test_concurrent_writers_keep_cumulative_epsilon_consistent(site: SiteDir) -> None:
-    errors: list[BaseException] = []
+def _store_at_revision_0003(db: Path) -> None:
+    """A site database as revision 0003 left it, with two DP-SGD runs in its ledger."""
+    from alembic import command
 
-    def write(plan: str) -> None:
-        try:
-            with SiteStore.open(site) as own:
-                for round_ in range(6):
-                    _run(own, plan=plan, round_=round_)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+    from common.sql import alembic_config
 
-    threads = [threading.Thread(target=write, args=(p,)) for p in (PLAN_A, PLAN_B)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    with SiteStore.open(site) as store:
-        entries = store.ledger(dataset_id="icu")
-    assert len(entries) == 12
-    for n, entry in enumerate(entries, start=1):
-        prefix = [e.step for e in entries[:n]]
-        assert entry.epsilon_cumulative == epsilon_for_history(prefix, delta=DELTA)
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(MIGRATIONS_DIR)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0003")
+            for round_, noise in ((1, 1.1), (2, 0.7)):
+                connection.exec_driver_sql(
+                    "INSERT INTO ledger (at, plan_hash, study, round, dataset_id, "
+                    "dataset_version, noise_multiplier, sample_rate, steps, delta, epsilon, "
+                    "epsilon_cumulative) VALUES ('2026-01-02 03:04:05.000006', ?, 'sepsis', "
+                    "?, 'icu', 'v1', ?, 0.02, 50, 1e-05, 0.5, 0.9)",
+                    (PLAN_A, round_, noise))
+    finally:
+        engine.dispose()
 
 
-def test_a_run_recorded_meanwhile_is_composed_into_the_cumulative(
-    site: SiteDir, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real = store_module.epsilon_for_history
-    calls: list[int] = []
-
-    def racing(history, *, delta):
-        calls.append(len(history))
-        if len(calls) == 2:  # the agent composed its history: another process writes now
-            monkeypatch.setattr(store_module, "epsilon_for_history", real)
-            _run(other, plan=PLAN_B)
-        return real(history, delta=delta)
-
-    with SiteStore.open(site) as agent, SiteStore.open(site) as other:
-        monkeypatch.setattr(store_module, "epsilon_for_history", racing)
-        entry = _run(agent)
-        assert [e.plan_hash for e in agent.ledger()] == [PLAN_B, PLAN_A]
-    assert calls == [1, 1]
-    step = DpStep(1.1, 0.02, 50)
-    assert entry.epsilon_cumulative == epsilon_for_history([step, step], delta=DELTA)
+def test_revision_0004_turns_dp_sgd_rows_into_mechanism_entries(tmp_path: Path) -> None:
+    db = tmp_path / "site.db"
+    _store_at_revision_0003(db)
+    with SiteStore(f"sqlite:///{db}") as store:
+        entries = store.ledger()
+    assert [(e.kind, e.mechanism_name, e.parameters, e.run_id, e.mac) for e in entries] == [
+        ("dp_sgd", "poisson_subsampled_gaussian",
+         {"noise_multiplier": 1.1, "sample_rate": 0.02, "steps": 50}, "", None),
+        ("dp_sgd", "poisson_subsampled_gaussian",
+         {"noise_multiplier": 0.7, "sample_rate": 0.02, "steps": 50}, "", None),
+    ]
+    assert [(e.round, e.delta, e.epsilon, e.epsilon_cumulative) for e in entries] == [
+        (1, 1e-05, 0.5, 0.9), (2, 1e-05, 0.5, 0.9)]
+    with sqlite3.connect(db) as conn:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(ledger)")}
+    assert {"noise_multiplier", "sample_rate", "steps"}.isdisjoint(columns)
 
 
-def test_ledger_refuses_a_run_past_the_ceiling_and_stores_nothing(store: SiteStore) -> None:
-    first = _run(store)
-    projected = epsilon_for_history([DpStep(1.1, 0.02, 50)] * 2, delta=DELTA)
-    store.set_ceiling((first.epsilon_cumulative + projected) / 2, actor="alice")
-    events_before = store.events()
-    with pytest.raises(TesseraError) as info:
-        _run(store, round_=2)
-    assert info.value.code is ErrorCode.BUDGET_EXCEEDED
-    message = info.value.message
-    assert "'icu'" in message
-    assert f"{projected:.3f}" in message and f"{store.ceiling():.3f}" in message
-    assert [e.id for e in store.ledger()] == [first.id]
-    assert store.events() == events_before
-
-
-def test_ledger_refusal_is_per_dataset(store: SiteStore) -> None:
-    first = _run(store)
-    store.set_ceiling(first.epsilon_cumulative * 1.01, actor="alice")
-    with pytest.raises(TesseraError, match="'icu'"):
-        _run(store, round_=2)
-    assert _run(store, dataset="ward").epsilon_cumulative <= store.ceiling()
-
-
-def test_a_run_reaching_the_ceiling_exactly_is_allowed(store: SiteStore) -> None:
-    step = DpStep(1.1, 0.02, 50)
-    store.set_ceiling(store.projected_epsilon("icu", [step], delta=DELTA), actor="alice")
-    entry = _run(store)
-    assert entry.epsilon_cumulative == store.ceiling()
-    with pytest.raises(TesseraError, match="ceiling"):
-        _run(store, round_=2)
-
-
-def test_check_training_answers_before_any_run(store: SiteStore) -> None:
-    step = DpStep(1.1, 0.02, 50)
-    _run(store)
-    check = store.check_training("icu", [step], delta=DELTA)
-    assert check.dataset_id == "icu"
-    assert check.projected == store.projected_epsilon("icu", [step], delta=DELTA)
-    assert check.ceiling == store.ceiling() and check.allowed
-    store.set_ceiling(check.projected / 2, actor="alice")
-    refused = store.check_training("icu", [step], delta=DELTA)
-    assert not refused.allowed
-    assert refused.refusal().code is ErrorCode.BUDGET_EXCEEDED
-    assert len(store.ledger()) == 1  # asking records nothing
-
-
-def test_a_ceiling_lowered_while_composing_is_applied_to_the_insert(
-    site: SiteDir, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real = store_module.epsilon_for_history
-    calls: list[int] = []
-
-    def lowering(history, *, delta):
-        calls.append(len(history))
-        if len(calls) == 2:  # the agent composed its history: the operator lowers the ceiling
-            other.set_ceiling(0.01, actor="alice")
-        return real(history, delta=delta)
-
-    with SiteStore.open(site) as agent, SiteStore.open(site) as other:
-        assert agent.check_training("icu", [DpStep(1.1, 0.02, 50)], delta=DELTA).allowed
-        monkeypatch.setattr(store_module, "epsilon_for_history", lowering)
-        with pytest.raises(TesseraError, match=r"ceiling 0\.010") as info:
-            _run(agent)
-        assert info.value.code is ErrorCode.BUDGET_EXCEEDED
-        assert agent.ledger() == []
-    assert calls == [1, 1]
+def test_migrated_rows_are_sealed_once_by_the_key_holder(tmp_path: Path) -> None:
+    db = tmp_path / "site.db"
+    _store_at_revision_0003(db)
+    with SiteStore(f"sqlite:///{db}", ledger_key=KEY) as store:
+        unsealed = store.verify_ledger()
+        assert not unsealed.ok and "not authenticated yet" in unsealed.reason
+        assert store.seal_ledger() == 2
+        assert store.seal_ledger() == 0
+        assert store.verify_ledger().ok
+        assert [e.details for e in store.events(kind="ledger_sealed")] == [{"entries": 2}]
+        store.set_delta(1e-5, actor="alice")
+        _run(store)
+        assert store.verify_ledger().ok and len(store.ledger()) == 3
