@@ -102,7 +102,7 @@ def test_an_intact_ledger_admits_the_study(tmp_path: Path) -> None:
     reply = agent.handle(signed_task(key, agent_pb2.TASK_TRAIN, PLAN, round_=1,
                                      run_id="r2"))
     # Admitted: it fails later, for want of the round-0 statistics it must build on.
-    assert reply.error_code == "bad_envelope" and "statistics" in reply.reason
+    assert reply.error_code == "bad_envelope" and "carries no stats" in reply.reason
 
 
 def test_agent_refuses_a_plan_whose_delta_is_above_the_sites(tmp_path: Path) -> None:
