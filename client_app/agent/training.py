@@ -13,7 +13,11 @@ from client_app.agent.context import TaskContext, model_layout, stats_layout
 from client_app.agent.envelopes import seal_vector
 from client_app.agent.signing import sign_envelope
 from client_app.learning.site_data import standardise
-from client_app.learning.statistics import planned_releases, statistics_release
+from client_app.learning.statistics import (
+    planned_releases,
+    statistics_mechanism,
+    statistics_release,
+)
 from client_app.learning.training import train_local
 from client_app.store.events import SiteEvent
 from client_app.store.records import ReleaseKind
@@ -21,6 +25,7 @@ from common.errors import ErrorCode, TesseraError
 from common.models import model_to_vector
 from privacy.accounting import DpStep, epsilon_for_history, noise_for_target, plan_sampling
 from privacy.ckks import check_headroom
+from privacy.mechanisms import Mechanism
 from protos.tessera.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -48,10 +53,22 @@ def _sealed(ctx: TaskContext, *, kind: int, values: np.ndarray, examples: int,
 
 
 def stats(ctx: TaskContext) -> agent_pb2.TaskReply:
-    """This site's (differentially private) statistics, sealed and signed (round 0)."""
+    """This site's (differentially private) statistics, sealed and signed (round 0); the
+    release is a Gaussian mechanism in the ledger."""
     split = ctx.split
-    env = _sealed(ctx, kind=agent_pb2.ENVELOPE_STATS,
-                  values=statistics_release(ctx.plan, split.train),
+    mechanism = statistics_mechanism(ctx.plan)
+    if mechanism is not None:
+        # The run must fit as a whole: no statistics are spent on a run whose rounds the
+        # site could not afford afterwards.
+        _check_budget(ctx, mechanism, _planned_training(ctx),
+                      what="this run (its statistics and every planned round)")
+    values = statistics_release(ctx.plan, split.train)
+    if mechanism is not None:
+        ctx.store.record_release(
+            mechanism=mechanism, kind=ReleaseKind.STATISTICS, plan_hash=ctx.plan_hash,
+            study=ctx.plan.name, run_id=ctx.run_id, round=0, dataset_id=split.dataset_id,
+            dataset_version=split.dataset_version)
+    env = _sealed(ctx, kind=agent_pb2.ENVELOPE_STATS, values=values,
                   examples=len(split.train.y), layout=stats_layout(ctx.plan), round_=0)
     ctx.store.record_event(SiteEvent.STATS_SENT, plan_hash=ctx.plan_hash,
                            details={"run_id": ctx.run_id, "digest": env.digest})
@@ -71,11 +88,8 @@ def train(ctx: TaskContext) -> agent_pb2.TaskReply:
                                        epochs=plan.training.local_epochs)
     noise = 0.0
     if plan.privacy.dp:
-        noise = noise_for_target(target_epsilon=plan.privacy.target_epsilon,
-                                 delta=plan.privacy.delta, sample_rate=sample_rate,
-                                 steps=steps * plan.training.rounds,
-                                 extra=planned_releases(plan))
-        _check_budget(ctx, DpStep(noise, sample_rate, steps))
+        noise = _planned_training(ctx).noise_multiplier
+        _check_budget(ctx, DpStep(noise, sample_rate, steps), what=f"round {round_}")
     outcome = train_local(
         model, X, split.train.y.astype(np.float64), epochs=plan.training.local_epochs,
         batch_size=plan.training.batch_size, learning_rate=plan.training.learning_rate,
@@ -115,15 +129,29 @@ def _record(ctx: TaskContext, *, noise: float, sample_rate: float,
             "noise_multiplier": noise, "sample_rate": sample_rate}
 
 
-def _check_budget(ctx: TaskContext, step: DpStep) -> None:
+def _planned_training(ctx: TaskContext) -> DpStep:
+    """Every planned DP-SGD step of the run at this site, with the noise set once so that
+    they and the run's other releases together reach the plan's target epsilon."""
+    plan = ctx.plan
+    sample_rate, steps = plan_sampling(n_train=len(ctx.split.train.y),
+                                       batch_size=plan.training.batch_size,
+                                       epochs=plan.training.local_epochs)
+    total = steps * plan.training.rounds
+    noise = noise_for_target(target_epsilon=plan.privacy.target_epsilon,
+                             delta=plan.privacy.delta, sample_rate=sample_rate, steps=total,
+                             extra=planned_releases(plan))
+    return DpStep(noise, sample_rate, total)
+
+
+def _check_budget(ctx: TaskContext, *mechanisms: Mechanism, what: str) -> None:
     split, store = ctx.split, ctx.store
-    check = store.check_release(split.dataset_id, [step])
+    check = store.check_release(split.dataset_id, list(mechanisms))
     if not check.allowed:
         store.record_event(SiteEvent.BUDGET_REFUSAL, plan_hash=ctx.plan_hash,
                            details={"round": ctx.round, "projected": check.projected,
                                     "ceiling": check.ceiling, "delta": check.delta})
         raise TesseraError(
             ErrorCode.BUDGET_EXCEEDED,
-            f"round {ctx.round} would raise cumulative epsilon for dataset "
+            f"{what} would raise cumulative epsilon for dataset "
             f"'{split.dataset_id}' to {check.projected:.3f} (at this site's delta "
             f"{check.delta:.3g}), above this site's ceiling {check.ceiling:.3f}")

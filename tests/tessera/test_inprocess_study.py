@@ -44,6 +44,13 @@ def test_encrypted_study_completes_and_registers_model(tmp_path: Path) -> None:
         assert all(v > 0 for v in rnd["bytes_up"].values())
     for site in result["sites"]:
         assert 0 < site["epsilon_spent"] <= fed.plan.privacy.target_epsilon
+    for site_dir in fed.sites:  # the statistics and every round are releases in the ledger
+        with SiteStore.open(site_dir) as store:
+            entries = store.ledger()
+        kinds = [(e.kind, e.round) for e in entries]
+        assert kinds == [("statistics", 0), ("dp_sgd", 1), ("dp_sgd", 2)]
+        assert entries[0].mechanism.to_json()["mechanism"] == "gaussian"
+        assert entries[-1].epsilon_cumulative <= fed.plan.privacy.target_epsilon
     model_file = fed.coordinator_dir / result["model"]["path"]
     doc = json.loads(model_file.read_text())
     assert doc["plan_hash"] == fed.plan_hash
