@@ -15,10 +15,12 @@ body of every ``env.py``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from types import ModuleType, TracebackType
+from typing import Any, Self
 
 import sqlalchemy as sa
 from alembic import command
@@ -28,6 +30,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
+from sqlmodel import Session
 
 BUSY_TIMEOUT_S = 30.0
 #: Execution option marking a read-only transaction: on SQLite it starts with a plain
@@ -127,3 +130,33 @@ def _run_online(context: ModuleType, connection: sa.Connection, metadata: sa.Met
     context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
+
+
+class SqlStore:
+    """Base of Tessera's stores: one migrated engine, short transactions, a context manager.
+
+    Subclasses name their Alembic scripts folder; :meth:`_transaction` is the only way they
+    reach the database (``write`` ones take SQLite's write lock at once).
+    """
+
+    def __init__(self, url: str, scripts_dir: Path) -> None:
+        self._engine = make_engine(url)
+        migrate(self._engine, scripts_dir)
+
+    def close(self) -> None:
+        """Release the engine's connections."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, *, write: bool = False) -> Iterator[Session]:
+        """A short transaction; only ``write`` ones take SQLite's write lock."""
+        bind = self._engine if write else self._engine.execution_options(**{READ_ONLY: True})
+        with Session(bind, expire_on_commit=False) as session, session.begin():
+            yield session

@@ -17,20 +17,18 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from common.errors import ErrorCode, TesseraError
 from common.files import PRIVATE_DIR, atomic_write_bytes, ensure_private_file
-from common.sql import READ_ONLY, make_engine, migrate
+from common.sql import SqlStore
 from common.workdir import CoordinatorDir
 from server.migrations import MIGRATIONS_DIR, ModelVersionRow
 
@@ -95,15 +93,14 @@ def _reasons(promotable: bool, reasons: Sequence[str]) -> list[str]:
     return list(reasons)
 
 
-class ModelRegistry:
+class ModelRegistry(SqlStore):
     """Versions, hashes, metrics and lineage of the models a coordinator released."""
 
     def __init__(self, root: Path, *, url: str | None = None) -> None:
         self._root = Path(root).expanduser().absolute()
         layout = CoordinatorDir(self._root)
         self._models = layout.models_dir
-        self._engine = make_engine(url or layout.db_url)
-        migrate(self._engine, MIGRATIONS_DIR)
+        super().__init__(url or layout.db_url, MIGRATIONS_DIR)
 
     @classmethod
     def open(cls, coordinator_dir: Path) -> ModelRegistry:
@@ -114,25 +111,6 @@ class ModelRegistry:
             folder.chmod(PRIVATE_DIR)
         ensure_private_file(layout.db_path)
         return cls(layout.root)
-
-    def close(self) -> None:
-        self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @contextmanager
-    def _transaction(self, *, write: bool = False) -> Iterator[Session]:
-        """A short transaction; only ``write`` ones take SQLite's write lock."""
-        bind = self._engine if write else self._engine.execution_options(**{READ_ONLY: True})
-        with Session(bind, expire_on_commit=False) as session, session.begin():
-            yield session
 
     def register(
         self, *, study: str, plan_hash: str, rounds: int, model_bytes: bytes,

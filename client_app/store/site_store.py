@@ -16,8 +16,7 @@ import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 from sqlmodel import Session, col, select
 
@@ -42,7 +41,7 @@ from client_app.store.tables import (
 )
 from common.errors import ErrorCode, TesseraError
 from common.files import ensure_private_file
-from common.sql import READ_ONLY, make_engine, migrate
+from common.sql import SqlStore
 from common.workdir import SiteDir
 
 __all__ = ["ApprovalRecord", "BudgetCheck", "EventRecord", "LedgerCheck", "LedgerKey",
@@ -60,7 +59,7 @@ def _require_text(value: str, *, name: str, limit: int = 128) -> str:
     return value
 
 
-class SiteStore(Ledger, PrivacySettings):
+class SiteStore(SqlStore, Ledger, PrivacySettings):
     """Approvals, ledger, events and settings of one site.
 
     ``ledger_key`` (from the site's vault) lets the store record and verify ledger
@@ -68,34 +67,14 @@ class SiteStore(Ledger, PrivacySettings):
     """
 
     def __init__(self, url: str, *, ledger_key: LedgerKey | None = None) -> None:
-        self._engine = make_engine(url)
+        super().__init__(url, MIGRATIONS_DIR)
         self._ledger_key = ledger_key
-        migrate(self._engine, MIGRATIONS_DIR)
 
     @classmethod
     def open(cls, site_dir: SiteDir, *, ledger_key: LedgerKey | None = None) -> SiteStore:
         """Open (and migrate) the store of a site folder."""
         ensure_private_file(site_dir.db_path)
         return cls(site_dir.db_url, ledger_key=ledger_key)
-
-    def close(self) -> None:
-        self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @contextmanager
-    def _transaction(self, *, write: bool = False) -> Iterator[Session]:
-        """A short transaction; only ``write`` ones take SQLite's write lock."""
-        bind = self._engine if write else self._engine.execution_options(**{READ_ONLY: True})
-        with Session(bind, expire_on_commit=False) as session, session.begin():
-            yield session
 
     # -- approvals ---------------------------------------------------------------------------
 
