@@ -48,7 +48,6 @@ __all__ = [
     "StudySummary", "ValidationReport", "VerifyReport", "load_access_policy", "site_name",
 ]
 
-AUDIT_LOG = "site.log"
 Decision = Literal["approved", "rejected", "revoked"]
 Progress = Callable[[float], None]
 Cancelled = Callable[[], bool]
@@ -156,7 +155,7 @@ class SiteOperator:
         return items
 
     def audit_log_path(self) -> Path:
-        return self.site.audit_dir / AUDIT_LOG
+        return self.site.audit_log
 
     def verify_audit(self) -> VerifyReport:
         """Verify the site's audit log (no key needed); NOT_FOUND if the site has none."""

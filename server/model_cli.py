@@ -16,6 +16,7 @@ import typer
 
 from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError
+from common.workdir import CoordinatorDir as CoordinatorLayout
 from server.explain import Explanation
 from server.model_card import write_card
 from server.predict import (
@@ -46,7 +47,7 @@ def _group() -> None:
 
 def _registry(coordinator_dir: Path) -> ModelRegistry:
     """Open an existing coordinator folder's registry (never creates one by accident)."""
-    if not (Path(coordinator_dir) / "coordinator.db").is_file():
+    if not CoordinatorLayout(Path(coordinator_dir)).db_path.is_file():
         raise TesseraError(ErrorCode.NOT_FOUND,
                            f"--coordinator-dir {coordinator_dir}: no coordinator.db there "
                            "(not a coordinator folder)")

@@ -90,7 +90,7 @@ def site_agent(
                 from tessera.audit_service import serve_audit
 
                 site = vault.site
-                audit = serve_audit({"site": site.audit_dir / "site.log"},
+                audit = serve_audit({"site": site.audit_log},
                                     address=audit_address, kit_dir=site.kit_dir)
             serve_forever(vault, socket_group=socket_group)
     finally:

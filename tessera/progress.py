@@ -9,6 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from common.workdir import RunDir
+
 
 class ProgressView:
     """Tails ``runs/<run>/progress.jsonl`` and prints rounds as they complete."""
@@ -29,7 +31,7 @@ class ProgressView:
     def result_path(self) -> Path | None:
         """The result file, once the run has written it."""
         folder = self._current()
-        path = folder / "result.json" if folder else None
+        path = RunDir(folder).result_path if folder else None
         return path if path and path.exists() else None
 
     def poll(self) -> dict[str, Any] | None:
@@ -37,7 +39,7 @@ class ProgressView:
         folder = self._current()
         if folder is None:
             return None
-        progress = folder / "progress.jsonl"
+        progress = RunDir(folder).progress_path
         if progress.exists():
             with progress.open("r", encoding="utf-8") as handle:
                 handle.seek(self._offset)

@@ -20,13 +20,13 @@ from client_app.custody.vault import SiteVault
 from client_app.governance.audit_trail import sync_quietly
 from common.errors import ErrorCode, TesseraError
 from protos.tessera.v1 import agent_pb2, agent_pb2_grpc
+from protos.wire import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 512 * 1024 * 1024
 _OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE),
-    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
 
 

@@ -113,7 +113,7 @@ class SiteVault:
     # -- models -------------------------------------------------------------------
     def model_path(self, name: str) -> Path:
         """Encrypted file of a model."""
-        return self.site.root / "models" / f"{_checked(name, 'model')}.enc"
+        return self.site.models_dir / f"{_checked(name, 'model')}.enc"
 
     def write_model(self, name: str, content: bytes) -> None:
         """Store a model file encrypted."""

@@ -22,7 +22,6 @@ from common.errors import TesseraError
 from privacy.audit_log import AuditLog
 
 log = logging.getLogger(__name__)
-LOG_NAME = "site.log"
 _CURSOR = "audit_cursor"
 #: Checkpoint after this many new records (and at every sync that added any).
 CHECKPOINT_EVERY = 100
@@ -30,7 +29,7 @@ CHECKPOINT_EVERY = 100
 
 def log_path(vault: SiteVault) -> Path:
     """Where the site's audit log lives."""
-    return vault.site.audit_dir / LOG_NAME
+    return vault.site.audit_log
 
 
 def _open_log(vault: SiteVault) -> AuditLog | None:

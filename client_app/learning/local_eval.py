@@ -131,7 +131,7 @@ def _stored(doc: dict[str, Any]) -> StoredModel:
 
 def stored_models(vault: SiteVault) -> list[StoredModel]:
     """The final global models kept at this site, newest first."""
-    folder = vault.site.root / "models"
+    folder = vault.site.models_dir
     models = []
     for path in sorted(folder.glob("*.enc")) if folder.is_dir() else []:
         doc = json.loads(vault.read_model(path.stem))

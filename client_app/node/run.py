@@ -51,8 +51,8 @@ def run_site(site_dir: Path, *, superlink: str | None, insecure: bool, console: 
     address = superlink or default_superlink(site)
     command = supernode_command(site, address, insecure=insecure)
     # Without the passphrase variables: neither child inherits them.
-    env = flower_env(site.root / "flwr-home")
-    with ProcessGroup(site.root / "logs", env) as procs:
+    env = flower_env(site.flower_home)
+    with ProcessGroup(site.logs_dir, env) as procs:
         # Only the agent, which owns data and keys, receives the passphrase, on a pipe.
         start_with_passphrase(procs, "agent", agent_command(site), secret)
         procs.wait_until(site.socket_path.exists, what="the site agent", timeout=120,
