@@ -17,7 +17,6 @@ import base64
 import csv
 import hmac
 import io
-import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,14 +28,15 @@ from typing import Literal
 import numpy as np
 from sqlmodel import Session, col, select
 
-from client_app.custody.vault import ROLE_SECRET, SiteVault
+from client_app.custody.site_secrets import site_secret
+from client_app.custody.vault import SiteVault
 from client_app.store.site_store import SiteStore, site_transaction
 from client_app.store.tables import (
     ConsentEventRow,
 )
 from common.datasets import PATIENT_ID, TableData
 from common.errors import ErrorCode, TesseraError
-from privacy.at_rest import atomic_write_bytes, decrypt_blob, encrypt_blob
+from privacy.at_rest import decrypt_blob, encrypt_blob
 
 GLOBAL_SCOPE = "*"
 CONSENT_KEY = "consent-key"
@@ -127,18 +127,7 @@ def _unique_ids(patient_ids: Sequence[str]) -> list[str]:
 
 def _consent_key(vault: SiteVault) -> bytes:
     """The site's consent HMAC key, created on first use (two writers agree on one key)."""
-    existing = vault.read_secret(CONSENT_KEY)
-    if existing is not None:
-        return existing
-    blob = encrypt_blob(vault.key, os.urandom(32), role=ROLE_SECRET)
-    try:
-        atomic_write_bytes(vault.secret_path(CONSENT_KEY), blob, overwrite=False)
-    except TesseraError as err:
-        if err.code is not ErrorCode.DUPLICATE:
-            raise
-    key = vault.read_secret(CONSENT_KEY)
-    assert key is not None
-    return key
+    return site_secret(vault, CONSENT_KEY)
 
 
 def patient_ref(key: bytes, patient_id: str) -> str:
