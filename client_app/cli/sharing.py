@@ -1,7 +1,8 @@
 """``tessera site sharing``: show or change what per-site statistics this site shares.
 
 Without options it prints the current choices; ``--own-counts no`` or ``--importance no``
-makes the agent refuse those tasks. The choices live in :mod:`client_app.governance.sharing`.
+makes the agent refuse those tasks; ``--min-cell N`` sets the smallest histogram cell or group
+the site shares. The choices live in :mod:`client_app.governance.sharing`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from typing import Annotated
 import typer
 
 from client_app.cli.options import ActorOption, JsonOption, SiteDirOption, print_json
-from client_app.governance.sharing import set_sharing, sharing
+from client_app.governance.sharing import (
+    min_cell_count,
+    set_min_cell_count,
+    set_sharing,
+    sharing,
+)
 from client_app.store.folder import open_site_dir
 from client_app.store.site_store import SiteStore
 from common.cli_boundary import cli_boundary
@@ -33,6 +39,9 @@ def sharing_command(
     importance: Annotated[str | None, typer.Option(
         "--importance", help="Share this site's permutation feature importance: "
         "yes or no.")] = None,
+    min_cell: Annotated[int | None, typer.Option(
+        "--min-cell", help="Smallest number of rows a shared histogram cell or group may "
+        "hold (default 10); smaller ones are merged or left out.")] = None,
     actor: ActorOption = "",
     as_json: JsonOption = False,
 ) -> None:
@@ -42,19 +51,23 @@ def sharing_command(
         changes = {name: _choice(value, f"--{name.replace('_', '-')}")
                    for name, value in (("own_counts", own_counts),
                                        ("importance", importance)) if value is not None}
-        if changes and not actor.strip():
+        if (changes or min_cell is not None) and not actor.strip():
             raise TesseraError(ErrorCode.CONFIG_INVALID, "--actor is required to change "
                                "what the site shares")
         with SiteStore.open(site) as store:
             for name, allowed in changes.items():
                 set_sharing(store, name, allowed, actor=actor)
+            if min_cell is not None:
+                set_min_cell_count(store, min_cell, actor=actor)
             current = sharing(store)
+            cell = min_cell_count(store)
     if as_json:
-        print_json(current.to_json(), indent=None, sort_keys=True)
+        print_json({**current.to_json(), "min_cell_count": cell}, indent=None, sort_keys=True)
         return
     typer.echo(f"own evaluation counts (leave-one-site-out): "
                f"{'shared' if current.own_counts else 'not shared'}")
     typer.echo(f"feature importance: {'shared' if current.importance else 'not shared'}")
+    typer.echo(f"smallest shared histogram cell or group: {cell} rows")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@ names its option and changes nothing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from client_app.store.folder import open_site_dir
@@ -15,11 +16,12 @@ def test_sharing_prints_both_choices_as_text_and_as_one_json_line(site_dir: Path
     shown = invoke("sharing", "--site-dir", str(site_dir))
     assert shown.exit_code == 0, shown.output
     assert shown.stdout.splitlines() == [
-        "own evaluation counts (leave-one-site-out): shared", "feature importance: shared"]
+        "own evaluation counts (leave-one-site-out): shared", "feature importance: shared",
+        "smallest shared histogram cell or group: 10 rows"]
     changed = invoke("sharing", "--site-dir", str(site_dir), "--importance", "NO",
                      "--actor", "dpo", "--json")
     assert changed.exit_code == 0, changed.output
-    assert changed.stdout == '{"importance": false, "own_counts": true}\n'
+    assert changed.stdout == '{"importance": false, "min_cell_count": 10, "own_counts": true}\n'
 
 
 def test_a_refused_change_names_its_option_and_records_nothing(site_dir: Path) -> None:
@@ -32,3 +34,14 @@ def test_a_refused_change_names_its_option_and_records_nothing(site_dir: Path) -
         assert refused.stderr.startswith(message)
     with SiteStore.open(open_site_dir(site_dir)) as store:
         assert store.events(kind="sharing_changed") == []
+
+
+def test_min_cell_count_is_a_site_setting_recorded_as_a_change(site_dir: Path) -> None:
+    refused = invoke("sharing", "--site-dir", str(site_dir), "--min-cell", "0",
+                     "--actor", "dpo")
+    assert refused.exit_code == 2
+    changed = invoke("sharing", "--site-dir", str(site_dir), "--min-cell", "20",
+                     "--actor", "dpo", "--json")
+    assert changed.exit_code == 0, changed.output
+    assert json.loads(changed.stdout)["min_cell_count"] == 20
+    assert invoke("sharing", "--site-dir", str(site_dir), "--min-cell", "5").exit_code == 2
