@@ -150,17 +150,19 @@ def to_vector(counts: HeldOutCounts, groups: Sequence[str]) -> np.ndarray:
 
 
 def from_vector(vector: np.ndarray, groups: Sequence[str], *,
-                bins: int = DEFAULT_BINS) -> HeldOutCounts:
+                bins: int = DEFAULT_BINS, signed: bool = False) -> HeldOutCounts:
     """Counts from a (decrypted, summed) vector; histogram counts and ``n`` are rounded to
-    whole numbers, and a value further than :data:`COUNT_TOLERANCE` from one is refused."""
+    whole numbers, and a value further than :data:`COUNT_TOLERANCE` from one is refused, as
+    is a negative count unless ``signed`` (noisy counts, before suppression)."""
     values = np.asarray(vector, dtype=np.float64)
     if values.shape != (vector_length(groups, bins=bins),) or not np.isfinite(values).all():
         raise TesseraError(ErrorCode.BAD_ENVELOPE, "counts vector does not match its layout")
     whole = np.concatenate([values[: 2 * bins * len(groups)], values[-1:]])
     rounded = np.rint(whole)
-    if np.abs(whole - rounded).max(initial=0.0) > COUNT_TOLERANCE or (rounded < 0).any():
+    if np.abs(whole - rounded).max(initial=0.0) > COUNT_TOLERANCE or (
+            not signed and (rounded < 0).any()):
         raise TesseraError(ErrorCode.BAD_ENVELOPE,
-                           "decrypted counts are not whole non-negative numbers")
+                           "decrypted counts are not whole (non-negative) numbers")
     counts = rounded.astype(np.int64)
     sides = counts[: 2 * bins * len(groups)].reshape(len(groups), 2, bins)
     histograms = {g: (sides[i, 0].copy(), sides[i, 1].copy()) for i, g in enumerate(groups)}

@@ -233,11 +233,22 @@ class EvaluationSpec(_Spec):
 
     Each is answered at most once per run (per round for ``every_round``); a site refuses any
     query the plan does not declare. Absent: every round, importance, no leave-one-site-out.
+    With DP every answer is a Gaussian mechanism in the site's ledger, with the noise declared
+    here (privacy/dp_evaluation.py).
     """
 
     every_round: bool = True
     importance: bool = True
     loso: bool = False
+    #: With DP: the Gaussian noise of the released score histograms, relative to their L2
+    #: sensitivity of 1 (one row sits in one cell of one group's histogram).
+    noise_multiplier: float = Field(default=3.0, gt=0.0)
+    #: Score bins of the shared histograms; absent: 10 with DP, 1000 without.
+    bins: int | None = Field(default=None, ge=2, le=1000)
+    #: With DP: the Gaussian noise of the released feature importance, relative to its L2
+    #: sensitivity ``importance_clip`` (one row's vector of loss increases, clipped).
+    importance_noise_multiplier: float = Field(default=3.0, gt=0.0)
+    importance_clip: float = Field(default=1.0, gt=0.0)
 
 
 class ReleaseSpec(_Spec):

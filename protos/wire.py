@@ -28,6 +28,8 @@ PAYLOAD_RECORD, PAYLOAD_ARRAY = "tessera", "payload"
 #: and the number of shuffles.
 IMPORTANCE_AUC_PREFIX, IMPORTANCE_LOG_LOSS_PREFIX = "importance_auc:", "importance_log_loss:"
 IMPORTANCE_N, IMPORTANCE_REPEATS = "importance_n", "importance_repeats"
+#: The answering site's epsilon for the study so far, in an importance reply (DP only).
+IMPORTANCE_EPSILON = "epsilon_study"
 
 #: Wire names of task and envelope kinds (records, events and logs use these words).
 TASK_NAMES: dict[int, str] = {

@@ -89,15 +89,24 @@ def render_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
         save(fig, "fairness.png")
 
     importance = result.get("feature_importance") or {}
-    ranked = [(name, float(v["auc_drop"])) for name, v in ranked_importance(importance)
-              if isinstance(v.get("auc_drop"), int | float)]
+    entries = ranked_importance(importance)
+    # Permutation importance carries AUC drops; the differentially private release carries
+    # only (noisy) log-loss rises when a feature is replaced by its federation mean.
+    key = "auc_drop" if any(isinstance(v.get("auc_drop"), int | float)
+                            for _, v in entries) else "log_loss_increase"
+    ranked = [(name, float(v[key])) for name, v in entries
+              if isinstance(v.get(key), int | float)]
     if ranked:
         names = [name for name, _ in ranked][::-1]  # most important at the top
         drops = [drop for _, drop in ranked][::-1]
         fig, ax = plt.subplots(figsize=(6, max(2.5, 0.35 * len(names) + 1.2)))
         ax.barh(names, drops, color=["tab:blue" if d >= 0 else "tab:grey" for d in drops])
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set(xlabel="Mean drop in AUC when the feature is shuffled",
-               title="Feature importance (federated permutation)")
+        if key == "auc_drop":
+            ax.set(xlabel="Mean drop in AUC when the feature is shuffled",
+                   title="Feature importance (federated permutation)")
+        else:
+            ax.set(xlabel="Rise in log loss when the feature is set to its mean (noisy)",
+                   title="Feature importance (federated, differentially private)")
         save(fig, "importance.png")
     return written

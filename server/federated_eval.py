@@ -6,12 +6,15 @@ in the plan's fixed layout; the coordinator checks them like model updates and a
 the sum itself, requires at least the plan's minimum sites, and returns rounded, merged
 counts, so the coordinator only ever sees counts summed over several sites. With HE off,
 sites send plaintext counts (small cells already merged), which the coordinator sums itself
-and also turns into a per-site breakdown.
+and also turns into a per-site breakdown. Under DP the counts are noisy (privacy/
+dp_evaluation.py): negative cells come as zero, and the coordinator sets the summed cells
+below 1.5 times the summed noise to zero before any metric is derived.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +22,10 @@ import numpy as np
 from flwr.serverapp import Grid
 
 from common.errors import ErrorCode, TesseraError
+from common.eval_counts import HeldOutCounts
+from common.eval_partition import map_partition
 from common.evaluation import summarise
+from privacy.dp_evaluation import suppress, suppression_floor
 from protos.tessera.v1 import agent_pb2
 from server.collect import Collected, Contributions, Refusal, collect
 from server.envelopes import contribution_set
@@ -47,11 +53,14 @@ def headline(summary: dict[str, Any]) -> dict[str, Any]:
     return {key: summary.get(key) for key in HEADLINE}
 
 
-def sum_counts(counts: list[agent_pb2.EvalCounts]) -> dict[str, Any] | None:
+def sum_counts(counts: list[agent_pb2.EvalCounts], *,
+               floor: float | None = None) -> dict[str, Any] | None:
     """Metrics of the union of the sites' held-out splits, from summed counts only.
 
     Groups without any row (a declared category no site has, or one a site suppressed) are
-    left out of the fairness report: they have no rates.
+    left out of the fairness report: they have no rates. ``floor`` (noisy DP counts in
+    plaintext): the summed group cells below it are set to zero and everything else is
+    derived from the remaining cells (privacy/dp_evaluation.py).
     """
     totals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for item in counts:
@@ -63,14 +72,20 @@ def sum_counts(counts: list[agent_pb2.EvalCounts]) -> dict[str, Any] | None:
             totals[hist.group] = (pos, neg)
     if "" not in totals:
         return None
+    log_loss_sum = float(sum(c.log_loss_sum for c in counts))
+    brier_sum = float(sum(c.brier_sum for c in counts))
+    n = int(sum(c.n for c in counts))
+    if floor is not None:
+        groups_ = tuple(totals)
+        summed = HeldOutCounts(bins=len(totals[""][0]), histograms=totals,
+                               log_loss_sum=log_loss_sum, brier_sum=brier_sum, n=n)
+        cleaned = map_partition(summed, groups_, lambda cells: suppress(cells, floor=floor))
+        totals = dict(cleaned.histograms)
+        log_loss_sum, brier_sum, n = cleaned.log_loss_sum, cleaned.brier_sum, cleaned.n
     pos, neg = totals.pop("")
     groups = {g: h for g, h in totals.items() if h[0].sum() + h[1].sum() > 0}
-    summary = summarise(
-        pos, neg, groups=groups or None,
-        log_loss_sum=float(sum(c.log_loss_sum for c in counts)),
-        brier_sum=float(sum(c.brier_sum for c in counts)),
-        n=int(sum(c.n for c in counts)),
-    )
+    summary = summarise(pos, neg, groups=groups or None, log_loss_sum=log_loss_sum,
+                        brier_sum=brier_sum, n=n)
     summary["sites"] = len(counts)
     return summary
 
@@ -82,27 +97,49 @@ def evaluate_round(grid: Grid, run: StudyRun, round_: int, replies: list[Reply])
     contributions = Contributions(run.eval_expectation(round_), run.guard, run.signing_keys,
                                   run.evaluation_context) if encrypted else None
     got = collect(replies, run.evaluators, contributions=contributions)
+    for site, reply in got.accepted:
+        run.note_epsilon(site, reply.metrics)
     out.bytes_up = dict(got.bytes_up)
     out.problems = got.refusals_json() + got.rejections_json()
     if encrypted:
         _encrypted(grid, run, round_, got, out)
     else:
-        _plaintext(got, out)
+        _plaintext(run, got, out)
     return out
 
 
-def _plaintext(got: Collected, out: EvalRound) -> None:
+def plaintext_floor(run: StudyRun, contributors: int) -> float | None:
+    """Under DP, the cells of ``contributors`` sites' summed plaintext counts worth keeping."""
+    if not run.plan.privacy.dp or contributors < 1:
+        return None
+    return suppression_floor(noise_multiplier=run.plan.evaluation_policy.noise_multiplier,
+                             contributors=contributors)
+
+
+def _plaintext(run: StudyRun, got: Collected, out: EvalRound) -> None:
     usable = [(site, reply) for site, reply in got.accepted if reply.HasField("counts")]
     out.contributors = [site for site, _ in usable]
-    out.summary = sum_counts([reply.counts for _, reply in usable])
+    out.summary = sum_counts([reply.counts for _, reply in usable],
+                             floor=plaintext_floor(run, len(usable)))
     if out.summary is None:
         return
     per_site: dict[str, Any] = {}
     for site, reply in usable:
-        own = sum_counts([reply.counts])
+        own = sum_counts([reply.counts], floor=plaintext_floor(run, 1))
         if own is not None:
             per_site[site] = headline(own)
     out.summary["per_site"] = per_site
+    _note_noise(run, out.summary, len(usable))
+
+
+def _note_noise(run: StudyRun, summary: dict[str, Any], contributors: int) -> None:
+    """Under DP, say how noisy the summed cells behind the metrics are."""
+    floor = plaintext_floor(run, contributors)
+    if floor is not None:
+        z = run.plan.evaluation_policy.noise_multiplier
+        summary["dp_noise"] = {"noise_multiplier": z, "sites": contributors,
+                               "cell_std": z * math.sqrt(contributors),
+                               "suppressed_below": floor}
 
 
 def _encrypted(grid: Grid, run: StudyRun, round_: int, got: Collected, out: EvalRound) -> None:
@@ -123,6 +160,7 @@ def _encrypted(grid: Grid, run: StudyRun, round_: int, got: Collected, out: Eval
     if out.summary is not None:
         out.summary["sites"] = len(got.envelopes)
         out.summary["per_site"] = None  # not available to the coordinator by design
+        _note_noise(run, out.summary, len(got.envelopes))
 
 
 def open_summed_counts(grid: Grid, run: StudyRun, round_: int, examples: int,
@@ -136,7 +174,10 @@ def open_summed_counts(grid: Grid, run: StudyRun, round_: int, examples: int,
         req = run.request(site, agent_pb2.TASK_OPEN_COUNTS, round_, counts=round_)
         replies, _ = run.send(grid, {node: req}, names=run.evaluators)
         reply = replies[0].reply if replies else None
-        if reply is not None and reply.ok and reply.counts.n == examples:
+        # Under DP the opened counts are cleaned of cells below their noise, so their row
+        # count is not the signed one.
+        covered = run.plan.privacy.dp or (reply is not None and reply.counts.n == examples)
+        if reply is not None and reply.ok and covered:
             run.recorder.event("counts_opened", round=round_, site=site,
                                contributors=len(run.sets[(agent_pb2.ENVELOPE_EVAL, round_)]
                                                 .envelopes))

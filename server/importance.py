@@ -28,6 +28,7 @@ from common.errors import ErrorCode, TesseraError
 from protos.tessera.v1 import agent_pb2
 from protos.wire import (
     IMPORTANCE_AUC_PREFIX,
+    IMPORTANCE_EPSILON,
     IMPORTANCE_LOG_LOSS_PREFIX,
     IMPORTANCE_N,
     IMPORTANCE_REPEATS,
@@ -61,7 +62,7 @@ def parse_site_importance(site: str, metrics: Mapping[str, float],
     n = metrics.get(N_KEY)
     if n is None or n < 1 or n != int(n):
         raise _bad(site, f"'{N_KEY}' must be a positive whole number")
-    known = {N_KEY, REPEATS_KEY, *(AUC_KEY + f for f in features),
+    known = {N_KEY, REPEATS_KEY, IMPORTANCE_EPSILON, *(AUC_KEY + f for f in features),
              *(LOG_LOSS_KEY + f for f in features)}
     if unknown := sorted(set(metrics) - known):
         raise _bad(site, f"unexpected key(s): {', '.join(unknown)}")
@@ -118,6 +119,7 @@ def federated_importance(grid: Grid, run: StudyRun) -> dict[str, dict[str, Any]]
     accepted: list[SiteImportance] = []
     refused = got.refusals_json() + got.rejections_json()
     for site, reply in got.accepted:
+        run.note_epsilon(site, reply.metrics)
         try:
             accepted.append(parse_site_importance(site, dict(reply.metrics), features))
         except TesseraError as err:

@@ -38,9 +38,9 @@ LIMITATIONS = (
     "stated epsilon and delta.",
     "The sites' data may differ from the population where the model would be deployed "
     "(case mix, measurement practice, time period); performance there is unknown.",
-    "Feature importance is permutation importance on small held-out splits: it describes "
-    "what this model relies on, not causes, and correlated features share (and can hide) "
-    "each other's importance.",
+    "Feature importance is measured on small held-out splits (with DP, through noise): it "
+    "describes what this model relies on, not causes, and correlated features share (and "
+    "can hide) each other's importance.",
 )
 METRICS = ("auc", "accuracy", "f1", "precision", "recall", "specificity", "brier", "log_loss",
            "ece", "average_precision")
@@ -177,12 +177,21 @@ def _importance_blocks(ctx: CardContext) -> list[Block]:
     if not importance:
         return [_text("Feature importance was not computed for this run.")]
     rows = next(iter(importance.values())).get("n")
+    if ctx.plan.privacy.dp:
+        how = (f"Differentially private importance of the final model, released by each "
+               f"site from its held-out rows (about {fmt(rows)} in all) with Gaussian noise "
+               "and summed across sites: how much log loss rises when one feature is set "
+               "to its federation mean. The noise is of the order the plan declares "
+               "([evaluation] importance_noise_multiplier), so small differences mean "
+               "nothing. ")
+    else:
+        how = (f"Permutation importance of the final model, measured by each site on its "
+               f"held-out rows ({fmt(rows)} in all) and averaged across sites by row count: "
+               "how much AUC drops and log loss rises when one feature's values are "
+               "shuffled. ")
     blocks = [
-        _text(f"Permutation importance of the final model, measured by each site on its "
-              f"held-out rows ({fmt(rows)} in all) and averaged across sites by row count: "
-              "how much AUC drops and log loss rises when one feature's values are shuffled. "
-              "Most important first; a value near zero (or below) means the model does not "
-              "rely on the feature."),
+        _text(how + "Most important first; a value near zero (or below) means the model "
+              "does not rely on the feature."),
         _table(["Feature", "AUC drop", "Log-loss increase"],
                [[name, fmt(v.get("auc_drop")), fmt(v.get("log_loss_increase"))]
                 for name, v in ranked_importance(importance)])]

@@ -117,8 +117,7 @@ class EncryptedFedAvg(Strategy):
         for site, reply in got.accepted:
             rlog.participating.append(site)
             rlog.site_metrics[site] = dict(reply.metrics)
-            if "epsilon_study" in reply.metrics:
-                self.run.site_epsilon[site] = float(reply.metrics["epsilon_study"])
+            self.run.note_epsilon(site, reply.metrics)
         self.run.require_quorum(len(got.envelopes), f"round {server_round}")
         self.run.sets[(agent_pb2.ENVELOPE_WEIGHTS, server_round)] = contribution_set(
             agent_pb2.ENVELOPE_WEIGHTS, server_round, got.envelopes)

@@ -9,6 +9,7 @@ by reference (its digests); :attr:`StudyRun.delivered` remembers who verified wh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from flwr.app import Message
@@ -16,7 +17,7 @@ from flwr.serverapp import Grid
 
 from common.errors import ErrorCode, TesseraError
 from common.eval_counts import require_fixed_groups, vector_length
-from common.metrics import DEFAULT_BINS
+from common.eval_partition import evaluation_bins
 from common.plan import StudyPlan
 from privacy.signing import SigningKey
 from protos.tessera.v1 import agent_pb2
@@ -128,9 +129,15 @@ class StudyRun:
             primes=len(he.coeff_mod_bit_sizes),
         )
 
+    def note_epsilon(self, site: str, metrics: Mapping[str, float]) -> None:
+        """Keep the study epsilon a site reported with a release (every release spends)."""
+        if "epsilon_study" in metrics:
+            self.site_epsilon[site] = float(metrics["epsilon_study"])
+
     def eval_expectation(self, round_: int) -> Expectation:
         """What a site's encrypted evaluation counts must look like (the plan's layout)."""
-        length = vector_length(require_fixed_groups(self.plan), bins=DEFAULT_BINS)
+        length = vector_length(require_fixed_groups(self.plan),
+                               bins=evaluation_bins(self.plan))
         return self.expectation(agent_pb2.ENVELOPE_EVAL, round_, length)
 
     def require_quorum(self, count: int, what: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tessera.baseline import released_model_check
 from tessera.local_federation import LocalFederation
 
 
@@ -39,6 +40,7 @@ def build_report(fed: LocalFederation, result: dict[str, Any], *, baseline: dict
         "sites": result.get("sites", []),
         "final": result.get("final"),
         "baseline": baseline,
+        "released_model_check": released_model_check(fed, result),
         "model": result.get("model"),
         "kpi_gates": result.get("kpi_gates"),
         "feature_importance": result.get("feature_importance"),

@@ -20,8 +20,8 @@ from client_app.learning.statistics import standardisation_of
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
 from common.eval_counts import require_fixed_groups, vector_layout
+from common.eval_partition import evaluation_bins
 from common.layout import TensorSlot
-from common.metrics import DEFAULT_BINS
 from common.models import build_model, model_to_vector, vector_to_model
 from common.plan import StudyPlan, statistics_length
 from privacy.ckks import CkksParams
@@ -58,9 +58,9 @@ def initial_model(plan: StudyPlan) -> nn.Module:
     return build_model(plan.model, n_features=len(plan.dataset.features), seed=plan.seed)
 
 
-def counts_layout(groups: tuple[str, ...]) -> tuple[TensorSlot, ...]:
-    """Layout of an evaluation-counts contribution."""
-    return tuple(vector_layout(groups, bins=DEFAULT_BINS))
+def counts_layout(plan: StudyPlan, groups: tuple[str, ...]) -> tuple[TensorSlot, ...]:
+    """Layout of an evaluation-counts contribution (the plan's score bins)."""
+    return tuple(vector_layout(groups, bins=evaluation_bins(plan)))
 
 
 @dataclass
@@ -162,7 +162,7 @@ class TaskContext:
 
     def _expect_counts(self, groups: tuple[str, ...]) -> Expected:
         return Expected(kind=agent_pb2.ENVELOPE_EVAL, round=self.round, run_id=self.run_id,
-                        plan_hash=self.plan_hash, layout=counts_layout(groups))
+                        plan_hash=self.plan_hash, layout=counts_layout(self.plan, groups))
 
     def _open(self, contributions: agent_pb2.ContributionSet, expect: Expected,
               what: str) -> VerifiedSum:

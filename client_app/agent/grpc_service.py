@@ -94,10 +94,11 @@ def start_server(agent: SiteAgent, socket_path: Path, *,
 def serve_forever(vault: SiteVault, *, socket_group: str | None = None) -> None:
     """Run the site agent until SIGTERM or SIGINT (``socket_group``: see start_server)."""
     site = vault.site
-    server = start_server(SiteAgent(vault), site.socket_path, socket_group=socket_group)
     stop = threading.Event()
+    # Before the socket exists: whoever sees the socket may already stop the agent cleanly.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    server = start_server(SiteAgent(vault), site.socket_path, socket_group=socket_group)
     log.info("site agent for '%s' listening", site.name)
     stop.wait()
     server.stop(grace=2).wait()

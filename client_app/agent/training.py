@@ -12,20 +12,18 @@ import numpy as np
 from client_app.agent.context import TaskContext, model_layout, stats_layout
 from client_app.agent.envelopes import seal_vector
 from client_app.agent.signing import sign_envelope
+from client_app.agent.spending import check_budget, epsilon_metrics, spend
 from client_app.learning.site_data import standardise
 from client_app.learning.statistics import (
-    planned_releases,
-    statistics_mechanism,
     statistics_release,
 )
 from client_app.learning.training import train_local
 from client_app.store.events import SiteEvent
 from client_app.store.records import ReleaseKind
-from common.errors import ErrorCode, TesseraError
 from common.models import model_to_vector
-from privacy.accounting import DpStep, epsilon_for_history, noise_for_target, plan_sampling
+from privacy.accounting import DpStep, noise_for_target, plan_sampling
 from privacy.ckks import check_headroom
-from privacy.mechanisms import Mechanism
+from privacy.release_plan import planned_releases, statistics_mechanism
 from protos.tessera.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -60,14 +58,11 @@ def stats(ctx: TaskContext) -> agent_pb2.TaskReply:
     if mechanism is not None:
         # The run must fit as a whole: no statistics are spent on a run whose rounds the
         # site could not afford afterwards.
-        _check_budget(ctx, mechanism, _planned_training(ctx),
-                      what="this run (its statistics and every planned round)")
+        check_budget(ctx, *planned_releases(ctx.plan), _planned_training(ctx),
+                     what="this run (its statistics, evaluations and every planned round)")
     values = statistics_release(ctx.plan, split.train)
     if mechanism is not None:
-        ctx.store.record_release(
-            mechanism=mechanism, kind=ReleaseKind.STATISTICS, plan_hash=ctx.plan_hash,
-            study=ctx.plan.name, run_id=ctx.run_id, round=0, dataset_id=split.dataset_id,
-            dataset_version=split.dataset_version)
+        spend(ctx, mechanism, kind=ReleaseKind.STATISTICS, what="the statistics")
     env = _sealed(ctx, kind=agent_pb2.ENVELOPE_STATS, values=values,
                   examples=len(split.train.y), layout=stats_layout(ctx.plan), round_=0)
     ctx.store.record_event(SiteEvent.STATS_SENT, plan_hash=ctx.plan_hash,
@@ -89,7 +84,7 @@ def train(ctx: TaskContext) -> agent_pb2.TaskReply:
     noise = 0.0
     if plan.privacy.dp:
         noise = _planned_training(ctx).noise_multiplier
-        _check_budget(ctx, DpStep(noise, sample_rate, steps), what=f"round {round_}")
+        check_budget(ctx, DpStep(noise, sample_rate, steps), what=f"round {round_}")
     outcome = train_local(
         model, X, split.train.y.astype(np.float64), epochs=plan.training.local_epochs,
         batch_size=plan.training.batch_size, learning_rate=plan.training.learning_rate,
@@ -115,18 +110,10 @@ def train(ctx: TaskContext) -> agent_pb2.TaskReply:
 
 def _record(ctx: TaskContext, *, noise: float, sample_rate: float,
             steps: int) -> dict[str, float]:
-    split, plan = ctx.split, ctx.plan
-    entry = ctx.store.record_release(
-        mechanism=DpStep(noise, sample_rate, steps), kind=ReleaseKind.DP_SGD,
-        plan_hash=ctx.plan_hash, study=plan.name, run_id=ctx.run_id, round=ctx.round,
-        dataset_id=split.dataset_id, dataset_version=split.dataset_version,
-    )
-    # This study's releases on the dataset, at the site's delta like every ledger figure.
-    study = [e.mechanism for e in ctx.store.ledger(dataset_id=split.dataset_id)
-             if e.plan_hash == ctx.plan_hash]
-    return {"epsilon": entry.epsilon, "epsilon_cumulative": entry.epsilon_cumulative,
-            "epsilon_study": epsilon_for_history(study, delta=entry.delta),
-            "noise_multiplier": noise, "sample_rate": sample_rate}
+    entry = spend(ctx, DpStep(noise, sample_rate, steps), kind=ReleaseKind.DP_SGD,
+                  what=f"round {ctx.round}")
+    return {**epsilon_metrics(ctx, entry), "noise_multiplier": noise,
+            "sample_rate": sample_rate}
 
 
 def _planned_training(ctx: TaskContext) -> DpStep:
@@ -141,17 +128,3 @@ def _planned_training(ctx: TaskContext) -> DpStep:
                              delta=plan.privacy.delta, sample_rate=sample_rate, steps=total,
                              extra=planned_releases(plan))
     return DpStep(noise, sample_rate, total)
-
-
-def _check_budget(ctx: TaskContext, *mechanisms: Mechanism, what: str) -> None:
-    split, store = ctx.split, ctx.store
-    check = store.check_release(split.dataset_id, list(mechanisms))
-    if not check.allowed:
-        store.record_event(SiteEvent.BUDGET_REFUSAL, plan_hash=ctx.plan_hash,
-                           details={"round": ctx.round, "projected": check.projected,
-                                    "ceiling": check.ceiling, "delta": check.delta})
-        raise TesseraError(
-            ErrorCode.BUDGET_EXCEEDED,
-            f"{what} would raise cumulative epsilon for dataset "
-            f"'{split.dataset_id}' to {check.projected:.3f} (at this site's delta "
-            f"{check.delta:.3g}), above this site's ceiling {check.ceiling:.3f}")

@@ -27,6 +27,7 @@ from client_app.store.site_store import SiteStore
 from client_app.store.tables import ApprovalRow, StudyPlanRow
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, parse_plan, plan_hash, plan_to_toml
+from privacy.release_plan import budget_split
 
 PLAN_SOURCES = ("file", "coordinator")
 DECISIONS = ("approved", "rejected", "revoked")
@@ -58,6 +59,9 @@ class StudySummary:
     kpis: dict[str, float]
     #: The plan's data dictionary, one readable line per described column (may be empty).
     columns: dict[str, str] = field(default_factory=dict)
+    #: The budget split: each release besides DP-SGD and what it costs (empty without DP).
+    budget_split: tuple[str, ...] = ()
+    budget_split_json: dict[str, object] | None = None
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) pairs for display, in review order."""
@@ -74,6 +78,7 @@ class StudySummary:
             ("sensitive column", self.sensitive or "none"),
             ("rounds", f"{self.rounds} ({self.local_epochs} local epoch(s) each)"),
             ("privacy", privacy),
+            *(("budget split", line) for line in self.budget_split),
             ("encryption", "CKKS homomorphic encryption of every update" if self.he_enabled
              else "none: updates travel in plaintext"),
             ("minimum sites", str(self.min_sites)),
@@ -83,8 +88,10 @@ class StudySummary:
         ]
 
     def to_json(self) -> dict[str, object]:
-        return {**self.__dict__, "features": list(self.features), "kpis": dict(self.kpis),
-                "columns": dict(self.columns)}
+        doc = {**self.__dict__, "features": list(self.features), "kpis": dict(self.kpis),
+               "columns": dict(self.columns), "budget_split": self.budget_split_json}
+        doc.pop("budget_split_json")
+        return doc
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,7 @@ def release_policy_text(plan: StudyPlan) -> str:
 
 def summarise(plan: StudyPlan) -> StudySummary:
     """The readable summary of ``plan``."""
+    split = budget_split(plan)
     return StudySummary(
         plan_hash=plan_hash(plan), study=plan.name, description=plan.study.description,
         model=_model_text(plan), features=tuple(plan.dataset.features),
@@ -168,6 +176,8 @@ def summarise(plan: StudyPlan) -> StudySummary:
         kpis=dict(plan.kpis.gates()) if plan.kpis is not None else {},
         columns={name: _column_text(spec)
                  for name, spec in (getattr(plan.dataset, "columns", None) or {}).items()},
+        budget_split=() if split is None else tuple(split.lines()),
+        budget_split_json=None if split is None else split.to_json(),
     )
 
 

@@ -1,4 +1,6 @@
-"""Permutation feature importance of a study's final model, measured on a site's held-out rows.
+"""Feature importance of a study's final model, measured on a site's held-out rows:
+permutation importance (plans without DP) and per-row mean-substitution loss rises (the
+input of the differentially private release, :func:`substitution_rises`).
 
 The site agent's ``importance`` task (:mod:`client_app.agent.evaluation`) hands this module
 the verified final model and the site's standardised held-out split.
@@ -95,3 +97,29 @@ def permutation_importance(model: nn.Module, X: np.ndarray, y: np.ndarray,
         auc_drop[name] = float(np.mean(drops)) if base_auc is not None else None
     return SiteImportance(n=int(X.shape[0]), repeats=repeats, auc=base_auc, log_loss=base_loss,
                           auc_drop=auc_drop, log_loss_increase=loss_rise)
+
+
+def _row_log_loss(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    p = np.clip(scores, EPS, 1.0 - EPS)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def substitution_rises(model: nn.Module, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per row and feature, the rise in the row's log loss when that feature is replaced by
+    the federation mean (0 in the standardised matrix ``X``): shape (rows, features).
+
+    Unlike a permutation, a row's numbers depend on that row alone, which is what lets the
+    differentially private release (privacy/dp_evaluation.py) bound one row's influence.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise TesseraError(ErrorCode.DATA_INVALID,
+                           "importance: X must be (rows, features) with one label per row")
+    base = _row_log_loss(y, predict_scores(model, X))
+    rises = np.empty_like(X)
+    for j in range(X.shape[1]):
+        substituted = X.copy()
+        substituted[:, j] = 0.0
+        rises[:, j] = _row_log_loss(y, predict_scores(model, substituted)) - base
+    return rises

@@ -3,10 +3,10 @@ their sum.
 
 With DP on, the release is the Gaussian mechanism of :mod:`privacy.dp_statistics` over rows
 normalised with the plan's declared feature ranges (every feature needs ``min`` and ``max`` in
-the data dictionary), with the plan's ``[statistics]`` noise multiplier and clip; its
-:func:`statistics_mechanism` is what the ledger records. A plan without DP (a comparison
-mode the site must allow) releases the exact normalised sums, or the raw sums and sums of
-squares when the plan declares no ranges.
+the data dictionary), with the plan's ``[statistics]`` noise multiplier and clip
+(:func:`privacy.release_plan.statistics_mechanism` is what the ledger records). A plan
+without DP (a comparison mode the site must allow) releases the exact normalised sums, or
+the raw sums and sums of squares when the plan declares no ranges.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from privacy.dp_statistics import (
     row_vectors,
     standardisation,
 )
-from privacy.mechanisms import GaussianRelease
 
 
 def declared_ranges(plan: StudyPlan) -> FeatureRanges | None:
@@ -47,20 +46,6 @@ def _ranges(plan: StudyPlan) -> FeatureRanges | None:
                            "study plan: differentially private statistics need a declared "
                            "min and max for every feature (dataset.columns.<name>)")
     return ranges
-
-
-def statistics_mechanism(plan: StudyPlan) -> GaussianRelease | None:
-    """The mechanism one statistics release is, for the ledger (None without DP)."""
-    if not plan.privacy.dp:
-        return None
-    return GaussianRelease(noise_multiplier=plan.statistics_policy.noise_multiplier, count=1)
-
-
-def planned_releases(plan: StudyPlan) -> tuple[GaussianRelease, ...]:
-    """The releases besides DP-SGD that one run of the plan makes at a site, which the
-    training noise is calibrated around so that together they reach the plan's target."""
-    stats = statistics_mechanism(plan)
-    return () if stats is None else (stats,)
 
 
 def statistics_release(plan: StudyPlan, train: TableData) -> np.ndarray:

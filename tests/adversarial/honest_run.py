@@ -93,9 +93,12 @@ class HonestRun:
         return sign_task(req, self.coordinator)
 
 
-def honest_run(root: Path, *, rounds: int = 2) -> HonestRun:
+def honest_run(root: Path, *, rounds: int = 2, dp: bool = True) -> HonestRun:
     """Run an honest HE study (3 sites, ``rounds`` rounds) and keep every exchange."""
-    plan = override(load_plan(bundled_plan_path("breast_cancer")), rounds=rounds)
+    raw = override(load_plan(bundled_plan_path("breast_cancer")), rounds=rounds).model_dump()
+    raw["privacy"]["dp"] = dp
+    raw["evaluation"]["every_round"] = True  # every kind of task in every round
+    plan = StudyPlan.model_validate(raw)
     fed = local_federation.build(root, plan, sites=3, ceilings={}, passphrase=PASS)
     vaults = {s.name: unlock_vault(s, PASS) for s in fed.sites}
     key = SigningKey(

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from client_app.custody.ckks_keys import ckks_params, load_secret_context
+from common.eval_partition import midpoint_sums
 from privacy.ckks import add_encrypted, decrypt_vector, encrypt_vector, generate_keys
 from privacy.flooding import FLOODING_SECURITY_BITS, error_bound, flooding_sigma
 from protos.tessera.v1 import agent_pb2
@@ -54,14 +55,40 @@ def test_released_model_is_flooded_and_rounded(run: HonestRun) -> None:
     assert gap.max() < 8 * sigma + 0.5 * 10**-decimals
 
 
-def test_opened_counts_are_whole_numbers_and_flooded_sums(run: HonestRun) -> None:
+def test_opened_counts_are_whole_numbers_and_derived_sums(run: HonestRun) -> None:
     [opened] = [reply.counts for _, req, reply in run.exchanges
                 if req.kind == agent_pb2.TASK_OPEN_COUNTS and reply.ok]
-    decimals = run.plan.release_policy.decimals
-    for value in (opened.log_loss_sum, opened.brier_sum):
-        assert value * 10**decimals == pytest.approx(round(value * 10**decimals), abs=1e-6)
+    assert run.plan.privacy.dp
     for hist in opened.histograms:  # uint64 on the wire: whole numbers by construction
         assert all(p + q == 0 or p + q >= 10 for p, q in zip(hist.pos, hist.neg, strict=True))
+    # Under DP the decrypted real sums are not released at all: log loss and Brier are
+    # recomputed from the released whole-number histogram, so no decryption error survives.
+    [overall] = [h for h in opened.histograms if h.group == ""]
+    log_loss, brier = midpoint_sums(np.asarray(overall.pos), np.asarray(overall.neg))
+    assert (opened.log_loss_sum, opened.brier_sum) == (log_loss, brier)
+    assert opened.n == sum(overall.pos) + sum(overall.neg)
+
+
+def test_opened_counts_without_dp_are_flooded_and_rounded(tmp_path_factory:
+                                                          pytest.TempPathFactory) -> None:
+    plain = honest_run(tmp_path_factory.mktemp("flood-nodp") / "w", rounds=1, dp=False)
+    [opened] = [reply.counts for _, req, reply in plain.exchanges
+                if req.kind == agent_pb2.TASK_OPEN_COUNTS and reply.ok]
+    decimals = plain.plan.release_policy.decimals
+    for value in (opened.log_loss_sum, opened.brier_sum):
+        assert value * 10**decimals == pytest.approx(round(value * 10**decimals), abs=1e-6)
+    exact = _exact_counts_sums(plain)
+    gaps = np.abs(np.array([opened.log_loss_sum, opened.brier_sum]) - exact)
+    assert gaps.max() > 0  # flooded: not the exact decryption
+
+
+def _exact_counts_sums(run: HonestRun) -> np.ndarray:
+    """The log-loss and Brier sums an unflooded opening of the final counts would carry."""
+    secret = load_secret_context(run.vaults["site-1"], run.fed.plan_hash)
+    cset = run.full_set(agent_pb2.ENVELOPE_EVAL, run.plan.training.rounds)
+    total = add_encrypted(secret, [list(e.ciphertexts) for e in cset.envelopes])
+    length = cset.envelopes[0].layout[-1].offset + 1
+    return decrypt_vector(secret, total, length=length)[-3:-1]
 
 
 @pytest.mark.parametrize("contributors", [1, 3, 10])

@@ -44,7 +44,7 @@ def test_setting_a_gate_changes_the_hash_and_round_trips_through_toml() -> None:
 def test_bundled_studies_set_their_gates() -> None:
     breast = load_plan(bundled_plan_path("breast_cancer")).kpis
     diabetes = load_plan(bundled_plan_path("diabetes")).kpis
-    assert breast is not None and breast.gates() == {"min_auc": 0.95, "max_ece": 0.15}
+    assert breast is not None and breast.gates() == {"min_auc": 0.9, "max_ece": 0.2}
     assert diabetes is not None and diabetes.gates() == {
         "min_auc": 0.65, "max_equalized_odds_difference": 0.5}
 

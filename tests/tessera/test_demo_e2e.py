@@ -61,7 +61,12 @@ def test_demo_completes_an_encrypted_dp_study_on_real_processes(demo_run) -> Non
         assert rnd["seconds"] > 0
         assert all(b > 0 for b in rnd["bytes_up"].values())
         assert all(b > 0 for b in rnd["bytes_down"].values())
-    assert abs(report["final"]["auc"] - report["baseline"]["auc"]) < 0.05
+    # The model is close to the centralised baseline; the federation's own metrics are DP
+    # estimates (noisy cells), so the released model is scored exactly by the launcher.
+    check = report["released_model_check"]
+    assert abs(check["auc"] - report["baseline"]["auc"]) < 0.05
+    assert 0.0 <= report["final"]["auc"] <= 1.0
+    assert report["final"]["dp_noise"]["cell_std"] > 0
     assert report["model"]["sha256"]
     assert (work / "coordinator" / report["model"]["path"]).exists()
 

@@ -14,6 +14,7 @@ from common.plan import bundled_plan_path, load_plan, override
 from protos.tessera.v1 import agent_pb2
 from server.coordinator import run_study
 from tessera import local_federation
+from tessera.baseline import released_model_check
 from tessera.inprocess import InProcessGrid
 
 PASSPHRASE = "correct horse battery staple"
@@ -37,19 +38,27 @@ def _run(tmp_path: Path, *, he: bool = True, ceilings=None, reply_hook=None, rou
 def test_encrypted_study_completes_and_registers_model(tmp_path: Path) -> None:
     fed, _, result = _run(tmp_path)
     assert result["status"] == "completed", result.get("error")
-    assert result["final"]["auc"] > 0.95
+    # The federation's metrics are DP estimates; the launcher scores the model exactly.
+    assert released_model_check(fed, result)["auc"] > 0.95
+    assert result["final"]["dp_noise"]["sites"] == 3
     assert len(result["rounds"]) == 2
     for rnd in result["rounds"]:
         assert sorted(rnd["participating_sites"]) == ["site-1", "site-2", "site-3"]
         assert all(v > 0 for v in rnd["bytes_up"].values())
     for site in result["sites"]:
         assert 0 < site["epsilon_spent"] <= fed.plan.privacy.target_epsilon
-    for site_dir in fed.sites:  # the statistics and every round are releases in the ledger
-        with SiteStore.open(site_dir) as store:
+    for site_dir in fed.sites:  # every release is in the ledger: statistics, every round,
+        with SiteStore.open(site_dir) as store:  # the final evaluation and the importance
             entries = store.ledger()
         kinds = [(e.kind, e.round) for e in entries]
-        assert kinds == [("statistics", 0), ("dp_sgd", 1), ("dp_sgd", 2)]
-        assert entries[0].mechanism.to_json()["mechanism"] == "gaussian"
+        assert kinds == [("statistics", 0), ("dp_sgd", 1), ("dp_sgd", 2),
+                         ("evaluation_counts", 2), ("importance", 2)]
+        gaussian = [e.mechanism.to_json() for e in entries if e.kind != "dp_sgd"]
+        assert [m["mechanism"] for m in gaussian] == ["gaussian"] * 3
+        assert [m["noise_multiplier"] for m in gaussian] == [
+            fed.plan.statistics_policy.noise_multiplier,
+            fed.plan.evaluation_policy.noise_multiplier,
+            fed.plan.evaluation_policy.importance_noise_multiplier]
         assert entries[-1].epsilon_cumulative <= fed.plan.privacy.target_epsilon
     model_file = fed.coordinator_dir / result["model"]["path"]
     doc = json.loads(model_file.read_text())
@@ -97,9 +106,10 @@ def test_replayed_reply_is_rejected_and_round_completes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("he", [False])
 def test_plaintext_pipeline_runs_for_comparison(tmp_path: Path, he: bool) -> None:
-    _, _, result = _run(tmp_path, he=he, rounds=1)
+    fed, _, result = _run(tmp_path, he=he, rounds=1)
     assert result["status"] == "completed", result.get("error")
-    assert result["final"]["auc"] > 0.9
+    assert released_model_check(fed, result)["auc"] > 0.9
+    assert result["final"]["dp_noise"]["sites"] == 3
 
 
 def test_site_that_did_not_approve_the_plan_hash_is_refused(tmp_path: Path) -> None:

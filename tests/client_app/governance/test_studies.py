@@ -71,15 +71,26 @@ def test_summary_names_model_fields_privacy_and_release(site: SiteDir) -> None:
     assert (summary.rounds, summary.local_epochs) == (3, 2)
     assert (summary.dp, summary.target_epsilon, summary.delta) == (True, 3.0, 1e-5)
     assert summary.he_enabled and summary.min_sites == 2
-    assert summary.kpis == {"min_auc": 0.95, "max_ece": 0.15}
+    assert summary.kpis == {"min_auc": 0.9, "max_ece": 0.2}
     assert "at least 2 site(s)" in summary.release_policy
     lines = dict(summary.lines())
     assert lines["model"].startswith("logreg")
     assert "target epsilon 3 at delta 1e-05" in lines["privacy"]
     assert lines["features"].startswith("30: mean_radius, mean_texture")
-    assert lines["KPI gates"] == "max_ece 0.15, min_auc 0.95"
+    assert lines["KPI gates"] == "max_ece 0.2, min_auc 0.9"
     no_dp = summarise(override(plan, he_enabled=False))
     assert "plaintext" in dict(no_dp.lines())["encryption"]
+
+
+def test_summary_shows_the_budget_split_of_every_release() -> None:
+    summary = summarise(load_plan(BREAST))
+    split = [value for label, value in summary.lines() if label == "budget split"]
+    assert [line.split(" (")[0].split(":")[0] for line in split] == [
+        "statistics", "evaluation", "feature importance", "together epsilon 2.143; DP-SGD "
+        "noise is set so that the whole run spends epsilon 3 at delta 1e-05"]
+    doc = summary.to_json()["budget_split"]
+    assert isinstance(doc, dict) and doc["evaluated_rounds"] == 1
+    assert doc["statistics_epsilon"] < doc["releases_epsilon"] < doc["target_epsilon"]
 
 
 def test_diff_lists_changed_fields_against_the_previous_version(site: SiteDir) -> None:
@@ -109,7 +120,7 @@ def test_diff_shows_added_and_removed_fields(site: SiteDir) -> None:
     receive_plan(site, plan_to_toml(v2))
     changes = {c.path: (c.old, c.new) for c in plan_diff(site, plan_hash(v2)).changes}
     assert changes["dataset.sensitive"] == ("(absent)", "mean_area")
-    assert changes["kpis.max_ece"] == ("0.15", "(absent)")
+    assert changes["kpis.max_ece"] == ("0.2", "(absent)")
     assert changes["he.coeff_mod_bit_sizes"] == ("[60, 50, 60]", "[60, 40, 40, 60]")
     assert set(changes) == {"dataset.sensitive", "kpis.max_ece", "he.coeff_mod_bit_sizes"}
 

@@ -1,0 +1,115 @@
+"""The releases one run of a study plan makes at a site besides DP-SGD, and the budget split.
+
+A plan with DP declares the noise of every release it makes (``[statistics]`` and
+``[evaluation]``); each is a Gaussian mechanism (:mod:`privacy.mechanisms`):
+
+- the round-0 federation statistics, once per run (:mod:`privacy.dp_statistics`);
+- the score histograms of the evaluation counts, once per evaluated round: every round with
+  ``every_round``, else the final round only (:mod:`privacy.dp_evaluation`);
+- the feature importance of the final model, once, when the plan asks for it.
+
+:func:`planned_releases` lists them; a site calibrates its DP-SGD noise so that these and
+all planned rounds together spend exactly the plan's target epsilon, which makes the plan's
+declared noise levels its budget split. :func:`budget_split` states that split for the study
+summary a site approves. A leave-one-site-out answer (the left-out site's own counts, in a
+separate run) is one more histogram release, checked against the ceiling when it is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.plan import StudyPlan
+from privacy.accounting import epsilon_for_history
+from privacy.mechanisms import GaussianRelease
+
+
+def statistics_mechanism(plan: StudyPlan) -> GaussianRelease | None:
+    """One statistics release (None without DP)."""
+    if not plan.privacy.dp:
+        return None
+    return GaussianRelease(noise_multiplier=plan.statistics_policy.noise_multiplier, count=1)
+
+
+def counts_mechanism(plan: StudyPlan) -> GaussianRelease | None:
+    """One release of evaluation histograms (None without DP)."""
+    if not plan.privacy.dp:
+        return None
+    return GaussianRelease(noise_multiplier=plan.evaluation_policy.noise_multiplier, count=1)
+
+
+def importance_mechanism(plan: StudyPlan) -> GaussianRelease | None:
+    """One release of feature importance (None without DP)."""
+    if not plan.privacy.dp:
+        return None
+    return GaussianRelease(
+        noise_multiplier=plan.evaluation_policy.importance_noise_multiplier, count=1)
+
+
+def evaluated_rounds(plan: StudyPlan) -> int:
+    """How many rounds of one run are evaluated: all with ``every_round``, else the last."""
+    return plan.training.rounds if plan.evaluation_policy.every_round else 1
+
+
+def planned_releases(plan: StudyPlan) -> tuple[GaussianRelease, ...]:
+    """Every release besides DP-SGD that one run of the plan makes at a site."""
+    releases: list[GaussianRelease] = []
+    stats, counts = statistics_mechanism(plan), counts_mechanism(plan)
+    importance = importance_mechanism(plan)
+    if stats is not None:
+        releases.append(stats)
+    if counts is not None:
+        releases.append(GaussianRelease(counts.noise_multiplier, evaluated_rounds(plan)))
+    if importance is not None and plan.evaluation_policy.importance:
+        releases.append(importance)
+    return tuple(releases)
+
+
+@dataclass(frozen=True)
+class BudgetSplit:
+    """Each part of a run's budget, as the epsilon it would cost alone at the plan's delta,
+    and what the non-training parts cost together; DP-SGD gets the rest of the target."""
+
+    delta: float
+    target: float
+    statistics: float
+    evaluation: float
+    evaluated_rounds: int
+    importance: float | None
+    releases: float
+
+    def lines(self) -> list[str]:
+        """The split in words, one part a line."""
+        out = [f"statistics (round 0): epsilon {self.statistics:.3f} alone",
+               f"evaluation ({self.evaluated_rounds} round(s) of score histograms): "
+               f"epsilon {self.evaluation:.3f} alone"]
+        if self.importance is not None:
+            out.append(f"feature importance: epsilon {self.importance:.3f} alone")
+        out.append(f"together epsilon {self.releases:.3f}; DP-SGD noise is set so that the "
+                   f"whole run spends epsilon {self.target:g} at delta {self.delta:g}")
+        return out
+
+    def to_json(self) -> dict[str, object]:
+        return {"delta": self.delta, "target_epsilon": self.target,
+                "statistics_epsilon": self.statistics, "evaluation_epsilon": self.evaluation,
+                "evaluated_rounds": self.evaluated_rounds,
+                "importance_epsilon": self.importance, "releases_epsilon": self.releases}
+
+
+def budget_split(plan: StudyPlan) -> BudgetSplit | None:
+    """The plan's budget split at its own delta (None without DP)."""
+    stats, counts = statistics_mechanism(plan), counts_mechanism(plan)
+    if stats is None or counts is None:
+        return None
+    delta = plan.privacy.delta
+    rounds = evaluated_rounds(plan)
+    importance = importance_mechanism(plan) if plan.evaluation_policy.importance else None
+    return BudgetSplit(
+        delta=delta, target=plan.privacy.target_epsilon,
+        statistics=epsilon_for_history([stats], delta=delta),
+        evaluation=epsilon_for_history([GaussianRelease(counts.noise_multiplier, rounds)],
+                                       delta=delta),
+        evaluated_rounds=rounds,
+        importance=None if importance is None else epsilon_for_history([importance],
+                                                                       delta=delta),
+        releases=epsilon_for_history(list(planned_releases(plan)), delta=delta))
