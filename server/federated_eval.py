@@ -205,4 +205,9 @@ def request_own_counts(grid: Grid, run: StudyRun, *, site: str, node: int) -> di
     summary = sum_counts([reply.counts])
     if summary is None:
         raise TesseraError(ErrorCode.BAD_ENVELOPE, f"{site} sent no overall counts")
-    return headline(summary)
+    run.note_epsilon(site, reply.metrics)
+    _note_noise(run, summary, 1)  # the site cleaned its own noisy cells
+    out = headline(summary)
+    if "dp_noise" in summary:
+        out["dp_noise"] = summary["dp_noise"]
+    return out

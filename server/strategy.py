@@ -122,6 +122,8 @@ class EncryptedFedAvg(Strategy):
         self.run.sets[(agent_pb2.ENVELOPE_WEIGHTS, server_round)] = contribution_set(
             agent_pb2.ENVELOPE_WEIGHTS, server_round, got.envelopes)
         rlog.aggregation_seconds = time.perf_counter() - started
+        # The round's time so far; an evaluated round extends it to its summed counts.
+        rlog.seconds = time.perf_counter() - self._sent_at.get(server_round, started)
         self.run.recorder.event(
             "round_trained", round=server_round, participating=sorted(rlog.participating),
             refused=rlog.refused, rejected=rlog.rejected, bytes_up=rlog.bytes_up,

@@ -167,3 +167,29 @@ def test_the_auditor_pulled_every_log_over_mutual_tls(demo_run) -> None:
         assert outcome["pulled"] and outcome["verified"], (party, outcome)
         assert outcome["records"] > 0
         assert (work / "auditor" / "pulled" / f"{party}.log").exists()
+
+
+def test_every_release_is_in_the_ledger_and_an_outside_accountant_agrees(
+        demo_run, tmp_path: Path) -> None:
+    work, report, _ = demo_run
+    env = {**os.environ, "TESSERA_SITE_PASSPHRASE": DEMO_PASSPHRASE}
+    script = Path(__file__).resolve().parents[2] / "scripts" / "recompute_epsilon.py"
+    for site in ("site-1", "site-2"):
+        shown = subprocess.run([TESSERA, "site", "budget", "--site-dir",
+                                str(work / "sites" / site), "--json"],
+                               capture_output=True, text=True, timeout=120, env=env, check=False)
+        assert shown.returncode == 0, shown.stderr
+        ledger = json.loads(shown.stdout)
+        kinds = [(e["kind"], e["mechanism"]) for e in ledger["entries"]]
+        assert kinds == [("statistics", "gaussian"),
+                         ("dp_sgd", "poisson_subsampled_gaussian"),
+                         ("dp_sgd", "poisson_subsampled_gaussian"),
+                         ("evaluation_counts", "gaussian"), ("importance", "gaussian")], site
+        path = tmp_path / f"{site}.json"
+        path.write_text(shown.stdout, encoding="utf-8")
+        checked = subprocess.run([sys.executable, str(script), str(path), "--each-entry"],
+                                 capture_output=True, text=True, timeout=300, check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "UNDER-REPORTED" not in checked.stdout
+        spent = {s["name"]: s["epsilon_spent"] for s in report["sites"]}[site]
+        assert spent == pytest.approx(ledger["entries"][-1]["epsilon_cumulative"], abs=1e-9)
