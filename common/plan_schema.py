@@ -266,6 +266,9 @@ class StatisticsSpec(_Spec):
 
     noise_multiplier: float = Field(default=4.0, gt=0.0)
     clip: float | None = Field(default=None, gt=0.0)
+    #: With DP: the Gaussian noise of a site's released row counts (training and held-out
+    #: rows; one row is in one of them: L2 sensitivity 1), drawn once per dataset version.
+    count_noise_multiplier: float = Field(default=8.0, gt=0.0)
 
 
 class StudyPlan(_Spec):

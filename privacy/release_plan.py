@@ -3,6 +3,9 @@
 A plan with DP declares the noise of every release it makes (``[statistics]`` and
 ``[evaluation]``); each is a Gaussian mechanism (:mod:`privacy.mechanisms`):
 
+- the site's row counts (training and held-out rows), once per dataset version and split,
+  reused by later runs (counted here in every run, so a run that reuses them spends a little
+  less than its target);
 - the round-0 federation statistics, once per run (:mod:`privacy.dp_statistics`);
 - the score histograms of the evaluation counts, once per evaluated round: every round with
   ``every_round``, else the final round only (:mod:`privacy.dp_evaluation`);
@@ -31,6 +34,14 @@ def statistics_mechanism(plan: StudyPlan) -> GaussianRelease | None:
     return GaussianRelease(noise_multiplier=plan.statistics_policy.noise_multiplier, count=1)
 
 
+def row_count_mechanism(plan: StudyPlan) -> GaussianRelease | None:
+    """One release of a site's row counts (None without DP)."""
+    if not plan.privacy.dp:
+        return None
+    return GaussianRelease(noise_multiplier=plan.statistics_policy.count_noise_multiplier,
+                           count=1)
+
+
 def counts_mechanism(plan: StudyPlan) -> GaussianRelease | None:
     """One release of evaluation histograms (None without DP)."""
     if not plan.privacy.dp:
@@ -55,7 +66,9 @@ def planned_releases(plan: StudyPlan) -> tuple[GaussianRelease, ...]:
     """Every release besides DP-SGD that one run of the plan makes at a site."""
     releases: list[GaussianRelease] = []
     stats, counts = statistics_mechanism(plan), counts_mechanism(plan)
-    importance = importance_mechanism(plan)
+    importance, rows = importance_mechanism(plan), row_count_mechanism(plan)
+    if rows is not None:
+        releases.append(rows)
     if stats is not None:
         releases.append(stats)
     if counts is not None:
@@ -73,6 +86,7 @@ class BudgetSplit:
     delta: float
     target: float
     statistics: float
+    row_counts: float
     evaluation: float
     evaluated_rounds: int
     importance: float | None
@@ -80,7 +94,8 @@ class BudgetSplit:
 
     def lines(self) -> list[str]:
         """The split in words, one part a line."""
-        out = [f"statistics (round 0): epsilon {self.statistics:.3f} alone",
+        out = [f"row counts (once per dataset version): epsilon {self.row_counts:.3f} alone",
+               f"statistics (round 0): epsilon {self.statistics:.3f} alone",
                f"evaluation ({self.evaluated_rounds} round(s) of score histograms): "
                f"epsilon {self.evaluation:.3f} alone"]
         if self.importance is not None:
@@ -91,7 +106,8 @@ class BudgetSplit:
 
     def to_json(self) -> dict[str, object]:
         return {"delta": self.delta, "target_epsilon": self.target,
-                "statistics_epsilon": self.statistics, "evaluation_epsilon": self.evaluation,
+                "statistics_epsilon": self.statistics, "row_counts_epsilon": self.row_counts,
+                "evaluation_epsilon": self.evaluation,
                 "evaluated_rounds": self.evaluated_rounds,
                 "importance_epsilon": self.importance, "releases_epsilon": self.releases}
 
@@ -99,7 +115,8 @@ class BudgetSplit:
 def budget_split(plan: StudyPlan) -> BudgetSplit | None:
     """The plan's budget split at its own delta (None without DP)."""
     stats, counts = statistics_mechanism(plan), counts_mechanism(plan)
-    if stats is None or counts is None:
+    rows = row_count_mechanism(plan)
+    if stats is None or counts is None or rows is None:
         return None
     delta = plan.privacy.delta
     rounds = evaluated_rounds(plan)
@@ -107,6 +124,7 @@ def budget_split(plan: StudyPlan) -> BudgetSplit | None:
     return BudgetSplit(
         delta=delta, target=plan.privacy.target_epsilon,
         statistics=epsilon_for_history([stats], delta=delta),
+        row_counts=epsilon_for_history([rows], delta=delta),
         evaluation=epsilon_for_history([GaussianRelease(counts.noise_multiplier, rounds)],
                                        delta=delta),
         evaluated_rounds=rounds,

@@ -81,7 +81,9 @@ def _admit_sites(grid: Grid, run: StudyRun, nodes: list[int]) -> list[dict[str, 
         node = next(n for n, s in names.items() if s == site)
         run.trainers[node] = site
         run.evaluators[node] = site
-        run.site_examples[site] = int(reply.metrics["examples_train"])
+        # Without DP the exact count; with DP the released one comes with the statistics
+        # (0 until then: a site that refuses the run releases none).
+        run.site_examples[site] = int(reply.metrics.get("examples_train", 0))
         run.dataset_versions[site] = reply.dataset_version
     refused = got.refusals_json() + got.rejections_json()
     run.recorder.event("sites_admitted", sites=sorted(run.trainers.values()), refused=refused)
@@ -105,6 +107,8 @@ def federation_stats(grid: Grid, run: StudyRun) -> dict[str, Any]:
     rlog.rejected.extend(got.rejections_json())
     rlog.bytes_up.update(got.bytes_up)
     rlog.participating.extend(got.sites)
+    for envelope in got.envelopes:  # each site's (released) training row count
+        run.site_examples[envelope.site] = int(envelope.example_count)
     run.require_quorum(len(got.envelopes), "federation statistics")
     run.sets[(agent_pb2.ENVELOPE_STATS, 0)] = contribution_set(agent_pb2.ENVELOPE_STATS, 0,
                                                                got.envelopes)

@@ -53,10 +53,11 @@ def _hello(ctx: TaskContext) -> agent_pb2.TaskReply:
     split = ctx.split
     ctx.store.record_event(SiteEvent.STUDY_RECEIVED, plan_hash=ctx.plan_hash,
                            details={"run_id": ctx.run_id})
-    return agent_pb2.TaskReply(
-        ok=True, dataset_version=split.public_version,
-        metrics={"examples_train": len(split.train.y), "examples_test": len(split.test.y)},
-    )
+    # Under DP the row counts are a release (client_app/agent/row_counts.py), made with the
+    # statistics once the site knows it can afford the run; without DP they are exact.
+    metrics = {} if ctx.plan.privacy.dp else {
+        "examples_train": float(len(split.train.y)), "examples_test": float(len(split.test.y))}
+    return agent_pb2.TaskReply(ok=True, dataset_version=split.public_version, metrics=metrics)
 
 
 HANDLERS: dict[int, Handler] = {

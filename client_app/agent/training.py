@@ -11,6 +11,7 @@ import numpy as np
 
 from client_app.agent.context import TaskContext, model_layout, stats_layout
 from client_app.agent.envelopes import seal_vector
+from client_app.agent.row_counts import released_rows
 from client_app.agent.signing import sign_envelope
 from client_app.agent.spending import check_budget, epsilon_metrics, spend
 from client_app.learning.site_data import standardise
@@ -56,15 +57,19 @@ def stats(ctx: TaskContext) -> agent_pb2.TaskReply:
     split = ctx.split
     mechanism = statistics_mechanism(ctx.plan)
     if mechanism is not None:
-        # The run must fit as a whole: no statistics are spent on a run whose rounds the
-        # site could not afford afterwards.
-        check_budget(ctx, *planned_releases(ctx.plan), _planned_training(ctx),
+        # The run must fit as a whole: nothing is spent on a run whose rounds the site could
+        # not afford afterwards. (Checked at the exact row count, before any count is
+        # released; the run is calibrated to the plan's target whatever the count, so the
+        # answer hardly depends on it.)
+        check_budget(ctx, *planned_releases(ctx.plan),
+                     _planned_training(ctx, n_train=len(split.train.y)),
                      what="this run (its statistics, evaluations and every planned round)")
+    rows = released_rows(ctx)  # the first run on this data releases them
     values = statistics_release(ctx.plan, split.train)
     if mechanism is not None:
         spend(ctx, mechanism, kind=ReleaseKind.STATISTICS, what="the statistics")
     env = _sealed(ctx, kind=agent_pb2.ENVELOPE_STATS, values=values,
-                  examples=len(split.train.y), layout=stats_layout(ctx.plan), round_=0)
+                  examples=rows.train, layout=stats_layout(ctx.plan), round_=0)
     ctx.store.record_event(SiteEvent.STATS_SENT, plan_hash=ctx.plan_hash,
                            details={"run_id": ctx.run_id, "digest": env.digest})
     return agent_pb2.TaskReply(ok=True, envelope=env)
@@ -78,18 +83,22 @@ def train(ctx: TaskContext) -> agent_pb2.TaskReply:
     mean, std = ctx.standardisation()
     X = standardise(split.train.X, mean, std)
     model, start = ctx.global_model(round_ - 1)
-    n_train = len(split.train.y)
+    if plan.privacy.dp:  # a site over its ceiling says so, whether or not it has counts out
+        check_budget(ctx, _round_at(ctx, n_train=len(split.train.y)), what=f"round {round_}")
+    # The released row count, not the exact one, sets the sample rate, the steps and the
+    # weight: everything the coordinator sees about training follows from released figures.
+    n_train = released_rows(ctx, release=False).train
     sample_rate, steps = plan_sampling(n_train=n_train, batch_size=plan.training.batch_size,
                                        epochs=plan.training.local_epochs)
     noise = 0.0
     if plan.privacy.dp:
-        noise = _planned_training(ctx).noise_multiplier
+        noise = _planned_training(ctx, n_train=n_train).noise_multiplier
         check_budget(ctx, DpStep(noise, sample_rate, steps), what=f"round {round_}")
     outcome = train_local(
         model, X, split.train.y.astype(np.float64), epochs=plan.training.local_epochs,
         batch_size=plan.training.batch_size, learning_rate=plan.training.learning_rate,
         dp=plan.privacy.dp, noise_multiplier=noise, max_grad_norm=plan.privacy.max_grad_norm,
-        seed=secrets.randbits(62),
+        seed=secrets.randbits(62), released_rows=n_train,
     )
     # The training loss is computed from raw data without noise: it stays at the site.
     log.info("round %d trained: %d steps", round_, outcome.steps)
@@ -116,11 +125,19 @@ def _record(ctx: TaskContext, *, noise: float, sample_rate: float,
             "sample_rate": sample_rate}
 
 
-def _planned_training(ctx: TaskContext) -> DpStep:
-    """Every planned DP-SGD step of the run at this site, with the noise set once so that
-    they and the run's other releases together reach the plan's target epsilon."""
+def _round_at(ctx: TaskContext, *, n_train: int) -> DpStep:
+    """One round's DP-SGD steps at the run's noise, for ``n_train`` rows."""
     plan = ctx.plan
-    sample_rate, steps = plan_sampling(n_train=len(ctx.split.train.y),
+    sample_rate, steps = plan_sampling(n_train=n_train, batch_size=plan.training.batch_size,
+                                       epochs=plan.training.local_epochs)
+    return DpStep(_planned_training(ctx, n_train=n_train).noise_multiplier, sample_rate, steps)
+
+
+def _planned_training(ctx: TaskContext, *, n_train: int) -> DpStep:
+    """Every planned DP-SGD step of the run at this site (``n_train`` rows), with the noise
+    set once so that they and the run's other releases together reach the plan's target."""
+    plan = ctx.plan
+    sample_rate, steps = plan_sampling(n_train=n_train,
                                        batch_size=plan.training.batch_size,
                                        epochs=plan.training.local_epochs)
     total = steps * plan.training.rounds

@@ -69,6 +69,7 @@ def train_local(
     seed: int,
     noise_key: bytes | None = None,
     extra_gradients: ExtraGradients | None = None,
+    released_rows: int | None = None,
 ) -> TrainOutcome:
     """Train ``model`` in place on ``(X, y)`` and report what was done.
 
@@ -80,7 +81,9 @@ def train_local(
     ``noise_key`` (DP only) keys the noise and sampling streams; leave it ``None`` in
     production (fresh secret bits per run), pass one only to reproduce a run in a test.
     ``extra_gradients`` (DP only) is the auditing hook of
-    :data:`client_app.learning.dp_sgd.ExtraGradients`.
+    :data:`client_app.learning.dp_sgd.ExtraGradients`. ``released_rows``: the row count the
+    site released (client_app/agent/row_counts.py), which then sets the sample rate, the
+    steps and the mean's denominator instead of the exact count of ``X``.
     """
     _check_model(model)
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
@@ -110,8 +113,12 @@ def train_local(
     features, labels = _tensors(X, y, dtype=parameter.dtype, device=parameter.device)
 
     n_train = int(features.shape[0])
+    if released_rows is not None and (not _is_int(released_rows) or released_rows < 1):
+        raise TesseraError(ErrorCode.CONFIG_INVALID,
+                           f"released_rows: must be an integer >= 1, got {released_rows!r}")
+    shown_rows = n_train if released_rows is None else released_rows
     sample_rate, planned_steps = plan_sampling(
-        n_train=n_train, batch_size=batch_size, epochs=epochs
+        n_train=shown_rows, batch_size=batch_size, epochs=epochs
     )
     loader_seed, model_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
 
@@ -129,6 +136,7 @@ def train_local(
                     labels,
                     sample_rate=sample_rate,
                     steps=planned_steps,
+                    shown_rows=shown_rows,
                     learning_rate=learning_rate,
                     noise_multiplier=noise_multiplier,
                     max_grad_norm=max_grad_norm,
@@ -177,6 +185,7 @@ def _train_dp(
     max_grad_norm: float,
     key: bytes,
     extra_gradients: ExtraGradients | None,
+    shown_rows: int,
 ) -> tuple[int, float, int]:
     """Opacus DP-SGD with Poisson sampling at exactly ``sample_rate`` and secure noise."""
     from opacus.grad_sample.utils import prepare_module
@@ -205,8 +214,9 @@ def _train_dp(
                 torch.optim.SGD(model.parameters(), lr=learning_rate),
                 noise_multiplier=noise_multiplier,
                 max_grad_norm=max_grad_norm,
-                # The mean's denominator: the expected Poisson batch, q * n.
-                expected_batch_size=max(1, round(sample_rate * n_train)),
+                # The mean's denominator: the expected Poisson batch, q * n, with the
+                # released n (a public figure, never the exact count).
+                expected_batch_size=max(1, round(sample_rate * shown_rows)),
                 noise=SecureGaussian(key),
                 extra_gradients=extra_gradients,
             )

@@ -49,6 +49,7 @@ class ReleaseKind(StrEnum):
     EVALUATION_COUNTS = "evaluation_counts"
     IMPORTANCE = "importance"
     LOSO_COUNTS = "loso_counts"
+    ROW_COUNTS = "row_counts"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ def test_a_run_plans_statistics_final_evaluation_and_importance() -> None:
     plan = _plan(every_round=False, importance=True, noise_multiplier=3.0,
                  importance_noise_multiplier=5.0)
     assert planned_releases(plan) == (
+        GaussianRelease(plan.statistics_policy.count_noise_multiplier, 1),
         GaussianRelease(plan.statistics_policy.noise_multiplier, 1),
         GaussianRelease(3.0, 1), GaussianRelease(5.0, 1))
 
@@ -25,9 +26,9 @@ def test_a_run_plans_statistics_final_evaluation_and_importance() -> None:
 def test_every_round_evaluation_pays_once_per_round() -> None:
     plan = _plan(every_round=True, importance=False)
     assert evaluated_rounds(plan) == plan.training.rounds
-    assert planned_releases(plan)[1] == GaussianRelease(
+    assert planned_releases(plan)[2] == GaussianRelease(
         plan.evaluation_policy.noise_multiplier, plan.training.rounds)
-    assert len(planned_releases(plan)) == 2
+    assert len(planned_releases(plan)) == 3
 
 
 def test_no_dp_plans_no_releases() -> None:

@@ -181,7 +181,7 @@ def test_every_release_is_in_the_ledger_and_an_outside_accountant_agrees(
         assert shown.returncode == 0, shown.stderr
         ledger = json.loads(shown.stdout)
         kinds = [(e["kind"], e["mechanism"]) for e in ledger["entries"]]
-        assert kinds == [("statistics", "gaussian"),
+        assert kinds == [("row_counts", "gaussian"), ("statistics", "gaussian"),
                          ("dp_sgd", "poisson_subsampled_gaussian"),
                          ("dp_sgd", "poisson_subsampled_gaussian"),
                          ("evaluation_counts", "gaussian"), ("importance", "gaussian")], site

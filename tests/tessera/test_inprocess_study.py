@@ -51,11 +51,12 @@ def test_encrypted_study_completes_and_registers_model(tmp_path: Path) -> None:
         with SiteStore.open(site_dir) as store:  # the final evaluation and the importance
             entries = store.ledger()
         kinds = [(e.kind, e.round) for e in entries]
-        assert kinds == [("statistics", 0), ("dp_sgd", 1), ("dp_sgd", 2),
+        assert kinds == [("row_counts", 0), ("statistics", 0), ("dp_sgd", 1), ("dp_sgd", 2),
                          ("evaluation_counts", 2), ("importance", 2)]
         gaussian = [e.mechanism.to_json() for e in entries if e.kind != "dp_sgd"]
-        assert [m["mechanism"] for m in gaussian] == ["gaussian"] * 3
+        assert [m["mechanism"] for m in gaussian] == ["gaussian"] * 4
         assert [m["noise_multiplier"] for m in gaussian] == [
+            fed.plan.statistics_policy.count_noise_multiplier,
             fed.plan.statistics_policy.noise_multiplier,
             fed.plan.evaluation_policy.noise_multiplier,
             fed.plan.evaluation_policy.importance_noise_multiplier]
