@@ -92,6 +92,11 @@ class BudgetSplit:
     importance: float | None
     releases: float
 
+    @property
+    def feasible(self) -> bool:
+        """Whether DP-SGD has any budget left once the other releases are paid for."""
+        return self.releases < self.target
+
     def lines(self) -> list[str]:
         """The split in words, one part a line."""
         out = [f"row counts (once per dataset version): epsilon {self.row_counts:.3f} alone",
@@ -100,8 +105,14 @@ class BudgetSplit:
                f"epsilon {self.evaluation:.3f} alone"]
         if self.importance is not None:
             out.append(f"feature importance: epsilon {self.importance:.3f} alone")
-        out.append(f"together epsilon {self.releases:.3f}; DP-SGD noise is set so that the "
-                   f"whole run spends epsilon {self.target:g} at delta {self.delta:g}")
+        if self.feasible:
+            out.append(f"together epsilon {self.releases:.3f}; DP-SGD noise is set so that "
+                       f"the whole run spends epsilon {self.target:g} at delta {self.delta:g}")
+        else:
+            out.append(f"together epsilon {self.releases:.3f}, not below the target "
+                       f"{self.target:g}: no budget is left for training, so every site "
+                       "will refuse this plan (raise [evaluation] noise, evaluate only the "
+                       "final round, or raise the target)")
         return out
 
     def to_json(self) -> dict[str, object]:
@@ -109,7 +120,8 @@ class BudgetSplit:
                 "statistics_epsilon": self.statistics, "row_counts_epsilon": self.row_counts,
                 "evaluation_epsilon": self.evaluation,
                 "evaluated_rounds": self.evaluated_rounds,
-                "importance_epsilon": self.importance, "releases_epsilon": self.releases}
+                "importance_epsilon": self.importance, "releases_epsilon": self.releases,
+                "feasible": self.feasible}
 
 
 def budget_split(plan: StudyPlan) -> BudgetSplit | None:

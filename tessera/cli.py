@@ -138,10 +138,17 @@ def site_gui(
 
 @study_app.command("validate")
 def study_validate(plan: Path) -> None:
-    """Validate a study plan and print its plan hash."""
+    """Validate a study plan, print its privacy budget split and its plan hash."""
+    from privacy.release_plan import budget_split
+
     with cli_boundary():
         parsed = load_plan(plan)
+        split = budget_split(parsed)
+        if split is not None and not split.feasible:
+            raise TesseraError(ErrorCode.PLAN_INVALID, "study plan: " + split.lines()[-1])
     console.print(f"{parsed.name}: valid")
+    for line in split.lines() if split is not None else []:
+        console.print(f"  budget: {line}")
     console.print(plan_hash(parsed))
 
 

@@ -4,9 +4,11 @@ Counts are a release like any other: an adversary who knows every other record l
 an exact count whether one patient is in the dataset. Under DP a site releases its two
 counts with Gaussian noise (one row is in exactly one of them: L2 sensitivity 1; the plan's
 ``[statistics] count_noise_multiplier``), rounded and at least 1, recorded in the ledger as a
-``row_counts`` entry. The noisy counts are drawn once per dataset version, split and count
-(cached in the site store under a digest of those) and reused by every later run, so a
-coordinator cannot spend a site's budget by asking again. Everything the coordinator sees
+``row_counts`` entry. The noisy counts are drawn once per dataset version and split (cached
+in the site store under a digest of those) and reused by every later run, so a coordinator
+cannot spend a site's budget by asking again. Consent changes do not draw again: the few rows
+a withdrawal removes are far inside the noise, and a released count is only ever used as an
+approximate figure (weights, sample rate). Everything the coordinator sees
 that depends on a row count uses the released one: the ``hello`` reply, the example count
 and weight of every contribution, and DP-SGD's sample rate and step count (so the noise,
 sample rate and steps a site reports reveal nothing more).
@@ -39,10 +41,10 @@ class ReleasedRows:
     test: int
 
 
-def _setting_key(ctx: TaskContext, *, train: int, test: int, noise: float) -> str:
+def _setting_key(ctx: TaskContext, *, noise: float) -> str:
     split = ctx.split
     text = "|".join((split.dataset_id, split.dataset_version,
-                     repr(ctx.plan.dataset.test_fraction), str(train), str(test), repr(noise)))
+                     repr(ctx.plan.dataset.test_fraction), repr(noise)))
     return SETTING_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
 
 
@@ -69,7 +71,7 @@ def released_rows(ctx: TaskContext, *, release: bool = True) -> ReleasedRows:
     mechanism = row_count_mechanism(ctx.plan)
     if mechanism is None:
         return ReleasedRows(train=train, test=test)
-    key = _setting_key(ctx, train=train, test=test, noise=mechanism.noise_multiplier)
+    key = _setting_key(ctx, noise=mechanism.noise_multiplier)
     cached = _cached(ctx.store.setting(key))
     if cached is not None:
         return cached

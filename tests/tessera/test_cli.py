@@ -18,6 +18,25 @@ def test_study_validate_prints_the_plan_hash() -> None:
     assert len(result.output.strip().splitlines()[-1]) == 64
 
 
+def test_study_validate_shows_the_budget_split() -> None:
+    result = runner.invoke(app, ["study", "validate", str(bundled_plan_path("breast_cancer"))])
+    budget = [line for line in result.output.splitlines() if "budget:" in line]
+    assert [line.split("budget: ")[1].split(" (")[0].split(":")[0] for line in budget[:-1]] == [
+        "row counts", "statistics", "evaluation", "feature importance"]
+    assert "whole run spends epsilon 3" in " ".join(result.output.split())
+
+
+def test_a_plan_whose_releases_leave_no_training_budget_is_refused(tmp_path: Path) -> None:
+    text = bundled_plan_path("breast_cancer").read_text()
+    greedy = tmp_path / "greedy.toml"
+    greedy.write_text(text.replace("every_round = false", "every_round = true")
+                      .replace("noise_multiplier = 3.0\nimportance", "noise_multiplier = 1.0\nimportance"))
+    result = runner.invoke(app, ["study", "validate", str(greedy)])
+    assert result.exit_code == 2, result.output
+    assert "no budget is left for training" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
 def test_broken_plan_is_refused_naming_the_field(tmp_path: Path) -> None:
     text = bundled_plan_path("breast_cancer").read_text()
     broken = tmp_path / "broken.toml"

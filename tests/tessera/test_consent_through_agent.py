@@ -17,7 +17,7 @@ from client_app.agent.site_agent import SiteAgent
 from client_app.custody.vault import unlock_vault
 from client_app.governance.consent import grant, history, withdraw
 from client_app.store.site_store import SiteStore
-from common.plan import bundled_plan_path, load_plan, override
+from common.plan import StudyPlan, bundled_plan_path, load_plan, override
 from protos.tessera.v1 import agent_pb2
 from server.coordinator import run_study
 from tessera import local_federation
@@ -34,7 +34,11 @@ def _contains(batch: np.ndarray, row: np.ndarray) -> bool:
 def test_withdrawn_patient_leaves_every_batch_from_the_next_round_and_returns_on_grant(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plan = override(load_plan(bundled_plan_path("breast_cancer")), rounds=3, he_enabled=False)
+    raw = override(load_plan(bundled_plan_path("breast_cancer")), rounds=3,
+                   he_enabled=False).model_dump()
+    # An evaluation batch in every round (noisier, so that three fit in the budget).
+    raw["evaluation"].update(every_round=True, noise_multiplier=10.0)
+    plan = StudyPlan.model_validate(raw)
     fed = local_federation.build(tmp_path / "w", plan, sites=2, ceilings={}, passphrase=PASS)
     site_one = fed.sites[0]
     vault = unlock_vault(site_one, PASS)
