@@ -30,7 +30,8 @@ def test_a_plan_whose_releases_leave_no_training_budget_is_refused(tmp_path: Pat
     text = bundled_plan_path("breast_cancer").read_text()
     greedy = tmp_path / "greedy.toml"
     greedy.write_text(text.replace("every_round = false", "every_round = true")
-                      .replace("noise_multiplier = 3.0\nimportance", "noise_multiplier = 1.0\nimportance"))
+                      .replace("noise_multiplier = 3.0\nimportance",
+                               "noise_multiplier = 1.0\nimportance"))
     result = runner.invoke(app, ["study", "validate", str(greedy)])
     assert result.exit_code == 2, result.output
     assert "no budget is left for training" in " ".join(result.output.split())
