@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
 
 from common.errors import ErrorCode, TesseraError
 
@@ -84,12 +85,10 @@ def ks_statistic(reference: np.ndarray | list[float], current: np.ndarray | list
 
 
 def ks_p_value(statistic: float, n: int, m: int) -> float:
-    """Asymptotic two-sided p-value of a KS statistic for samples of sizes ``n`` and ``m``."""
-    if n < 1 or m < 1 or not 0.0 <= statistic <= 1.0 or not math.isfinite(statistic):
+    """Asymptotic two-sided p-value of a KS statistic for samples of sizes ``n`` and ``m``
+    (scipy's ``ks_2samp(method="asymp")``: Kolmogorov's distribution at the effective size
+    ``n m / (n + m)``)."""
+    if n < 1 or m < 1 or not math.isfinite(statistic) or not 0.0 <= statistic <= 1.0:
         raise TesseraError(ErrorCode.DATA_INVALID, "ks_p_value: needs sizes >= 1 and D in [0, 1]")
-    effective = math.sqrt(n * m / (n + m))
-    lam = (effective + 0.12 + 0.11 / effective) * statistic
-    if lam < 1e-3:
-        return 1.0
-    total = sum(2.0 * (-1) ** (k - 1) * math.exp(-2.0 * (k * lam) ** 2) for k in range(1, 101))
-    return float(min(max(total, 0.0), 1.0))
+    effective = max(1, round(n * m / (n + m)))
+    return float(min(max(stats.kstwo.sf(statistic, effective), 0.0), 1.0))
