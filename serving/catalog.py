@@ -1,11 +1,12 @@
 """The models a running service holds: one ONNX Runtime session per served version.
 
-For each served study the catalog follows the study's release state
-(:mod:`serving.releases`) and keeps the stable version and the candidate loaded; with no
-release state, it serves ``--version`` or the newest promotable version. A version's graph
-is its newest recorded export of the served precision that passed its parity check; a
-version without one is exported (fp32) and the export recorded, as ``tessera model export``
-would. Only promotable models are served unless the service allows unpromotable ones.
+A pinned ``--version`` is served alone, whatever the release state. Otherwise, for each
+served study the catalog follows the study's release state (:mod:`serving.releases`) and
+keeps the stable version and the candidate loaded; with no release state, it serves the
+newest promotable version. A version's graph is its newest recorded export of the served
+precision that passed its parity check; a version without one is exported in that precision
+and the export recorded, as ``tessera model export`` would (an export that fails its parity
+check is not served). Only promotable models are served unless the service allows unpromotable ones.
 The release state is re-read at most every :data:`REFRESH_S` seconds, so a ``promote`` or
 ``rollback`` from the command line reaches a running service within that time.
 """
@@ -131,7 +132,9 @@ class Catalog:
                        updated_at=datetime.now(UTC))
 
     def _load_release(self, study: str) -> Release:
-        release = self.release_store.get(study) or self._default_release(study)
+        pinned = self._version is not None
+        release = (None if pinned else self.release_store.get(study)) \
+            or self._default_release(study)
         self.model(study, release.stable)
         if release.candidate is not None:
             self.model(study, release.candidate)
@@ -145,7 +148,7 @@ class Catalog:
             raise TesseraError(ErrorCode.NOT_FOUND, f"study {study!r} is not served here")
         with self._lock:
             current = self._releases[study]
-            if time.monotonic() - self._checked[study] < REFRESH_S:
+            if self._version is not None or time.monotonic() - self._checked[study] < REFRESH_S:
                 return current
             self._checked[study] = time.monotonic()
             if self.release_store.generation(study) in (current.generation, -1):

@@ -13,12 +13,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from client_app.agent.site_agent import SiteAgent
 from client_app.custody.vault import unlock_vault
-from common.plan import StudyPlan, bundled_plan_path, load_plan, override
+from common.models import build_model, model_to_vector
+from common.plan import ModelSpec, StudyPlan, bundled_plan_path, load_plan, override
 from server.coordinator import run_study
 from server.registry import ModelRegistry, ModelVersion
 from tessera import local_federation
@@ -84,3 +86,27 @@ def raw_rows(study: RegisteredStudy, n: int, *, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.normal(np.asarray(doc["mean"]), np.asarray(doc["std"]),
                       size=(n, len(doc["features"])))
+
+
+def fixed_model_doc(kind: str = "logreg", *, seed: int = 0, study: str = "fixed",
+                    features: int = 30) -> dict[str, Any]:
+    """A deterministic model document (random weights spread so scores cover both classes).
+
+    A model trained under DP differs from run to run; tests whose outcome depends on the exact
+    weights (int8 quantisation error near the 0.5 threshold) use this one.
+    """
+    spec = ModelSpec(kind="logreg") if kind == "logreg" else ModelSpec(kind="mlp", hidden=64,
+                                                                        groups=8)
+    model = build_model(spec, n_features=features, seed=seed)
+    values, layout = model_to_vector(model)
+    values = np.random.default_rng(seed).normal(0.0, 0.3, values.size)
+    rng = np.random.default_rng(seed + 1)
+    return {
+        "format": "tessera-model/1", "study": study, "plan_hash": "b" * 64,
+        "model": spec.model_dump(mode="json"),
+        "features": [f"f{i:02d}" for i in range(features)], "label": "y",
+        "layout": [{"name": s.name, "shape": list(s.shape), "offset": s.offset,
+                    "length": s.length} for s in layout],
+        "values": values.tolist(), "mean": rng.normal(10, 5, features).tolist(),
+        "std": rng.uniform(0.5, 3.0, features).tolist(),
+    }

