@@ -22,7 +22,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/mypy common privacy client_app server gui tessera scripts
+	$(BIN)/mypy common privacy client_app server serving gui tessera scripts
 
 test: install lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -rs

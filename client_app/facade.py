@@ -294,3 +294,12 @@ class SiteOperator:
 def site_name(site_dir: Path) -> str:
     """The name of the site folder at ``site_dir`` (NOT_FOUND if it is not initialised)."""
     return open_site_dir(site_dir).name
+
+
+def drift_report(operator: SiteOperator, *, model: str | None = None) -> dict[str, object]:
+    """Drift of the site's newest dataset version against a kept model's training version
+    (:mod:`client_app.learning.drift`), as JSON-ready statistics (no patient data)."""
+    from client_app.learning.drift import drift_report as measure
+
+    operator.require("gui drift.view")
+    return measure(operator.vault, model=model).to_json()

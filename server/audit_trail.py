@@ -62,3 +62,17 @@ def record_run(coordinator: Path, result: dict[str, Any]) -> int:
                       "error": result.get("error")})
     log.checkpoint()
     return count
+
+
+def record_event(coordinator: Path, event: str, *, actor: str, details: dict[str, Any],
+                 plan_hash: str | None = None) -> bool:
+    """Append one coordinator action (e.g. a model release) and sign a checkpoint.
+
+    Returns False when the coordinator keeps no log (an unprovisioned development folder).
+    """
+    log = _open(coordinator)
+    if log is None:
+        return False
+    log.append(event, actor=actor, plan_hash=plan_hash, details=details)
+    log.checkpoint()
+    return True

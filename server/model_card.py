@@ -24,7 +24,7 @@ from common.errors import ErrorCode, TesseraError
 from common.plan import ColumnSpec, StudyPlan, load_plan, plan_hash
 from common.workdir import CoordinatorDir
 from server.card_plots import fmt, ranked_importance, render_plots
-from server.registry import ModelRegistry, ModelVersion
+from server.registry import ModelExport, ModelRegistry, ModelVersion
 
 CAUTION = ("This is a research model trained in a federated study. It is not a medical "
            "device and must not be used for clinical decisions without independent "
@@ -54,6 +54,7 @@ class CardContext:
     result: dict[str, Any]
     plan: StudyPlan
     plots: list[str] = field(default_factory=list)
+    exports: list[ModelExport] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,28 @@ def card_sections(ctx: CardContext) -> list[tuple[str, list[Block]]]:
     sections += [("Feature importance", _importance_blocks(ctx)),
                  ("Leave-one-site-out evaluation", _loso_blocks(ctx)),
                  ("KPI gates", _gate_blocks(ctx)),
+                 ("Exported artefacts", _export_blocks(ctx)),
                  ("Limitations", [Block("bullets", list(LIMITATIONS))])]
     return sections
+
+
+def _export_blocks(ctx: CardContext) -> list[Block]:
+    if not ctx.exports:
+        return [_text("None yet (tessera model export).")]
+
+    def parity(e: ModelExport) -> str:
+        p = e.parity
+        if e.precision == "fp32":
+            diff = p.get("max_abs_diff")
+            return "max |score difference| " + (
+                f"{diff:.2g}" if isinstance(diff, int | float) else "n/a")
+        return (f"label agreement {fmt(p.get('label_agreement'))}, AUC {fmt(p.get('auc_torch'))}"
+                f" -> {fmt(p.get('auc_onnx'))}")
+
+    return [_table(["File", "Format", "Bytes", "sha256", "Parity at export"],
+                   [[e.path, f"{e.format} {e.precision}", str(e.size_bytes), e.sha256,
+                     f"{parity(e)} on {e.parity.get('rows')} {e.parity.get('source')} rows"]
+                    for e in ctx.exports])]
 
 
 def _dictionary_blocks(plan: StudyPlan) -> list[Block]:
@@ -324,12 +345,13 @@ def write_card(coordinator_dir: Path, study: str, version: int,
     with ModelRegistry.open(coordinator_dir) as registry:
         mv = registry.get(study, version)
         registry.load_bytes(mv)  # the model file must match its registered sha256
+        exports = registry.exports(study, version)
     result, plan = _read_result(coordinator_dir, mv), _read_plan(coordinator_dir, mv)
     out = Path(out_dir) if out_dir is not None else (
         CoordinatorDir(coordinator_dir).card_dir(study, version))
     out.mkdir(parents=True, exist_ok=True)
     plots = [p.name for p in render_plots(result, out)]
-    ctx = CardContext(model=mv, result=result, plan=plan, plots=plots)
+    ctx = CardContext(model=mv, result=result, plan=plan, plots=plots, exports=exports)
     (out / "card.md").write_text(card_markdown(ctx), encoding="utf-8")
     (out / "card.html").write_text(card_html(ctx), encoding="utf-8")
     return out

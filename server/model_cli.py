@@ -1,4 +1,4 @@
-"""``tessera model ...``: list, show, card and use the models in a coordinator's registry.
+"""``tessera model ...``: list, show, card, export and use the models in a coordinator's registry.
 
 Commands only translate options into :class:`server.registry.ModelRegistry` and
 :mod:`server.predict` calls and print a summary; errors pass through the one CLI boundary
@@ -16,9 +16,11 @@ import typer
 
 from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError
+from common.files import atomic_write_bytes
 from common.workdir import CoordinatorDir as CoordinatorLayout
 from server.explain import Explanation
 from server.model_card import write_card
+from server.onnx_export import export_onnx
 from server.predict import (
     explain_file,
     parse_model_document,
@@ -45,7 +47,7 @@ def _group() -> None:
     """Registered models: list, show, and score patients with one."""
 
 
-def _registry(coordinator_dir: Path) -> ModelRegistry:
+def open_registry(coordinator_dir: Path) -> ModelRegistry:
     """Open an existing coordinator folder's registry (never creates one by accident)."""
     if not CoordinatorLayout(Path(coordinator_dir)).db_path.is_file():
         raise TesseraError(ErrorCode.NOT_FOUND,
@@ -72,7 +74,7 @@ def list_models(
     as_json: AsJson = False,
 ) -> None:
     """List registered models, oldest first."""
-    with cli_boundary(), _registry(coordinator_dir) as registry:
+    with cli_boundary(), open_registry(coordinator_dir) as registry:
         versions = registry.list(study=study)
     if as_json:
         typer.echo(json.dumps([mv.to_json() for mv in versions], indent=1, sort_keys=True))
@@ -98,7 +100,7 @@ def show(
     as_json: AsJson = False,
 ) -> None:
     """Show one model: hashes, metrics, privacy spent per site, lineage and its inputs."""
-    with cli_boundary(), _registry(coordinator_dir) as registry:
+    with cli_boundary(), open_registry(coordinator_dir) as registry:
         mv = registry.get(study, version)
         doc = parse_model_document(registry.load_bytes(mv))
     details = {**mv.to_json(), "features": doc.get("features"), "label": doc.get("label"),
@@ -150,7 +152,7 @@ def predict(
         except FileNotFoundError:
             raise TesseraError(ErrorCode.NOT_FOUND,
                                f"--input: {input_csv} does not exist") from None
-        with _registry(coordinator_dir) as registry:
+        with open_registry(coordinator_dir) as registry:
             mv = _resolve(registry, study, version)
             doc = parse_model_document(registry.load_bytes(mv))
         explanation: Explanation | None = None
@@ -180,7 +182,53 @@ def card(
 ) -> None:
     """Write a model card (card.md, card.html and PNG plots) for one registered model."""
     with cli_boundary():
-        _registry(coordinator_dir).close()  # a coordinator folder, never created by accident
+        open_registry(coordinator_dir).close()  # a coordinator folder, never created by accident
         folder = write_card(coordinator_dir, study, version, out)
     typer.echo(f"model card for {study} v{version} written to {folder} "
                "(card.md, card.html and plots)")
+
+
+@app.command("export")
+def export(
+    study: Annotated[str, typer.Argument(help="The study name.")],
+    version: Annotated[int, typer.Argument(min=1, help="The model version.")],
+    coordinator_dir: CoordinatorDir,
+    out: Annotated[Path, typer.Option("--out", help="The file to write (e.g. model.onnx).")],
+    format: Annotated[str, typer.Option(
+        "--format", help="The artefact format (only 'onnx').")] = "onnx",
+    quantize: Annotated[str | None, typer.Option(
+        "--quantize", help="'int8': dynamic int8 quantisation of the linear layers.")] = None,
+) -> None:
+    """Export a registered model to ONNX, standardisation included, after a parity check.
+
+    The artefact is written to --out and kept in the registry with its sha256 and the parity
+    check it passed; a failed parity check writes nothing and exits non-zero.
+    """
+    with cli_boundary():
+        if format != "onnx":
+            raise TesseraError(ErrorCode.CONFIG_INVALID, "--format: only 'onnx' is supported")
+        if quantize not in (None, "int8"):
+            raise TesseraError(ErrorCode.CONFIG_INVALID, "--quantize: only 'int8' is supported")
+        if not out.parent.is_dir():
+            raise TesseraError(ErrorCode.NOT_FOUND, f"--out: folder {out.parent} does not exist")
+        if out.is_dir():
+            raise TesseraError(ErrorCode.CONFIG_INVALID, f"--out: {out} is a folder")
+        with open_registry(coordinator_dir) as registry:
+            mv = registry.get(study, version)
+            doc = parse_model_document(registry.load_bytes(mv))
+            artefact = export_onnx(doc, quantize="int8" if quantize else None)
+            recorded = registry.record_export(mv, artefact.data,
+                                              precision=quantize or "fp32",
+                                              parity=artefact.parity.to_json())
+        atomic_write_bytes(out, artefact.data)
+    parity = artefact.parity
+    measured = (f"max |score difference| {parity.max_abs_diff:.2g}" if quantize is None else
+                f"label agreement {parity.label_agreement:.4f}, AUC torch "
+                f"{_auc_text(parity.auc_torch)} vs int8 {_auc_text(parity.auc_onnx)}")
+    typer.echo(f"exported {study} v{version} to {out} ({recorded.precision}, "
+               f"{recorded.size_bytes} bytes, sha256 {recorded.sha256})")
+    typer.echo(f"parity on {parity.rows} {parity.source} rows: {measured}: passed")
+
+
+def _auc_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

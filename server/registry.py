@@ -8,6 +8,9 @@ document) with its sha256, training metrics, epsilon per site, lineage and wheth
 promoted (it passed every KPI gate of its plan; if not, the gates' reasons); reading it back
 verifies the hash. ``promotable`` is ``None`` for a model registered before the registry
 recorded it and whose lineage holds no gate outcome.
+Exported artefacts of a model (ONNX fp32 or int8, :mod:`server.onnx_export`) are kept beside
+it (``models/<study>-v<version>.<precision>.onnx``) with their sha256 and the parity check
+they passed; reading one back verifies its hash too.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from common.errors import ErrorCode, TesseraError
 from common.files import PRIVATE_DIR, atomic_write_bytes, ensure_private_file
 from common.sql import SqlStore
 from common.workdir import CoordinatorDir
-from server.migrations import MIGRATIONS_DIR, ModelVersionRow
+from server.migrations import MIGRATIONS_DIR, ModelExportRow, ModelVersionRow
 
+#: Precisions an exported artefact may have.
+EXPORT_PRECISIONS = ("fp32", "int8")
 _STUDY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -56,6 +61,25 @@ class ModelVersion:
     def to_json(self) -> dict[str, object]:
         return {**asdict(self), "at": self.at.isoformat(),
                 "promotion_reasons": list(self.promotion_reasons)}
+
+
+@dataclass(frozen=True)
+class ModelExport:
+    """One exported artefact of a registered model; ``path`` is relative to the folder."""
+
+    id: int
+    at: datetime
+    study: str
+    version: int
+    format: str
+    precision: str
+    sha256: str
+    path: str
+    size_bytes: int
+    parity: dict[str, Any]
+
+    def to_json(self) -> dict[str, object]:
+        return {**asdict(self), "at": self.at.isoformat()}
 
 
 def _json_text(value: object, *, name: str) -> str:
@@ -205,6 +229,49 @@ class ModelRegistry(SqlStore):
             )
         return data
 
+    def record_export(self, mv: ModelVersion, data: bytes, *, precision: str,
+                      parity: dict[str, object], format: str = "onnx") -> ModelExport:
+        """Keep an exported artefact of ``mv`` beside it and record its hash and parity."""
+        if precision not in EXPORT_PRECISIONS:
+            raise TesseraError(ErrorCode.CONFIG_INVALID,
+                               f"precision: must be one of {', '.join(EXPORT_PRECISIONS)}")
+        if format != "onnx":
+            raise TesseraError(ErrorCode.CONFIG_INVALID, "format: only 'onnx' is supported")
+        if not isinstance(data, bytes | bytearray) or not data:
+            raise TesseraError(ErrorCode.DATA_INVALID, "export data must be non-empty bytes")
+        parity_text = _json_text(parity, name="parity")
+        stem = Path(CoordinatorDir.model_file(mv.study, mv.version)).with_suffix("")
+        relative = f"{stem.as_posix()}.{precision}.{format}"
+        with self._transaction(write=True) as session:
+            atomic_write_bytes(self._root / relative, bytes(data))
+            row = ModelExportRow(at=datetime.now(UTC), study=mv.study, version=mv.version,
+                                 format=format, precision=precision,
+                                 sha256=hashlib.sha256(data).hexdigest(), path=relative,
+                                 size_bytes=len(data), parity=parity_text)
+            session.add(row)
+            session.flush()
+            return _model_export(row)
+
+    def exports(self, study: str, version: int) -> builtins.list[ModelExport]:
+        """The exported artefacts of one model, oldest first."""
+        with self._transaction() as session:
+            rows = session.exec(select(ModelExportRow).where(
+                ModelExportRow.study == study, ModelExportRow.version == version,
+            ).order_by(col(ModelExportRow.id))).all()
+            return [_model_export(r) for r in rows]
+
+    def load_export(self, export: ModelExport) -> bytes:
+        """An exported artefact's bytes, after checking them against the recorded sha256."""
+        try:
+            data = (self._root / export.path).read_bytes()
+        except FileNotFoundError as exc:
+            raise TesseraError(ErrorCode.NOT_FOUND,
+                               f"exported file {export.path} is missing") from exc
+        if hashlib.sha256(data).hexdigest() != export.sha256:
+            raise TesseraError(ErrorCode.DATA_INVALID,
+                               f"exported file {export.path} does not match its recorded sha256")
+        return data
+
     def list(self, *, study: str | None = None) -> builtins.list[ModelVersion]:
         """Registered models (all, or of one study), in registration order."""
         query = select(ModelVersionRow)
@@ -213,6 +280,13 @@ class ModelRegistry(SqlStore):
         with self._transaction() as session:
             rows = session.exec(query.order_by(col(ModelVersionRow.id))).all()
             return [_model_version(r) for r in rows]
+
+
+def _model_export(row: ModelExportRow) -> ModelExport:
+    at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=UTC)
+    return ModelExport(id=row.id or 0, at=at, study=row.study, version=row.version,
+                       format=row.format, precision=row.precision, sha256=row.sha256,
+                       path=row.path, size_bytes=row.size_bytes, parity=json.loads(row.parity))
 
 
 def _model_version(row: ModelVersionRow) -> ModelVersion:

@@ -20,7 +20,7 @@ from common.errors import ErrorCode, TesseraError, exit_status
 from common.plan import bundled_plan_path, load_plan, override, plan_hash
 from privacy.passphrase import PASSPHRASE_ENV_VAR
 from server.cli import app as federation_app
-from server.model_cli import app as model_app
+from serving.cli import model_app
 from tessera.access import KIT_ENV_VAR, enforce_on
 from tessera.audit_cli import app as audit_app
 

@@ -14,6 +14,7 @@ from client_app.cli import (
     budget,
     consent,
     datasets,
+    drift,
     evaluation,
     events,
     node,
@@ -82,6 +83,7 @@ vault.register(app)
 datasets.register(app)
 consent.register(app)
 evaluation.register(app)
+drift.register(app)
 studies.register(app)
 node.register(app)
 sharing.register(app)

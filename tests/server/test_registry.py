@@ -45,7 +45,7 @@ def test_migrations_create_the_schema_and_stamp_the_head(tmp_path: Path) -> None
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     assert {"model_versions", "alembic_version"} <= tables
-    assert version == [(head_revision(MIGRATIONS_DIR),)] == [("0002",)]
+    assert version == [(head_revision(MIGRATIONS_DIR),)] == [("0004",)]
 
 
 def test_migrations_describe_exactly_the_models(tmp_path: Path) -> None:

@@ -1,0 +1,51 @@
+"""``tessera site drift``: how far this site's newest data moved from a kept model's data.
+
+The work is :mod:`client_app.learning.drift`'s; the command unlocks the site vault and
+prints statistics only (PSI, KS, mean scores), never patient ids or values.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from client_app.cli.options import JsonOption, SiteDirOption, cells, print_json, site_vault
+from client_app.learning.drift import MAJOR_PSI, MODERATE_PSI, drift_report
+from common.cli_boundary import cli_boundary
+
+
+def drift(
+    site_dir: SiteDirOption, as_json: JsonOption = False,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="A stored model's name (default: the newest).")] = None,
+) -> None:
+    """Per-feature PSI and KS and the score shift: newest dataset version vs the model's."""
+    with cli_boundary():
+        report = drift_report(site_vault(site_dir), model=model)
+    if as_json:
+        print_json(report.to_json())
+        return
+    typer.echo(f"model {report.model} (study {report.study}), dataset {report.dataset}")
+    typer.echo(f"  reference version {report.reference_version[:16]} "
+               f"({report.reference_rows} rows), current {report.current_version[:16]} "
+               f"({report.current_rows} rows)")
+    if report.same_version:
+        typer.echo("  the newest version is the one the model was trained on")
+    typer.echo(f"  scores: PSI {report.score_psi:.4f}  KS {report.score_ks:.4f}  mean "
+               f"{report.mean_score_reference:.4f} -> {report.mean_score_current:.4f}")
+    typer.echo(f"  drift level: {report.level} (PSI > {MODERATE_PSI:g} moderate, "
+               f"> {MAJOR_PSI:g} major)")
+    table = Table(title="Features, largest PSI first")
+    for header in ("feature", "PSI", "KS", "KS p-value"):
+        table.add_column(header)
+    for f in sorted(report.features, key=lambda f: -f.psi):
+        table.add_row(*cells(f.feature, f"{f.psi:.4f}", f"{f.ks:.4f}", f"{f.ks_p_value:.3g}"))
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``drift`` to the site CLI."""
+    app.command("drift")(drift)
