@@ -10,10 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from client_app.agent.grpc_service import serve_forever
 from client_app.cli.main import app as site_app
 from client_app.cli.options import SiteDirOption
-from client_app.node.agent_process import open_agent_vault
 from client_app.node.passphrase_fd import passphrase_from, reexec_without_secret_env
 from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError, exit_status
@@ -80,6 +78,9 @@ def site_agent(
              "run under another account in GROUP; default: this account only (0600).")] = None,
 ) -> None:
     """Run the site agent (the process that owns data, keys and ledger) until stopped."""
+    from client_app.agent.grpc_service import serve_forever
+    from client_app.node.agent_process import open_agent_vault
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     audit = None
     try:
