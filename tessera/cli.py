@@ -19,11 +19,13 @@ from common.plan import bundled_plan_path, load_plan, override, plan_hash
 from privacy.passphrase import PASSPHRASE_ENV_VAR
 from server.cli import app as federation_app
 from server.model_cli import app as model_app
+from tessera import __version__
 from tessera.access import KIT_ENV_VAR, enforce_on
 from tessera.audit_cli import app as audit_app
 
 app = typer.Typer(help="Tessera: federated, privacy-preserving learning for hospitals.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 study_app = typer.Typer(help="Study plans: validate and hash.", no_args_is_help=True)
 app.add_typer(site_app, name="site", help="Site operator commands (run at a hospital).")
 app.add_typer(study_app, name="study")
@@ -35,6 +37,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tessera {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _access(
     ctx: typer.Context,
@@ -42,6 +50,9 @@ def _access(
         "--kit", envvar=KIT_ENV_VAR, show_envvar=True,
         help="Your kit folder (coordinator, site or auditor): who runs the command. "
         "Default: the kit installed in --site-dir.")] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="Print Tessera's version and exit.")] = False,
 ) -> None:
     """Every command checks the access policy (tessera/roles.toml) before it runs."""
     ctx.obj = {"kit": kit}

@@ -1,15 +1,24 @@
-"""The ``tessera`` command starts light: help and version never load the heavy libraries.
+"""The front of the ``tessera`` command: version, help, shell completion, and a light start.
 
-Torch, Opacus, TenSEAL, Qt, Flower and scikit-learn take seconds to import; only the commands
-that train, encrypt, open the app or start processes import them, inside the command. Each
-check runs in a fresh interpreter, so nothing an earlier test imported can hide a regression.
+Help and version never load the heavy libraries: torch, Opacus, TenSEAL, Qt, Flower and
+scikit-learn take seconds to import, so only the commands that train, encrypt, open the app
+or start processes import them, inside the command. Each import check runs in a fresh
+interpreter, so nothing an earlier test imported can hide a regression.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from importlib import metadata
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tessera import __version__
+from tessera.cli import app
 
 HEAVY = ("torch", "opacus", "tenseal", "PySide6", "flwr", "sklearn", "dp_accounting")
 
@@ -66,3 +75,28 @@ def test_the_help_of_every_command_loads_no_heavy_library() -> None:
     assert report["failed"] == []
     assert report["loaded"] == [], (
         f"--help pulled in {report['loaded']}: import them inside the commands that need them")
+
+
+def test_version_comes_from_one_place() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"tessera {__version__}"
+    assert metadata.version("tessera") == __version__  # the package metadata reads the same
+
+
+def test_dash_h_is_help_on_every_level() -> None:
+    for args in (["-h"], ["site", "-h"], ["site", "consent", "-h"], ["study", "validate", "-h"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+        assert "Usage:" in result.output
+
+
+def test_shell_completion_is_offered_and_completes_commands() -> None:
+    assert "--install-completion" in CliRunner().invoke(app, ["--help"]).output
+    tessera = Path(sys.executable).with_name("tessera")
+    env = {**os.environ, "_TESSERA_COMPLETE": "complete_bash",
+           "COMP_WORDS": "tessera site con", "COMP_CWORD": "2"}
+    done = subprocess.run([str(tessera)], env=env, capture_output=True, text=True,
+                          check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["consent"]
