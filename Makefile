@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint protos clean
+.PHONY: install demo test lint protos wheel clean
 
 install: $(STAMP)
 
@@ -30,5 +30,10 @@ test: install lint
 protos: install
 	$(BIN)/python scripts/gen_protos.py
 
+# The installable wheel (dist/tessera-VERSION-py3-none-any.whl); nothing is downloaded.
+wheel: install
+	rm -rf build
+	$(BIN)/python -m pip wheel --no-deps --no-build-isolation --quiet --wheel-dir dist .
+
 clean:
-	rm -rf $(VENV) demo-work .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) demo-work build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache
