@@ -17,6 +17,7 @@ from client_app.cli import (
     evaluation,
     events,
     node,
+    service,
     sharing,
     studies,
     vault,
@@ -84,4 +85,5 @@ consent.register(app)
 evaluation.register(app)
 studies.register(app)
 node.register(app)
+service.register(app)
 sharing.register(app)

@@ -19,12 +19,12 @@ import subprocess
 import sys
 import sysconfig
 import zipfile
-from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from tessera import __version__
+from tests.packaging.environments import recreate_console_scripts
 
 pytestmark = pytest.mark.slow
 
@@ -44,13 +44,6 @@ RESOURCES = (
     "protos/tessera/v1/agent.proto",
     "protos/tessera/v1/audit.proto",
 )
-
-_SCRIPT = """#!{python}
-import sys
-from {module} import {attr}
-sys.exit({call}())
-"""
-
 
 def _run(args: list[str | Path], *, cwd: Path, env: dict[str, str] | None = None,
          timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -84,14 +77,7 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
                         cwd=venv).stdout.strip())
     (purelib / "project_dependencies.pth").write_text(
         sysconfig.get_path("purelib") + "\n", encoding="utf-8")
-    for entry in metadata.distribution("flwr").entry_points:
-        if entry.group == "console_scripts":
-            module, _, attr = entry.value.partition(":")
-            script = venv / "bin" / entry.name
-            script.write_text(_SCRIPT.format(python=python, module=module,
-                                             attr=attr.split(".")[0], call=attr),
-                              encoding="utf-8")
-            script.chmod(0o755)
+    recreate_console_scripts(venv / "bin")
     return venv / "bin"
 
 
