@@ -18,30 +18,31 @@ of the SuperNode's tree runs as the node account; and a two-site study still com
 from __future__ import annotations
 
 import grp
-import json
 import os
 import pwd
 import secrets
 import shlex
 import shutil
 import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
-from client_app.node.accounts import HOME_ROOT
-from client_app.node.commands import agent_command, supernode_command, venv_binary
+from client_app.node.commands import agent_command, supernode_command
 from client_app.node.passphrase_fd import start_with_passphrase
 from common.plan import bundled_plan_path, load_plan, override
 from common.processes import ProcessGroup, flower_env, free_port, port_open
 from tessera import demo, local_federation
-from tessera.progress import ProgressView
 from tests.packaging.environments import shared_environment
+from tests.packaging.processes import (
+    probe,
+    record_accounts,
+    remove_accounts,
+    run_study,
+    scratch_folder,
+    uid_of,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -88,102 +89,33 @@ def _as_unit(path: Path, *, credentials: Path) -> list[str]:
         key, _, value = item.partition("=")
         env[key] = value
     umask = unit.get("UMask", ["0022"])[0]
+    group = grp.getgrnam(unit["Group"][0]).gr_gid
     return ["env", "-i", *(f"{k}={v}" for k, v in env.items()),
-            "setpriv", f"--reuid={user.pw_uid}", f"--regid={grp.getgrnam(unit['Group'][0]).gr_gid}",
+            "setpriv", f"--reuid={user.pw_uid}", f"--regid={group}",
             f"--groups={','.join(map(str, sorted(groups)))}", "--inh-caps=-all",
             *(["--no-new-privs"] if unit.get("NoNewPrivileges") == ["yes"] else []), "--",
             "/bin/sh", "-c", f'umask {umask} && exec "$0" "$@"',
             *_exec_start(unit["ExecStart"][0], credentials)]
 
 
-def _uid(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no Uid line for {pid}")
-
-
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(entry))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def _probe(account: str, reads: dict[str, Path], *, listing: Path, socket: Path) -> dict:
-    """What ``account`` gets when it tries each read, lists a folder and dials the socket."""
-    code = f"""
-import json, os, socket
-out = {{}}
-for name, path in {({k: str(v) for k, v in reads.items()})!r}.items():
-    try:
-        with open(path, "rb") as handle:
-            handle.read(1)
-        out[name] = "read"
-    except OSError as err:
-        out[name] = type(err).__name__
-try:
-    os.listdir({str(listing)!r})
-    out["list the site folder"] = "read"
-except OSError as err:
-    out["list the site folder"] = type(err).__name__
-dial = socket.socket(socket.AF_UNIX)
-try:
-    dial.connect({str(socket)!r})
-    out["agent socket"] = "connected"
-except OSError as err:
-    out["agent socket"] = type(err).__name__
-print(json.dumps(out))
-"""
-    user = pwd.getpwnam(account)
-    done = subprocess.run(
-        ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups",
-         "--inh-caps=-all", "--", sys.executable, "-I", "-c", code],
-        capture_output=True, text=True, timeout=60, check=False, cwd="/")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def base() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="tessera-separated-"))
-    folder.chmod(0o711)  # the node account must reach the agent's socket inside
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def accounts() -> Iterator[None]:
-    yield
-    for account in (SITE_USER, NODE_USER):  # the site account leaves the node group first
-        subprocess.run(["userdel", account], capture_output=True, check=False)
-        shutil.rmtree(HOME_ROOT / account, ignore_errors=True)
-    for group in (SITE_USER, NODE_USER):
-        subprocess.run(["groupdel", group], capture_output=True, check=False)
+    with scratch_folder("tessera-separated-") as folder:
+        yield folder
+    remove_accounts([SITE_USER, NODE_USER])
 
 
 def test_the_node_account_reaches_only_the_socket_and_a_study_completes(
-        base: Path, accounts: None, monkeypatch: pytest.MonkeyPatch) -> None:
+        base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TESSERA_SITE_PASSPHRASE", raising=False)
+    shared = shared_environment(base)
+    if shared is None:
+        pytest.skip("no Python here that other accounts may run")
     plan = override(load_plan(bundled_plan_path("breast_cancer")), rounds=1)
     link_port = free_port()
     fed = local_federation.build(base / "work", plan, sites=2, ceilings={},
                                  passphrase=PASSPHRASE, tls=True, port=link_port)
     separated, plain = fed.sites
-    shared = shared_environment(base)
-    if shared is None:
-        pytest.skip("no Python here that other accounts may run")
     units, node_home = base / "units", base / "node-site-1"
     installed = subprocess.run([
         shared / "python", "-m", "tessera.cli", "site", "install-service",
@@ -206,9 +138,6 @@ def test_the_node_account_reaches_only_the_socket_and_a_study_completes(
     coordinator_home = fed.layout.coordinator.flower_home
     coordinator_env = flower_env(coordinator_home)
     demo._write_flwr_config(coordinator_home, link_port, fed.coordinator_kit)
-    app_dir, run_toml = local_federation.app_folder(fed.coordinator_dir, {
-        "workdir": str(fed.workdir), "plan": str(fed.plan_path), "expected-sites": 2,
-        "custodian": fed.custodian, "round-timeout": 600.0, "loso": False})
     with ProcessGroup(base / "logs", coordinator_env) as procs:
         procs.start("superlink", demo._superlink_args(fed, link_port), cwd=fed.coordinator_dir)
         procs.wait_until(lambda: port_open(link_port), what="the SuperLink", timeout=90,
@@ -228,42 +157,25 @@ def test_the_node_account_reaches_only_the_socket_and_a_study_completes(
 
         socket = separated.socket_path.stat()
         assert (socket.st_mode & 0o777, socket.st_gid) == (0o660, pwd.getpwnam(NODE_USER).pw_gid)
-        assert _uid(agent.popen.pid) == site_uid
-        assert _uid(node.popen.pid) == node_uid
+        assert uid_of(agent.popen.pid) == site_uid
+        assert uid_of(node.popen.pid) == node_uid
         vault_file = next(p for p in separated.keys_dir.iterdir() if p.is_file())
         reads = {"vault": vault_file, "site database": separated.db_path,
                  "node-auth key in the kit": separated.kit_dir / "node-auth.key",
                  "audit log": separated.audit_log,
                  "passphrase credential": credentials / "site-passphrase",
                  "agent environment": Path(f"/proc/{agent.popen.pid}/environ")}
-        as_node = _probe(NODE_USER, reads, listing=separated.root, socket=separated.socket_path)
-        assert as_node == {**dict.fromkeys(reads, "PermissionError"),
-                           "list the site folder": "PermissionError",
-                           "agent socket": "connected"}
-        as_site = _probe(SITE_USER, reads, listing=separated.root,
-                         socket=separated.socket_path)
+        where = {"listing": separated.root, "socket": separated.socket_path,
+                 "python": shared / "python"}
+        assert probe(NODE_USER, reads, **where) == {
+            **dict.fromkeys(reads, "PermissionError"),
+            "list the site folder": "PermissionError", "agent socket": "connected"}
+        as_site = probe(SITE_USER, reads, **where)
         assert as_site["site database"] == as_site["agent environment"] == "read"
 
-        runner = procs.start("flwr-run", [venv_binary("flwr"), "run", str(app_dir), "tessera",
-                                          "--run-config", str(run_toml), "--stream"],
-                             cwd=fed.coordinator_dir, oneshot=True)
-        view = ProgressView(fed.layout.coordinator.runs_dir, Console(quiet=True), rounds=1)
         node_tree: dict[int, int] = {}
-        deadline = time.monotonic() + 900
-        result = None
-        while result is None and time.monotonic() < deadline:
-            for pid in _descendants(node.popen.pid):
-                try:
-                    node_tree[pid] = _uid(pid)
-                except (OSError, AssertionError):
-                    continue
-            result = view.poll()
-            if result is None and runner.popen.poll() not in (None, 0):
-                pytest.fail(f"flwr run failed: {runner.tail()}")
-            procs.check_alive("superlink", "agent-site-1", "agent-site-2",
-                              "supernode-site-1", "supernode-site-2")
-            time.sleep(0.5)
-    assert result is not None, "the study did not finish in time"
+        result = run_study(procs, fed, watch=lambda: record_accounts([node.popen.pid],
+                                                                     node_tree))
     assert result["status"] == "completed", result.get("error")
     assert result["rounds"][0]["participating_sites"] == ["site-1", "site-2"]
     assert node_tree, "the SuperNode started no process during the study"
