@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint protos wheel wheelhouse images clean
+.PHONY: install demo test lint protos wheel wheelhouse images bundle clean
 
 install: $(STAMP)
 
@@ -44,6 +44,12 @@ WHEELHOUSE := packaging/docker/wheelhouse
 wheelhouse: wheel
 	$(BIN)/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) "torch==2.13.0" \
 		dist/tessera-$(VERSION)-py3-none-any.whl
+
+# The desktop app as a PyInstaller one-folder bundle: dist/desktop/tessera-site/.
+bundle: install
+	$(BIN)/python -m pip install --quiet "pyinstaller>=6.10,<7"
+	$(BIN)/pyinstaller --noconfirm --clean --log-level WARN --distpath dist/desktop \
+		--workpath build/desktop packaging/desktop/tessera-site.spec
 
 images: wheelhouse
 	$(CONTAINER_ENGINE) build --target coordinator -t tessera-coordinator:$(VERSION) -t tessera-coordinator:latest packaging/docker
