@@ -57,7 +57,8 @@ def _run(args: list[str | Path], *, cwd: Path, env: dict[str, str] | None = None
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("source") / "tessera"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".*", "build", "dist", "*.egg-info", "__pycache__", "tests", "demo-work", "bench-out"))
+        ".*", "build", "dist", "*.egg-info", "__pycache__", "tests", "demo-work", "bench-out",
+        "wheelhouse"))
     dist = tmp_path_factory.mktemp("dist")
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
           "--quiet", "--wheel-dir", dist, source], cwd=dist)
