@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint protos clean
+.PHONY: install demo test lint protos wheel wheelhouse images bundle clean
 
 install: $(STAMP)
 
@@ -30,5 +30,30 @@ test: install lint
 protos: install
 	$(BIN)/python scripts/gen_protos.py
 
+# The installable wheel (dist/tessera-VERSION-py3-none-any.whl); nothing is downloaded.
+wheel: install
+	rm -rf build
+	$(BIN)/python -m pip wheel --no-deps --no-build-isolation --quiet --wheel-dir dist .
+
+# Every wheel the container images install (from the same index as `make install`), then
+# the coordinator and site images, built offline from it (packaging/docker/).
+CONTAINER_ENGINE ?= docker
+VERSION = $(shell $(BIN)/python -c "import tessera; print(tessera.__version__)")
+WHEELHOUSE := packaging/docker/wheelhouse
+
+wheelhouse: wheel
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) "torch==2.13.0" \
+		dist/tessera-$(VERSION)-py3-none-any.whl
+
+# The desktop app as a PyInstaller one-folder bundle: dist/desktop/tessera-site/.
+bundle: install
+	$(BIN)/python -m pip install --quiet "pyinstaller>=6.10,<7"
+	$(BIN)/pyinstaller --noconfirm --clean --log-level WARN --distpath dist/desktop \
+		--workpath build/desktop packaging/desktop/tessera-site.spec
+
+images: wheelhouse
+	$(CONTAINER_ENGINE) build --target coordinator -t tessera-coordinator:$(VERSION) -t tessera-coordinator:latest packaging/docker
+	$(CONTAINER_ENGINE) build --target site -t tessera-site:$(VERSION) -t tessera-site:latest packaging/docker
+
 clean:
-	rm -rf $(VENV) demo-work .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) demo-work build dist *.egg-info $(WHEELHOUSE) .pytest_cache .ruff_cache .mypy_cache

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,12 @@ __all__ = [
     "ColumnSpec", "DatasetSpec", "EvaluationSpec", "FederationSpec", "HESpec", "KpiSpec",
     "ModelSpec", "PrivacySpec", "ReleaseSpec", "StatisticsSpec", "StudyPlan", "StudySpec",
     "TrainingSpec",
-    "bundled_plan_path", "declared_feature_ranges", "load_plan", "override", "parse_plan",
-    "plan_hash", "plan_to_toml", "statistics_length",
+    "bundled_plan_path", "bundled_plans", "declared_feature_ranges", "load_plan", "override",
+    "parse_plan", "plan_hash", "plan_to_toml", "statistics_length",
 ]
 
-_STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
+#: The study plans shipped with Tessera: package data of ``common`` (``common/studies/*.toml``).
+BUNDLED_STUDIES = "studies"
 
 
 def _describe(error: ValidationError) -> str:
@@ -178,12 +180,25 @@ def statistics_length(plan: StudyPlan) -> int:
     return features if declared_feature_ranges(plan) is not None else 2 * features
 
 
+def _studies_dir() -> Path:
+    folder = resources.files(__name__.rpartition(".")[0]).joinpath(BUNDLED_STUDIES)
+    if not isinstance(folder, Path):  # e.g. imported from a zip archive
+        raise TesseraError(ErrorCode.NOT_FOUND,
+                           "the bundled study plans are not on the file system in this install")
+    return folder
+
+
+def bundled_plans() -> tuple[str, ...]:
+    """Names of the study plans shipped with Tessera (the package's ``studies/*.toml``)."""
+    return tuple(sorted(path.stem for path in _studies_dir().glob("*.toml")))
+
+
 def bundled_plan_path(name: str) -> Path:
-    """Path of a plan shipped in the repository's ``studies/`` folder, by study name."""
-    available = sorted(path.stem for path in _STUDIES_DIR.glob("*.toml"))
+    """Path of a study plan shipped with Tessera (package data), by study name."""
+    available = bundled_plans()
     if name not in available:
         listing = ", ".join(available) or "none"
         raise TesseraError(
             ErrorCode.NOT_FOUND, f"no bundled study plan named {name!r}; available: {listing}"
         )
-    return _STUDIES_DIR / f"{name}.toml"
+    return _studies_dir() / f"{name}.toml"

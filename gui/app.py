@@ -105,7 +105,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--operator", help="Your name, recorded with every decision "
                         "(default: your login name).")
     parser.add_argument("--kit", type=Path, help="Your kit folder (default: the site's).")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="Offscreen: open the site, render every page, exit 0 if all "
+                        f"rendered (passphrase from {PASSPHRASE_ENV_VAR}).")
     args = parser.parse_args(argv)
+    if args.smoke_test:
+        from gui.smoke import run_smoke_test
+
+        sys.exit(run_smoke_test(args.site_dir, policy=default_policy(), kit=args.kit))
     sys.exit(run_app(args.site_dir, kit=args.kit, actor=args.operator))
 
 

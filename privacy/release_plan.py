@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.plan import StudyPlan
-from privacy.accounting import epsilon_for_history
 from privacy.mechanisms import GaussianRelease
 
 
@@ -126,6 +125,8 @@ class BudgetSplit:
 
 def budget_split(plan: StudyPlan) -> BudgetSplit | None:
     """The plan's budget split at its own delta (None without DP)."""
+    from privacy.accounting import epsilon_for_history  # the accountant is a heavy import
+
     stats, counts = statistics_mechanism(plan), counts_mechanism(plan)
     rows = row_count_mechanism(plan)
     if stats is None or counts is None or rows is None:

@@ -17,7 +17,6 @@ from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError
 from common.workdir import CoordinatorDir
 from privacy.manifest import MANIFEST_FILE, load_manifest
-from server.he_context import import_evaluation_package
 from server.provisioning import DEFAULT_PORT, init_federation
 
 app = typer.Typer(
@@ -88,6 +87,8 @@ def he_context(
         "--coordinator-dir", help="The coordinator folder the ServerApp reads.")],
 ) -> None:
     """Import a study's add-only CKKS context after checking the custodian's signature."""
+    from server.he_context import import_evaluation_package
+
     with cli_boundary("cannot read or store the package"):
         manifest = load_manifest(kit / MANIFEST_FILE)
         path = import_evaluation_package(CoordinatorDir(coordinator_dir).he_dir,

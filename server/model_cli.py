@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,16 +18,11 @@ from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError
 from common.files import atomic_write_bytes
 from common.workdir import CoordinatorDir as CoordinatorLayout
-from server.explain import Explanation
 from server.model_card import write_card
-from server.onnx_export import export_onnx
-from server.predict import (
-    explain_file,
-    parse_model_document,
-    predict_file,
-    write_predictions,
-)
 from server.registry import ModelRegistry, ModelVersion
+
+if TYPE_CHECKING:
+    from server.explain import Explanation
 
 app = typer.Typer(
     name="model",
@@ -100,6 +95,8 @@ def show(
     as_json: AsJson = False,
 ) -> None:
     """Show one model: hashes, metrics, privacy spent per site, lineage and its inputs."""
+    from server.predict import parse_model_document
+
     with cli_boundary(), open_registry(coordinator_dir) as registry:
         mv = registry.get(study, version)
         doc = parse_model_document(registry.load_bytes(mv))
@@ -140,6 +137,8 @@ def predict(
         "(relative to the average patient) and the top 3 features.")] = False,
 ) -> None:
     """Score patients with a registered model; writes nothing unless every row is valid."""
+    from server.predict import explain_file, parse_model_document, predict_file, write_predictions
+
     with cli_boundary():
         if input_csv.resolve() == output_csv.resolve():
             raise TesseraError(ErrorCode.CONFIG_INVALID,
@@ -204,6 +203,9 @@ def export(
     The artefact is written to --out and kept in the registry with its sha256 and the parity
     check it passed; a failed parity check writes nothing and exits non-zero.
     """
+    from server.onnx_export import export_onnx
+    from server.predict import parse_model_document
+
     with cli_boundary():
         if format != "onnx":
             raise TesseraError(ErrorCode.CONFIG_INVALID, "--format: only 'onnx' is supported")

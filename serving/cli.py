@@ -23,7 +23,6 @@ from privacy.manifest import KIT_FILE
 from server.model_cli import CoordinatorDir, open_registry
 from server.model_cli import app as model_app
 from server.registry import ModelRegistry, ModelVersion
-from serving.catalog import load_version
 from serving.releases import (
     DEFAULT_MAX_ERROR_RATE,
     DEFAULT_MAX_SCORE_PSI,
@@ -204,6 +203,8 @@ def release(
                                        "to keep as the stable one (--stable V)")
                 base = others[-1]
             _version(registry, study, base, allow=allow_unpromotable)
+            from serving.catalog import load_version  # ONNX Runtime: only when run
+
             load_version(registry, mv, precision="fp32")  # exported and checked before traffic
             state = store.start(study, stable=base, candidate=candidate,
                                 mode="canary" if canary else "blue_green",

@@ -10,10 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from client_app.agent.grpc_service import serve_forever
 from client_app.cli.main import app as site_app
 from client_app.cli.options import SiteDirOption
-from client_app.node.agent_process import open_agent_vault
 from client_app.node.passphrase_fd import passphrase_from, reexec_without_secret_env
 from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError, exit_status
@@ -21,11 +19,13 @@ from common.plan import bundled_plan_path, load_plan, override, plan_hash
 from privacy.passphrase import PASSPHRASE_ENV_VAR
 from server.cli import app as federation_app
 from serving.cli import model_app
+from tessera import __version__
 from tessera.access import KIT_ENV_VAR, enforce_on
 from tessera.audit_cli import app as audit_app
 
 app = typer.Typer(help="Tessera: federated, privacy-preserving learning for hospitals.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 study_app = typer.Typer(help="Study plans: validate and hash.", no_args_is_help=True)
 app.add_typer(site_app, name="site", help="Site operator commands (run at a hospital).")
 app.add_typer(study_app, name="study")
@@ -37,6 +37,12 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tessera {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _access(
     ctx: typer.Context,
@@ -44,6 +50,9 @@ def _access(
         "--kit", envvar=KIT_ENV_VAR, show_envvar=True,
         help="Your kit folder (coordinator, site or auditor): who runs the command. "
         "Default: the kit installed in --site-dir.")] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="Print Tessera's version and exit.")] = False,
 ) -> None:
     """Every command checks the access policy (tessera/roles.toml) before it runs."""
     ctx.obj = {"kit": kit}
@@ -80,6 +89,9 @@ def site_agent(
              "run under another account in GROUP; default: this account only (0600).")] = None,
 ) -> None:
     """Run the site agent (the process that owns data, keys and ledger) until stopped."""
+    from client_app.agent.grpc_service import serve_forever
+    from client_app.node.agent_process import open_agent_vault
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     audit = None
     try:

@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.table import Table
 
 from client_app.cli.options import JsonOption, SiteDirOption, cells, print_json, site_vault
-from client_app.learning.drift import MAJOR_PSI, MODERATE_PSI, drift_report
 from common.cli_boundary import cli_boundary
 
 
@@ -24,6 +23,8 @@ def drift(
 ) -> None:
     """Per-feature PSI and KS and the score shift: newest dataset version vs the model's."""
     with cli_boundary():
+        from client_app.learning.drift import drift_report  # torch: only when run
+
         report = drift_report(site_vault(site_dir), model=model)
     if as_json:
         print_json(report.to_json())
@@ -36,6 +37,8 @@ def drift(
         typer.echo("  the newest version is the one the model was trained on")
     typer.echo(f"  scores: PSI {report.score_psi:.4f}  KS {report.score_ks:.4f}  mean "
                f"{report.mean_score_reference:.4f} -> {report.mean_score_current:.4f}")
+    from client_app.learning.drift import MAJOR_PSI, MODERATE_PSI
+
     typer.echo(f"  drift level: {report.level} (PSI > {MODERATE_PSI:g} moderate, "
                f"> {MAJOR_PSI:g} major)")
     table = Table(title="Features, largest PSI first")

@@ -14,12 +14,13 @@ from rich.console import Console
 from rich.table import Table
 
 from client_app.cli.options import JsonOption, SiteDirOption, cells, print_json, site_vault
-from client_app.learning.local_eval import evaluate_model, stored_models
 from common.cli_boundary import cli_boundary
 
 
 def models(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
     """The final global models kept at this site, newest first."""
+    from client_app.learning.local_eval import stored_models
+
     with cli_boundary():
         kept = stored_models(site_vault(site_dir))
     if as_json:
@@ -44,6 +45,8 @@ def evaluate(
         "--model", help="A stored model's name (default: the newest).")] = None,
 ) -> None:
     """Score a kept global model on this site's held-out rows (withdrawn patients out)."""
+    from client_app.learning.local_eval import evaluate_model
+
     with cli_boundary():
         result = evaluate_model(site_vault(site_dir), model=model)
     doc = result.to_json()

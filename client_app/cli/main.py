@@ -18,6 +18,7 @@ from client_app.cli import (
     evaluation,
     events,
     node,
+    service,
     sharing,
     studies,
     vault,
@@ -86,4 +87,5 @@ evaluation.register(app)
 drift.register(app)
 studies.register(app)
 node.register(app)
+service.register(app)
 sharing.register(app)

@@ -15,7 +15,6 @@ from typing import Annotated
 import typer
 
 from client_app.cli.options import SiteDirOption, site_vault_with_kit
-from client_app.custody.he_custody import import_sealed, keygen_and_seal
 from client_app.custody.identity import adopt_kit_secrets
 from client_app.custody.kit import load_site_identity
 from client_app.custody.vault import (
@@ -73,7 +72,7 @@ def he_keygen(
 ) -> None:
     """As the study's key custodian: generate its CKKS key and seal it to the sites you
     confirm (each shown with its key fingerprints; compare them with each site)."""
-    from client_app.custody.he_custody import recipients_of
+    from client_app.custody.he_custody import keygen_and_seal, recipients_of
     from privacy.signing import fingerprint
 
     with cli_boundary():
@@ -114,6 +113,7 @@ def he_import(
     site_dir: SiteDirOption,
 ) -> None:
     """Import this site's sealed CKKS key after checking the custodian's signatures."""
+    from client_app.custody.he_custody import import_sealed
     from client_app.custody.key_holders import study_key_holders
 
     with cli_boundary():

@@ -30,10 +30,12 @@ def venv_binary(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def agent_command(site: SiteDir) -> list[str]:
+def agent_command(site: SiteDir, *, socket_group: str | None = None) -> list[str]:
     """The site agent of ``site`` (start it with its passphrase on a pipe:
-    :func:`client_app.node.passphrase_fd.start_with_passphrase`)."""
-    return python_module(AGENT_MODULE, "--site-dir", str(site.root))
+    :func:`client_app.node.passphrase_fd.start_with_passphrase`); ``socket_group`` also lets
+    that group use its socket (a SuperNode under another account)."""
+    group = [] if socket_group is None else ["--socket-group", socket_group]
+    return python_module(AGENT_MODULE, "--site-dir", str(site.root), *group)
 
 
 def node_command(site: SiteDir, superlink: str, *, insecure: bool,
@@ -49,17 +51,22 @@ def node_command(site: SiteDir, superlink: str, *, insecure: bool,
 
 
 def supernode_command(site: SiteDir, superlink: str, *, insecure: bool,
-                      port: int | None = None) -> list[str]:
+                      port: int | None = None,
+                      kit_files: tuple[Path, Path] | None = None) -> list[str]:
     """The ``flower-supernode`` of ``site``: TLS and node authentication from the site's kit
-    unless ``insecure``; its ClientApp shim reaches the agent on the site's socket."""
+    unless ``insecure``; its ClientApp shim reaches the agent on the site's socket.
+    ``kit_files`` (CA certificate, node-authentication key) names the SuperNode's own copies
+    when it runs under an account that cannot read the site's kit."""
     args = [venv_binary("flower-supernode"), "--superlink", superlink,
             "--port", str(port or free_port()),
             "--node-config", f"agent-address='unix:{site.socket_path.resolve()}'"]
     if insecure:
         return [*args, "--insecure"]
-    kit = load_site_identity(site.root)
-    return [*args, "--root-certificates", str(kit.ca_certificate),
-            "--auth-supernode-private-key", str(kit.node_auth_key)]
+    if kit_files is None:
+        kit = load_site_identity(site.root)
+        kit_files = (kit.ca_certificate, kit.node_auth_key)
+    return [*args, "--root-certificates", str(kit_files[0]),
+            "--auth-supernode-private-key", str(kit_files[1])]
 
 
 def default_superlink(site: SiteDir) -> str:
