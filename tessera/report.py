@@ -4,23 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.plan import StudyPlan
 from tessera.local_federation import LocalFederation
 
 
 def build_report(fed: LocalFederation, result: dict[str, Any], *, baseline: dict[str, Any],
                  timings: dict[str, float], superlink: str, tls: bool,
                  node_auth: bool) -> dict[str, Any]:
-    """The run report (see README: report fields)."""
-    plan = fed.plan
+    """The run report of a local federation (``tessera demo``)."""
+    return run_report(fed.plan, result, plan_digest=fed.plan_hash, custodian=fed.custodian,
+                      supernodes=len(fed.sites), baseline=baseline, timings=timings,
+                      superlink=superlink, tls=tls, node_auth=node_auth)
+
+
+def run_report(plan: StudyPlan, result: dict[str, Any], *, plan_digest: str, custodian: str,
+               supernodes: int, baseline: dict[str, Any] | None, timings: dict[str, float],
+               superlink: str | None, tls: bool, node_auth: bool) -> dict[str, Any]:
+    """The run report (docs/report.md); ``baseline`` None where nobody holds all the data
+    (a real coordinator)."""
     rounds = result.get("rounds", [])
     refused = [dict(item, round=0) for item in result.get("admission_refused", [])]
     return {
         "status": result.get("status", "failed"),
         "error": result.get("error"),
-        "study": {"name": plan.name, "plan_hash": fed.plan_hash,
+        "study": {"name": plan.name, "plan_hash": plan_digest,
                   "rounds": plan.training.rounds, "seed": plan.seed},
         "engine": {"kind": "deployment", "superlink": superlink,
-                   "supernodes": len(fed.sites), "tls": tls, "node_auth": node_auth,
+                   "supernodes": supernodes, "tls": tls, "node_auth": node_auth,
                    "signed_envelopes": bool(result.get("signed_envelopes", False)),
                    "run_id": result.get("run_id")},
         "privacy": {
@@ -31,7 +41,7 @@ def build_report(fed: LocalFederation, result: dict[str, Any], *, baseline: dict
                           "poly_modulus_degree": plan.he.poly_modulus_degree,
                           "coeff_mod_bit_sizes": list(plan.he.coeff_mod_bit_sizes),
                           "global_scale_bits": plan.he.global_scale_bits,
-                          "key_custodian": fed.custodian} if plan.he.enabled else None,
+                          "key_custodian": custodian} if plan.he.enabled else None,
         },
         "admission_refused": refused,
         "stats_round": result.get("stats_round"),
