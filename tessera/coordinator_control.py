@@ -21,6 +21,7 @@ from pathlib import Path
 
 from client_app.node.commands import python_module
 from client_app.node.passphrase_fd import without_secrets
+from client_app.node.procfs import cmdline, proc_state
 from common.errors import ErrorCode, TesseraError
 from common.files import atomic_write_bytes
 from common.workdir import CoordinatorDir
@@ -57,7 +58,7 @@ class CoordinatorController:
     """Start, stop and inspect the coordinator of one coordinator folder."""
 
     def __init__(self, coordinator: CoordinatorDir) -> None:
-        self.coordinator = CoordinatorDir(Path(coordinator.root).expanduser().absolute())
+        self.coordinator = CoordinatorDir(Path(coordinator.root).expanduser().resolve())
         self._child: subprocess.Popen[bytes] | None = None
 
     @property
@@ -162,9 +163,9 @@ class CoordinatorController:
         except (OSError, ValueError):
             pid = 0
         if pid > 0 and self._alive(pid):
-            cmdline = _cmdline(pid)
+            args = cmdline(pid)
             # Empty: not readable yet (or on a system without /proc): ours, not foreign.
-            if not cmdline or (MODULE in cmdline and str(self.coordinator.root) in cmdline):
+            if not args or (MODULE in args and str(self.coordinator.root) in args):
                 return pid
         self.pid_path.unlink(missing_ok=True)
         return None
@@ -182,7 +183,7 @@ class CoordinatorController:
             return False
         except PermissionError:
             return True
-        return _proc_state(pid) != "Z"
+        return proc_state(pid) != "Z"
 
     def _state(self) -> dict[str, object]:
         try:
@@ -204,19 +205,3 @@ def _names(value: object) -> tuple[str, ...]:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode("utf-8", errors="replace")
-
-
-def _proc_state(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else ""

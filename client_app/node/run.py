@@ -22,6 +22,7 @@ from rich.console import Console
 
 from client_app.custody.vault import unlock_vault
 from client_app.node.commands import agent_command, default_superlink, supernode_command
+from client_app.node.controller import connection_from_log
 from client_app.node.passphrase_fd import (
     PASSPHRASE_FD_OPTION,
     passphrase_from,
@@ -57,12 +58,39 @@ def run_site(site_dir: Path, *, superlink: str | None, insecure: bool, console: 
         start_with_passphrase(procs, "agent", agent_command(site), secret)
         procs.wait_until(site.socket_path.exists, what="the site agent", timeout=120,
                          watch=["agent"])
+        log = site.logs_dir / "supernode.log"
+        offset = log.stat().st_size if log.exists() else 0
         procs.start("supernode", command)
-        console.print(f"site {site.name}: agent and SuperNode running, SuperLink {address}"
+        console.print(f"site {site.name}: agent and SuperNode started, SuperLink {address}"
                       f" ({'insecure' if insecure else 'TLS, node authentication'})")
+        shown = "connecting"
         while True:
             procs.check_alive()
+            state = connection_from_log(_read_from(log, offset))
+            if state != shown:
+                console.print(_CONNECTION_NEWS[state].format(address=address), highlight=False)
+                shown = state
             time.sleep(1.0)
+
+
+#: What ``site run`` prints when the SuperNode's link to the SuperLink changes.
+_CONNECTION_NEWS = {
+    "connected": "connected to the SuperLink {address}: waiting for study tasks",
+    "retrying": "the SuperLink {address} is unreachable; the SuperNode keeps retrying "
+                "(is the coordinator started? see logs/supernode.log)",
+    "connecting": "connecting to the SuperLink {address} ...",
+}
+
+
+def _read_from(path: Path, offset: int) -> str:
+    """What the SuperNode printed since this start (its last 256 KiB)."""
+    try:
+        with path.open("rb") as handle:
+            end = handle.seek(0, 2)
+            handle.seek(max(offset, end - 262144))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,7 +124,7 @@ def test_node_runs(tmp_path: Path) -> None:
 
 
 def _descendants(pid: int) -> list[int]:
-    from client_app.node.controller import _descendants as descendants
+    from client_app.node.procfs import descendants
 
     return descendants(pid)
 
