@@ -29,7 +29,8 @@ from tessera.report import run_report
 console = Console()
 CoordinatorDirOption = Annotated[Path, typer.Option(
     "--coordinator-dir", help="The coordinator folder.")]
-RunArgument = Annotated[str, typer.Argument(help="The run id 'study submit' printed.")]
+RunArgument = Annotated[str, typer.Argument(
+    help="The run id 'study submit' printed, or 'latest' for the newest run.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
@@ -80,7 +81,7 @@ def submit(
         layout = _coordinator(coordinator_dir)
         status = study_ops.submit(layout, parsed, custodian=custodian,
                                   round_timeout=round_timeout)
-    console.print(f"study [bold]{parsed.name}[/] plan hash {status.plan_hash}")
+    typer.echo(f"study {parsed.name} plan hash {status.plan_hash}")
     typer.echo(status.run_id)
     if follow_run:
         follow(status.run_id, coordinator_dir)
@@ -90,7 +91,8 @@ def status(run: RunArgument, coordinator_dir: CoordinatorDirOption,
            as_json: JsonFlag = False) -> None:
     """A run's state, rounds done and last error."""
     with cli_boundary():
-        found = study_ops.run_status(_coordinator(coordinator_dir), run)
+        layout = _coordinator(coordinator_dir)
+        found = study_ops.run_status(layout, study_ops.resolve_run(layout, run))
     if as_json:
         typer.echo(json.dumps(found.to_json(), indent=2, sort_keys=True))
         return
@@ -108,6 +110,7 @@ def follow(run: RunArgument, coordinator_dir: CoordinatorDirOption,
     """Show a run's progress as it happens (as the demo does) until it ends."""
     with cli_boundary():
         layout = _coordinator(coordinator_dir)
+        run = study_ops.resolve_run(layout, run)
         current = study_ops.run_status(layout, run)
         view = ProgressView(layout.runs_dir, console, rounds=current.rounds, run_id=run)
         deadline = time.monotonic() + timeout
@@ -146,7 +149,8 @@ def list_command(coordinator_dir: CoordinatorDirOption, as_json: JsonFlag = Fals
 def cancel(run: RunArgument, coordinator_dir: CoordinatorDirOption) -> None:
     """Stop a run that has not finished; it is recorded as cancelled."""
     with cli_boundary():
-        found = study_ops.cancel(_coordinator(coordinator_dir), run)
+        layout = _coordinator(coordinator_dir)
+        found = study_ops.cancel(layout, study_ops.resolve_run(layout, run))
     _status_line(found)
 
 
@@ -157,6 +161,7 @@ def report(run: RunArgument, coordinator_dir: CoordinatorDirOption,
     """Write the run's report.json (the demo's format) and print a summary."""
     with cli_boundary(f"cannot write {out}"):
         layout = _coordinator(coordinator_dir)
+        run = study_ops.resolve_run(layout, run)
         result = study_ops.run_result(layout, run)
         plan = study_ops.run_plan(layout, run)
         manifest = coordinator_manifest(layout)

@@ -36,6 +36,8 @@ from tessera.coordinator_ops import CONNECTION, app_folder, coordinator_manifest
 #: A run's states: "submitted" (no ServerApp output yet), "running", "completed", "failed",
 #: "cancelled", "interrupted" (no result and the coordinator is not running).
 FINAL_STATES = ("completed", "failed", "cancelled")
+#: The run argument that names the newest run.
+LATEST = "latest"
 
 
 @dataclass(frozen=True)
@@ -128,8 +130,8 @@ def list_runs(coordinator: CoordinatorDir) -> list[RunStatus]:
     runs_dir = coordinator.runs_dir
     if not runs_dir.is_dir():
         return []
-    folders = sorted((p for p in runs_dir.iterdir() if p.is_dir()),
-                     key=lambda p: p.stat().st_mtime)
+    folders = sorted((p for p in runs_dir.iterdir() if p.is_dir() and p.name.isdigit()),
+                     key=lambda p: (_submitted_at(RunDir(p)), p.stat().st_mtime))
     return [run_status(coordinator, p.name) for p in folders]
 
 
@@ -187,6 +189,16 @@ def progress_events(run: RunDir) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
 
+def resolve_run(coordinator: CoordinatorDir, run: str) -> str:
+    """``run`` itself, or for "latest" the newest run submitted to the coordinator."""
+    if run != LATEST:
+        return run
+    runs = list_runs(coordinator)
+    if not runs:
+        raise TesseraError(ErrorCode.NOT_FOUND, f"no runs in {coordinator.root}")
+    return runs[-1].run_id
+
+
 def _run_dir(coordinator: CoordinatorDir, run_id: str) -> RunDir:
     if not run_id.isdigit():
         raise TesseraError(ErrorCode.CONFIG_INVALID, f"RUN: {run_id!r} is not a run id (digits)")
@@ -195,6 +207,10 @@ def _run_dir(coordinator: CoordinatorDir, run_id: str) -> RunDir:
         raise TesseraError(ErrorCode.NOT_FOUND,
                            f"no run {run_id} in {coordinator.root} ('tessera study list')")
     return run
+
+
+def _submitted_at(run: RunDir) -> str:
+    return str(_json(run.submission_path).get("submitted_at", ""))
 
 
 def _plan(coordinator: CoordinatorDir, digest: str) -> StudyPlan | None:
