@@ -302,10 +302,12 @@ def connection_from_log(text: str) -> str:
     """"connected", "retrying" or "connecting", from the SuperNode's log lines.
 
     Flower's SuperNode prints its node id once the SuperLink has admitted it, and "Connection
-    attempt failed" on each failed attempt; the later of the two tells the current state.
+    attempt failed" on each failed attempt ("Failed to activate SuperNode" when the SuperLink
+    still holds an earlier session of the node); the latest of these tells the current state.
     """
     admitted = text.rfind("SuperNode ID:")
-    failed = text.rfind("Connection attempt failed")
+    failed = max(text.rfind("Connection attempt failed"),
+                 text.rfind("Failed to activate SuperNode"))
     if admitted < 0 and failed < 0:
         return "connecting"
     return "connected" if admitted > failed else "retrying"

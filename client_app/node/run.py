@@ -30,7 +30,7 @@ from client_app.node.passphrase_fd import (
     start_with_passphrase,
 )
 from client_app.store.folder import open_site_dir
-from common.errors import TesseraError, describe
+from common.errors import ErrorCode, TesseraError, describe
 from common.processes import ProcessGroup, flower_env
 from privacy.passphrase import passphrase_from_environment
 
@@ -60,17 +60,40 @@ def run_site(site_dir: Path, *, superlink: str | None, insecure: bool, console: 
                          watch=["agent"])
         log = site.logs_dir / "supernode.log"
         offset = log.stat().st_size if log.exists() else 0
-        procs.start("supernode", command)
+        supernode = procs.start("supernode", command)
         console.print(f"site {site.name}: agent and SuperNode started, SuperLink {address}"
                       f" ({'insecure' if insecure else 'TLS, node authentication'})")
-        shown = "connecting"
+        shown, give_up = "connecting", time.monotonic() + ACTIVATION_PATIENCE
         while True:
-            procs.check_alive()
-            state = connection_from_log(_read_from(log, offset))
+            procs.check_alive("agent")
+            text = _read_from(log, offset)
+            if supernode.popen.poll() is not None:
+                if ACTIVATION_REFUSED not in text or time.monotonic() > give_up:
+                    raise TesseraError(ErrorCode.PROCESS_FAILED,
+                                       f"supernode exited with status "
+                                       f"{supernode.popen.returncode}; see supernode.log")
+                # A node restarted after a crash: the SuperLink holds its previous session
+                # until that session's heartbeats lapse (about a minute); try again.
+                console.print(f"the SuperLink {address} still holds this site's previous "
+                              f"connection; retrying in {ACTIVATION_RETRY:g} s", highlight=False)
+                shown = "retrying"
+                time.sleep(ACTIVATION_RETRY)
+                offset = log.stat().st_size if log.exists() else 0
+                supernode = procs.start("supernode", command)
+                continue
+            state = connection_from_log(text)
             if state != shown:
                 console.print(_CONNECTION_NEWS[state].format(address=address), highlight=False)
                 shown = state
             time.sleep(1.0)
+
+
+#: What Flower's SuperNode prints when the SuperLink refuses to activate it (it then exits).
+ACTIVATION_REFUSED = "Failed to activate SuperNode"
+#: Seconds between SuperNode starts while the SuperLink refuses to activate it, and for how
+#: long (Flower's SuperLink lets a session lapse after two missed 30 s heartbeats).
+ACTIVATION_RETRY = 10.0
+ACTIVATION_PATIENCE = 300.0
 
 
 #: What ``site run`` prints when the SuperNode's link to the SuperLink changes.

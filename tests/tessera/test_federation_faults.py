@@ -6,6 +6,7 @@ SIGKILLed in the middle of a round.
 * With a plan that needs two, the round completes with the two others; the killed site is
   recorded as not answering before the round timeout.
 * A killed site's node starts again and reports itself running.
+* Two studies on different plans, submitted at once to one coordinator, both complete.
 """
 
 from __future__ import annotations
@@ -136,10 +137,18 @@ def _submit_and_kill(fed: Federation, need: int) -> tuple[str, dict]:
 
 
 def _restart_c(fed: Federation) -> None:
+    """Start the killed site again; it rejoins once the SuperLink lets its old session
+    lapse (the node keeps retrying meanwhile)."""
     _tessera("site", "node", "start", "--site-dir", _site(fed.root, "c"))
-    status = json.loads(_tessera("site", "node", "status", "--site-dir",
-                                 _site(fed.root, "c"), "--json"))
-    assert status["running"] and status["agent_up"]
+    deadline = time.monotonic() + 300
+    while True:
+        status = json.loads(_tessera("site", "node", "status", "--site-dir",
+                                     _site(fed.root, "c"), "--json"))
+        assert status["running"] and status["agent_up"], status
+        if status["connection"] == "connected":
+            return
+        assert time.monotonic() < deadline, status
+        time.sleep(2)
 
 
 def test_a_killed_site_stops_a_run_that_needs_every_site_and_nothing_is_released(
@@ -174,3 +183,21 @@ def plan_hash_of(path: Path) -> str:
     from common.plan import load_plan
 
     return plan_hash(load_plan(path))
+
+
+def test_two_studies_from_one_coordinator_at_once_both_complete(fed: Federation) -> None:
+    runs = [_tessera("study", "submit", fed.plans[need], "--coordinator-dir", fed.coord.root,
+                     "--custodian", "a", kit=fed.kit).strip().splitlines()[-1]
+            for need in (2, 3)]
+    assert len(set(runs)) == 2
+    for run_id in runs:
+        CliRunner().invoke(app, ["--kit", str(fed.kit), "study", "follow", run_id,
+                                 "--coordinator-dir", str(fed.coord.root)])
+    results = [json.loads(fed.coord.run(r).result_path.read_text()) for r in runs]
+    assert [r["status"] for r in results] == ["completed", "completed"], \
+        [r.get("error") for r in results]
+    assert {r["plan_hash"] for r in results} == {plan_hash_of(p) for p in fed.plans.values()}
+    for result in results:
+        assert sorted(result["rounds"][0]["participating_sites"]) == ["a", "b", "c"]
+    versions = sorted(r["model"]["version"] for r in results)
+    assert len(set(versions)) == 2  # two registrations, two versions

@@ -148,3 +148,6 @@ def test_connection_state_follows_the_supernodes_last_word() -> None:
     assert connection_from_log(
         "SuperNode ID: 1234\n...\nConnection attempt failed, retrying in 4.00 s\n"
     ) == "retrying"
+    assert connection_from_log(  # restarted while the SuperLink holds the old session
+        "SuperNode ID: 1234\n...\n[code: 2004] Failed to activate SuperNode.\n"
+    ) == "retrying"
