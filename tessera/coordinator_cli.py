@@ -12,7 +12,7 @@ import typer
 from common.cli_boundary import cli_boundary
 from common.workdir import CoordinatorDir
 from tessera.coordinator_control import CoordinatorController, CoordinatorStatus
-from tessera.coordinator_ops import install_kit
+from tessera.coordinator_ops import coordinator_manifest, install_kit
 
 app = typer.Typer(help="The coordinator's SuperLink: start, stop, status.",
                   no_args_is_help=True, add_completion=False)
@@ -50,7 +50,7 @@ def start(
     The coordinator kit comes from DIR/kit, or is installed there from the kit you run with
     (``tessera --kit COORDINATOR_KIT`` or TESSERA_KIT) on the first start.
     """
-    kit = (ctx.obj or {}).get("kit") if ctx.obj else None
+    kit = (ctx.obj or {}).get("kit")
     with cli_boundary():
         layout = CoordinatorDir(coordinator_dir.expanduser().absolute())
         if kit is not None:
@@ -59,15 +59,11 @@ def start(
         if insecure:
             typer.echo("WARNING: --insecure: no TLS and no node authentication; "
                        "development only.", err=True)
-        chosen_port = port
-        address = audit_address
-        if address is None:
-            from tessera.coordinator_ops import coordinator_manifest
-
+        if audit_address is None:
             manifest = coordinator_manifest(layout)
-            base = chosen_port or manifest.superlink_port
-            address = f"{host or manifest.superlink_address}:{base + 1}"
-        status = controller.start(host=host, port=chosen_port, audit_address=address,
+            audit_address = (f"{host or manifest.superlink_address}:"
+                             f"{(port or manifest.superlink_port) + 1}")
+        status = controller.start(host=host, port=port, audit_address=audit_address,
                                   insecure=insecure, wait=wait)
     _show(status, as_json=as_json, verb="started")
 
