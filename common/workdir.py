@@ -6,9 +6,10 @@ below, never from string literals of its own::
     WORKDIR/
       federation.toml          manifest: sites, addresses, public keys (signed)
       coordinator/             CoordinatorDir: kit/, he/, studies/<hash16>.toml,
-                               runs/<id>/ (progress.jsonl, result.json), coordinator.db,
-                               models/, cards/, superlink.db, audit/coordinator.log,
-                               app/, run-config.toml, flwr-home/
+                               runs/<id>/ (submitted.json, progress.jsonl, result.json),
+                               coordinator.db, models/, cards/, superlink.db,
+                               audit/coordinator.log,
+                               app/, run-config.toml, flwr-home/, run/, logs/
       sites/<site>/            SiteDir: site.toml, site.db, keys/, data/, audit/site.log,
                                models/, kit/, run/, logs/, agent.sock, outbox/, flwr-home/
       auditor/                 AuditorDir: kit/, pulled/<party>.log
@@ -47,6 +48,7 @@ APP = "app"
 RUN_CONFIG = "run-config.toml"
 RUN_PROGRESS = "progress.jsonl"
 RUN_RESULT = "result.json"
+RUN_SUBMISSION = "submitted.json"
 
 # -- names inside sites/<site>/ -------------------------------------------------------------
 SITE_CONFIG = "site.toml"
@@ -173,6 +175,11 @@ class RunDir:
         """The run result, written once at the end."""
         return self.root / RUN_RESULT
 
+    @property
+    def submission_path(self) -> Path:
+        """What was submitted (study, plan hash, time), written by ``tessera study submit``."""
+        return self.root / RUN_SUBMISSION
+
 
 @dataclass(frozen=True)
 class CoordinatorDir:
@@ -266,6 +273,16 @@ class CoordinatorDir:
     def flower_home(self) -> Path:
         """``FLWR_HOME`` of the coordinator's Flower processes."""
         return self.root / FLOWER_HOME
+
+    @property
+    def process_dir(self) -> Path:
+        """The running coordinator's pid and state files (``tessera coordinator start``)."""
+        return self.root / RUN
+
+    @property
+    def logs_dir(self) -> Path:
+        """Logs of the coordinator's processes."""
+        return self.root / LOGS
 
 
 @dataclass(frozen=True)

@@ -148,21 +148,35 @@ def model_document(run: StudyRun, released: agent_pb2.ReleasedModel) -> bytes:
     return json.dumps(doc, indent=1).encode("utf-8")
 
 
-def run_study(grid: Grid, *, workdir: Path, plan_path: Path, run_id: str, expected_sites: int,
+def run_study(grid: Grid, *, plan_path: Path, run_id: str, expected_sites: int,
+              workdir: Path | None = None, coordinator_dir: Path | None = None,
               custodian: str = "", timeout: float = 1800.0, loso: bool = False) -> dict[str, Any]:
     """Run a whole study and return (and write) the run result.
 
-    With ``loso``, leave-one-site-out evaluation runs after the release (server/loso.py).
+    The coordinator folder is ``coordinator_dir``, or ``workdir``'s ``coordinator/``. With
+    ``loso``, leave-one-site-out evaluation runs after the release (server/loso.py).
     """
-    coordinator = WorkDir(workdir).coordinator.root
+    if (workdir is None) == (coordinator_dir is None):
+        raise TesseraError(ErrorCode.INTERNAL, "run_study: give workdir or coordinator_dir")
+    coordinator = coordinator_dir if coordinator_dir is not None else \
+        WorkDir(Path(str(workdir))).coordinator.root
     plan_toml = plan_path.read_bytes()
     plan = parse_plan(plan_toml.decode("utf-8"))
     digest = plan_hash(plan)
     recorder = RunRecorder(run_folder(coordinator, run_id))
     started = time.perf_counter()
-    evaluation = read_evaluation_context(CoordinatorDir(coordinator).he_dir, plan_hash=digest) \
-        if plan.he.enabled else None
-    coordinator_key, site_keys = federation_keys(coordinator)
+    try:
+        evaluation = read_evaluation_context(CoordinatorDir(coordinator).he_dir,
+                                             plan_hash=digest) if plan.he.enabled else None
+        coordinator_key, site_keys = federation_keys(coordinator)
+    except TesseraError as err:  # refused before any site is asked: still a recorded result
+        refused: dict[str, Any] = {
+            "run_id": run_id, "plan_hash": digest, "status": "failed", "rounds": [],
+            "sites": [], "error": {"code": err.code.value, "message": err.message}}
+        recorder.event("run_failed", code=err.code.value, message=err.message)
+        recorder.write_result(refused)
+        recorder.event("run_finished", status="failed")
+        return refused
     model_length = layout_length(model_to_vector(build_model(
         plan.model, n_features=len(plan.dataset.features), seed=plan.seed))[1])
     run = StudyRun(plan=plan, plan_toml=plan_toml, plan_hash=digest, run_id=run_id,

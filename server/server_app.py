@@ -1,4 +1,8 @@
-"""The Tessera ServerApp: Flower's entry point on the coordinator; it only wires config."""
+"""The Tessera ServerApp: Flower's entry point on the coordinator; it only wires config.
+
+The run config names the coordinator folder (``coordinator-dir``; ``workdir`` is the older
+form, a work folder whose ``coordinator/`` it means) and the plan file.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,12 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     """Run the study named in the run config."""
     cfg = context.run_config
+    folder = str(cfg.get("coordinator-dir", "") or "")
+    where = {"coordinator_dir": Path(folder)} if folder else \
+        {"workdir": Path(str(cfg["workdir"]))}
     run_study(
         grid,
-        workdir=Path(str(cfg["workdir"])),
+        **where,
         plan_path=Path(str(cfg["plan"])),
         run_id=str(context.run_id),
         expected_sites=int(cfg.get("expected-sites", 1)),

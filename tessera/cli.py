@@ -22,17 +22,24 @@ from serving.cli import model_app
 from tessera import __version__
 from tessera.access import KIT_ENV_VAR, enforce_on
 from tessera.audit_cli import app as audit_app
+from tessera.coordinator_cli import app as coordinator_app
+from tessera.data_cli import app as data_app
+from tessera.study_cli import register as register_study_runs
 
 app = typer.Typer(help="Tessera: federated, privacy-preserving learning for hospitals.",
                   no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]})
-study_app = typer.Typer(help="Study plans: validate and hash.", no_args_is_help=True)
+study_app = typer.Typer(help="Study plans and runs: validate, write, submit, follow, report.",
+                        no_args_is_help=True)
 app.add_typer(site_app, name="site", help="Site operator commands (run at a hospital).")
 app.add_typer(study_app, name="study")
 app.add_typer(audit_app, name="audit", help="Auditor tools: verify and read audit logs.")
 app.add_typer(federation_app, name="federation",
               help="Coordinator commands: provision a federation.")
 app.add_typer(model_app, name="model", help="Registered models: list, show, predict.")
+app.add_typer(coordinator_app, name="coordinator",
+              help="Coordinator: start, stop and inspect the SuperLink.")
+app.add_typer(data_app, name="data", help="Sample data: per-site CSVs of a bundled study.")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -162,6 +169,9 @@ def study_validate(plan: Path) -> None:
     for line in split.lines() if split is not None else []:
         console.print(f"  budget: {line}")
     console.print(plan_hash(parsed))
+
+
+register_study_runs(study_app)
 
 
 @app.command()

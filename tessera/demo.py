@@ -25,12 +25,13 @@ from client_app.node.passphrase_fd import start_with_passphrase
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan
 from common.processes import ProcessGroup, flower_env, free_port, port_open
-from tessera import local_federation
+from privacy.manifest import CA_CERT_FILE, load_manifest
+from tessera import coordinator_ops, local_federation
 from tessera.baseline import centralised_baseline
 from tessera.progress import ProgressView
 from tessera.report import build_report
 
-CONNECTION = "tessera"
+CONNECTION = coordinator_ops.CONNECTION
 #: Passphrase of the demo's site keystores when TESSERA_SITE_PASSPHRASE is not set.
 DEMO_PASSPHRASE = "tessera-demo"  # noqa: S105 (documented demo default, not a secret)
 
@@ -48,40 +49,6 @@ class DemoOptions:
     passphrase: str = field(repr=False, default=DEMO_PASSPHRASE)
     #: After the study, leave each site out in turn (server/loso.py).
     loso: bool = False
-
-
-def _write_flwr_config(home: Path, port: int, kit: Path | None) -> None:
-    transport = "insecure = true" if kit is None else \
-        f'root-certificates = "{(kit / "ca.pem").resolve()}"'
-    text = (
-        f'[superlink]\ndefault = "{CONNECTION}"\n\n'
-        f'[superlink.{CONNECTION}]\naddress = "127.0.0.1:{port}"\n{transport}\n'
-    )
-    (home / "config.toml").write_text(text, encoding="utf-8")
-
-
-def _superlink_args(fed: local_federation.LocalFederation, port: int) -> list[str]:
-    args = [venv_binary("flower-superlink"), "--host", "127.0.0.1", "--port", str(port),
-            "--database", str(fed.layout.coordinator.superlink_db),
-            "--disable-runtime-dependency-installation"]
-    if not fed.tls:
-        return [*args, "--insecure"]
-    kit = fed.coordinator_kit
-    return [*args, "--ssl-ca-certfile", str(kit / "ca.pem"),
-            "--ssl-certfile", str(kit / "superlink.pem"),
-            "--ssl-keyfile", str(kit / "superlink.key"), "--enable-supernode-auth"]
-
-
-def _register_nodes(procs: ProcessGroup, fed: local_federation.LocalFederation) -> None:
-    """Register every site's node-authentication public key with the SuperLink."""
-    for site in fed.sites:
-        key = fed.coordinator_kit / "node-auth" / f"{site.name}.pub"
-        child = procs.start(f"register-{site.name}", [
-            venv_binary("flwr"), "supernode", "register", str(key), CONNECTION], oneshot=True)
-        if child.popen.wait(timeout=120) != 0:
-            raise TesseraError(ErrorCode.PROCESS_FAILED,
-                               f"registering the node key of {site.name} failed; "
-                               f"see {child.log_path.name}")
 
 
 def _audit_serve(log: str, path: Path, address: str, kit: Path) -> list[str]:
@@ -150,21 +117,25 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
         console.print("[bold red]WARNING: insecure transport (no TLS, no node "
                       "authentication); for development only.[/]")
     coord = fed.coordinator_dir
-    home = fed.layout.coordinator.flower_home
-    env = flower_env(home)
-    _write_flwr_config(home, link_port, None if options.insecure else fed.coordinator_kit)
-    run_config = {"workdir": str(options.workdir.resolve()), "plan": str(fed.plan_path.resolve()),
+    layout = fed.layout.coordinator
+    env = flower_env(layout.flower_home)
+    coordinator_ops.write_flwr_config(
+        layout.flower_home, f"127.0.0.1:{link_port}",
+        ca=None if options.insecure else fed.coordinator_kit / CA_CERT_FILE)
+    run_config = {"coordinator-dir": str(coord.resolve()), "plan": str(fed.plan_path.resolve()),
                   "expected-sites": len(fed.sites), "custodian": fed.custodian,
                   "round-timeout": float(options.timeout), "loso": options.loso}
-    app_dir, run_toml = local_federation.app_folder(coord, run_config)
+    app_dir, run_toml = coordinator_ops.app_folder(coord, run_config)
     result: dict[str, Any] | None = None
     with ProcessGroup(fed.layout.logs_dir, env) as procs:
         t1 = time.perf_counter()
-        procs.start("superlink", _superlink_args(fed, link_port), cwd=coord)
+        procs.start("superlink", coordinator_ops.superlink_command(
+            layout, host="127.0.0.1", port=link_port, tls=fed.tls), cwd=coord)
         procs.wait_until(lambda: port_open(link_port), what="the SuperLink",
                          timeout=90, watch=["superlink"])
         if fed.tls:
-            _register_nodes(procs, fed)
+            coordinator_ops.register_nodes(procs, layout,
+                                           load_manifest(fed.layout.manifest_path))
         audit = _audit_addresses(fed)
         for site in fed.sites:
             # The passphrase goes on a pipe: no environment of a running process holds it.

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import tomli_w
 
 from client_app.custody.he_custody import import_sealed, keygen_and_seal
 from client_app.custody.kit import import_site_kit
@@ -43,7 +42,7 @@ from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, plan_hash, plan_to_toml
 from common.settings import DEFAULT_CEILING
 from common.splits import keyed_split
-from common.workdir import CoordinatorDir, WorkDir
+from common.workdir import WorkDir
 from privacy.manifest import load_manifest
 from server.he_context import import_evaluation_package
 from server.provisioning import init_federation
@@ -226,42 +225,6 @@ def _key_ceremony(workdir: Path, plan: StudyPlan, vaults: list[SiteVault]) -> No
     for vault in vaults[1:]:
         import_sealed(vault, result.sealed[vault.site.name].read_bytes(), manifest)
     import_evaluation_package(layout.coordinator.he_dir, result.package.read_bytes(), manifest)
-
-
-def app_folder(coordinator_dir: Path, run_config: dict[str, object]) -> tuple[Path, Path]:
-    """The Flower app bundle the coordinator submits, and its run-config file.
-
-    The bundle holds only its pyproject: the ServerApp and the ClientApp shim are installed
-    with Tessera, so no code travels and no dependency is installed at run time.
-    """
-    layout = CoordinatorDir(coordinator_dir)
-    folder = layout.app_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    project = {
-        "project": {"name": "tessera-study", "version": "1.0.0",
-                    "description": "Tessera study run", "license": "Apache-2.0",
-                    "dependencies": []},
-        "tool": {"flwr": {"app": {
-            "publisher": "tessera",
-            "components": {"serverapp": "server.server_app:app",
-                           "clientapp": "client_app.shim:app"},
-            "config": {key: _default(value) for key, value in run_config.items()},
-        }}},
-    }
-    (folder / "pyproject.toml").write_text(tomli_w.dumps(project), encoding="utf-8")
-    run_toml = layout.run_config_path
-    run_toml.write_text(tomli_w.dumps(run_config), encoding="utf-8")
-    return folder, run_toml
-
-
-def _default(value: object) -> object:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return 0
-    if isinstance(value, float):
-        return 0.0
-    return ""
 
 
 def describe(fed: LocalFederation) -> str:

@@ -15,12 +15,15 @@ from common.workdir import RunDir
 class ProgressView:
     """Tails ``runs/<run>/progress.jsonl`` and prints rounds as they complete."""
 
-    def __init__(self, runs_dir: Path, console: Console, *, rounds: int) -> None:
+
+    def __init__(self, runs_dir: Path, console: Console, *, rounds: int,
+                 run_id: str | None = None) -> None:
+        """Follow run ``run_id`` of ``runs_dir``, or (None) the newest run there."""
         self.runs_dir = runs_dir
         self.console = console
         self.rounds = rounds
         self._offset = 0
-        self._folder: Path | None = None
+        self._folder: Path | None = runs_dir / run_id if run_id is not None else None
 
     def _current(self) -> Path | None:
         if self._folder is None and self.runs_dir.exists():
@@ -85,6 +88,8 @@ class ProgressView:
             self._loso(event)
         elif kind == "run_failed":
             c.print(f"[bold red]run failed: {event['message']}[/]")
+        elif kind == "run_cancelled":
+            c.print("[yellow]run cancelled[/]")
 
     def _loso(self, event: dict[str, Any]) -> None:
         m = event.get("metrics", {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.plan import StudyPlan
 from tessera.baseline import released_model_check
 from tessera.local_federation import LocalFederation
 
@@ -11,17 +12,29 @@ from tessera.local_federation import LocalFederation
 def build_report(fed: LocalFederation, result: dict[str, Any], *, baseline: dict[str, Any],
                  timings: dict[str, float], superlink: str, tls: bool,
                  node_auth: bool) -> dict[str, Any]:
-    """The run report (see README: report fields)."""
-    plan = fed.plan
+    """The run report of a local federation (``tessera demo``): the launcher plays every
+    site, so it also scores the released model exactly on their held-out rows."""
+    report = run_report(fed.plan, result, plan_digest=fed.plan_hash, custodian=fed.custodian,
+                        supernodes=len(fed.sites), baseline=baseline, timings=timings,
+                        superlink=superlink, tls=tls, node_auth=node_auth)
+    report["released_model_check"] = released_model_check(fed, result)
+    return report
+
+
+def run_report(plan: StudyPlan, result: dict[str, Any], *, plan_digest: str, custodian: str,
+               supernodes: int, baseline: dict[str, Any] | None, timings: dict[str, float],
+               superlink: str | None, tls: bool, node_auth: bool) -> dict[str, Any]:
+    """The run report (docs/report.md); ``baseline`` None where nobody holds all the data
+    (a real coordinator)."""
     rounds = result.get("rounds", [])
     refused = [dict(item, round=0) for item in result.get("admission_refused", [])]
     return {
         "status": result.get("status", "failed"),
         "error": result.get("error"),
-        "study": {"name": plan.name, "plan_hash": fed.plan_hash,
+        "study": {"name": plan.name, "plan_hash": plan_digest,
                   "rounds": plan.training.rounds, "seed": plan.seed},
         "engine": {"kind": "deployment", "superlink": superlink,
-                   "supernodes": len(fed.sites), "tls": tls, "node_auth": node_auth,
+                   "supernodes": supernodes, "tls": tls, "node_auth": node_auth,
                    "signed_envelopes": bool(result.get("signed_envelopes", False)),
                    "run_id": result.get("run_id")},
         "privacy": {
@@ -32,7 +45,7 @@ def build_report(fed: LocalFederation, result: dict[str, Any], *, baseline: dict
                           "poly_modulus_degree": plan.he.poly_modulus_degree,
                           "coeff_mod_bit_sizes": list(plan.he.coeff_mod_bit_sizes),
                           "global_scale_bits": plan.he.global_scale_bits,
-                          "key_custodian": fed.custodian} if plan.he.enabled else None,
+                          "key_custodian": custodian} if plan.he.enabled else None,
         },
         "admission_refused": refused,
         "stats_round": result.get("stats_round"),
@@ -40,7 +53,7 @@ def build_report(fed: LocalFederation, result: dict[str, Any], *, baseline: dict
         "sites": result.get("sites", []),
         "final": result.get("final"),
         "baseline": baseline,
-        "released_model_check": released_model_check(fed, result),
+        "released_model_check": None,  # only a launcher holding every site's data has one
         "model": result.get("model"),
         "kpi_gates": result.get("kpi_gates"),
         "feature_importance": result.get("feature_importance"),

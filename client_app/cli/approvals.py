@@ -1,7 +1,8 @@
 """``tessera site approve|reject|revoke|approvals``: the site's decisions on study plans, by
 plan hash. The decisions live in :class:`client_app.store.site_store.SiteStore`; the agent
-runs only approved plans. Approving goes through :func:`client_app.governance.studies.decide`,
-which refuses a received plan whose privacy terms the site does not accept."""
+runs only approved plans. Approving and revoking go through
+:func:`client_app.governance.studies.decide`, which approves only a plan the site received
+and whose privacy terms it accepts, and revokes only an approved plan."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from client_app.cli.options import (
     print_json,
     site_store,
 )
-from client_app.governance.studies import decide, received_plans
+from client_app.governance.studies import decide
 from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 
@@ -29,20 +30,15 @@ def approve(
     plan_hash: PlanHashArgument, site_dir: SiteDirOption,
     actor: ActorOption = "operator", note: NoteOption = "",
 ) -> None:
-    """Approve a study plan by its hash (64 hex characters); the agent then runs it.
+    """Approve a study plan received at this site (``site study receive``) by its hash (64
+    hex characters); the agent then runs it.
 
-    A plan in the inbox is approved only if its privacy terms fit the site's (its delta
-    not above the site's; differential privacy on unless the site allows non-private
-    studies)."""
+    The plan is approved only if its privacy terms fit the site's (its delta not above the
+    site's; differential privacy on unless the site allows non-private studies)."""
     with cli_boundary():
-        site = open_site_dir(site_dir)
         digest = checked_plan_hash(plan_hash)
-        known = digest in {p.plan_hash for p in received_plans(site)}
-        decide(site, digest, "approved", actor=actor, note=note)
+        decide(open_site_dir(site_dir), digest, "approved", actor=actor, note=note)
     typer.echo(f"approved plan {digest}")
-    if not known:
-        typer.echo("note: this plan was not received yet; its privacy terms are checked "
-                   "when the agent admits its tasks")
 
 
 def reject(
@@ -60,9 +56,10 @@ def revoke(
     actor: ActorOption = "operator", note: NoteOption = "",
 ) -> None:
     """Revoke an earlier approval; the agent refuses further rounds of that plan."""
-    with site_store(site_dir) as store:
-        store.revoke(checked_plan_hash(plan_hash), actor=actor, note=note)
-    typer.echo(f"revoked plan {plan_hash.lower()}")
+    with cli_boundary():
+        digest = checked_plan_hash(plan_hash)
+        decide(open_site_dir(site_dir), digest, "revoked", actor=actor, note=note)
+    typer.echo(f"revoked plan {digest}")
 
 
 def list_approvals(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:

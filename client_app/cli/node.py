@@ -31,8 +31,16 @@ def start(
         controller.start(passphrase=passphrase_from_environment(), insecure=insecure,
                          superlink=superlink)
         status = controller.wait_ready(timeout=wait) if wait > 0 else controller.status()
+        if wait > 0:
+            status = controller.wait_connection(timeout=min(wait, 20.0))
     typer.echo(f"node started (pid {status.pid}), SuperLink {status.superlink}"
                f"{', agent answering' if status.agent_up else ''}; log {status.log_path}")
+    if status.connection == "retrying":
+        typer.echo(f"warning: the SuperLink {status.superlink} is unreachable; the SuperNode "
+                   "keeps retrying ('tessera site node status' shows when it connects)",
+                   err=True)
+    elif status.connection == "connected":
+        typer.echo(f"connected to the SuperLink {status.superlink}")
 
 
 def stop(

@@ -276,19 +276,31 @@ def decide(site: SiteDir, plan_hash: str,
            note: str = "") -> None:
     """Record the operator's decision about a plan hash (the agent serves approved ones).
 
-    Approving a plan in the inbox first checks its privacy terms against the site's
-    (:func:`client_app.governance.budget.check_plan_privacy`: PERMISSION_DENIED for a delta
-    above the site's or a non-private plan the site does not allow); a hash not received
-    yet is checked when the agent admits its tasks.
+    Only a plan the site received (its inbox) can be approved, after its privacy terms are
+    checked against the site's (:func:`client_app.governance.budget.check_plan_privacy`:
+    PERMISSION_DENIED for a delta above the site's or a non-private plan the site does not
+    allow); an unknown hash is NOT_FOUND. Only an approved plan can be revoked. Rejecting
+    needs neither: a site may refuse a plan before it arrives.
     """
     digest = check_plan_hash(plan_hash)
     if decision not in DECISIONS:
         raise TesseraError(ErrorCode.CONFIG_INVALID,
                            f"decision: must be one of {', '.join(DECISIONS)}")
+    if not isinstance(actor, str) or not actor.strip():
+        raise TesseraError(ErrorCode.CONFIG_INVALID, "actor: must be a non-empty string")
     with SiteStore.open(site) as store:
-        received = _row(store, digest) if decision == "approved" else None
-        if received is not None:
+        if decision == "approved":
+            received = _row(store, digest)
+            if received is None:
+                raise TesseraError(
+                    ErrorCode.NOT_FOUND,
+                    f"plan {digest[:12]} was never received at this site: review it first "
+                    "('tessera site study receive PLAN.toml', then 'site study show')")
             check_plan_privacy(store, parse_plan(received.plan_toml), dataset_rows=None)
+        if decision == "revoked" and not store.is_approved(digest):
+            raise TesseraError(ErrorCode.NOT_FOUND,
+                               f"plan {digest[:12]} is not approved at this site: "
+                               "nothing to revoke")
         {"approved": store.approve, "rejected": store.reject,
          "revoked": store.revoke}[decision](digest, actor=actor, note=note)
 

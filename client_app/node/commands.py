@@ -18,6 +18,8 @@ from common.processes import free_port
 #: Entry-point modules (``python -m``) of the site's processes.
 AGENT_MODULE = "client_app.node.agent_process"
 NODE_MODULE = "client_app.node.run"
+#: How every entry point is told its site folder (always an absolute path).
+SITE_DIR_OPTION = "--site-dir"
 
 
 def python_module(module: str, *args: str) -> list[str]:
@@ -42,7 +44,7 @@ def node_command(site: SiteDir, superlink: str, *, insecure: bool,
                  passphrase_fd: int | None = None) -> list[str]:
     """The whole node (agent + SuperNode) of ``site``, as ``tessera site run`` runs it;
     ``passphrase_fd`` names the inherited pipe that carries the site passphrase."""
-    args = ["--site-dir", str(site.root), "--superlink", superlink]
+    args = [SITE_DIR_OPTION, str(Path(site.root).absolute()), "--superlink", superlink]
     if insecure:
         args.append("--insecure")
     if passphrase_fd is not None:

@@ -29,8 +29,9 @@ import grpc
 
 from client_app.custody.kit import load_site_identity
 from client_app.custody.vault import unlock_vault
-from client_app.node.commands import NODE_MODULE, node_command
+from client_app.node.commands import NODE_MODULE, SITE_DIR_OPTION, node_command
 from client_app.node.passphrase_fd import passphrase_handoff, without_secrets
+from client_app.node.procfs import cmdline, cmdline_args, descendants, proc_state, signal_group
 from client_app.store.agent_state import read_agent_state
 from client_app.store.folder import SiteDir
 from common.errors import ErrorCode, TesseraError
@@ -135,14 +136,14 @@ class NodeController:
         pid = self._live_pid()
         if pid is None:
             return
-        family = _descendants(pid)
-        _signal_group(pid, signal.SIGTERM)
+        family = descendants(pid)
+        signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while self._alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         leftover = [p for p in (pid, *family) if self._alive(p)]
         for p in leftover:
-            _signal_group(p, signal.SIGKILL)
+            signal_group(p, signal.SIGKILL)
         self._cleanup()
         if pid in leftover:
             raise TesseraError(ErrorCode.PROCESS_FAILED,
@@ -163,6 +164,17 @@ class NodeController:
                 raise TesseraError(ErrorCode.PROCESS_FAILED,
                                    f"the site agent did not answer within {timeout:g} s")
             time.sleep(0.25)
+
+    def wait_connection(self, *, timeout: float) -> NodeStatus:
+        """Wait (at most ``timeout`` s) until the SuperNode has either reached the SuperLink
+        or failed to once; the status then (its ``connection`` says which)."""
+        deadline = time.monotonic() + timeout
+        status = self.status()
+        while status.running and status.connection == "connecting" \
+                and time.monotonic() < deadline:
+            time.sleep(0.5)
+            status = self.status()
+        return status
 
     # -- status ------------------------------------------------------------------------
     def status(self) -> NodeStatus:
@@ -187,7 +199,7 @@ class NodeController:
             last_task=state.kind if state else None, last_task_at=state.at if state else None,
             last_error=last_error,
             supernode_up=pid is not None and any(
-                "flower-supernode" in _cmdline(p) for p in _descendants(pid)),
+                "flower-supernode" in cmdline(p) for p in descendants(pid)),
             insecure=bool(info.get("insecure", False)), log_path=str(self.log_path),
             connection=self._connection(info) if pid is not None else "stopped",
         )
@@ -240,7 +252,7 @@ class NodeController:
             return False
         except PermissionError:
             return True
-        return _proc_state(pid) != "Z"
+        return proc_state(pid) != "Z"
 
     def _cleanup(self) -> None:
         for path in (self.pid_path, self.info_path):
@@ -290,10 +302,12 @@ def connection_from_log(text: str) -> str:
     """"connected", "retrying" or "connecting", from the SuperNode's log lines.
 
     Flower's SuperNode prints its node id once the SuperLink has admitted it, and "Connection
-    attempt failed" on each failed attempt; the later of the two tells the current state.
+    attempt failed" on each failed attempt ("Failed to activate SuperNode" when the SuperLink
+    still holds an earlier session of the node); the latest of these tells the current state.
     """
     admitted = text.rfind("SuperNode ID:")
-    failed = text.rfind("Connection attempt failed")
+    failed = max(text.rfind("Connection attempt failed"),
+                 text.rfind("Failed to activate SuperNode"))
     if admitted < 0 and failed < 0:
         return "connecting"
     return "connected" if admitted > failed else "retrying"
@@ -306,57 +320,31 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode("utf-8", errors="replace")
-
-
-def _proc_state(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else ""
-
-
 def _is_node(pid: int, root: Path) -> bool:
     """Whether ``pid`` runs the node entry point for ``root`` (True where /proc is absent,
-    so that a pid file is trusted on systems without it)."""
+    so that a pid file is trusted on systems without it).
+
+    A command line that reads empty (a process between fork and exec, or one whose /proc
+    entry cannot be read yet) counts as the node: only a process that is clearly another
+    program loses the pid file. The site folder is compared as a resolved path, so a node
+    started with one spelling of the folder is found through any other.
+    """
     if not Path("/proc/self/cmdline").exists():
         return True
-    cmdline = _cmdline(pid)
+    args = cmdline_args(pid)
     deadline = time.monotonic() + 2.0
-    while not cmdline and time.monotonic() < deadline:
-        # Right after fork, before exec, /proc/<pid>/cmdline reads empty: wait for the exec.
+    while not args and time.monotonic() < deadline:
         time.sleep(0.05)
-        cmdline = _cmdline(pid)
-    return NODE_MODULE in cmdline and str(root) in cmdline
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (Linux /proc; empty elsewhere)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = (entry / "stat").read_text(encoding="utf-8", errors="replace")
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            parents.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        children = parents.get(todo.pop(), [])
-        out.extend(children)
-        todo.extend(children)
-    return out
+        args = cmdline_args(pid)
+    if not args:
+        return True
+    if NODE_MODULE not in args or SITE_DIR_OPTION not in args[:-1]:
+        return False
+    given = Path(args[args.index(SITE_DIR_OPTION) + 1])
+    try:
+        return given.resolve() == Path(root).resolve()
+    except OSError:
+        return False
 
 
 def _parse_time(value: object) -> datetime | None:

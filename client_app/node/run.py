@@ -22,6 +22,7 @@ from rich.console import Console
 
 from client_app.custody.vault import unlock_vault
 from client_app.node.commands import agent_command, default_superlink, supernode_command
+from client_app.node.controller import connection_from_log
 from client_app.node.passphrase_fd import (
     PASSPHRASE_FD_OPTION,
     passphrase_from,
@@ -29,7 +30,7 @@ from client_app.node.passphrase_fd import (
     start_with_passphrase,
 )
 from client_app.store.folder import open_site_dir
-from common.errors import TesseraError, describe
+from common.errors import ErrorCode, TesseraError, describe
 from common.processes import ProcessGroup, flower_env
 from privacy.passphrase import passphrase_from_environment
 
@@ -57,12 +58,62 @@ def run_site(site_dir: Path, *, superlink: str | None, insecure: bool, console: 
         start_with_passphrase(procs, "agent", agent_command(site), secret)
         procs.wait_until(site.socket_path.exists, what="the site agent", timeout=120,
                          watch=["agent"])
-        procs.start("supernode", command)
-        console.print(f"site {site.name}: agent and SuperNode running, SuperLink {address}"
+        log = site.logs_dir / "supernode.log"
+        offset = log.stat().st_size if log.exists() else 0
+        supernode = procs.start("supernode", command)
+        console.print(f"site {site.name}: agent and SuperNode started, SuperLink {address}"
                       f" ({'insecure' if insecure else 'TLS, node authentication'})")
+        shown, give_up = "connecting", time.monotonic() + ACTIVATION_PATIENCE
         while True:
-            procs.check_alive()
+            procs.check_alive("agent")
+            text = _read_from(log, offset)
+            if supernode.popen.poll() is not None:
+                if ACTIVATION_REFUSED not in text or time.monotonic() > give_up:
+                    raise TesseraError(ErrorCode.PROCESS_FAILED,
+                                       f"supernode exited with status "
+                                       f"{supernode.popen.returncode}; see supernode.log")
+                # A node restarted after a crash: the SuperLink holds its previous session
+                # until that session's heartbeats lapse (about a minute); try again.
+                console.print(f"the SuperLink {address} still holds this site's previous "
+                              f"connection; retrying in {ACTIVATION_RETRY:g} s", highlight=False)
+                shown = "retrying"
+                time.sleep(ACTIVATION_RETRY)
+                offset = log.stat().st_size if log.exists() else 0
+                supernode = procs.start("supernode", command)
+                continue
+            state = connection_from_log(text)
+            if state != shown:
+                console.print(_CONNECTION_NEWS[state].format(address=address), highlight=False)
+                shown = state
             time.sleep(1.0)
+
+
+#: What Flower's SuperNode prints when the SuperLink refuses to activate it (it then exits).
+ACTIVATION_REFUSED = "Failed to activate SuperNode"
+#: Seconds between SuperNode starts while the SuperLink refuses to activate it, and for how
+#: long (Flower's SuperLink lets a session lapse after two missed 30 s heartbeats).
+ACTIVATION_RETRY = 10.0
+ACTIVATION_PATIENCE = 300.0
+
+
+#: What ``site run`` prints when the SuperNode's link to the SuperLink changes.
+_CONNECTION_NEWS = {
+    "connected": "connected to the SuperLink {address}: waiting for study tasks",
+    "retrying": "the SuperLink {address} is unreachable; the SuperNode keeps retrying "
+                "(is the coordinator started? see logs/supernode.log)",
+    "connecting": "connecting to the SuperLink {address} ...",
+}
+
+
+def _read_from(path: Path, offset: int) -> str:
+    """What the SuperNode printed since this start (its last 256 KiB)."""
+    try:
+        with path.open("rb") as handle:
+            end = handle.seek(0, 2)
+            handle.seek(max(offset, end - 262144))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def main(argv: list[str] | None = None) -> int:

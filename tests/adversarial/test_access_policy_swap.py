@@ -22,7 +22,7 @@ from tessera.cli import app
 from tests.adversarial.conftest import key_of
 
 PLAN = "ab" * 32
-GENEROUS = ('format = 1\n[commands]\n"site approve" = ["site_operator", "auditor"]\n'
+GENEROUS = ('format = 1\n[commands]\n"site reject" = ["site_operator", "auditor"]\n'
             '"site budget" = ["site_operator", "auditor"]\n')
 
 
@@ -46,8 +46,8 @@ def policy(tmp_path: Path) -> Path:
     return path
 
 
-def _approve_as_auditor(fed: Federation, site: Path, policy: Path):
-    return CliRunner().invoke(app, ["--kit", str(fed.auditor_kit), "site", "approve", PLAN,
+def _decide_as_auditor(fed: Federation, site: Path, policy: Path):
+    return CliRunner().invoke(app, ["--kit", str(fed.auditor_kit), "site", "reject", PLAN,
                                     "--site-dir", str(site)], env={POLICY_ENV_VAR: str(policy)})
 
 
@@ -58,7 +58,7 @@ def _approvals(site: Path) -> int:
 
 def test_an_unsigned_policy_override_is_refused(fed: Federation, site: Path,
                                                 policy: Path) -> None:
-    result = _approve_as_auditor(fed, site, policy)
+    result = _decide_as_auditor(fed, site, policy)
     assert result.exit_code != 0, result.output
     assert POLICY_ENV_VAR in result.output and "not signed" in result.output
     assert _approvals(site) == 0
@@ -69,7 +69,7 @@ def test_a_policy_signed_by_another_key_is_refused(fed: Federation, site: Path,
     from privacy.signed_policy import sign_policy
 
     sign_policy(policy, signer=key_of(fed.site_kit("a")), federation=fed.manifest.name)
-    result = _approve_as_auditor(fed, site, policy)
+    result = _decide_as_auditor(fed, site, policy)
     assert result.exit_code != 0, result.output
     assert "coordinator" in result.output
     assert _approvals(site) == 0
@@ -82,7 +82,7 @@ def test_a_policy_edited_after_signing_is_refused(fed: Federation, site: Path,
     policy.write_text('format = 1\n[commands]\n"site budget" = ["auditor"]\n')
     sign_policy(policy, signer=key_of(fed.coordinator_kit), federation=fed.manifest.name)
     policy.write_text(GENEROUS, encoding="utf-8")
-    result = _approve_as_auditor(fed, site, policy)
+    result = _decide_as_auditor(fed, site, policy)
     assert result.exit_code != 0, result.output
     assert _approvals(site) == 0
 
@@ -92,7 +92,7 @@ def test_a_policy_signed_by_the_coordinator_is_honoured(fed: Federation, site: P
     from privacy.signed_policy import sign_policy
 
     sign_policy(policy, signer=key_of(fed.coordinator_kit), federation=fed.manifest.name)
-    result = _approve_as_auditor(fed, site, policy)
+    result = _decide_as_auditor(fed, site, policy)
     assert result.exit_code == 0, result.output
     assert _approvals(site) == 1
 

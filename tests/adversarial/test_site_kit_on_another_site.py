@@ -52,7 +52,7 @@ def test_site_a_kit_may_not_approve_on_site_b_folder(fed: Federation,
 
 
 def test_its_own_folder_still_works(fed: Federation, sites: dict[str, Path]) -> None:
-    result = CliRunner().invoke(app, ["--kit", str(fed.site_kit("a")), "site", "approve",
+    result = CliRunner().invoke(app, ["--kit", str(fed.site_kit("a")), "site", "reject",
                                       PLAN, "--site-dir", str(sites["a"])])
     assert result.exit_code == 0, result.output
     assert _approvals(sites["a"]) == 1

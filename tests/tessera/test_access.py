@@ -127,7 +127,8 @@ def test_auditor_may_read_the_budget_of_an_imported_site(fed: Federation, site: 
 
 
 def test_installed_site_kit_makes_the_caller_its_site_operator(site: Path) -> None:
-    result = _tessera("site", "approve", PLAN, "--site-dir", site)
+    # Rejecting needs no received plan: the decision is recorded once the caller may act.
+    result = _tessera("site", "reject", PLAN, "--site-dir", site)
     assert result.exit_code == 0, result.output
     assert _approvals(site) == 1
 
@@ -135,7 +136,7 @@ def test_installed_site_kit_makes_the_caller_its_site_operator(site: Path) -> No
 def test_site_folder_without_a_kit_counts_as_its_site_operator(tmp_path: Path) -> None:
     root = tmp_path / "dev-site"
     assert _tessera("site", "init", "--site-dir", root, "--name", "dev").exit_code == 0
-    result = _tessera("site", "approve", PLAN, "--site-dir", root)
+    result = _tessera("site", "reject", PLAN, "--site-dir", root)
     assert result.exit_code == 0, result.output
     assert _approvals(root) == 1
 

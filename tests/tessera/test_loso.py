@@ -188,13 +188,13 @@ def test_demo_loso_option_reaches_the_server_apps_run_config(tmp_path: Path,
     from tessera.cli import app
 
     seen: dict = {}
-    real_app_folder = local_federation.app_folder
+    real_app_folder = demo.coordinator_ops.app_folder
 
     def capture_app_folder(coordinator_dir, run_config):
         seen["config"] = dict(run_config)
         raise demo.TesseraError(demo.ErrorCode.CONFIG_INVALID, "stop before processes")
 
-    monkeypatch.setattr(demo.local_federation, "app_folder", capture_app_folder)
+    monkeypatch.setattr(demo.coordinator_ops, "app_folder", capture_app_folder)
     result = CliRunner().invoke(app, ["demo", "--loso", "--insecure", "--rounds", "1",
                                       "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 2, result.output

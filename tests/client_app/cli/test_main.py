@@ -23,7 +23,8 @@ def test_init_creates_a_private_site_folder(site_dir: Path) -> None:
 
 
 def test_init_again_with_the_same_name_keeps_the_site(site_dir: Path) -> None:
-    invoke("approve", PLAN, "--site-dir", str(site_dir))
+    with SiteStore.open(open_site_dir(site_dir)) as store:
+        store.approve(PLAN, actor="ops")
     result = invoke("init", "--site-dir", str(site_dir), "--name", "h1", "--ceiling", "9")
     assert result.exit_code == 0
     assert "privacy ceiling 5" in result.stdout

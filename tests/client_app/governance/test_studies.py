@@ -162,8 +162,15 @@ def test_decide_checks_actor_and_decision(site: SiteDir) -> None:
     with pytest.raises(TesseraError) as bad:
         decide(site, digest, "maybe", actor="ops")  # type: ignore[arg-type]
     assert bad.value.code is ErrorCode.CONFIG_INVALID
+    with pytest.raises(TesseraError) as unknown:
+        decide(site, digest, "approved", actor="ops")
+    assert unknown.value.code is ErrorCode.NOT_FOUND  # never received here
+    with pytest.raises(TesseraError) as never:
+        decide(site, digest, "revoked", actor="ops")
+    assert never.value.code is ErrorCode.NOT_FOUND  # never approved here
     with SiteStore.open(site) as store:
         assert store.approvals() == []
+    receive_plan(site, BREAST.read_text(encoding="utf-8"), source="file")
     decide(site, digest.upper(), "approved", actor="ops", note="reviewed")
     with SiteStore.open(site) as store:
         assert store.is_approved(digest)

@@ -124,7 +124,7 @@ def test_node_runs(tmp_path: Path) -> None:
 
 
 def _descendants(pid: int) -> list[int]:
-    from client_app.node.controller import _descendants as descendants
+    from client_app.node.procfs import descendants
 
     return descendants(pid)
 
@@ -147,4 +147,7 @@ def test_connection_state_follows_the_supernodes_last_word() -> None:
     ) == "connected"
     assert connection_from_log(
         "SuperNode ID: 1234\n...\nConnection attempt failed, retrying in 4.00 s\n"
+    ) == "retrying"
+    assert connection_from_log(  # restarted while the SuperLink holds the old session
+        "SuperNode ID: 1234\n...\n[code: 2004] Failed to activate SuperNode.\n"
     ) == "retrying"
