@@ -17,6 +17,7 @@ from client_app.cli import (
     evaluation,
     events,
     node,
+    report,
     sharing,
     studies,
     vault,
@@ -85,3 +86,4 @@ evaluation.register(app)
 studies.register(app)
 node.register(app)
 sharing.register(app)
+report.register(app)

@@ -27,7 +27,7 @@ from client_app.store.site_store import LedgerRecord, SiteDelta, SiteStore
 from client_app.store.tables import DatasetVersionRow
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan
-from privacy.accounting import epsilon_for_history
+from privacy.ledger_epsilon import ledger_epsilon as epsilon_for_history
 
 #: What ``tessera site budget --json`` prints (see docs/privacy-ledger.md).
 REPORT_FORMAT = "tessera-privacy-ledger"

@@ -43,7 +43,7 @@ from client_app.store.privacy_settings import ceiling_in, delta_in
 from client_app.store.records import BudgetCheck, LedgerRecord, ReleaseKind, ledger_record
 from client_app.store.tables import EventRow, LedgerRow, SettingRow
 from common.errors import ErrorCode, TesseraError
-from privacy.accounting import epsilon_for_history
+from privacy.ledger_epsilon import ledger_epsilon as epsilon_for_history
 from privacy.mechanisms import DpStep, GaussianRelease, Mechanism
 
 

@@ -26,6 +26,7 @@ from common.datasets import load_bundled, write_csv
 from common.plan import bundled_plan_path
 from gui import dialogs
 from gui.app import default_policy
+from gui.pages.base import Page
 from gui.window import MainWindow
 from tests.conftest import TEST_PASSPHRASE
 
@@ -83,6 +84,27 @@ def window(qtbot, operator: SiteOperator, answers: Answers) -> Iterator[MainWind
     win.show()
     yield win
     win.close()
+
+
+LOAD_MS = 30_000
+
+
+def open_page(qtbot, window: MainWindow, number: int) -> Page:
+    """Switch ``window`` to page ``number`` and wait until its background load is shown."""
+    page = window.pages[number]
+    with qtbot.waitSignal(page.loaded, timeout=LOAD_MS):
+        if window.sidebar.currentRow() == number:
+            page.refresh()
+        else:
+            window.show_page(number)
+    return page
+
+
+def settle(qtbot, page: Page) -> None:
+    """Wait for ``page``'s running action, then for the reload it triggers."""
+    if page.runner.busy:
+        qtbot.waitUntil(lambda: not page.runner.busy, timeout=LOAD_MS)
+    qtbot.waitUntil(lambda: not page.loader.busy, timeout=LOAD_MS)
 
 
 def messy_csv(folder: Path, *, rows: int = 60, missing_rows: tuple[int, ...] = (3, 7)) -> Path:
