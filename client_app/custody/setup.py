@@ -96,7 +96,7 @@ def passphrase_strength(text: str) -> Strength:
     bits = len(text) * math.log2(max(_pool(text), 2)) * min(1.0, distinct / 10)
     lowered = text.lower()
     common = [w for w in _COMMON if w in lowered]
-    bits -= 10.0 * len(common)
+    bits -= 25.0 * len(common)
     if re.search(r"(.)\1\1", text):
         bits -= 10.0
     bits = max(bits, 0.0)

@@ -54,6 +54,8 @@ def plural(count: object, noun: str) -> str:
 
 
 def _number(value: object) -> str:
+    if value is None:
+        return "unknown"
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
@@ -130,7 +132,7 @@ def _recipients(d: Details, study: str) -> str:
 _SENTENCES: dict[str, Callable[[Details, str], str]] = {
     "study_plan_received": lambda d, s: f"Received the study plan of {s} (from "
                                         f"{d.get('source', 'the coordinator')})",
-    "study_received": lambda d, s: f"Joined run {d.get('run_id', '?')} of {s}",
+    "study_received": lambda d, s: f"Joined run {d.get('run_id', 'unknown')} of {s}",
     "study_refused": lambda d, s: f"Refused a task of {s}: {d.get('reason', 'not approved')}",
     "task_refused": _refusal,
     "update_sent": lambda d, s: f"Sent an encrypted update for {_round(d)} of {s}",
@@ -170,15 +172,15 @@ _SENTENCES: dict[str, Callable[[Details, str], str]] = {
     "consent_imported": lambda d, s: f"Imported an opt-out list: {d.get('count', 0)} "
                                      f"withdrawn, {d.get('unchanged', 0)} already withdrawn",
     "kit_imported": lambda d, s: f"Imported the site kit of federation "
-                                 f"{d.get('federation', '?')} (coordinator key "
+                                 f"{d.get('federation', 'unknown')} (coordinator key "
                                  f"{short_hash(d.get('coordinator_key'))})",
     "passphrase_rotated": lambda d, s: "Changed the site passphrase",
     "he_key_generated": lambda d, s: f"Made the encryption key of {s} (fingerprint "
                                      f"{short_hash(d.get('fingerprint'))})",
-    "he_key_sealed": lambda d, s: f"Key shared with {d.get('recipient', '?')} (fingerprint "
+    "he_key_sealed": lambda d, s: f"Key shared with {d.get('recipient', 'unknown')} (fingerprint "
                                   f"{short_hash(d.get('fingerprint'))})",
     "he_key_imported": lambda d, s: f"Received the encryption key of {s} from "
-                                    f"{d.get('custodian', '?')} (fingerprint "
+                                    f"{d.get('custodian', 'unknown')} (fingerprint "
                                     f"{short_hash(d.get('fingerprint'))})",
     "he_recipients_confirmed": _recipients,
     "epsilon_spent": lambda d, s: f"Spent epsilon on {d.get('dataset_id', 'a dataset')} for "

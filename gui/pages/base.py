@@ -51,6 +51,11 @@ class Page(QWidget):
         self.loader.start("load", lambda _w: self.fetch(), on_done=self._deliver,
                           on_error=self._load_failed)
 
+    @property
+    def reload_pending(self) -> bool:
+        """Whether another load follows the one in flight."""
+        return self._again
+
     def fetch(self) -> Any:
         """Read the site through the facade (worker thread: no widgets here)."""
         return None
