@@ -7,7 +7,8 @@ Usage::
 Each run starts a fresh Python process that makes a site folder (outside the timing), then
 measures from the process's start: importing the app, unlocking the site, and the main
 window shown; and on the GUI thread, the longest a page switch held it (the page loads in
-the background), and whether torch, Opacus or TenSEAL were loaded when the window showed. Prints and writes the JSON; the median over runs is ``median``.
+the background), and whether torch, Opacus or TenSEAL were loaded when the window
+showed. Prints and writes the JSON; the median over runs is ``median``.
 """
 
 from __future__ import annotations
