@@ -49,8 +49,8 @@ def test_every_table_model_passes_the_model_tester_with_real_rows(
     for number in range(len(study_window.pages)):
         open_page(qtbot, study_window, number)
     models = [m for page in study_window.pages for m in page.findChildren(RowsModel)]
-    assert len(models) >= 7
+    assert len(models) >= 6  # the dashboard lists in plain widgets, not a table
     filled = [m for m in models if m.rowCount() > 0]
-    assert len(filled) >= 6  # events, studies, consent, ledger, audit, datasets...
+    assert len(filled) >= 5  # studies, consent, ledger, audit, datasets
     for model in models:
         qtmodeltester.check(model)
