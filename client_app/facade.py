@@ -2,33 +2,52 @@
 
 The desktop app (``gui/``) talks to a site only through :class:`SiteOperator`: it holds the
 site folder, the unlocked vault, the operator's name and role and the access policy, and
-delegates to the site services (datasets, consent, studies, budget, evaluation, node), so
-the app and the ``tessera site ...`` commands run the same checks. Each action is checked
-against the policy's ``"gui <page>.<action>"`` entries before it runs; the app asks
-:meth:`SiteOperator.denial` to disable what the role may not do. The service types the app
-shows are re-exported here, so that the app imports nothing else from ``client_app``.
+delegates to the site services (datasets, consent, studies, budget, evaluation, node,
+reports), so the app and the ``tessera site ...`` commands run the same checks. Each action
+is checked against the policy's ``"gui <page>.<action>"`` entries before it runs; the app
+asks :meth:`SiteOperator.denial` to disable what the role may not do. A new site's first
+steps (kit, passphrase) are the module functions re-exported from
+:mod:`client_app.custody.setup`. The service types the app shows are re-exported here, so
+that the app imports nothing else from ``client_app``. Importing this module loads neither
+torch, Opacus nor TenSEAL: local evaluation loads them on first use, so the app opens fast.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from client_app.custody.caller import caller_identity, load_access_policy, require_own_folder
+from client_app.custody.setup import (
+    KitPreview,
+    Strength,
+    create_keystore,
+    import_kit,
+    passphrase_strength,
+    preview_kit,
+    site_state,
+)
 from client_app.custody.vault import SiteVault, unlock_vault
 from client_app.datasets import versions as datasets
 from client_app.datasets.validation import POLICY_CHOICES, Issue, Policy, ValidationReport
 from client_app.datasets.versions import DatasetVersion
-from client_app.governance import budget, consent, sharing, studies
+from client_app.governance import attention, budget, budget_view, consent, sharing, studies
+from client_app.governance.attention import AttentionItem, Dashboard, Notice, PendingStudy
 from client_app.governance.budget import DatasetBudget
+from client_app.governance.budget_view import BudgetSnapshot, Gauge, LedgerRow
 from client_app.governance.consent import GLOBAL_SCOPE, ConsentEvent, ImportResult
+from client_app.governance.narration import (
+    SITE_AGENT,
+    Activity,
+    LabelNames,
+    activity,
+    label_names,
+    short_hash,
+)
 from client_app.governance.sharing import Sharing
 from client_app.governance.studies import PlanDiff, ReceivedPlan, StudySummary
-from client_app.learning import local_eval
-from client_app.learning.local_eval import LocalEvaluation, StoredModel
 from client_app.node.controller import NodeController, NodeStatus
 from client_app.store.events import SiteEvent
 from client_app.store.folder import SiteDir, open_site_dir
@@ -40,28 +59,38 @@ from common.roles import Role
 from privacy.audit_format import VerifyReport
 from privacy.audit_verify import verify_log
 
+if TYPE_CHECKING:  # torch loads with these: only when the operator evaluates a model
+    from client_app.governance.participation import ParticipationReport
+    from client_app.learning.local_eval import LocalEvaluation, StoredModel
+
 __all__ = [
-    "GLOBAL_SCOPE", "POLICY_CHOICES", "AuditItem", "ConsentEvent", "DatasetBudget",
-    "DatasetVersion", "Decision", "EventRecord", "ImportResult", "Issue", "LocalEvaluation",
-    "NodeStatus", "PlanDiff", "Policy", "ReceivedPlan", "Role", "Sharing", "SiteOperator",
-    "StoredModel",
-    "StudySummary", "ValidationReport", "VerifyReport", "load_access_policy", "site_name",
+    "GLOBAL_SCOPE", "POLICY_CHOICES", "SITE_AGENT", "Activity", "AttentionItem",
+    "BudgetSnapshot", "ConsentEvent", "Dashboard", "DatasetBudget", "DatasetVersion",
+    "Decision", "EventRecord", "Gauge", "ImportResult", "Issue", "KitPreview", "LabelNames",
+    "LedgerRow", "LocalEvaluation", "NodeStatus", "Notice", "ParticipationReport", "PendingStudy",
+    "PlanDiff", "Policy", "ReceivedPlan", "Role", "Sharing", "SiteOperator", "StoredModel",
+    "Strength", "StudySummary", "ValidationReport", "VerifyReport", "create_keystore",
+    "import_kit", "load_access_policy", "notices", "passphrase_strength", "preview_kit",
+    "short_hash", "site_name", "site_state",
 ]
 
 Decision = Literal["approved", "rejected", "revoked"]
 Progress = Callable[[float], None]
 Cancelled = Callable[[], bool]
+#: The site setting holding how many refusals the operator has acknowledged.
+REFUSALS_SEEN = "dashboard.refusals_seen"
+notices = attention.notices
 
 
-@dataclass(frozen=True)
-class AuditItem:
-    """One record of the site's audit trail as the store holds it (no patient data)."""
-
-    at: datetime
-    kind: str
-    actor: str
-    plan_hash: str | None
-    details: str
+def __getattr__(name: str) -> Any:
+    """The types whose modules load torch, imported on first use (keeps start-up fast)."""
+    if name in ("LocalEvaluation", "StoredModel"):
+        from client_app.learning import local_eval
+        return getattr(local_eval, name)
+    if name == "ParticipationReport":
+        from client_app.governance import participation
+        return participation.ParticipationReport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -134,25 +163,44 @@ class SiteOperator:
                 latest[record.plan_hash] = record.decision
         return [h for h, decision in latest.items() if decision == "approved"]
 
-    def audit_items(self) -> list[AuditItem]:
-        """Approvals, ledger entries and events (what the audit log mirrors), newest first."""
-        items: list[AuditItem] = []
+    def activity(self) -> list[Activity]:
+        """Every decision, privacy release and event (what the audit log mirrors) as a
+        plain sentence with its raw record, oldest first."""
+        names = {p.plan_hash: p.study for p in self.received_plans()}
+        items: list[Activity] = []
         with SiteStore.open(self.site) as store:
             for a in store.approvals():
-                items.append(AuditItem(a.at, f"study_{a.decision}", a.actor, a.plan_hash,
-                                       a.note))
+                details: dict[str, object] = {"actor": a.actor, "note": a.note}
+                items.append(activity(at=a.at, kind=f"study_{a.decision}", details=details,
+                                      plan_hash=a.plan_hash, studies=names))
             for e in store.ledger():
-                items.append(AuditItem(
-                    e.at, "epsilon_spent", "site-agent", e.plan_hash,
-                    f"{e.dataset_id} round {e.round}: epsilon {e.epsilon:.3f} "
-                    f"(cumulative {e.epsilon_cumulative:.3f})"))
+                items.append(activity(at=e.at, kind="epsilon_spent", details=e.to_json(),
+                                      plan_hash=e.plan_hash, studies=names, actor=SITE_AGENT))
             for ev in store.events():
-                actor = str(ev.details.get("actor", "site"))
-                text = ", ".join(f"{k}={v}" for k, v in sorted(ev.details.items())
-                                 if k != "actor")
-                items.append(AuditItem(ev.at, ev.kind, actor, ev.plan_hash, text))
-        items.sort(key=lambda item: item.at, reverse=True)
+                items.append(activity(at=ev.at, kind=ev.kind, details=ev.details,
+                                      plan_hash=ev.plan_hash, studies=names))
+        items.sort(key=lambda item: item.at)
         return items
+
+    def dashboard(self) -> Dashboard:
+        """What needs attention now, the budget gauges and the recent activity."""
+        plans = self.received_plans()
+        status = self.node_status()
+        with SiteStore.open(self.site) as store:
+            seen = int(store.setting(REFUSALS_SEEN) or 0)
+        return attention.build_dashboard(
+            site=self.site.name, node_state=status.connection if status.running else "stopped",
+            node_text=node_text(status),
+            pending=[PendingStudy(p.study, p.plan_hash) for p in plans if p.status == "pending"],
+            gauges=budget_view.gauges(self.budgets()), activity=self.activity(),
+            refusals_seen=seen, approved=sum(p.status == "approved" for p in plans))
+
+    def acknowledge_refusals(self) -> None:
+        """Mark every refusal so far as seen (the dashboard stops pointing at them)."""
+        self.require("gui dashboard.acknowledge")
+        count = sum(1 for e in self.events() if e.kind in attention.REFUSALS)
+        with SiteStore.open(self.site) as store:
+            store.put_setting(REFUSALS_SEEN, str(count))
 
     def audit_log_path(self) -> Path:
         return self.site.audit_log
@@ -254,6 +302,11 @@ class SiteOperator:
         self.require("gui budget.raise_ceiling" if raising else "gui budget.lower_ceiling")
         budget.set_ceiling(self.site, value, actor=self.actor, confirm_raise=confirm_raise)
 
+    def budget_snapshot(self) -> BudgetSnapshot:
+        """The budget page's content: ceiling, gauges, explained ledger rows, sharing."""
+        budgets = self.budgets()
+        return budget_view.snapshot(budgets, ceiling=self.ceiling(), shared=self.sharing())
+
     def sharing(self) -> Sharing:
         """Which per-site statistics this site shares (own counts, feature importance)."""
         with SiteStore.open(self.site) as store:
@@ -265,17 +318,38 @@ class SiteOperator:
         with SiteStore.open(self.site) as store:
             return sharing.set_sharing(store, what, allowed, actor=self.actor)
 
-    # -- local evaluation -----------------------------------------------------------------
+    # -- local evaluation and reports ----------------------------------------------------
 
     def stored_models(self) -> list[StoredModel]:
+        from client_app.learning import local_eval
+
         return local_eval.stored_models(self.vault)
 
     def evaluate(self, *, model: str | None = None, progress: Progress | None = None,
                  cancelled: Cancelled | None = None) -> LocalEvaluation:
         """Run a stored global model on this site's held-out split (CANCELLED if stopped)."""
         self.require("gui evaluation.run")
+        from client_app.learning import local_eval
+
         return local_eval.evaluate_model(self.vault, model=model, progress=progress,
                                          cancelled=cancelled)
+
+    def label_names(self, plan_hash: str) -> LabelNames:
+        """What the plan's label means: the positive and negative class in words."""
+        return label_names(self.plan(plan_hash))
+
+    def participation_report(self, study: str) -> ParticipationReport:
+        """What this site contributed to ``study`` (name or plan hash), for its ethics board."""
+        from client_app.governance import participation
+
+        return participation.build_report(self.site, study)
+
+    def write_report(self, study: str, out: Path) -> Path:
+        """Write the participation report to ``out`` (``.pdf`` or ``.html``)."""
+        self.require("gui studies.report")
+        from client_app.governance import report_render
+
+        return report_render.write_report(self.participation_report(study), Path(out))
 
     # -- the site node (agent and SuperNode) ----------------------------------------------
 
@@ -289,6 +363,15 @@ class SiteOperator:
     def stop_node(self) -> None:
         self.require("gui node.stop")
         self.node.stop()
+
+
+def node_text(status: NodeStatus) -> str:
+    """The node's state in one line."""
+    if not status.running:
+        return "stopped" + (f" (last error: {status.last_error})" if status.last_error else "")
+    link = (f"coordinator {status.superlink} ({status.connection})" if status.superlink
+            else "no coordinator address set")
+    return f"running, {'agent up' if status.agent_up else 'agent starting'}, {link}"
 
 
 def site_name(site_dir: Path) -> str:

@@ -1,6 +1,7 @@
 """The desktop app's entry point: ``tessera-site-gui --site-dir DIR`` (or ``tessera site gui``).
 
-Opens the site folder, asks for the operator's name and the site passphrase (unless
+A missing or empty folder (or one with only a kit imported) opens the first-run wizard.
+Otherwise it opens the site folder, asks for the operator's name and the site passphrase (unless
 ``TESSERA_SITE_PASSPHRASE`` is set), and shows the main window. The access policy is the
 installed ``tessera/roles.toml`` (read as a data file), or ``TESSERA_POLICY``, or the
 policy ``tessera site gui`` passes in.
@@ -18,12 +19,13 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication, QDialog
 
-from client_app.facade import SiteOperator, load_access_policy, site_name
+from client_app.facade import SiteOperator, load_access_policy, site_name, site_state
 from common.errors import ErrorCode, TesseraError
 from common.roles import Policy, parse_policy
 from gui import dialogs
 from gui.login import LoginDialog
 from gui.window import MainWindow
+from gui.wizard import FirstRunWizard
 from privacy.passphrase import PASSPHRASE_ENV_VAR
 
 POLICY_ENV_VAR = "TESSERA_POLICY"
@@ -76,6 +78,15 @@ def open_operator(site_dir: Path, *, policy: Policy, kit: Path | None = None,
     return dialog.operator
 
 
+def first_run(site_dir: Path, *, policy: Policy, actor: str | None,
+              kit_imported: bool) -> SiteOperator | None:
+    """The first-run wizard on a new site folder; the unlocked site, or None if cancelled."""
+    wizard = FirstRunWizard(site_dir, policy=policy, actor=actor or default_actor(),
+                            kit_imported=kit_imported)
+    wizard.exec()
+    return wizard.operator  # set once the keystore exists, even if the last step is skipped
+
+
 def run_app(site_dir: Path, *, policy: Policy | None = None, kit: Path | None = None,
             actor: str | None = None) -> int:
     """Open the app on ``site_dir`` and run it until the window closes; the exit status."""
@@ -83,8 +94,13 @@ def run_app(site_dir: Path, *, policy: Policy | None = None, kit: Path | None = 
     assert isinstance(app, QApplication)
     app.setApplicationName("Tessera site")
     try:
-        operator = open_operator(site_dir, policy=policy or default_policy(), kit=kit,
-                                 actor=actor)
+        chosen = policy or default_policy()
+        state = site_state(site_dir)
+        if state in ("new", "kit"):
+            operator = first_run(site_dir, policy=chosen, actor=actor,
+                                 kit_imported=state == "kit")
+        else:
+            operator = open_operator(site_dir, policy=chosen, kit=kit, actor=actor)
     except Exception as exc:  # the GUI boundary: a message, never a traceback
         dialogs.show_error(None, dialogs.error_text(exc))
         code = exc.exit_code if isinstance(exc, TesseraError) else 12

@@ -50,3 +50,9 @@ def open_file(parent: QWidget | None, title: str, filters: str) -> Path | None:
     """Ask for an existing file; None if the operator cancels."""
     name, _ = QFileDialog.getOpenFileName(parent, title, "", filters)
     return Path(name) if name else None
+
+
+def save_file(parent: QWidget | None, title: str, filters: str, suggested: str) -> Path | None:
+    """Ask where to save a new file; None if the operator cancels."""
+    name, _ = QFileDialog.getSaveFileName(parent, title, suggested, filters)
+    return Path(name) if name else None

@@ -60,6 +60,14 @@ class RowsModel(QAbstractTableModel):
         self._rows = list(rows)
         self.endResetModel()
 
+    def set_title(self, column: int, title: str) -> None:
+        """Rename one column's header (e.g. after the plan's label names are known)."""
+        columns = list(self._columns)
+        old = columns[column]
+        columns[column] = Column(title, old.value, old.tooltip, old.numeric)
+        self._columns = tuple(columns)
+        self.headerDataChanged.emit(Qt.Orientation.Horizontal, column, column)
+
     def row(self, number: int) -> Any:
         """The record shown in row ``number``."""
         return self._rows[number]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.plan import StudyPlan
-from tessera.baseline import released_model_check
-from tessera.local_federation import LocalFederation
+
+if TYPE_CHECKING:  # the launcher's federation: TenSEAL and torch, not needed to report
+    from tessera.local_federation import LocalFederation
 
 
 def build_report(fed: LocalFederation, result: dict[str, Any], *, baseline: dict[str, Any],
@@ -17,6 +18,8 @@ def build_report(fed: LocalFederation, result: dict[str, Any], *, baseline: dict
     report = run_report(fed.plan, result, plan_digest=fed.plan_hash, custodian=fed.custodian,
                         supernodes=len(fed.sites), baseline=baseline, timings=timings,
                         superlink=superlink, tls=tls, node_auth=node_auth)
+    from tessera.baseline import released_model_check  # torch and scikit-learn: when used
+
     report["released_model_check"] = released_model_check(fed, result)
     return report
 

@@ -28,7 +28,6 @@ from common.files import atomic_write_bytes
 from common.plan import StudyPlan, parse_plan, plan_hash, plan_to_toml
 from common.processes import flower_env
 from common.workdir import CoordinatorDir, RunDir
-from server.he_context import read_evaluation_context
 from server.run_record import RunRecorder
 from tessera.coordinator_control import CoordinatorController
 from tessera.coordinator_ops import CONNECTION, app_folder, coordinator_manifest, started_run_id
@@ -72,6 +71,8 @@ def submit(coordinator: CoordinatorDir, plan: StudyPlan, *, custodian: str = "",
                            f"{manifest.name!r}")
     digest = plan_hash(plan)
     if plan.he.enabled:  # fail now, not after the sites are asked
+        from server.he_context import read_evaluation_context  # TenSEAL: when used
+
         read_evaluation_context(coordinator.he_dir, plan_hash=digest)
     root = coordinator.root.absolute()
     plan_path = CoordinatorDir(root).plan_path(digest)

@@ -18,6 +18,7 @@ from client_app.cli import (
     evaluation,
     events,
     node,
+    report,
     service,
     sharing,
     studies,
@@ -89,3 +90,4 @@ studies.register(app)
 node.register(app)
 service.register(app)
 sharing.register(app)
+report.register(app)

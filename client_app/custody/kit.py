@@ -135,6 +135,16 @@ def import_site_kit(kit: Path, site_dir: Path, *,
     return identity
 
 
+def inspect_site_kit(kit: Path, *,
+                     expected_coordinator_key: str | None = None) -> tuple[KitInfo, Manifest]:
+    """Verify the site kit ``kit`` exactly as :func:`import_site_kit` does, writing nothing:
+    who it is for and the signed manifest, for the operator to confirm before importing."""
+    pin = expected_coordinator_key.strip().lower() if expected_coordinator_key else None
+    with _unpacked(Path(kit).expanduser()) as folder:
+        info = _verified(folder, pinned=pin)
+        return info, load_manifest(folder / MANIFEST_FILE)
+
+
 def load_site_identity(site_dir: Path) -> SiteKit:
     """The installed kit of an initialised site folder, its manifest signature verified."""
     site = open_site_dir(site_dir)

@@ -27,6 +27,7 @@ from client_app.store.site_store import LedgerRecord, SiteDelta, SiteStore
 from client_app.store.tables import DatasetVersionRow
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan
+from privacy.ledger_epsilon import ledger_epsilon as epsilon_for_history
 
 #: What ``tessera site budget --json`` prints (see docs/privacy-ledger.md).
 REPORT_FORMAT = "tessera-privacy-ledger"
@@ -82,7 +83,6 @@ def _budgets(store: SiteStore, dataset: str | None = None) -> list[DatasetBudget
         by_dataset[entry.dataset_id].append(entry)
     names = {dataset} & (registered | by_dataset.keys()) if dataset is not None \
         else registered | by_dataset.keys()
-    from privacy.accounting import epsilon_for_history  # loads Opacus: only when needed
 
     out = []
     for name in sorted(names):

@@ -43,15 +43,8 @@ from client_app.store.privacy_settings import ceiling_in, delta_in
 from client_app.store.records import BudgetCheck, LedgerRecord, ReleaseKind, ledger_record
 from client_app.store.tables import EventRow, LedgerRow, SettingRow
 from common.errors import ErrorCode, TesseraError
+from privacy.ledger_epsilon import ledger_epsilon as epsilon_for_history
 from privacy.mechanisms import DpStep, GaussianRelease, Mechanism
-
-
-def epsilon_for_history(history: Sequence[Mechanism], *, delta: float) -> float:
-    """:func:`privacy.accounting.epsilon_for_history`, imported on first use: the accountant
-    loads Opacus and dp-accounting (seconds), which commands that only read the store skip."""
-    from privacy.accounting import epsilon_for_history as compose
-
-    return compose(history, delta=delta)
 
 
 def _text(value: str, *, name: str, limit: int = 128) -> str:

@@ -1,12 +1,16 @@
-"""Audit page: the site's audit records with filters, and verifying the signed audit log.
+"""Audit page: the site's records as plain sentences with filters, the raw record of the
+selected one, and verifying the signed audit log.
 
 The records are what the site store holds and mirrors into ``audit/site.log`` (approvals,
 privacy spend, events); the log's payloads are encrypted to the auditor, so the site shows
-its own store and verifies the log's chain and signatures, which needs no key.
+its own store and verifies the log's chain and signatures, which needs no key. The
+verification counts the log's records, which can differ from the store's list (the log
+starts when the site got its kit and also holds checkpoints): the result says so.
 """
 
 from __future__ import annotations
 
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -14,16 +18,20 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QPushButton,
+    QSplitter,
     QTableView,
     QVBoxLayout,
     QWidget,
 )
 
-from client_app.facade import AuditItem, SiteOperator, VerifyReport
+from client_app.facade import Activity, SiteOperator, VerifyReport
 from gui.access import enable, gate
 from gui.models import Column, RowsModel
 from gui.pages.base import Page, heading
+from gui.text import tr
+from gui.widgets import HashLabel, copy_on_ctrl_c
 
 ALL_KINDS = "All kinds"
 
@@ -33,27 +41,32 @@ def verdict(report: VerifyReport) -> str:
     if report.ok:
         tail = ("every record is covered by a signed checkpoint" if report.all_checkpointed
                 else "the newest records are not yet covered by a signed checkpoint")
-        return f"INTACT: {report.records} records verified; {tail}."
+        return (f"INTACT: {report.records} records verified; {tail}. (The log holds the "
+                "records written since the site's kit was installed, so its count can differ "
+                "from the list below.)")
     where = f" at line {report.line}" if report.line is not None else ""
     fault = report.fault.value if report.fault is not None else "fault"
     return f"FAULT ({fault}){where}: {report.message}"
 
 
-def matches(item: AuditItem, *, kind: str | None, text: str) -> bool:
+def matches(item: Activity, *, kind: str | None, text: str) -> bool:
     """Whether ``item`` passes the kind and free-text filters (case-insensitive)."""
     if kind is not None and item.kind != kind:
         return False
     needle = text.strip().lower()
-    haystack = " ".join((item.kind, item.actor, item.plan_hash or "", item.details)).lower()
+    haystack = " ".join((item.kind, item.actor, item.plan_hash or "", item.sentence,
+                         item.raw)).lower()
     return not needle or needle in haystack
 
 
 class AuditPage(Page):
     title = "Audit"
+    key = "audit"
+    icon = "SP_FileDialogDetailedView"
 
     def __init__(self, operator: SiteOperator, parent: QWidget | None = None) -> None:
         super().__init__(operator, parent)
-        self.items: list[AuditItem] = []
+        self.items: list[Activity] = []
         self.report: VerifyReport | None = None
         self.kind_combo = QComboBox()
         self.kind_combo.setAccessibleName("Record kind")
@@ -76,19 +89,39 @@ class AuditPage(Page):
         self.result.setAccessibleName("Verification result")
         self.count = QLabel()
         self.model = RowsModel([
-            Column("time", lambda i: i.at),
-            Column("kind", lambda i: i.kind),
-            Column("actor", lambda i: i.actor),
-            Column("plan hash", lambda i: i.plan_hash[:12] if i.plan_hash else None,
-                   tooltip=lambda i: i.plan_hash or ""),
-            Column("details", lambda i: i.details, tooltip=lambda i: i.details),
+            Column(tr("time"), lambda i: i.at),
+            Column(tr("what happened"), lambda i: i.sentence, tooltip=lambda i: i.sentence),
+            Column(tr("by"), lambda i: i.actor),
+            Column(tr("study"), lambda i: i.study or "", tooltip=lambda i: i.plan_hash or ""),
         ], self)
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setAccessibleName("Audit records")
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.setWordWrap(False)
+        self.table.setAccessibleName(tr("Audit records"))
+        self.table.selectionModel().selectionChanged.connect(self._selected)
+        copy_on_ctrl_c(self.table, lambda i: i.raw)
+        self.plan_hash = HashLabel(tr("plan hash"))
+        self.raw = QPlainTextEdit()
+        self.raw.setReadOnly(True)
+        self.raw.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.raw.setAccessibleName(tr("Raw record"))
+        self.raw.setPlaceholderText(tr("Select a record to see it as the store holds it."))
+        raw_box = QWidget()
+        raw_layout = QVBoxLayout(raw_box)
+        raw_layout.setContentsMargins(0, 0, 0, 0)
+        raw_layout.addWidget(QLabel(tr("Raw record (as stored; Ctrl+C in the list copies it)")))
+        raw_layout.addWidget(self.plan_hash)
+        raw_layout.addWidget(self.raw, 1)
+        self.split = QSplitter()
+        self.split.addWidget(self.table)
+        self.split.addWidget(raw_box)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 1)
         self.runner.busy_changed.connect(lambda busy: enable(self.verify_button, not busy))
 
         filters = QHBoxLayout()
@@ -104,10 +137,13 @@ class AuditPage(Page):
         layout.addWidget(heading("Audit trail"))
         layout.addLayout(verify)
         layout.addLayout(filters)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(self.split, 1)
 
-    def load(self) -> None:
-        self.items = self.operator.audit_items()
+    def fetch(self) -> list[Activity]:
+        return list(reversed(self.operator.activity()))
+
+    def show_data(self, data: list[Activity]) -> None:
+        self.items = data
         chosen = self.kind_combo.currentText()
         self.kind_combo.blockSignals(True)
         self.kind_combo.clear()
@@ -123,6 +159,16 @@ class AuditPage(Page):
                             text=self.text_filter.text())]
         self.model.set_rows(shown)
         self.count.setText(f"{len(shown)} of {len(self.items)} records")
+        self._selected()
+
+    def selected(self) -> Activity | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.model.row(rows[0].row()) if rows else None
+
+    def _selected(self) -> None:
+        item = self.selected()
+        self.raw.setPlainText(item.raw if item is not None else "")
+        self.plan_hash.set_value(item.plan_hash if item is not None else None)
 
     def verify(self) -> None:
         """Verify the audit log in the background."""

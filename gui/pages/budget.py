@@ -1,8 +1,13 @@
-"""Privacy budget page: each dataset's ledger (every release with its mechanism), the site's
-delta, the cumulative-epsilon chart and the ceiling."""
+"""Privacy budget page: what each dataset spent and has left, every ledger entry explained
+(round, mechanism, epsilon added, cumulative), the cumulative-epsilon chart and the ceiling.
+
+The cumulative column comes right after the epsilon each entry added, so it is visible
+without scrolling; the selected row's explanation is spelled out under the table.
+"""
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -18,47 +23,58 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client_app.facade import DatasetBudget, SiteOperator
+from client_app.facade import BudgetSnapshot, LedgerRow, SiteOperator
 from gui import dialogs
 from gui.access import gate
 from gui.models import Column, RowsModel
 from gui.pages.base import Page, heading
 from gui.plots import PlotCanvas
+from gui.text import tr
 
 ALL = "All datasets"
 
 
 class BudgetPage(Page):
     title = "Privacy budget"
+    key = "budget"
+    icon = "SP_DriveHDIcon"
 
     def __init__(self, operator: SiteOperator, parent: QWidget | None = None) -> None:
         super().__init__(operator, parent)
-        self.budgets: list[DatasetBudget] = []
+        self.snapshot: BudgetSnapshot | None = None
         self.summary = QLabel()
         self.summary.setWordWrap(True)
-        self.summary.setAccessibleName("Budget summary")
+        self.summary.setAccessibleName(tr("Budget summary"))
         self.dataset_combo = QComboBox()
-        self.dataset_combo.setAccessibleName("Dataset")
+        self.dataset_combo.setAccessibleName(tr("Dataset"))
         self.dataset_combo.currentIndexChanged.connect(self._show)
-        dataset_label = QLabel("&Dataset:")
+        dataset_label = QLabel(tr("&Dataset:"))
         dataset_label.setBuddy(self.dataset_combo)
         self.model = RowsModel([
-            Column("time", lambda e: e.at),
-            Column("dataset", lambda e: e.dataset_id),
-            Column("study", lambda e: e.study, tooltip=lambda e: e.plan_hash),
-            Column("round", lambda e: e.round, numeric=True),
-            Column("release", lambda e: e.kind),
-            Column("mechanism", lambda e: e.mechanism_name),
-            Column("parameters", lambda e: e.parameters_text()),
-            Column("delta", lambda e: e.delta, numeric=True),
-            Column("epsilon", lambda e: e.epsilon, numeric=True),
-            Column("cumulative", lambda e: e.epsilon_cumulative, numeric=True),
+            Column(tr("round"), lambda r: r.round, numeric=True),
+            Column(tr("dataset"), lambda r: r.dataset),
+            Column(tr("epsilon added"), lambda r: f"+{r.added:.3f}", numeric=True,
+                   tooltip=lambda r: r.explanation),
+            Column(tr("cumulative"), lambda r: f"{r.cumulative:.3f}", numeric=True,
+                   tooltip=lambda r: r.explanation),
+            Column(tr("release"), lambda r: r.release, tooltip=lambda r: r.explanation),
+            Column(tr("mechanism"), lambda r: r.mechanism, tooltip=lambda r: r.parameters),
+            Column(tr("study"), lambda r: r.study, tooltip=lambda r: r.plan_hash),
+            Column(tr("time"), lambda r: r.at),
+            Column(tr("this release alone"), lambda r: f"{r.alone:.3f}", numeric=True),
+            Column(tr("delta"), lambda r: r.delta, numeric=True),
         ], self)
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.setAccessibleName("Privacy ledger")
+        self.table.setAccessibleName(tr("Privacy ledger"))
+        self.table.selectionModel().selectionChanged.connect(self._explain)
+        self.explanation = QLabel(tr("Select a row to see what it released and what it cost."))
+        self.explanation.setWordWrap(True)
+        self.explanation.setAccessibleName(tr("What the selected entry means"))
+        self.explanation.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.chart = PlotCanvas(self)
 
         self.ceiling_spin = QDoubleSpinBox()
@@ -98,81 +114,97 @@ class BudgetPage(Page):
         top.addWidget(ceiling_label)
         top.addWidget(self.ceiling_spin)
         top.addWidget(self.set_button)
-        split = QSplitter()
-        split.addWidget(self.table)
+        ledger = QWidget()
+        ledger_layout = QVBoxLayout(ledger)
+        ledger_layout.setContentsMargins(0, 0, 0, 0)
+        ledger_layout.addWidget(self.table, 1)
+        ledger_layout.addWidget(self.explanation)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(ledger)
         split.addWidget(self.chart)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 1)
-        split.setSizes([660, 460])
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
-        layout.addWidget(heading("Privacy budget"))
+        layout.addWidget(heading(tr("Privacy budget")))
         layout.addWidget(self.summary)
         layout.addLayout(top)
         layout.addLayout(sharing_row)
         layout.addWidget(split, 1)
 
-    def load(self) -> None:
-        self.budgets = self.operator.budgets()
-        ceiling = self.operator.ceiling()
-        self.ceiling_spin.setValue(ceiling)
-        lines = [f"Privacy ceiling: <b>epsilon {ceiling:g}</b> per dataset, across all studies."]
-        for b in self.budgets:
-            delta = "unknown" if b.delta is None else f"{b.delta.value:.3g}"
-            lines.append(f"{b.dataset}: spent {b.spent:.3f} at delta {delta}, remaining "
-                         f"{b.remaining:.3f} ({b.fraction_spent:.0%} of the ceiling) in "
-                         f"{len(b.entries)} release(s)")
-        if not self.budgets:
-            lines.append("No dataset has spent any budget yet.")
+    def fetch(self) -> BudgetSnapshot:
+        return self.operator.budget_snapshot()
+
+    def show_data(self, data: BudgetSnapshot) -> None:
+        self.snapshot = data
+        self.ceiling_spin.setValue(data.ceiling)
+        lines = [tr("Privacy ceiling: <b>epsilon {ceiling}</b> per dataset, across all "
+                    "studies.").format(ceiling=f"{data.ceiling:g}"), *data.lines]
+        if not data.gauges:
+            lines.append(tr("No dataset has spent any budget yet."))
         self.summary.setText("<br>".join(lines))
-        shared = self.operator.sharing()
-        for box, value in ((self.share_counts, shared.own_counts),
-                           (self.share_importance, shared.importance)):
+        for box, value in ((self.share_counts, data.sharing.own_counts),
+                           (self.share_importance, data.sharing.importance)):
             box.blockSignals(True)
             box.setChecked(value)
             box.blockSignals(False)
         chosen = self.dataset_combo.currentText()
         self.dataset_combo.blockSignals(True)
         self.dataset_combo.clear()
-        self.dataset_combo.addItems([ALL, *(b.dataset for b in self.budgets)])
+        self.dataset_combo.addItems([ALL, *(g.dataset for g in data.gauges)])
         index = self.dataset_combo.findText(chosen)
         self.dataset_combo.setCurrentIndex(max(index, 0))
         self.dataset_combo.blockSignals(False)
         self._show()
 
     def _show(self) -> None:
+        data = self.snapshot
+        if data is None:
+            return
         name = self.dataset_combo.currentText()
-        shown = [b for b in self.budgets if name in (ALL, b.dataset)]
-        self.model.set_rows([e for b in shown for e in b.entries])
-        ceiling = self.operator.ceiling()
-        if any(b.curve for b in shown):
-            self.chart.plot_budget([(b.dataset, b.curve) for b in shown], ceiling=ceiling)
+        rows = [r for r in data.rows if name in (ALL, r.dataset)]
+        self.model.set_rows(rows)
+        curves = [(d, c) for d, c in data.curves if name in (ALL, d)]
+        if any(c for _, c in curves):
+            self.chart.plot_budget(curves, ceiling=data.ceiling)
         else:
-            self.chart.show_message("No privacy budget spent yet")
+            self.chart.show_message(tr("No privacy budget spent yet"))
+        if rows:
+            self.table.selectRow(len(rows) - 1)
+        self._explain()
+
+    def selected(self) -> LedgerRow | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.model.row(rows[0].row()) if rows else None
+
+    def _explain(self) -> None:
+        row = self.selected()
+        self.explanation.setText(row.explanation if row is not None else tr(
+            "Select a row to see what it released and what it cost."))
 
     def apply_ceiling(self) -> None:
         """Set the ceiling from the spin box; raising it needs a confirmation."""
         value = round(self.ceiling_spin.value(), 2)
-        current = self.operator.ceiling()
+        current = self.snapshot.ceiling if self.snapshot is not None else value
         if value == current:
             return
         raising = value > current
         if raising:
             if not self.can_raise:
                 reason = self.operator.denial("gui budget.raise_ceiling")
-                self.show_error(f"Raising the ceiling {reason}")
+                self.show_error(tr("Raising the ceiling {reason}").format(reason=reason))
                 return
             if not dialogs.confirm(
-                    self, "Raise the privacy ceiling",
-                    f"Raise the privacy ceiling from {current:g} to {value:g}?\n\nEvery "
-                    "dataset may then spend more epsilon: less privacy for its patients."):
+                    self, tr("Raise the privacy ceiling"),
+                    tr("Raise the privacy ceiling from {old} to {new}?\n\nEvery dataset may "
+                       "then spend more epsilon: less privacy for its patients.").format(
+                        old=f"{current:g}", new=f"{value:g}")):
                 self.ceiling_spin.setValue(current)
                 return
-        if self.attempt(lambda: self.operator.set_ceiling(value, confirm_raise=raising)):
-            self.refresh()
-            self.changed.emit(f"privacy ceiling set to {value:g}")
+        self.act("ceiling", lambda: self.operator.set_ceiling(value, confirm_raise=raising),
+                 announce=tr("privacy ceiling set to {value}").format(value=f"{value:g}"))
 
     def apply_sharing(self, what: str, allowed: bool) -> None:
         """Record the operator's sharing choice; on refusal the box shows the stored state."""
-        if self.attempt(lambda: self.operator.set_sharing(what, allowed)):
-            self.changed.emit(f"{what.replace('_', ' ')} {'shared' if allowed else 'not shared'}")
-        self.refresh()
+        words = what.replace("_", " ")
+        self.act("sharing", lambda: self.operator.set_sharing(what, allowed),
+                 announce=f"{words} {'shared' if allowed else 'not shared'}")

@@ -21,7 +21,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client_app.facade import GLOBAL_SCOPE, ImportResult, SiteOperator
+from client_app.facade import (
+    GLOBAL_SCOPE,
+    ConsentEvent,
+    ImportResult,
+    SiteOperator,
+    short_hash,
+)
 from gui import dialogs
 from gui.access import enable, gate
 from gui.models import Column, RowsModel
@@ -36,6 +42,8 @@ def scope_text(scope: str) -> str:
 
 class ConsentPage(Page):
     title = "Consent"
+    key = "consent"
+    icon = "SP_DialogYesButton"
 
     def __init__(self, operator: SiteOperator, parent: QWidget | None = None) -> None:
         super().__init__(operator, parent)
@@ -89,7 +97,8 @@ class ConsentPage(Page):
             Column("scope", lambda e: scope_text(e.scope)),
             Column("patient id", lambda e: e.patient_id),
             Column("source", lambda e: e.source if e.batch is None
-                   else f"{e.source} {e.batch[:8]}", tooltip=lambda e: e.batch or ""),
+                   else f"{e.source} (batch {short_hash(e.batch)})",
+                   tooltip=lambda e: e.batch or ""),
             Column("actor", lambda e: e.actor),
             Column("note", lambda e: e.note),
         ], self)
@@ -113,13 +122,16 @@ class ConsentPage(Page):
         text = self.scope_combo.currentText()
         return GLOBAL_SCOPE if text in (ALL_STUDIES, "") else text
 
-    def load(self) -> None:
-        chosen = self.scope_combo.currentText()
+    def fetch(self) -> tuple[list[str], list[ConsentEvent]]:
         studies = sorted({p.study for p in self.operator.received_plans()})
+        return studies, self.operator.consent_history()
+
+    def show_data(self, data: tuple[list[str], list[ConsentEvent]]) -> None:
+        studies, events = data
+        chosen = self.scope_combo.currentText()
         self.scope_combo.clear()
         self.scope_combo.addItems([ALL_STUDIES, *studies])
         self.scope_combo.setCurrentIndex(max(self.scope_combo.findText(chosen), 0))
-        events = self.operator.consent_history()
         self.model.set_rows(events)
         withdrawals = sum(1 for e in events if e.action == "withdraw")
         self.summary.setText(f"{len(events)} consent event(s), {withdrawals} withdrawal(s), "
@@ -139,11 +151,13 @@ class ConsentPage(Page):
             return
         scope, note = self.scope(), self.note_edit.text()
         fn = self.operator.withdraw if action == "withdraw" else self.operator.grant
-        if self.attempt(lambda: fn([patient], scope=scope, note=note)):
+
+        def recorded(_count: object) -> None:
             self.patient_edit.clear()
             self.note_edit.clear()
-            self.refresh()
-            self.changed.emit(f"consent: {action} recorded")
+
+        self.act(action, lambda: fn([patient], scope=scope, note=note), done=recorded,
+                 announce=f"consent: {action} recorded")
 
     def import_file(self) -> None:
         path = dialogs.open_file(self, "Import an opt-out list",

@@ -30,13 +30,16 @@ from client_app.facade import (
     POLICY_CHOICES,
     DatasetVersion,
     Policy,
+    ReceivedPlan,
     SiteOperator,
     ValidationReport,
+    short_hash,
 )
 from gui import dialogs
 from gui.access import enable, gate
 from gui.models import Column, RowsModel
 from gui.pages.base import Page, heading
+from gui.widgets import copy_on_ctrl_c
 
 DATA_FILES = "Data files (*.csv *.parquet);;All files (*)"
 
@@ -87,6 +90,8 @@ def policy_text(policy: dict[str, object]) -> str:
 
 class DatasetsPage(Page):
     title = "Datasets"
+    key = "datasets"
+    icon = "SP_DirIcon"
 
     def __init__(self, operator: SiteOperator, parent: QWidget | None = None) -> None:
         super().__init__(operator, parent)
@@ -98,9 +103,9 @@ class DatasetsPage(Page):
         self.model = RowsModel([
             Column("registered", lambda v: v.at),
             Column("dataset", lambda v: v.dataset),
-            Column("version", lambda v: v.version[:12], tooltip=lambda v: v.version),
-            Column("parent", lambda v: v.parent_version[:12] if v.parent_version else None,
-                   tooltip=lambda v: v.parent_version or "first version"),
+            Column("version", lambda v: short_hash(v.version), tooltip=lambda v: v.version),
+            Column("parent", lambda v: short_hash(v.parent_version) if v.parent_version
+                   else "first version", tooltip=lambda v: v.parent_version or "first version"),
             Column("rows", lambda v: v.rows, numeric=True),
             Column("source", lambda v: f"{v.source_name} ({v.source_format})",
                    tooltip=lambda v: v.source_hash),
@@ -117,6 +122,7 @@ class DatasetsPage(Page):
         header.setStretchLastSection(True)
         self.table.setAccessibleName("Dataset versions")
         self.table.selectionModel().selectionChanged.connect(self._selected)
+        copy_on_ctrl_c(self.table, lambda v: v.version)
         self.details = QPlainTextEdit()
         self.details.setReadOnly(True)
         self.details.setAccessibleName("Validation summary of the selected version")
@@ -172,13 +178,17 @@ class DatasetsPage(Page):
 
     # -- versions ---------------------------------------------------------------------------
 
-    def load(self) -> None:
-        self.model.set_rows(list(reversed(self.operator.dataset_versions())))
+    def fetch(self) -> tuple[list[DatasetVersion], list[ReceivedPlan]]:
+        return list(reversed(self.operator.dataset_versions())), self.operator.received_plans()
+
+    def show_data(self, data: tuple[list[DatasetVersion], list[ReceivedPlan]]) -> None:
+        versions, plans = data
+        self.model.set_rows(versions)
         chosen = self.plan_combo.currentData()
         self.plan_combo.clear()
-        for plan in self.operator.received_plans():
-            self.plan_combo.addItem(f"{plan.study} {plan.plan_hash[:12]} ({plan.status})",
-                                    plan.plan_hash)
+        for plan in plans:
+            self.plan_combo.addItem(f"{plan.study}, plan {short_hash(plan.plan_hash)} "
+                                    f"({plan.status})", plan.plan_hash)
         if self.plan_combo.count() == 0:
             self.plan_combo.addItem("no study plan received: import one on the Studies page",
                                     None)
@@ -198,12 +208,15 @@ class DatasetsPage(Page):
             self.details.setPlainText("No dataset version registered yet.")
             return
         v: DatasetVersion = self.model.row(rows[0].row())
+        parent = (f"derived from version {short_hash(v.parent_version)}" if v.parent_version
+                  else "the first version of this dataset")
         self.details.setPlainText(
-            f"{v.dataset} version {v.version}\nparent: {v.parent_version or 'none'}\n"
-            f"source: {v.source_name} ({v.source_format}, sha256 {v.source_hash})\n"
-            f"plan: {v.plan_hash or '-'}\nrows: {v.rows}\npolicy: "
-            f"{', '.join(f'{k}={x}' for k, x in sorted(v.policy.items()))}\n"
-            f"registered by {v.actor}\n\n" + "\n".join(summary_lines(v.report)))
+            f"{v.dataset}, version {short_hash(v.version)}\n{parent}\n"
+            f"source: {v.source_name} ({v.source_format}, sha256 {short_hash(v.source_hash)})\n"
+            f"plan: {short_hash(v.plan_hash) or '-'}\nrows: {v.rows}\ncleaning policy: "
+            f"{policy_text(v.policy)}\nregistered by {v.actor}\n\n"
+            + "\n".join(summary_lines(v.report))
+            + "\n\nCtrl+C in the list copies the full version id.")
 
     # -- registering ------------------------------------------------------------------------
 
@@ -283,10 +296,10 @@ class DatasetsPage(Page):
     def _registered(self, version: DatasetVersion) -> None:
         self.registered = version
         self.discard()
-        self.check_state.setText(f"registered {version.dataset} version {version.version[:12]} "
-                                 f"({version.rows} rows)")
+        self.check_state.setText(f"registered {version.dataset} version "
+                                 f"{short_hash(version.version)} ({version.rows} rows)")
         self.refresh()
-        self.changed.emit(f"{version.dataset} version {version.version[:12]} registered")
+        self.changed.emit(f"{version.dataset} version {short_hash(version.version)} registered")
 
     def _clear_policy(self) -> None:
         while self.policy_form.rowCount():

@@ -7,6 +7,7 @@ accuracy, AUC, the confusion matrix and the ROC curve.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -23,12 +24,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client_app.facade import LocalEvaluation, SiteOperator, StoredModel
+from client_app.facade import LabelNames, SiteOperator, short_hash
 from gui.access import enable, gate
 from gui.models import Column, RowsModel, display
 from gui.pages.base import Page, heading
 from gui.plots import PlotCanvas
+from gui.text import tr
 from gui.workers import Worker
+
+if TYPE_CHECKING:  # their module loads torch: imported when a model is evaluated
+    from client_app.facade import LocalEvaluation, StoredModel
 
 
 @dataclass(frozen=True)
@@ -40,9 +45,18 @@ class ConfusionRow:
     predicted_negative: int
 
 
-def confusion_rows(result: LocalEvaluation) -> list[ConfusionRow]:
-    return [ConfusionRow("actual positive", result.tp, result.fn),
-            ConfusionRow("actual negative", result.fp, result.tn)]
+def confusion_rows(result: LocalEvaluation, names: LabelNames) -> list[ConfusionRow]:
+    """Rows named after the plan's label: positive is the label's class (label 1)."""
+    return [ConfusionRow(f"actually {names.positive} (1)", result.tp, result.fn),
+            ConfusionRow(f"actually {names.negative} (0)", result.fp, result.tn)]
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """An evaluation and what its plan's label means."""
+
+    result: LocalEvaluation
+    names: LabelNames
 
 
 def model_text(model: StoredModel) -> str:
@@ -51,10 +65,13 @@ def model_text(model: StoredModel) -> str:
 
 class EvaluationPage(Page):
     title = "Evaluation"
+    key = "evaluation"
+    icon = "SP_DialogApplyButton"
 
     def __init__(self, operator: SiteOperator, parent: QWidget | None = None) -> None:
         super().__init__(operator, parent)
         self.result: LocalEvaluation | None = None
+        self.names: LabelNames | None = None
         self.models: list[StoredModel] = []
         self.model_combo = QComboBox()
         self.model_combo.setAccessibleName("Model")
@@ -97,8 +114,8 @@ class EvaluationPage(Page):
             self.metrics[key].setFont(font)
         self.confusion = RowsModel([
             Column("", lambda r: r.actual),
-            Column("predicted positive", lambda r: r.predicted_positive, numeric=True),
-            Column("predicted negative", lambda r: r.predicted_negative, numeric=True),
+            Column(tr("predicted positive"), lambda r: r.predicted_positive, numeric=True),
+            Column(tr("predicted negative"), lambda r: r.predicted_negative, numeric=True),
         ], self)
         self.confusion_table = QTableView()
         self.confusion_table.setModel(self.confusion)
@@ -131,9 +148,12 @@ class EvaluationPage(Page):
         layout.addLayout(results, 1)
         self.roc.show_message("Run an evaluation to see the ROC curve")
 
-    def load(self) -> None:
+    def fetch(self) -> list[StoredModel]:
+        return self.operator.stored_models()
+
+    def show_data(self, data: list[StoredModel]) -> None:
         chosen = self.model_combo.currentData()
-        self.models = self.operator.stored_models()
+        self.models = data
         self.model_combo.clear()
         for model in self.models:
             self.model_combo.addItem(model_text(model), model.name)
@@ -154,9 +174,10 @@ class EvaluationPage(Page):
         self.progress.setValue(0)
         self.state.setText("running...")
 
-        def task(worker: Worker) -> LocalEvaluation:
-            return self.operator.evaluate(model=name, progress=worker.report,
-                                          cancelled=worker.cancelled)
+        def task(worker: Worker) -> Evaluated:
+            result = self.operator.evaluate(model=name, progress=worker.report,
+                                            cancelled=worker.cancelled)
+            return Evaluated(result, self.operator.label_names(result.plan_hash))
 
         self.runner.start("evaluate", task, on_done=self.show_result,
                           on_error=self._failed)
@@ -166,8 +187,9 @@ class EvaluationPage(Page):
         self.progress.setValue(0)
         self.task_failed(code, message)
 
-    def show_result(self, result: LocalEvaluation) -> None:
-        self.result = result
+    def show_result(self, evaluated: Evaluated) -> None:
+        result, names = evaluated.result, evaluated.names
+        self.result, self.names = result, names
         self.state.setText("done")
         self.progress.setValue(100)
         self.metrics["accuracy"].setText(f"{result.accuracy:.3f}")
@@ -175,11 +197,17 @@ class EvaluationPage(Page):
         self.metrics["n"].setText(str(result.n))
         self.metrics["excluded"].setText(str(result.excluded_by_consent))
         self.metrics["threshold"].setText(f"{result.threshold:g}")
-        self.metrics["dataset"].setText(result.dataset_version[:16])
+        self.metrics["dataset"].setText(short_hash(result.dataset_version))
         self.metrics["dataset"].setToolTip(result.dataset_version)
-        self.metrics["plan"].setText(result.plan_hash[:16])
+        self.metrics["plan"].setText(short_hash(result.plan_hash))
         self.metrics["plan"].setToolTip(result.plan_hash)
-        self.confusion_label.setText(f"Confusion matrix (score >= {result.threshold:g} "
-                                     "predicts positive):")
-        self.confusion.set_rows(confusion_rows(result))
+        self.confusion_label.setText(tr(
+            "Confusion matrix. Positive means {positive} (label 1: {meaning}); a score of at "
+            "least {threshold} predicts positive.").format(
+                positive=names.positive, meaning=names.description,
+                threshold=f"{result.threshold:g}"))
+        self.confusion_label.setWordWrap(True)
+        self.confusion.set_rows(confusion_rows(result, names))
+        self.confusion.set_title(1, tr("predicted {name}").format(name=names.positive))
+        self.confusion.set_title(2, tr("predicted {name}").format(name=names.negative))
         self.roc.plot_roc(result.roc_fpr, result.roc_tpr, auc=result.auc)

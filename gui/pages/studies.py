@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
+    QLabel,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -19,11 +21,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from client_app.facade import Decision, ReceivedPlan, SiteOperator
+from client_app.facade import Decision, PlanDiff, ReceivedPlan, SiteOperator, short_hash
 from gui import dialogs
 from gui.access import enable, gate
 from gui.models import Column, RowsModel, display
 from gui.pages.base import Page, heading
+from gui.text import tr
+from gui.widgets import HashLabel, copy_on_ctrl_c
+from gui.workers import TaskRunner
 
 _VERBS = {"approved": "Approve", "rejected": "Reject", "revoked": "Revoke"}
 
@@ -39,13 +44,15 @@ def summary_html(plan: ReceivedPlan) -> str:
 
 class StudiesPage(Page):
     title = "Studies"
+    key = "studies"
+    icon = "SP_FileDialogContentsView"
 
     def __init__(self, operator: SiteOperator, parent: QWidget | None = None) -> None:
         super().__init__(operator, parent)
         self.model = RowsModel([
             Column("received", lambda p: p.received_at),
             Column("study", lambda p: p.study),
-            Column("plan hash", lambda p: p.plan_hash[:16] + "...", tooltip=lambda p: p.plan_hash),
+            Column("plan hash", lambda p: short_hash(p.plan_hash), tooltip=lambda p: p.plan_hash),
             Column("status", lambda p: p.status),
             Column("source", lambda p: p.source),
         ], self)
@@ -57,12 +64,16 @@ class StudiesPage(Page):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setAccessibleName("Received study plans")
         self.table.selectionModel().selectionChanged.connect(self._selected)
+        copy_on_ctrl_c(self.table, lambda p: p.plan_hash)
+        self.hash_label = HashLabel(tr("plan hash"))
         self.summary = QTextBrowser()
         self.summary.setAccessibleName("Plan summary")
         self.diff = QPlainTextEdit()
         self.diff.setReadOnly(True)
         self.diff.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.diff.setAccessibleName("Changes against the previous plan")
+        self.diffs = TaskRunner(self)
+        self.pending_select: str | None = None
         self.tabs = QTabWidget()
         self.tabs.addTab(self.summary, "&Summary")
         self.tabs.addTab(self.diff, "&Changes")
@@ -82,9 +93,17 @@ class StudiesPage(Page):
         self.approve_button = self.buttons["approved"]
         self.reject_button = self.buttons["rejected"]
         self.revoke_button = self.buttons["revoked"]
+        self.report_button = QPushButton(tr("Participation re&port..."))
+        gate(self.report_button, operator, "gui studies.report",
+             tooltip=tr("Write what this site contributed to the selected study (PDF or "
+                        "HTML) for the ethics board or the data-protection officer"))
+        self.report_button.clicked.connect(self.report)
+        self.report_path: Path | None = None
+        self.runner.busy_changed.connect(lambda _b: self._update_buttons())
 
         bar = QHBoxLayout()
         bar.addWidget(self.import_button)
+        bar.addWidget(self.report_button)
         bar.addStretch(1)
         for button in self.buttons.values():
             bar.addWidget(button)
@@ -96,6 +115,10 @@ class StudiesPage(Page):
         layout = QVBoxLayout(self)
         layout.addWidget(heading("Studies"))
         layout.addLayout(bar)
+        hash_row = QHBoxLayout()
+        hash_row.addWidget(QLabel(tr("Selected plan hash:")))
+        hash_row.addWidget(self.hash_label, 1)
+        layout.addLayout(hash_row)
         layout.addWidget(split, 1)
         self._update_buttons()
 
@@ -111,10 +134,15 @@ class StudiesPage(Page):
                 return True
         return False
 
-    def load(self) -> None:
+    def fetch(self) -> list[ReceivedPlan]:
+        return self.operator.received_plans()
+
+    def show_data(self, data: list[ReceivedPlan]) -> None:
         previous = self.selected()
-        self.model.set_rows(self.operator.received_plans())
-        if previous is not None and self.select_hash(previous.plan_hash):
+        self.model.set_rows(data)
+        wanted = self.pending_select or (previous.plan_hash if previous is not None else None)
+        self.pending_select = None
+        if wanted is not None and self.select_hash(wanted):
             return
         if self.model.rowCount() and self.selected() is None:
             self.table.selectRow(0)
@@ -123,23 +151,32 @@ class StudiesPage(Page):
     def _selected(self) -> None:
         plan = self.selected()
         self._update_buttons()
+        self.hash_label.set_value(plan.plan_hash if plan is not None else None)
         if plan is None:
             self.summary.setHtml("<p>No study plan received yet. Import one with "
                                  "<i>Import plan...</i>.</p>")
             self.diff.setPlainText("")
             return
         self.summary.setHtml(summary_html(plan))
-        try:
-            diff = self.operator.plan_diff(plan.plan_hash)
-        except Exception as exc:  # shown in place: the summary is still useful
-            self.diff.setPlainText(dialogs.error_text(exc))
+        self.diff.setPlainText(tr("Comparing with the previous plan..."))
+        if not self.diffs.busy:
+            self.diffs.start("diff", lambda _w: self.operator.plan_diff(plan.plan_hash),
+                             on_done=self._show_diff, on_error=self._diff_failed)
+
+    def _diff_failed(self, _code: str, message: str) -> None:
+        self.diff.setPlainText(message)  # shown in place: the summary is still useful
+
+    def _show_diff(self, diff: PlanDiff) -> None:
+        plan = self.selected()
+        if plan is None or plan.plan_hash != diff.plan_hash:
+            self._selected()  # the selection moved on meanwhile
             return
         if diff.previous_hash is None:
             self.diff.setPlainText("This is the first plan of this study received here: "
                                    "nothing to compare.")
         else:
             changes = "\n".join(f"{c.path}: {c.old} -> {c.new}" for c in diff.changes)
-            self.diff.setPlainText(f"Changes against {diff.previous_hash[:16]}...:\n"
+            self.diff.setPlainText(f"Changes against {short_hash(diff.previous_hash)}:\n"
                                    f"{changes or '(none)'}\n\n{diff.unified}")
 
     def _update_buttons(self) -> None:
@@ -148,6 +185,7 @@ class StudiesPage(Page):
         enable(self.approve_button, status is not None and status != "approved")
         enable(self.reject_button, status in ("pending",))
         enable(self.revoke_button, status == "approved")
+        enable(self.report_button, plan is not None and not self.runner.busy)
 
     def decide(self, decision: Decision) -> None:
         """Ask for confirmation, then record the decision about the selected plan."""
@@ -165,16 +203,36 @@ class StudiesPage(Page):
                                f"{verb} study '{plan.study}' with plan hash\n"
                                f"{plan.plan_hash}?\n\n{consequence}"):
             return
-        if self.attempt(lambda: self.operator.decide(plan.plan_hash, decision)):
-            self.refresh()
-            self.changed.emit(f"study {plan.study} {plan.plan_hash[:12]} {decision}")
+        self.act("decide", lambda: self.operator.decide(plan.plan_hash, decision),
+                 announce=f"study {plan.study} {short_hash(plan.plan_hash)} {decision}")
 
     def _import(self) -> None:
         path = dialogs.open_file(self, "Import a study plan", "Study plans (*.toml)")
         if path is None:
             return
-        received: list[ReceivedPlan] = []
-        if self.attempt(lambda: received.append(self.operator.receive_plan(path))):
-            self.refresh()
-            self.select_hash(received[0].plan_hash)
-            self.changed.emit(f"study plan {received[0].plan_hash[:12]} received")
+        def received(plan: ReceivedPlan) -> None:
+            self.pending_select = plan.plan_hash
+            self.changed.emit(f"study plan {short_hash(plan.plan_hash)} received")
+
+        self.act("import", lambda: self.operator.receive_plan(path), done=received)
+
+    def report(self) -> None:
+        """Write the selected study's participation report where the operator chooses."""
+        plan = self.selected()
+        if plan is None:
+            return
+        path = dialogs.save_file(self, tr("Save the participation report"),
+                                 tr("PDF document (*.pdf);;Web page (*.html)"),
+                                 f"{plan.study}-participation-report.pdf")
+        if path is None:
+            return
+        if path.suffix.lower() not in (".pdf", ".html"):
+            path = path.with_suffix(".pdf")
+
+        def written(out: Path) -> None:
+            self.report_path = out
+            dialogs.show_info(self, tr("Participation report written to {path}").format(
+                path=out), title=self.title)
+
+        self.act("report", lambda: self.operator.write_report(plan.plan_hash, path),
+                 done=written, announce=tr("participation report written"))

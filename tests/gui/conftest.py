@@ -26,6 +26,7 @@ from common.datasets import load_bundled, write_csv
 from common.plan import bundled_plan_path
 from gui import dialogs
 from gui.app import default_policy
+from gui.pages.base import Page
 from gui.window import MainWindow
 from tests.conftest import TEST_PASSPHRASE
 
@@ -38,6 +39,7 @@ class Answers:
 
     confirm: bool = True
     file: Path | None = None
+    save: Path | None = None
     questions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     infos: list[str] = field(default_factory=list)
@@ -57,6 +59,7 @@ def answers(monkeypatch: pytest.MonkeyPatch) -> Answers:
     monkeypatch.setattr(dialogs, "show_info",
                         lambda _p, message, title="": given.infos.append(message))
     monkeypatch.setattr(dialogs, "open_file", lambda _p, _t, _f: given.file)
+    monkeypatch.setattr(dialogs, "save_file", lambda _p, _t, _f, _s: given.save)
     return given
 
 
@@ -83,6 +86,35 @@ def window(qtbot, operator: SiteOperator, answers: Answers) -> Iterator[MainWind
     win.show()
     yield win
     win.close()
+
+
+LOAD_MS = 30_000
+
+
+def open_page(qtbot, window: MainWindow, number: int) -> Page:
+    """Switch ``window`` to page ``number`` and wait until its newest load is shown."""
+    page = window.pages[number]
+    if window.sidebar.currentRow() == number:
+        reload(qtbot, page)
+        return page
+    with qtbot.waitSignal(page.loaded, timeout=LOAD_MS):
+        window.show_page(number)
+    settle(qtbot, page)
+    return page
+
+
+def reload(qtbot, page: Page) -> None:
+    """Reload ``page`` now (after any load in flight) and wait until it is shown."""
+    settle(qtbot, page)
+    with qtbot.waitSignal(page.loaded, timeout=LOAD_MS):
+        page.refresh()
+
+
+def settle(qtbot, page: Page) -> None:
+    """Wait for ``page``'s running action, then for the reload it triggers."""
+    if page.runner.busy:
+        qtbot.waitUntil(lambda: not page.runner.busy, timeout=LOAD_MS)
+    qtbot.waitUntil(lambda: not page.loader.busy and not page.reload_pending, timeout=LOAD_MS)
 
 
 def messy_csv(folder: Path, *, rows: int = 60, missing_rows: tuple[int, ...] = (3, 7)) -> Path:

@@ -17,14 +17,14 @@ from gui.app import default_policy
 from gui.pages.audit import AuditPage
 from gui.pages.budget import BudgetPage
 from gui.pages.consent import ConsentPage
+from gui.pages.dashboard import DashboardPage
 from gui.pages.datasets import DatasetsPage
 from gui.pages.evaluation import EvaluationPage
-from gui.pages.overview import OverviewPage
 from gui.pages.studies import StudiesPage
 from gui.window import MainWindow
 from server.provisioning import init_federation
 from tests.conftest import TEST_PASSPHRASE
-from tests.gui.conftest import Answers
+from tests.gui.conftest import Answers, open_page
 
 
 def _auditor_kit(tmp_path: Path) -> Path:
@@ -46,11 +46,11 @@ def auditor_window(qtbot, site: SiteDir, tmp_path: Path, answers: Answers) -> Ma
 
 
 def test_an_auditor_sees_every_changing_action_disabled_with_the_role_it_needs(
-    auditor_window: MainWindow,
+    qtbot, auditor_window: MainWindow,
 ) -> None:
     assert auditor_window.operator.role is Role.AUDITOR
     for number in range(len(auditor_window.pages)):
-        auditor_window.show_page(number)
+        open_page(qtbot, auditor_window, number)
     studies = auditor_window.page(StudiesPage)
     assert isinstance(studies, StudiesPage) and studies.selected() is not None
     gated: list[QAbstractButton] = [
@@ -61,7 +61,7 @@ def test_an_auditor_sees_every_changing_action_disabled_with_the_role_it_needs(
         auditor_window.page(ConsentPage).import_button,
         auditor_window.page(BudgetPage).set_button,
         auditor_window.page(EvaluationPage).run_button,
-        auditor_window.page(OverviewPage).start_button,
+        auditor_window.page(DashboardPage).start_button,
     ]
     budget = auditor_window.page(BudgetPage)
     assert isinstance(budget, BudgetPage)

@@ -11,14 +11,14 @@ from gui.window import MainWindow
 from privacy.audit_log import AuditLog
 from privacy.sealing import SealingKey
 from privacy.signing import SigningKey
-from tests.gui.conftest import Answers
+from tests.gui.conftest import Answers, open_page
 
 WAIT_MS = 30_000
 LEFT = Qt.MouseButton.LeftButton
 
 
-def _page(window: MainWindow) -> AuditPage:
-    page = window.show_page(6)
+def _page(qtbot, window: MainWindow) -> AuditPage:
+    page = open_page(qtbot, window, 6)
     assert isinstance(page, AuditPage)
     return page
 
@@ -38,13 +38,14 @@ def test_records_are_filtered_by_kind_and_text(
     with SiteStore.open(site) as store:
         store.set_ceiling(3.0, actor="bob")
         store.record_event("dataset_registered", details={"dataset": "breast_cancer"})
-    page = _page(window)
+    page = _page(qtbot, window)
     total = page.model.rowCount()
     assert total >= 4  # ceiling set at init and by bob, plan received, dataset registered
-    assert page.model.index(0, 1).data() == "dataset_registered"  # newest first
+    assert page.model.row(0).kind == "dataset_registered"  # newest first
     page.kind_combo.setCurrentText("ceiling_changed")
-    assert {page.model.index(r, 1).data() for r in range(page.model.rowCount())} == {
-        "ceiling_changed"}
+    assert {page.model.row(r).kind for r in range(page.model.rowCount())} == {"ceiling_changed"}
+    assert page.model.index(0, 1).data() == "Changed the privacy ceiling from 10 to 3"
+    assert page.model.index(0, 2).data() == "bob"
     qtbot.keyClicks(page.text_filter, "bob")
     assert page.model.rowCount() == 1
     assert page.count.text() == f"1 of {total} records"
@@ -55,7 +56,7 @@ def test_verify_reports_an_intact_log_then_the_first_fault_after_tampering(
     qtbot, window: MainWindow, site: SiteDir, answers: Answers,
 ) -> None:
     _write_log(site)
-    page = _page(window)
+    page = _page(qtbot, window)
     with qtbot.waitSignal(page.runner.done, timeout=WAIT_MS):
         qtbot.mouseClick(page.verify_button, LEFT)
     assert page.result.text().startswith("INTACT: 3 records verified")
@@ -74,7 +75,7 @@ def test_verify_reports_an_intact_log_then_the_first_fault_after_tampering(
 def test_verify_on_a_site_without_a_log_says_why(
     qtbot, window: MainWindow, answers: Answers,
 ) -> None:
-    page = _page(window)
+    page = _page(qtbot, window)
     with qtbot.waitSignal(page.runner.failed, timeout=WAIT_MS):
         qtbot.mouseClick(page.verify_button, LEFT)
     assert "has no audit log yet" in page.result.text()

@@ -9,15 +9,15 @@ from PySide6.QtCore import QRunnable, Qt, QThreadPool
 
 from gui.pages.evaluation import EvaluationPage
 from gui.window import MainWindow
-from tests.gui.conftest import Answers, StudySite
+from tests.gui.conftest import Answers, StudySite, open_page
 
 pytestmark = pytest.mark.slow  # the session's in-process study takes most of a minute
 WAIT_MS = 60_000
 LEFT = Qt.MouseButton.LeftButton
 
 
-def _page(window: MainWindow) -> EvaluationPage:
-    page = window.show_page(5)
+def _page(qtbot, window: MainWindow) -> EvaluationPage:
+    page = open_page(qtbot, window, 5)
     assert isinstance(page, EvaluationPage)
     return page
 
@@ -25,7 +25,7 @@ def _page(window: MainWindow) -> EvaluationPage:
 def test_running_an_evaluation_shows_metrics_confusion_matrix_and_roc_curve(
     qtbot, study_window: MainWindow, study_site: StudySite, answers: Answers, qtmodeltester,
 ) -> None:
-    page = _page(study_window)
+    page = _page(qtbot, study_window)
     assert page.model_combo.count() == 1 and page.model_combo.currentData() is not None
     assert page.run_button.isEnabled()
     progress: list[float] = []
@@ -53,7 +53,7 @@ def test_running_an_evaluation_shows_metrics_confusion_matrix_and_roc_curve(
 def test_cancel_stops_the_evaluation_and_shows_no_error(
     qtbot, study_window: MainWindow, answers: Answers,
 ) -> None:
-    page = _page(study_window)
+    page = _page(qtbot, study_window)
     pool = QThreadPool.globalInstance()
     threads = pool.maxThreadCount()
     release = threading.Event()

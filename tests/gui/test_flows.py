@@ -18,14 +18,14 @@ from gui.pages.datasets import DatasetsPage
 from gui.pages.studies import StudiesPage
 from gui.window import MainWindow
 from tests.conftest import TEST_PASSPHRASE
-from tests.gui.conftest import Answers, messy_csv
+from tests.gui.conftest import Answers, messy_csv, open_page, settle
 
 WAIT_MS = 30_000
 LEFT = Qt.MouseButton.LeftButton
 
 
-def _datasets(window: MainWindow) -> DatasetsPage:
-    page = window.show_page(1)
+def _datasets(qtbot, window: MainWindow) -> DatasetsPage:
+    page = open_page(qtbot, window, 1)
     assert isinstance(page, DatasetsPage)
     return page
 
@@ -40,7 +40,7 @@ def _check_file(qtbot, page: DatasetsPage, answers: Answers, path: Path) -> None
 def test_registering_a_file_with_missing_values_under_the_drop_policy_adds_a_version(
     qtbot, window: MainWindow, answers: Answers, site: SiteDir, tmp_path: Path, qtmodeltester,
 ) -> None:
-    page = _datasets(window)
+    page = _datasets(qtbot, window)
     _check_file(qtbot, page, answers, messy_csv(tmp_path))
     assert page.report is not None and "missing" in page.report.issue_kinds
     assert page.report_box.isVisible()
@@ -51,6 +51,7 @@ def test_registering_a_file_with_missing_values_under_the_drop_policy_adds_a_ver
     assert combo.currentText() == "drop"
     with qtbot.waitSignal(page.runner.done, timeout=WAIT_MS):
         qtbot.mouseClick(page.register_button, LEFT)
+    settle(qtbot, page)
     versions = dataset_versions(site)
     assert len(versions) == 1
     assert versions[0].policy["missing"] == "drop"
@@ -66,7 +67,7 @@ def test_registering_a_file_with_missing_values_under_the_drop_policy_adds_a_ver
 def test_registering_under_the_refuse_policy_shows_the_refusal_and_stores_nothing(
     qtbot, window: MainWindow, answers: Answers, site: SiteDir, tmp_path: Path,
 ) -> None:
-    page = _datasets(window)
+    page = _datasets(qtbot, window)
     _check_file(qtbot, page, answers, messy_csv(tmp_path))
     with qtbot.waitSignal(page.runner.failed, timeout=WAIT_MS):
         qtbot.mouseClick(page.register_button, LEFT)
@@ -79,7 +80,7 @@ def test_registering_under_the_refuse_policy_shows_the_refusal_and_stores_nothin
 def test_a_file_without_the_label_column_cannot_be_registered(
     qtbot, window: MainWindow, answers: Answers, tmp_path: Path,
 ) -> None:
-    page = _datasets(window)
+    page = _datasets(qtbot, window)
     bad = tmp_path / "bad.csv"
     lines = messy_csv(tmp_path, missing_rows=()).read_text(encoding="utf-8").splitlines()
     bad.write_text("\n".join(",".join(line.split(",")[:-1]) for line in lines) + "\n",
@@ -93,7 +94,7 @@ def test_a_file_without_the_label_column_cannot_be_registered(
 def test_approving_a_study_records_the_approval_of_its_plan_hash(
     qtbot, window: MainWindow, answers: Answers, site: SiteDir, qtmodeltester,
 ) -> None:
-    page = window.show_page(2)
+    page = open_page(qtbot, window, 2)
     assert isinstance(page, StudiesPage)
     digest = received_plans(site)[0].plan_hash
     assert page.select_hash(digest)
@@ -103,26 +104,31 @@ def test_approving_a_study_records_the_approval_of_its_plan_hash(
     with SiteStore.open(site) as store:
         assert not store.is_approved(digest)
     answers.confirm = True
-    qtbot.mouseClick(page.approve_button, LEFT)
+    with qtbot.waitSignal(page.changed, timeout=WAIT_MS):
+        qtbot.mouseClick(page.approve_button, LEFT)
+    settle(qtbot, page)
     assert len(answers.questions) == 2 and digest in answers.questions[-1]
     with SiteStore.open(site) as store:
         assert store.is_approved(digest)
         assert store.approvals()[-1].actor == "alice"
     assert page.selected() is not None and page.selected().status == "approved"
     assert not page.approve_button.isEnabled() and page.revoke_button.isEnabled()
-    assert window.statusBar().currentMessage() == f"study breast_cancer {digest[:12]} approved"
+    assert window.statusBar().currentMessage() == (
+        f"study breast_cancer {digest[:6]}...{digest[-5:]} approved")
     qtmodeltester.check(page.model)
 
 
 def test_withdrawing_a_patient_appears_in_the_consent_history(
     qtbot, window: MainWindow, answers: Answers, site: SiteDir, qtmodeltester,
 ) -> None:
-    page = window.show_page(3)
+    page = open_page(qtbot, window, 3)
     assert isinstance(page, ConsentPage)
     assert not page.withdraw_button.isEnabled()
     qtbot.keyClicks(page.patient_edit, "P-000123")
     qtbot.keyClicks(page.note_edit, "phoned the ward")
-    qtbot.mouseClick(page.withdraw_button, LEFT)
+    with qtbot.waitSignal(page.changed, timeout=WAIT_MS):
+        qtbot.mouseClick(page.withdraw_button, LEFT)
+    settle(qtbot, page)
     events = history(unlock_vault(site, TEST_PASSPHRASE))
     assert [(e.action, e.patient_id, e.scope, e.actor) for e in events] == [
         ("withdraw", "P-000123", "*", "alice")]
@@ -135,11 +141,12 @@ def test_withdrawing_a_patient_appears_in_the_consent_history(
 def test_unchecking_a_sharing_box_stops_sharing_and_is_a_site_event(
     qtbot, window: MainWindow, site: SiteDir,
 ) -> None:
-    page = window.show_page(4)
+    page = open_page(qtbot, window, 4)
     assert isinstance(page, BudgetPage)
     assert page.share_importance.isChecked() and page.share_counts.isChecked()
-    with qtbot.waitSignal(page.changed):
+    with qtbot.waitSignal(page.changed, timeout=WAIT_MS):
         qtbot.mouseClick(page.share_importance, LEFT)
+    settle(qtbot, page)
     with SiteStore.open(site) as store:
         assert store.setting("evaluation.share_importance") == "no"
         assert store.setting("evaluation.share_own_counts") is None
@@ -151,12 +158,14 @@ def test_unchecking_a_sharing_box_stops_sharing_and_is_a_site_event(
 def test_lowering_the_ceiling_is_stored_and_raising_it_needs_confirmation(
     qtbot, window: MainWindow, answers: Answers, site: SiteDir, qtmodeltester,
 ) -> None:
-    page = window.show_page(4)
+    page = open_page(qtbot, window, 4)
     assert isinstance(page, BudgetPage)
     assert page.ceiling_spin.value() == 10.0
     page.ceiling_spin.selectAll()
     qtbot.keyClicks(page.ceiling_spin, "4.5")
-    qtbot.mouseClick(page.set_button, LEFT)
+    with qtbot.waitSignal(page.changed, timeout=WAIT_MS):
+        qtbot.mouseClick(page.set_button, LEFT)
+    settle(qtbot, page)
     with SiteStore.open(site) as store:
         assert store.ceiling() == 4.5
     assert answers.questions == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLineEdit
 
@@ -53,10 +54,17 @@ def test_the_operator_must_give_a_name(qtbot, site: SiteDir) -> None:
     assert "Enter your name" in dialog.message.text()
 
 
+def _not_a_site(tmp_path: Path) -> Path:
+    folder = tmp_path / "papers"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a site", encoding="utf-8")
+    return folder
+
+
 def test_opening_a_folder_that_is_not_a_site_shows_a_message_not_a_traceback(
     qtbot, tmp_path: Path, answers: Answers,
 ) -> None:
-    code = run_app(tmp_path / "nowhere", policy=default_policy(), actor="alice")
+    code = run_app(_not_a_site(tmp_path), policy=default_policy(), actor="alice")
     assert code == 4
     assert len(answers.errors) == 1
     assert "not initialised" in answers.errors[0]
@@ -69,8 +77,28 @@ def test_tessera_site_gui_opens_the_app_under_the_access_policy(
 
     from tessera.cli import app
 
-    result = CliRunner().invoke(app, ["site", "gui", "--site-dir", str(tmp_path / "nowhere"),
+    result = CliRunner().invoke(app, ["site", "gui", "--site-dir", str(_not_a_site(tmp_path)),
                                       "--operator", "alice"])
     assert result.exit_code == 4, result.output
     assert len(answers.errors) == 1 and "not initialised" in answers.errors[0]
     assert default_policy().roles_for("site gui") == default_policy().roles_for("gui audit.verify")
+
+
+def test_an_empty_or_missing_folder_opens_the_first_run_wizard(
+    qtbot, tmp_path: Path, answers: Answers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gui import app as app_module
+
+    opened: list[tuple[Path, bool]] = []
+
+    def wizard(site_dir: Path, *, policy: object, actor: str | None,
+               kit_imported: bool) -> None:
+        opened.append((site_dir, kit_imported))
+        return None  # the operator cancelled
+
+    monkeypatch.setattr(app_module, "first_run", wizard)
+    (tmp_path / "empty").mkdir()
+    for folder in (tmp_path / "empty", tmp_path / "missing"):
+        assert run_app(folder, policy=default_policy(), actor="alice") == 0
+    assert opened == [(tmp_path / "empty", False), (tmp_path / "missing", False)]
+    assert answers.errors == []

@@ -1,20 +1,29 @@
-"""scripts/gui_screenshots.py: one filled PNG per page of the real window."""
+"""scripts/gui_screenshots.py: one filled PNG per page of the real window, the wizard and the
+participation report's first page; offscreen, and in a real X window under Xvfb."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from PySide6.QtGui import QImage
 
+from gui.pages.dashboard import DashboardPage
 from gui.pages.evaluation import EvaluationPage
 from gui.window import MainWindow
 from tests.gui.conftest import StudySite
 from tests.gui.test_audit import _write_log
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gui_screenshots.py"
+PAGES = ["01-dashboard.png", "02-datasets.png", "03-studies.png", "04-consent.png",
+         "05-privacy-budget.png", "06-evaluation.png", "07-audit.png"]
 
 
 def _script() -> ModuleType:
@@ -25,21 +34,71 @@ def _script() -> ModuleType:
     return module
 
 
+def _with_log(study_site: StudySite) -> None:
+    if not (study_site.site.audit_dir / "site.log").exists():
+        _write_log(study_site.site)  # an unprovisioned site keeps no audit log of its own
+
+
 @pytest.mark.slow  # uses the session's in-process study
 def test_the_screenshot_script_saves_every_page_filled(
     qtbot, study_window: MainWindow, study_site: StudySite, tmp_path: Path,
 ) -> None:
-    if not (study_site.site.audit_dir / "site.log").exists():
-        _write_log(study_site.site)  # an unprovisioned site keeps no audit log of its own
+    _with_log(study_site)
     script = _script()
-    saved = script.capture(study_window, tmp_path / "shots")
+    out = tmp_path / "shots"
+    saved = script.capture(study_window, out)
+    saved += script.capture_report(study_window, out)
+    saved += script.capture_wizard(out, kit=None)
     assert script.problems == []
-    assert [p.name for p in saved] == [
-        "01-overview.png", "02-datasets.png", "03-studies.png", "04-consent.png",
-        "05-privacy-budget.png", "06-evaluation.png", "07-audit.png"]
-    for path in saved:
+    assert [p.name for p in saved] == [*PAGES, "report.pdf", "report-page-1.png",
+                                       "00-wizard-kit.png", "00-wizard-passphrase.png"]
+    for path in saved[:7]:
         image = QImage(str(path))
         assert (image.width(), image.height()) == (1280, 800), path.name
+    assert QImage(str(out / "report-page-1.png")).height() > 1000
     evaluation = study_window.page(EvaluationPage)
     assert isinstance(evaluation, EvaluationPage) and evaluation.result is not None
+    assert evaluation.confusion.index(0, 0).data() == "actually benign (1)"
     assert study_window.pages[-1].result.text().startswith("INTACT")  # type: ignore[attr-defined]
+    dashboard = study_window.page(DashboardPage)
+    assert isinstance(dashboard, DashboardPage) and dashboard.attention  # the node is stopped
+
+
+def _xcb_usable() -> str | None:
+    """Why a real X window cannot be opened here, or None."""
+    if shutil.which("Xvfb") is None:
+        return "Xvfb is not installed (Debian: apt-get install -y xvfb)"
+    return None
+
+
+@pytest.mark.slow  # uses the session's in-process study and a real X server
+def test_the_app_runs_in_a_real_window_under_xvfb(study_site: StudySite, tmp_path: Path) -> None:
+    reason = _xcb_usable()
+    if reason is not None:
+        pytest.skip(reason)
+    _with_log(study_site)
+    display = f":{90 + os.getpid() % 9}"
+    server = subprocess.Popen(["Xvfb", display, "-screen", "0", "1400x900x24", "-nolisten",
+                               "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb",
+               "TESSERA_SITE_PASSPHRASE": study_site.passphrase}
+        probe = subprocess.run(
+            [sys.executable, "-c", "from PySide6.QtWidgets import QApplication; "
+             "app = QApplication([]); print(app.platformName())"],
+            env=env, capture_output=True, text=True, timeout=60)
+        if probe.returncode != 0 or probe.stdout.strip() != "xcb":
+            pytest.skip("Qt's xcb platform cannot start here (its X libraries are missing: "
+                        "libxcb-icccm4, libxcb-keysyms1, libxcb-cursor0...)")
+        out = tmp_path / "xvfb"
+        result = subprocess.run([sys.executable, str(SCRIPT), "--site-dir",
+                                 str(study_site.site.root), "--out", str(out)],
+                                env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(
+        [*PAGES, "report-page-1.png", "00-wizard-kit.png", "00-wizard-passphrase.png"])
+    assert QImage(str(out / "01-dashboard.png")).width() == 1280

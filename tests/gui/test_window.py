@@ -11,7 +11,7 @@ from client_app.governance.consent import withdraw
 from client_app.store.site_store import SiteStore
 from gui.models import RowsModel
 from gui.window import PAGES, MainWindow
-from tests.gui.conftest import StudySite
+from tests.gui.conftest import StudySite, open_page
 
 
 def test_ctrl_and_a_digit_switch_pages(qtbot, window: MainWindow) -> None:
@@ -47,10 +47,10 @@ def test_every_table_model_passes_the_model_tester_with_real_rows(
     with SiteStore.open(study_site.site) as store:
         assert store.ledger()
     for number in range(len(study_window.pages)):
-        study_window.show_page(number)
+        open_page(qtbot, study_window, number)
     models = [m for page in study_window.pages for m in page.findChildren(RowsModel)]
-    assert len(models) >= 7
+    assert len(models) >= 6  # the dashboard lists in plain widgets, not a table
     filled = [m for m in models if m.rowCount() > 0]
-    assert len(filled) >= 6  # events, studies, consent, ledger, audit, datasets...
+    assert len(filled) >= 5  # studies, consent, ledger, audit, datasets
     for model in models:
         qtmodeltester.check(model)
