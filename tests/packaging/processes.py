@@ -25,7 +25,7 @@ from rich.console import Console
 from client_app.node.accounts import HOME_ROOT
 from client_app.node.commands import venv_binary
 from common.processes import ProcessGroup
-from tessera import demo, local_federation
+from tessera import coordinator_ops, local_federation
 from tessera.progress import ProgressView
 
 _PROBE = """
@@ -134,11 +134,12 @@ def run_study(procs: ProcessGroup, fed: local_federation.LocalFederation, *,
               watch: Callable[[], None], timeout: float = 900) -> dict[str, Any]:
     """Submit the federation's study with ``flwr run`` and follow it to its result, calling
     ``watch`` about twice a second meanwhile (the SuperLink is already up)."""
-    app_dir, run_toml = local_federation.app_folder(fed.coordinator_dir, {
-        "workdir": str(fed.workdir), "plan": str(fed.plan_path),
+    app_dir, run_toml = coordinator_ops.app_folder(fed.coordinator_dir, {
+        "coordinator-dir": str(fed.coordinator_dir.resolve()), "plan": str(fed.plan_path),
         "expected-sites": len(fed.sites), "custodian": fed.custodian,
         "round-timeout": float(timeout), "loso": False})
-    runner = procs.start("flwr-run", [venv_binary("flwr"), "run", str(app_dir), demo.CONNECTION,
+    runner = procs.start("flwr-run", [venv_binary("flwr"), "run", str(app_dir),
+                                      coordinator_ops.CONNECTION,
                                       "--run-config", str(run_toml), "--stream"],
                          cwd=fed.coordinator_dir, oneshot=True)
     view = ProgressView(fed.layout.coordinator.runs_dir, Console(quiet=True),

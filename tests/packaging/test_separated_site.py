@@ -33,7 +33,8 @@ from client_app.node.commands import agent_command, supernode_command
 from client_app.node.passphrase_fd import start_with_passphrase
 from common.plan import bundled_plan_path, load_plan, override
 from common.processes import ProcessGroup, flower_env, free_port, port_open
-from tessera import demo, local_federation
+from privacy.manifest import CA_CERT_FILE, load_manifest
+from tessera import coordinator_ops, local_federation
 from tests.packaging.environments import shared_environment
 from tests.packaging.processes import (
     probe,
@@ -137,12 +138,16 @@ def test_the_node_account_reaches_only_the_socket_and_a_study_completes(
 
     coordinator_home = fed.layout.coordinator.flower_home
     coordinator_env = flower_env(coordinator_home)
-    demo._write_flwr_config(coordinator_home, link_port, fed.coordinator_kit)
+    coordinator_ops.write_flwr_config(coordinator_home, f"127.0.0.1:{link_port}",
+                                      ca=fed.coordinator_kit / CA_CERT_FILE)
     with ProcessGroup(base / "logs", coordinator_env) as procs:
-        procs.start("superlink", demo._superlink_args(fed, link_port), cwd=fed.coordinator_dir)
+        procs.start("superlink", coordinator_ops.superlink_command(
+            fed.layout.coordinator, host="127.0.0.1", port=link_port, tls=fed.tls),
+            cwd=fed.coordinator_dir)
         procs.wait_until(lambda: port_open(link_port), what="the SuperLink", timeout=90,
                          watch=["superlink"])
-        demo._register_nodes(procs, fed)
+        coordinator_ops.register_nodes(procs, fed.layout.coordinator,
+                                       load_manifest(fed.layout.manifest_path))
         agent = procs.start("agent-site-1", _as_unit(
             units / f"tessera-agent-{separated.name}.service", credentials=credentials))
         start_with_passphrase(procs, "agent-site-2", agent_command(plain), PASSPHRASE,
