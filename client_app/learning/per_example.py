@@ -9,12 +9,11 @@ Three ways, chosen by the model's type:
 
 - :class:`common.models.LogisticRegression`: the closed form. With ``r_i = sigmoid(z_i) - y_i``
   the weight gradient is ``r_i x_i`` and the bias gradient ``r_i``.
-- :class:`common.models.MLP`: one batched backward pass of the summed loss to the layers'
-  outputs (every layer, GroupNorm included, acts on each example alone, so the gradient of
-  the sum at example ``i``'s activations is the gradient of example ``i``'s loss), then the
-  layers' per-example gradients in closed form: ``outer(g_i, a_i)`` for a linear layer with
-  input ``a_i`` and output gradient ``g_i``, ``g_i * xhat_i`` and ``g_i`` for GroupNorm's
-  scale and shift.
+- :class:`common.models.MLP`: the backward pass written out for the batch (every layer,
+  GroupNorm included, acts on each example alone): the output gradients ``g_i`` of each
+  layer, through ReLU and GroupNorm (``(g - mean(g) - xhat * mean(g * xhat)) / sigma`` per
+  group), then the per-example gradients in closed form: ``outer(g_i, a_i)`` for a linear
+  layer with input ``a_i``, ``g_i * xhat_i`` and ``g_i`` for GroupNorm's scale and shift.
 - any other module: ``torch.func.vmap`` over the gradient of one example's loss (the model
   must treat examples independently, as DP-SGD requires anyway).
 """
@@ -78,36 +77,36 @@ def _mlp(
     model: MLP, xb: torch.Tensor, yb: torch.Tensor
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     norm = model.norm
-    with torch.enable_grad():
-        hidden = F.linear(xb, model.fc1.weight.detach(), model.fc1.bias.detach())
-        hidden.requires_grad_(True)
-        standard = F.group_norm(hidden, norm.num_groups, eps=norm.eps)  # no affine
-        scaled = standard * norm.weight.detach() + norm.bias.detach()
-        active = F.relu(scaled)
-        logits = F.linear(active, model.fc2.weight.detach(), model.fc2.bias.detach())
-        logits = logits.reshape(-1)
-        _check_logits(logits, yb)
-        losses = _losses(logits, yb)
-        if len(yb) == 0:
-            empty = [torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
-                     for p in model.parameters()]
-            return empty, losses.detach()
-        g_hidden, g_scaled, g_logits = torch.autograd.grad(
-            losses.sum(), [hidden, scaled, logits]
-        )
+    batch, width, groups = len(yb), model.fc1.out_features, norm.num_groups
     with torch.no_grad():
+        hidden = F.linear(xb, model.fc1.weight, model.fc1.bias)
+        grouped = hidden.reshape(batch, groups, width // groups)
+        centred = grouped - grouped.mean(dim=2, keepdim=True)
+        spread = torch.sqrt((centred * centred).mean(dim=2, keepdim=True) + norm.eps)
+        standard = centred / spread  # GroupNorm without its affine part
+        scaled = standard.reshape(batch, width) * norm.weight + norm.bias
+        active = F.relu(scaled)
+        logits = F.linear(active, model.fc2.weight, model.fc2.bias).reshape(-1)
+        _check_logits(logits, yb)
+        # Backward by hand, example by example (every layer acts on one example alone).
+        g_logits = torch.sigmoid(logits) - yb  # d loss_i / d z_i
+        g_scaled = (g_logits[:, None] * model.fc2.weight) * (scaled > 0)
+        g_standard = (g_scaled * norm.weight).reshape(batch, groups, width // groups)
+        g_hidden = (g_standard - g_standard.mean(dim=2, keepdim=True)
+                    - standard * (g_standard * standard).mean(dim=2, keepdim=True)) / spread
+        g_hidden = g_hidden.reshape(batch, width)
         grads = {
             "fc1.weight": g_hidden[:, :, None] * xb[:, None, :],
             "fc1.bias": g_hidden,
-            "norm.weight": g_scaled * standard.detach(),
+            "norm.weight": g_scaled * standard.reshape(batch, width),
             "norm.bias": g_scaled,
-            "fc2.weight": (g_logits[:, None] * active.detach())[:, None, :],
+            "fc2.weight": (g_logits[:, None] * active)[:, None, :],
             "fc2.bias": g_logits[:, None],
         }
     names = [name for name, _ in model.named_parameters()]
     if sorted(names) != sorted(grads):
         return _vmapped(model, xb, yb)
-    return [grads[name] for name in names], losses.detach()
+    return [grads[name] for name in names], _losses(logits, yb)
 
 
 def _vmapped(
