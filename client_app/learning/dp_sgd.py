@@ -1,4 +1,4 @@
-"""Opacus DP-SGD wired to the secure randomness of :mod:`privacy.secure_noise`.
+"""DP-SGD's secure randomness, and the Opacus optimizer wired to it of :mod:`privacy.secure_noise`.
 
 This module owns the two places where DP-SGD draws randomness, replacing Opacus's torch
 (Mersenne Twister) draws with ChaCha20 ones keyed by the run's secret key:
@@ -8,7 +8,10 @@ This module owns the two places where DP-SGD draws randomness, replacing Opacus'
   :class:`privacy.secure_noise.SecureGaussian` to the sum of clipped per-example gradients;
   clipping, averaging and the step itself stay Opacus's;
 - :func:`poisson_batches`, the Poisson-sampled batch indices of every step, from
-  :class:`privacy.secure_noise.SecurePoissonSampler`.
+  :class:`privacy.secure_noise.SecurePoissonSampler`;
+- :func:`noised_sum` and :func:`extra_for_step`, the noise draw and the auditing hook's
+  check, which the hook-free engine (:mod:`client_app.learning.fast_dp`) shares so that one
+  key gives both engines the same batches and the same noise.
 
 :data:`ExtraGradients` is an auditing hook: called at each step with the step index, it may
 return one tensor per trainable parameter (``model.parameters()`` order) that is added to
