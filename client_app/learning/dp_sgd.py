@@ -1,4 +1,4 @@
-"""DP-SGD's secure randomness, and the Opacus optimizer wired to it of :mod:`privacy.secure_noise`.
+"""DP-SGD wired to the secure randomness of :mod:`privacy.secure_noise` (both engines).
 
 This module owns the two places where DP-SGD draws randomness, replacing Opacus's torch
 (Mersenne Twister) draws with ChaCha20 ones keyed by the run's secret key:
