@@ -179,11 +179,17 @@ class PrivacySpec(_Spec):
     update_clip: float = Field(gt=0.0)
 
 
+#: Largest total coefficient-modulus bits at 128-bit classical security per CKKS ring degree,
+#: for a ternary secret: the HE security standard's table (docs/he-parameters.md).
+HE_MAX_COEFF_BITS: dict[int, int] = {2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
+
+
 class HESpec(_Spec):
-    """``[he]``: CKKS parameters for encrypted aggregation."""
+    """``[he]``: CKKS parameters for encrypted aggregation (each chain must fit the 128-bit
+    table :data:`HE_MAX_COEFF_BITS` for its ring degree)."""
 
     enabled: bool = True
-    poly_modulus_degree: Literal[4096, 8192, 16384] = 8192
+    poly_modulus_degree: Literal[2048, 4096, 8192, 16384, 32768] = 8192
     coeff_mod_bit_sizes: list[int] = Field(default_factory=lambda: [60, 50, 60], min_length=2)
     global_scale_bits: int = Field(default=50, ge=1)
 
@@ -193,6 +199,16 @@ class HESpec(_Spec):
         if any(bits < 1 for bits in value):
             raise ValueError("every bit size must be positive")
         return value
+
+    @model_validator(mode="after")
+    def _secure_chain(self) -> HESpec:
+        limit = HE_MAX_COEFF_BITS[self.poly_modulus_degree]
+        if sum(self.coeff_mod_bit_sizes) > limit:
+            raise ValueError(
+                f"he.coeff_mod_bit_sizes: {sum(self.coeff_mod_bit_sizes)} bits in total exceed "
+                f"{limit}, the 128-bit security limit for poly_modulus_degree "
+                f"{self.poly_modulus_degree}")
+        return self
 
     @field_validator("global_scale_bits")
     @classmethod

@@ -19,16 +19,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import tenseal as ts
 
 from common.errors import ErrorCode, TesseraError
+from common.plan_schema import HE_MAX_COEFF_BITS
 
-#: SEAL's largest total coefficient-modulus bits at 128-bit security, per polynomial degree.
-MAX_COEFF_BITS: dict[int, int] = {4096: 109, 8192: 218, 16384: 438}
+#: Largest total coefficient-modulus bits at 128-bit classical security per ring degree, for
+#: a ternary secret (the HE security standard's table, as SEAL enforces it).
+MAX_COEFF_BITS: dict[int, int] = HE_MAX_COEFF_BITS
 
 #: Factor kept between the largest admitted sum and the modulus limit (2**12 in practice:
 #: 2**10 here plus one bit per data prime, as SEAL's b-bit primes may be as small as 2**(b-1)).
@@ -176,42 +178,52 @@ def encrypt_vector(secret_context: bytes, values: np.ndarray) -> list[bytes]:
         ) from None
 
 
-def add_encrypted(evaluation_context: bytes, vectors: Sequence[Sequence[bytes]]) -> list[bytes]:
-    """Element-wise sum of chunked encrypted vectors that all have the same layout."""
+def add_encrypted(evaluation_context: bytes, vectors: Iterable[Sequence[bytes]]) -> list[bytes]:
+    """Element-wise sum of chunked encrypted vectors that all have the same layout.
+
+    Streaming: ``vectors`` may be any iterable (a generator reading contributions one at a
+    time); only the running sum (one parsed ciphertext per chunk) and the vector being added
+    are held, so memory stays flat in the number of contributors. Each chunk is parsed and
+    added in place by the library (no Python arithmetic on values).
+    """
     context = _context(evaluation_context, name="evaluation_context")
-    if isinstance(vectors, bytes | str) or len(vectors) == 0:
+    if isinstance(vectors, bytes | str):
         raise TesseraError(ErrorCode.BAD_CIPHERTEXT, "vectors: no encrypted vectors to add")
+    slots = _slots(context)
+    acc: list[ts.CKKSVector] = []
+    index = -1
     for index, vector in enumerate(vectors):
         if isinstance(vector, bytes | str) or len(vector) == 0:
             raise TesseraError(
                 ErrorCode.BAD_CIPHERTEXT, f"vectors[{index}]: must be a non-empty list of chunks"
             )
-        if len(vector) != len(vectors[0]):
+        if index == 0:
+            acc = [_load_chunk(context, data, slots, where=f"vectors[0] chunk {chunk}")
+                   for chunk, data in enumerate(vector)]
+            continue
+        if len(vector) != len(acc):
             raise TesseraError(
                 ErrorCode.BAD_CIPHERTEXT,
-                f"vectors[{index}]: has {len(vector)} chunks, vectors[0] has {len(vectors[0])}",
+                f"vectors[{index}]: has {len(vector)} chunks, vectors[0] has {len(acc)}",
             )
-    slots = _slots(context)
-    total: list[bytes] = []
-    for chunk in range(len(vectors[0])):
-        acc = _load_chunk(context, vectors[0][chunk], slots, where=f"vectors[0] chunk {chunk}")
-        for index in range(1, len(vectors)):
+        for chunk, (total, data) in enumerate(zip(acc, vector, strict=True)):
             where = f"vectors[{index}] chunk {chunk}"
-            other = _load_chunk(context, vectors[index][chunk], slots, where=where)
-            if other.size() != acc.size():
+            other = _load_chunk(context, data, slots, where=where)
+            if other.size() != total.size():
                 raise TesseraError(
                     ErrorCode.BAD_CIPHERTEXT,
-                    f"{where}: holds {other.size()} values, vectors[0] holds {acc.size()}",
+                    f"{where}: holds {other.size()} values, vectors[0] holds {total.size()}",
                 )
             try:
-                acc.add_(other)
+                total.add_(other)
             except (ValueError, RuntimeError) as exc:
                 raise TesseraError(
                     ErrorCode.BAD_CIPHERTEXT,
                     f"{where}: cannot be added to vectors[0] chunk {chunk} ({exc})",
                 ) from None
-        total.append(acc.serialize())
-    return total
+    if index < 0:
+        raise TesseraError(ErrorCode.BAD_CIPHERTEXT, "vectors: no encrypted vectors to add")
+    return [total.serialize() for total in acc]
 
 
 def decrypt_vector(secret_context: bytes, chunks: Sequence[bytes], *, length: int) -> np.ndarray:

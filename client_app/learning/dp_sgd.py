@@ -1,4 +1,4 @@
-"""Opacus DP-SGD wired to the secure randomness of :mod:`privacy.secure_noise`.
+"""DP-SGD wired to the secure randomness of :mod:`privacy.secure_noise` (both engines).
 
 This module owns the two places where DP-SGD draws randomness, replacing Opacus's torch
 (Mersenne Twister) draws with ChaCha20 ones keyed by the run's secret key:
@@ -8,7 +8,10 @@ This module owns the two places where DP-SGD draws randomness, replacing Opacus'
   :class:`privacy.secure_noise.SecureGaussian` to the sum of clipped per-example gradients;
   clipping, averaging and the step itself stay Opacus's;
 - :func:`poisson_batches`, the Poisson-sampled batch indices of every step, from
-  :class:`privacy.secure_noise.SecurePoissonSampler`.
+  :class:`privacy.secure_noise.SecurePoissonSampler`;
+- :func:`noised_sum` and :func:`extra_for_step`, the noise draw and the auditing hook's
+  check, which the hook-free engine (:mod:`client_app.learning.fast_dp`) shares so that one
+  key gives both engines the same batches and the same noise.
 
 :data:`ExtraGradients` is an auditing hook: called at each step with the step index, it may
 return one tensor per trainable parameter (``model.parameters()`` order) that is added to
@@ -61,39 +64,63 @@ class SecureNoiseDPOptimizer(DPOptimizer):
     def add_noise(self) -> None:
         """Add secure noise to the clipped, summed gradients; store the result in ``p.grad``."""
         params = list(self.params)
-        extras = self._extra(params)
-        std = float(self.noise_multiplier * self.max_grad_norm)
-        sizes = [p.summed_grad.numel() for p in params]
-        # One draw for all parameters, in float64, split and cast to each parameter's dtype.
-        flat = self._secure_noise.noise(sum(sizes), std=std)
-        offset = 0
-        for p, size, extra in zip(params, sizes, extras, strict=True):
+        for p in params:
             _check_processed_flag(p.summed_grad)
-            summed = p.summed_grad if extra is None else p.summed_grad + extra
-            chunk = torch.from_numpy(np.ascontiguousarray(flat[offset : offset + size]))
-            noise = chunk.to(dtype=summed.dtype, device=summed.device).view_as(summed)
-            p.grad = (summed + noise).view_as(p)
+        noised = noised_sum(
+            [p.summed_grad for p in params],
+            extra_for_step(self._extra_gradients, self.noise_steps, params),
+            noise=self._secure_noise,
+            std=float(self.noise_multiplier * self.max_grad_norm),
+        )
+        for p, grad in zip(params, noised, strict=True):
+            p.grad = grad.view_as(p)
             _mark_as_processed(p.summed_grad)
-            offset += size
         self.noise_steps += 1
 
-    def _extra(self, params: list[torch.Tensor]) -> list[torch.Tensor | None]:
-        if self._extra_gradients is None:
-            return [None] * len(params)
-        extras = self._extra_gradients(self.noise_steps)
-        if extras is None:
-            return [None] * len(params)
-        extras = list(extras)
-        if len(extras) != len(params) or any(
-            tuple(e.shape) != tuple(p.shape) for e, p in zip(extras, params, strict=True)
-        ):
-            raise TesseraError(
-                ErrorCode.CONFIG_INVALID,
-                "extra_gradients: must return one tensor per trainable parameter, "
-                "shaped like it",
-            )
-        return [e.detach().to(dtype=p.dtype, device=p.device) for e, p in zip(
-            extras, params, strict=True)]
+
+def noised_sum(
+    summed: Sequence[torch.Tensor],
+    extras: Sequence[torch.Tensor | None],
+    *,
+    noise: SecureGaussian,
+    std: float,
+) -> list[torch.Tensor]:
+    """``summed + extra + N(0, std**2)`` per parameter, from one draw for all of them.
+
+    The draw is in float64, split in parameter order and cast to each parameter's dtype:
+    both DP-SGD engines call this, so one key gives both the same noise.
+    """
+    sizes = [s.numel() for s in summed]
+    flat = noise.noise(sum(sizes), std=std)
+    out: list[torch.Tensor] = []
+    offset = 0
+    for total, size, extra in zip(summed, sizes, extras, strict=True):
+        base = total if extra is None else total + extra
+        chunk = torch.from_numpy(np.ascontiguousarray(flat[offset : offset + size]))
+        out.append(base + chunk.to(dtype=base.dtype, device=base.device).view_as(base))
+        offset += size
+    return out
+
+
+def extra_for_step(
+    extra_gradients: ExtraGradients | None, step: int, params: Sequence[torch.Tensor]
+) -> list[torch.Tensor | None]:
+    """The auditing hook's tensors for ``step`` (checked against ``params``), or Nones."""
+    if extra_gradients is None:
+        return [None] * len(params)
+    extras = extra_gradients(step)
+    if extras is None:
+        return [None] * len(params)
+    extras = list(extras)
+    if len(extras) != len(params) or any(
+        tuple(e.shape) != tuple(p.shape) for e, p in zip(extras, params, strict=True)
+    ):
+        raise TesseraError(
+            ErrorCode.CONFIG_INVALID,
+            "extra_gradients: must return one tensor per trainable parameter, shaped like it",
+        )
+    return [e.detach().to(dtype=p.dtype, device=p.device)
+            for e, p in zip(extras, params, strict=True)]
 
 
 def poisson_batches(

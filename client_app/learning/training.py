@@ -1,9 +1,10 @@
-"""Local training on a site's data: DP-SGD with Opacus, or plain mini-batch SGD.
+"""Local training on a site's data: DP-SGD, or plain mini-batch SGD.
 
 This module owns one local training run of a binary classifier that returns logits of shape
 ``(N,)``: binary cross-entropy with logits, plain SGD, trained in place on the caller's module.
-With ``dp=True`` it runs Opacus DP-SGD (per-sample clipping to ``max_grad_norm``, Gaussian noise
-at the given multiplier, Poisson sampling) and takes exactly the number of optimizer steps
+With ``dp=True`` it runs DP-SGD (per-sample clipping to ``max_grad_norm``, Gaussian noise at
+the given multiplier, Poisson sampling; per-example gradients computed directly, or through
+Opacus's hooks as the reference engine) and takes exactly the number of optimizer steps
 :func:`privacy.accounting.plan_sampling` plans, so that the site's ledger entry
 ``DpStep(noise_multiplier, sample_rate, steps)`` describes what really happened.
 
@@ -43,6 +44,10 @@ _EXPECTED_WARNINGS = (
 )
 
 
+#: DP-SGD engines: per-example gradients computed directly, or through Opacus's hooks.
+DP_ENGINES = ("fast", "opacus")
+
+
 @dataclass(frozen=True)
 class TrainOutcome:
     """What one local training run did (counts and timings only, never data)."""
@@ -70,6 +75,7 @@ def train_local(
     noise_key: bytes | None = None,
     extra_gradients: ExtraGradients | None = None,
     released_rows: int | None = None,
+    engine: str = "fast",
 ) -> TrainOutcome:
     """Train ``model`` in place on ``(X, y)`` and report what was done.
 
@@ -83,7 +89,10 @@ def train_local(
     ``extra_gradients`` (DP only) is the auditing hook of
     :data:`client_app.learning.dp_sgd.ExtraGradients`. ``released_rows``: the row count the
     site released (client_app/agent/row_counts.py), which then sets the sample rate, the
-    steps and the mean's denominator instead of the exact count of ``X``.
+    steps and the mean's denominator instead of the exact count of ``X``. ``engine`` (DP
+    only): ``"fast"`` computes per-example gradients directly
+    (:mod:`client_app.learning.fast_dp`), ``"opacus"`` through Opacus's hooks, the reference;
+    both clip, sample and noise alike, so one key gives the same step to float rounding.
     """
     _check_model(model)
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
@@ -107,6 +116,9 @@ def train_local(
                 raise TesseraError(
                     ErrorCode.CONFIG_INVALID, f"{name}: applies to DP-SGD only (dp=True)"
                 )
+    if engine not in DP_ENGINES:
+        raise TesseraError(ErrorCode.CONFIG_INVALID,
+                           f"engine: must be one of {', '.join(DP_ENGINES)}, got {engine!r}")
     if extra_gradients is not None and not callable(extra_gradients):
         raise TesseraError(ErrorCode.CONFIG_INVALID, "extra_gradients: must be callable")
     parameter = next(model.parameters())
@@ -142,6 +154,7 @@ def train_local(
                     max_grad_norm=max_grad_norm,
                     key=key,
                     extra_gradients=extra_gradients,
+                    engine=engine,
                 )
             else:
                 steps, loss_sum, examples = _train_plain(
@@ -186,8 +199,9 @@ def _train_dp(
     key: bytes,
     extra_gradients: ExtraGradients | None,
     shown_rows: int,
+    engine: str,
 ) -> tuple[int, float, int]:
-    """Opacus DP-SGD with Poisson sampling at exactly ``sample_rate`` and secure noise."""
+    """DP-SGD with Poisson sampling at exactly ``sample_rate`` and secure noise."""
     from opacus.grad_sample.utils import prepare_module
     from opacus.validators import ModuleValidator
 
@@ -201,6 +215,21 @@ def _train_dp(
         )
     n_train = int(features.shape[0])
     sampler = SecurePoissonSampler(key, n=n_train, sample_rate=sample_rate)
+    # The mean's denominator: the expected Poisson batch, q * n, with the released n (a
+    # public figure, never the exact count).
+    expected_batch_size = max(1, round(sample_rate * shown_rows))
+    if engine == "fast" and all(p.requires_grad for p in model.parameters()):
+        from client_app.learning.fast_dp import train_dp_fast
+
+        try:
+            return train_dp_fast(
+                model, features, labels, sampler=sampler, steps=steps,
+                learning_rate=learning_rate, noise_multiplier=noise_multiplier,
+                max_grad_norm=max_grad_norm, expected_batch_size=expected_batch_size,
+                noise=SecureGaussian(key), extra_gradients=extra_gradients,
+            )
+        finally:
+            _strip_optimizer_state(model)
     with warnings.catch_warnings():
         for message in _EXPECTED_WARNINGS:
             warnings.filterwarnings("ignore", message=message, category=UserWarning)
@@ -214,9 +243,7 @@ def _train_dp(
                 torch.optim.SGD(model.parameters(), lr=learning_rate),
                 noise_multiplier=noise_multiplier,
                 max_grad_norm=max_grad_norm,
-                # The mean's denominator: the expected Poisson batch, q * n, with the
-                # released n (a public figure, never the exact count).
-                expected_batch_size=max(1, round(sample_rate * shown_rows)),
+                expected_batch_size=expected_batch_size,
                 noise=SecureGaussian(key),
                 extra_gradients=extra_gradients,
             )

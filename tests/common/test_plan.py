@@ -179,6 +179,17 @@ def test_he_scale_must_be_below_largest_modulus_bit_size() -> None:
     assert "he.poly_modulus_degree" in _error(bad_degree).message
 
 
+def test_he_chain_must_fit_the_128_bit_table_for_its_ring() -> None:
+    # 2048 holds at most 54 bits at 128-bit security; 4096 at most 109.
+    small = MINIMAL + ("\n[he]\npoly_modulus_degree = 2048\ncoeff_mod_bit_sizes = [34, 20]\n"
+                       "global_scale_bits = 25\n")
+    assert parse_plan(small).he.poly_modulus_degree == 2048
+    too_long = small.replace("[34, 20]", "[35, 20]")
+    assert "128-bit security limit for poly_modulus_degree 2048" in _error(too_long).message
+    default_chain = MINIMAL + "\n[he]\npoly_modulus_degree = 4096\n"  # [60, 50, 60]: 170
+    assert "exceed 109" in _error(default_chain).message
+
+
 def test_groups_need_not_divide_hidden_for_logreg() -> None:
     plan = parse_plan(MINIMAL.replace('kind = "logreg"', 'kind = "logreg"\ngroups = 5'))
     assert plan.model.groups == 5

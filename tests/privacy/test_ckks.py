@@ -231,7 +231,8 @@ def test_headroom_check_refuses_a_magnitude_that_really_wraps() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
-        ({"poly_modulus_degree": 2048}, "poly_modulus_degree"),
+        ({"poly_modulus_degree": 1024}, "poly_modulus_degree"),
+        ({"poly_modulus_degree": 2048, "coeff_mod_bit_sizes": (30, 25)}, "coeff_mod_bit_sizes"),
         ({"coeff_mod_bit_sizes": (60, 60, 60, 40)}, "coeff_mod_bit_sizes"),  # 220 > 218
         ({"coeff_mod_bit_sizes": (60,)}, "coeff_mod_bit_sizes"),
         ({"coeff_mod_bit_sizes": (60, 61)}, "coeff_mod_bit_sizes"),
@@ -260,3 +261,33 @@ def test_encrypt_refuses_values_that_cannot_be_encoded(keys: CkksKeys) -> None:
     with pytest.raises(TesseraError) as info:
         encrypt_vector(b"garbage", np.ones(3))
     assert info.value.code is ErrorCode.CONFIG_INVALID
+
+
+def test_sums_stream_from_a_generator_holding_one_contribution_at_a_time(
+    keys: CkksKeys,
+) -> None:
+    import tracemalloc
+
+    rng = np.random.default_rng(9)
+    sites, length = 20, 3 * CkksParams().slots
+    updates = rng.normal(size=(sites, length))
+    uploads = [encrypt_vector(keys.secret_context, u) for u in updates]
+    upload_bytes = sum(len(c) for c in uploads[0])
+
+    def arriving() -> object:
+        for upload in uploads:
+            yield [bytes(bytearray(c)) for c in upload]  # a fresh copy, as read from the wire
+
+    tracemalloc.start()
+    try:
+        total = add_encrypted(keys.evaluation_context, arriving())  # type: ignore[arg-type]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Twenty contributions went through; at most a few were alive at once.
+    assert peak < 4 * upload_bytes < sites * upload_bytes / 4
+    decrypted = decrypt_vector(keys.secret_context, total, length=length)
+    np.testing.assert_allclose(decrypted, updates.sum(axis=0), atol=1e-6)
+    with pytest.raises(TesseraError) as info:
+        add_encrypted(keys.evaluation_context, iter([]))
+    assert info.value.code is ErrorCode.BAD_CIPHERTEXT

@@ -1,0 +1,137 @@
+"""Per-example gradients of the binary cross-entropy loss, without Opacus hooks.
+
+This module owns the per-example gradients DP-SGD clips: for every example ``i`` of a batch
+and every trainable parameter ``p`` (``model.parameters()`` order), the gradient of
+``BCEWithLogits(model(x_i), y_i)`` with respect to ``p``, stacked on a leading batch axis,
+exactly what Opacus stores in ``p.grad_sample`` with ``loss_reduction="mean"``.
+
+Three ways, chosen by the model's type:
+
+- :class:`common.models.LogisticRegression`: the closed form. With ``r_i = sigmoid(z_i) - y_i``
+  the weight gradient is ``r_i x_i`` and the bias gradient ``r_i``.
+- :class:`common.models.MLP`: the backward pass written out for the batch (every layer,
+  GroupNorm included, acts on each example alone): the output gradients ``g_i`` of each
+  layer, through ReLU and GroupNorm (``(g - mean(g) - xhat * mean(g * xhat)) / sigma`` per
+  group), then the per-example gradients in closed form: ``outer(g_i, a_i)`` for a linear
+  layer with input ``a_i``, ``g_i * xhat_i`` and ``g_i`` for GroupNorm's scale and shift.
+- any other module: ``torch.func.vmap`` over the gradient of one example's loss (the model
+  must treat examples independently, as DP-SGD requires anyway).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.errors import ErrorCode, TesseraError
+from common.models import MLP, LogisticRegression
+
+
+def per_example_gradients(
+    model: nn.Module, xb: torch.Tensor, yb: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Per-example gradients (one tensor ``(B, *p.shape)`` per parameter) and losses ``(B,)``.
+
+    Every parameter of ``model`` must be trainable; the model must return logits ``(B,)``.
+    """
+    if not all(p.requires_grad for p in model.parameters()):
+        raise TesseraError(
+            ErrorCode.CONFIG_INVALID,
+            "model: per-example gradients need every parameter trainable",
+        )
+    if type(model) is LogisticRegression:
+        return _logistic(model, xb, yb)
+    if type(model) is MLP and model.norm.affine and type(model.act) is nn.ReLU:
+        return _mlp(model, xb, yb)
+    return _vmapped(model, xb, yb)
+
+
+def _check_logits(logits: torch.Tensor, yb: torch.Tensor) -> None:
+    if logits.shape != yb.shape:
+        raise TesseraError(
+            ErrorCode.CONFIG_INVALID,
+            f"model: must return logits of shape (N,), got {tuple(logits.shape)} "
+            f"for a batch of {len(yb)}",
+        )
+
+
+def _losses(logits: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, yb, reduction="none")
+
+
+def _logistic(
+    model: LogisticRegression, xb: torch.Tensor, yb: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    with torch.no_grad():
+        layer = model.linear
+        logits = F.linear(xb, layer.weight, layer.bias).reshape(-1)
+        _check_logits(logits, yb)
+        residual = torch.sigmoid(logits) - yb  # d loss_i / d z_i
+        weight = (residual[:, None] * xb)[:, None, :]  # (B, 1, F)
+        bias = residual[:, None]  # (B, 1)
+        return [weight, bias], _losses(logits, yb)
+
+
+def _mlp(
+    model: MLP, xb: torch.Tensor, yb: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    norm = model.norm
+    batch, width, groups = len(yb), model.fc1.out_features, norm.num_groups
+    with torch.no_grad():
+        hidden = F.linear(xb, model.fc1.weight, model.fc1.bias)
+        grouped = hidden.reshape(batch, groups, width // groups)
+        centred = grouped - grouped.mean(dim=2, keepdim=True)
+        spread = torch.sqrt((centred * centred).mean(dim=2, keepdim=True) + norm.eps)
+        standard = centred / spread  # GroupNorm without its affine part
+        scaled = standard.reshape(batch, width) * norm.weight + norm.bias
+        active = F.relu(scaled)
+        logits = F.linear(active, model.fc2.weight, model.fc2.bias).reshape(-1)
+        _check_logits(logits, yb)
+        # Backward by hand, example by example (every layer acts on one example alone).
+        g_logits = torch.sigmoid(logits) - yb  # d loss_i / d z_i
+        g_scaled = (g_logits[:, None] * model.fc2.weight) * (scaled > 0)
+        g_standard = (g_scaled * norm.weight).reshape(batch, groups, width // groups)
+        g_hidden = (g_standard - g_standard.mean(dim=2, keepdim=True)
+                    - standard * (g_standard * standard).mean(dim=2, keepdim=True)) / spread
+        g_hidden = g_hidden.reshape(batch, width)
+        grads = {
+            "fc1.weight": g_hidden[:, :, None] * xb[:, None, :],
+            "fc1.bias": g_hidden,
+            "norm.weight": g_scaled * standard.reshape(batch, width),
+            "norm.bias": g_scaled,
+            "fc2.weight": (g_logits[:, None] * active)[:, None, :],
+            "fc2.bias": g_logits[:, None],
+        }
+    names = [name for name, _ in model.named_parameters()]
+    if sorted(names) != sorted(grads):
+        return _vmapped(model, xb, yb)
+    return [grads[name] for name in names], _losses(logits, yb)
+
+
+def _vmapped(
+    model: nn.Module, xb: torch.Tensor, yb: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    from torch.func import functional_call, grad_and_value, vmap
+
+    names = [name for name, _ in model.named_parameters()]
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    buffers = {name: b.detach() for name, b in model.named_buffers()}
+    with torch.no_grad():
+        logits = model(xb)
+    _check_logits(logits, yb)
+    if len(yb) == 0:
+        empty = [torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
+                 for p in params.values()]
+        return empty, _losses(logits, yb)
+
+    def one(
+        values: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        out = functional_call(model, (values, buffers), (x.unsqueeze(0),))
+        return F.binary_cross_entropy_with_logits(out.reshape(-1), y.reshape(1))
+
+    grads, losses = vmap(grad_and_value(one), in_dims=(None, 0, 0), randomness="different")(
+        params, xb, yb
+    )
+    return [grads[name].detach() for name in names], losses.detach()

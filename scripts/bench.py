@@ -1,0 +1,194 @@
+"""Measure Tessera's cost figures in one run and write them as one JSON file.
+
+Usage: python scripts/bench.py --out FILE [--quick]
+
+Keys (numbers measured in this run; ``null`` with a ``notes`` entry for what is not built):
+
+- ``he_upload_ratio_100k``: bytes of one encrypted 100,000-value update over its float32
+  bytes, with the parameters :func:`privacy.he_params.choose_params` picks for the reference
+  workload below (``he_upload_ratio_100k_bundled``: with the bundled plans' ``[he]``);
+- ``he_update_bytes_small``: bytes of one encrypted 31-value update (the breast-cancer
+  logistic regression), same parameters (and ``_bundled``);
+- ``he_server_sum_ratio_100x1m``: seconds to sum 100 encrypted 1,000,000-value updates,
+  streamed one at a time (:func:`privacy.ckks.add_encrypted`), over the seconds numpy takes
+  to sum the same 100 float64 vectors streamed the same way;
+- ``dp_epoch_ratio_logreg`` / ``dp_epoch_ratio_mlp``: one DP-SGD epoch (fast engine) over one
+  plain epoch, 20,000 rows x 30 features, batch 256, one torch thread, shortest of several
+  runs (``*_opacus``: the Opacus engine);
+- ``noise_calibration_seconds``: one uncached noise calibration of the breast-cancer plan;
+- ``auc_gap_eps3_*``, ``sim_seconds_per_round_*``, ``digits_*``: not built yet (``null``).
+
+Reference HE workload: 100 contributors, each encrypting count-weighted updates (counts up to
+500, values clipped to 10, so magnitudes up to 5,000), sums exact to 1e-4 absolute (a mean
+over 100 sites of 50 rows or more exact to 2e-8). ``--quick`` takes fewer repetitions and
+finishes in a few minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+REFERENCE = {"contributors": 100, "max_abs": 5000.0, "precision": 1e-4}
+
+
+def _median_seconds(run: Callable[[], object], reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def he_figures(*, quick: bool) -> dict[str, object]:
+    """Upload bytes and the streamed encrypted sum against numpy."""
+    from common.plan import bundled_plan_path, load_plan
+    from privacy.ckks import CkksParams, add_encrypted, encrypt_vector, generate_keys
+    from privacy.he_params import choose_params
+
+    rng = np.random.default_rng(0)
+    out: dict[str, object] = {}
+    plan = load_plan(bundled_plan_path("breast_cancer"))
+    bundled = CkksParams(poly_modulus_degree=plan.he.poly_modulus_degree,
+                         coeff_mod_bit_sizes=tuple(plan.he.coeff_mod_bit_sizes),
+                         global_scale_bits=plan.he.global_scale_bits)
+    for length, key in ((100_000, "100k"), (31, "small")):
+        chosen = choose_params(values=length, **REFERENCE)  # type: ignore[arg-type]
+        for params, suffix in ((chosen.params, ""), (bundled, "_bundled")):
+            secret = generate_keys(params).secret_context
+            values = np.clip(rng.normal(0, 6, size=length), -10, 10) * 500
+            size = sum(len(c) for c in encrypt_vector(secret, values))
+            if key == "100k":
+                out[f"he_upload_ratio_100k{suffix}"] = size / (4 * length)
+            else:
+                out[f"he_update_bytes_small{suffix}"] = size
+            out[f"he_params_{key}{suffix}"] = {
+                "poly_modulus_degree": params.poly_modulus_degree,
+                "coeff_mod_bit_sizes": list(params.coeff_mod_bit_sizes),
+                "global_scale_bits": params.global_scale_bits}
+
+    # The server sum: 100 contributions of 1M values, streamed; a few distinct encryptions
+    # are re-read as fresh bytes (parsing and adding cost the same as distinct ones).
+    length, sites, distinct = 1_000_000, 100, 3
+    params = choose_params(values=length, **REFERENCE).params  # type: ignore[arg-type]
+    keys = generate_keys(params)
+    plain = [np.clip(rng.normal(0, 6, size=length), -10, 10) * 500 for _ in range(distinct)]
+    sealed = [encrypt_vector(keys.secret_context, v) for v in plain]
+
+    def encrypted() -> Iterator[list[bytes]]:
+        for i in range(sites):
+            yield [bytes(bytearray(c)) for c in sealed[i % distinct]]
+
+    def numpy_sum() -> np.ndarray:
+        total = np.zeros(length)
+        for i in range(sites):
+            total += np.array(plain[i % distinct])  # a fresh copy, as read from the wire
+        return total
+
+    reps = 1 if quick else 3
+    he_s = _median_seconds(lambda: add_encrypted(keys.evaluation_context, encrypted()), reps)
+    np_s = _median_seconds(numpy_sum, reps)
+    out["he_server_sum_seconds_100x1m"] = he_s
+    out["numpy_sum_seconds_100x1m"] = np_s
+    out["he_server_sum_ratio_100x1m"] = he_s / np_s
+    return out
+
+
+def dp_figures(*, quick: bool) -> dict[str, object]:
+    """One DP-SGD epoch over one plain epoch, per engine and model."""
+    import torch
+
+    from client_app.learning.training import train_local
+    from common.models import build_model
+    from common.plan import ModelSpec
+
+    rng = np.random.default_rng(1)
+    rows, features = 20_000, 30
+    X = rng.normal(size=(rows, features))
+    y = (X @ rng.normal(size=features) + rng.normal(size=rows) > 0).astype(np.float64)
+    out: dict[str, object] = {}
+    reps = 5 if quick else 15
+    # One thread: on a small model torch's thread pool only adds contention, and the
+    # shortest of several runs is the figure least disturbed by other load on the machine.
+    torch.set_num_threads(1)
+    for kind in ("logreg", "mlp"):
+        seconds: dict[str, float] = {}
+        for mode in ("plain", "fast", "opacus"):
+            times = []
+            for _ in range(reps + 1):  # the first run warms up imports and caches
+                model = build_model(ModelSpec(kind=kind), n_features=features, seed=0)
+                dp: dict[str, object] = {"dp": False, "noise_multiplier": 1.0,
+                                         "max_grad_norm": 1.0}
+                if mode != "plain":
+                    dp.update(dp=True, engine=mode)
+                outcome = train_local(model, X, y, epochs=1, batch_size=256,
+                                      learning_rate=0.1, seed=0, **dp)  # type: ignore[arg-type]
+                times.append(outcome.seconds)
+            seconds[mode] = min(times[1:])
+        out[f"dp_epoch_ratio_{kind}"] = seconds["fast"] / seconds["plain"]
+        out[f"dp_epoch_ratio_{kind}_opacus"] = seconds["opacus"] / seconds["plain"]
+        out[f"dp_epoch_seconds_{kind}"] = seconds
+    return out
+
+
+def calibration_figure() -> dict[str, object]:
+    """One uncached noise calibration for the breast-cancer plan at a 150-row site."""
+    from common.plan import bundled_plan_path, load_plan
+    from privacy.accounting import noise_for_target, plan_sampling
+    from privacy.release_plan import planned_releases
+
+    plan = load_plan(bundled_plan_path("breast_cancer"))
+    sample_rate, steps = plan_sampling(n_train=150, batch_size=plan.training.batch_size,
+                                       epochs=plan.training.local_epochs)
+    noise_for_target.cache_clear()
+    started = time.perf_counter()
+    noise_for_target(target_epsilon=plan.privacy.target_epsilon, delta=plan.privacy.delta,
+                     sample_rate=sample_rate, steps=steps * plan.training.rounds,
+                     extra=planned_releases(plan))
+    return {"noise_calibration_seconds": time.perf_counter() - started}
+
+
+NOT_BUILT = {
+    "auc_gap_eps3_breast_cancer": "utility tuning at epsilon 3 is not in this pass",
+    "auc_gap_eps3_diabetes": "utility tuning at epsilon 3 is not in this pass",
+    "sim_seconds_per_round_100": "tessera simulate (Flower Simulation Engine) is not built",
+    "sim_seconds_per_round_1000": "tessera simulate (Flower Simulation Engine) is not built",
+    "digits_accuracy_eps3": "the digits image study is not built",
+    "digits_dp_epoch_ratio": "the digits image study is not built",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    started = time.perf_counter()
+    result: dict[str, object] = {"quick": args.quick, "python": platform.python_version(),
+                                 "machine": platform.machine(), "reference_he": REFERENCE}
+    result.update(dp_figures(quick=args.quick))
+    result.update(calibration_figure())
+    result.update(he_figures(quick=args.quick))
+    notes = dict(NOT_BUILT)
+    result.update(dict.fromkeys(NOT_BUILT))
+    result["notes"] = notes
+    result["seconds"] = time.perf_counter() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""scripts/bench.py --quick measures every figure it has built and marks the rest null with a
+note, in one JSON file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
+MEASURED = ("he_upload_ratio_100k", "he_update_bytes_small", "he_server_sum_ratio_100x1m",
+            "dp_epoch_ratio_logreg", "dp_epoch_ratio_mlp", "noise_calibration_seconds")
+NOT_BUILT = ("auc_gap_eps3_breast_cancer", "auc_gap_eps3_diabetes", "sim_seconds_per_round_100",
+             "sim_seconds_per_round_1000", "digits_accuracy_eps3", "digits_dp_epoch_ratio")
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_every_key(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--quick"],
+                   check=True, capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    for key in MEASURED:
+        assert isinstance(report[key], float | int) and report[key] > 0, key
+    for key in NOT_BUILT:
+        assert report[key] is None and report["notes"][key], key
+    # The rule's parameters beat the bundled plans' on both sizes.
+    assert report["he_update_bytes_small"] < report["he_update_bytes_small_bundled"]
+    assert report["he_upload_ratio_100k"] < report["he_upload_ratio_100k_bundled"]
+    # The fast engine is faster than Opacus's hooks.
+    assert report["dp_epoch_ratio_logreg"] < report["dp_epoch_ratio_logreg_opacus"]
+
+
+def test_bench_refuses_to_run_without_an_output_file() -> None:
+    result = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0
+    assert "--out" in result.stderr
