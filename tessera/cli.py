@@ -203,7 +203,8 @@ def demo(
             path = Path(study) if study.endswith(".toml") else bundled_plan_path(study)
             plan = override(load_plan(path), rounds=rounds, target_epsilon=epsilon, seed=seed,
                             he_enabled=False if no_he else None,
-                            min_sites=min(sites, load_plan(path).federation.min_sites))
+                            min_sites=min(sites, load_plan(path).federation.min_sites),
+                            loso=True if loso else None)  # the sites approve a plan that asks
             ceilings = _parse_ceilings(ceiling or [])
             passphrase = os.environ.get(PASSPHRASE_ENV_VAR) or DEMO_PASSPHRASE
             if passphrase == DEMO_PASSPHRASE:

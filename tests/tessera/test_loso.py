@@ -199,6 +199,8 @@ def test_demo_loso_option_reaches_the_server_apps_run_config(tmp_path: Path,
                                       "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 2, result.output
     assert seen["config"]["loso"] is True
+    # ...and the plan the sites approved asks for it (a site refuses what the plan lacks).
+    assert load_plan(Path(seen["config"]["plan"])).evaluation_policy.loso is True
 
     folder, run_toml = real_app_folder(tmp_path / "c", seen["config"])
     assert tomllib.loads(run_toml.read_text())["loso"] is True
