@@ -72,8 +72,9 @@ def test_importance_release_has_the_declared_noise_and_an_unbiased_count() -> No
     counts = np.array([d.count for d in draws])
     std = 2.0 * importance_sensitivity(1.0)
     assert np.std(sums[:, 0]) == pytest.approx(std, rel=0.15)
-    assert np.mean(sums, axis=0) == pytest.approx([10.0] * 3, abs=0.6)
-    assert np.mean(counts) == pytest.approx(100, abs=0.6)
+    # 400 draws of std 5.66: each mean has standard error 0.28; allow five.
+    assert np.mean(sums, axis=0) == pytest.approx([10.0] * 3, abs=1.5)
+    assert np.mean(counts) == pytest.approx(100, abs=1.5)
     assert np.std(counts) == pytest.approx(std, rel=0.15)  # count coordinate scaled by clip
 
 

@@ -32,7 +32,9 @@ def test_release_noise_has_the_mechanisms_scale() -> None:
     X = np.tile([5.0, 0.0, 200.0], (10, 1))  # every row at the centre: the exact sum is 0
     draws = np.array([noisy_statistics(X, RANGES, clip=2.0, noise_multiplier=3.0)
                       for _ in range(400)])
-    assert abs(draws.std() - 6.0) < 0.4 and abs(draws.mean()) < 0.3
+    # 1,200 draws of N(0, 6^2): the mean's standard error is 0.17 and the standard
+    # deviation's 0.12; five of each keeps a correct mechanism from failing by chance.
+    assert abs(draws.std() - 6.0) < 0.6 and abs(draws.mean()) < 0.9
 
 
 def test_summed_releases_recover_the_means_and_the_declared_scale() -> None:
