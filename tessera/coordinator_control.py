@@ -21,7 +21,7 @@ from pathlib import Path
 
 from client_app.node.commands import python_module
 from client_app.node.passphrase_fd import without_secrets
-from client_app.node.procfs import cmdline, proc_state
+from client_app.node.procfs import cmdline, pid_alive
 from common.errors import ErrorCode, TesseraError
 from common.files import atomic_write_bytes
 from common.workdir import CoordinatorDir
@@ -171,19 +171,7 @@ class CoordinatorController:
         return None
 
     def _alive(self, pid: int) -> bool:
-        if self._child is not None and self._child.pid == pid:
-            return self._child.poll() is None
-        with contextlib.suppress(ChildProcessError, OSError):
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done == pid:
-                return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return proc_state(pid) != "Z"
+        return pid_alive(pid, self._child)
 
     def _state(self) -> dict[str, object]:
         try:

@@ -31,7 +31,13 @@ from client_app.custody.kit import load_site_identity
 from client_app.custody.vault import unlock_vault
 from client_app.node.commands import NODE_MODULE, SITE_DIR_OPTION, node_command
 from client_app.node.passphrase_fd import passphrase_handoff, without_secrets
-from client_app.node.procfs import cmdline, cmdline_args, descendants, proc_state, signal_group
+from client_app.node.procfs import (
+    cmdline,
+    cmdline_args,
+    descendants,
+    pid_alive,
+    signal_group,
+)
 from client_app.store.agent_state import read_agent_state
 from client_app.store.folder import SiteDir
 from common.errors import ErrorCode, TesseraError
@@ -240,19 +246,7 @@ class NodeController:
         return None
 
     def _alive(self, pid: int) -> bool:
-        if self._child is not None and self._child.pid == pid:
-            return self._child.poll() is None
-        with contextlib.suppress(ChildProcessError, OSError):
-            done, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
-            if done == pid:
-                return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return proc_state(pid) != "Z"
+        return pid_alive(pid, self._child)
 
     def _cleanup(self) -> None:
         for path in (self.pid_path, self.info_path):

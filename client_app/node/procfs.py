@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 
@@ -58,3 +59,21 @@ def descendants(pid: int) -> list[int]:
         out.extend(children)
         todo.extend(children)
     return out
+
+
+def pid_alive(pid: int, child: subprocess.Popen[bytes] | None = None) -> bool:
+    """Whether ``pid`` runs (``child``: the caller's own Popen, polled if it is that pid); an
+    exited child of ours is reaped, and a zombie counts as gone."""
+    if child is not None and child.pid == pid:
+        return child.poll() is None
+    with contextlib.suppress(ChildProcessError, OSError):
+        done, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return proc_state(pid) != "Z"
