@@ -28,10 +28,10 @@ from PySide6.QtWidgets import (
 
 from client_app.facade import Activity, SiteOperator, VerifyReport
 from gui.access import enable, gate
-from gui.models import Column, RowsModel
+from gui.models import PAGE_SIZE, Column, RowsModel
 from gui.pages.base import Page, heading
 from gui.text import tr
-from gui.widgets import HashLabel, copy_on_ctrl_c
+from gui.widgets import HashLabel, copy_on_ctrl_c, paged
 
 ALL_KINDS = "All kinds"
 
@@ -70,14 +70,14 @@ class AuditPage(Page):
         self.report: VerifyReport | None = None
         self.kind_combo = QComboBox()
         self.kind_combo.setAccessibleName("Record kind")
-        self.kind_combo.currentIndexChanged.connect(self._filter)
+        self.kind_combo.currentIndexChanged.connect(lambda _i: self._filter(page=0))
         kind_label = QLabel("&Kind:")
         kind_label.setBuddy(self.kind_combo)
         self.text_filter = QLineEdit()
         self.text_filter.setPlaceholderText("Filter by text (actor, plan hash, details)")
         self.text_filter.setClearButtonEnabled(True)
         self.text_filter.setAccessibleName("Text filter")
-        self.text_filter.textChanged.connect(self._filter)
+        self.text_filter.textChanged.connect(lambda _t: self._filter(page=0))
         text_label = QLabel("&Filter:")
         text_label.setBuddy(self.text_filter)
         self.verify_button = QPushButton("&Verify integrity")
@@ -93,7 +93,7 @@ class AuditPage(Page):
             Column(tr("what happened"), lambda i: i.sentence, tooltip=lambda i: i.sentence),
             Column(tr("by"), lambda i: i.actor),
             Column(tr("study"), lambda i: i.study or "", tooltip=lambda i: i.plan_hash or ""),
-        ], self)
+        ], self, page_size=PAGE_SIZE)
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -118,7 +118,9 @@ class AuditPage(Page):
         raw_layout.addWidget(self.plan_hash)
         raw_layout.addWidget(self.raw, 1)
         self.split = QSplitter()
-        self.split.addWidget(self.table)
+        table_box, self.pager = paged(self.table, self.model, tr("audit records"))
+        self.model.paged.connect(self._selected)
+        self.split.addWidget(table_box)
         self.split.addWidget(raw_box)
         self.split.setStretchFactor(0, 3)
         self.split.setStretchFactor(1, 1)
@@ -152,12 +154,12 @@ class AuditPage(Page):
         self.kind_combo.blockSignals(False)
         self._filter()
 
-    def _filter(self) -> None:
+    def _filter(self, *, page: int | None = None) -> None:
         kind = self.kind_combo.currentText()
         shown = [i for i in self.items
                  if matches(i, kind=None if kind in (ALL_KINDS, "") else kind,
                             text=self.text_filter.text())]
-        self.model.set_rows(shown)
+        self.model.set_rows(shown, page=page)
         self.count.setText(f"{len(shown)} of {len(self.items)} records")
         self._selected()
 

@@ -26,10 +26,11 @@ from PySide6.QtWidgets import (
 from client_app.facade import BudgetSnapshot, LedgerRow, SiteOperator
 from gui import dialogs
 from gui.access import gate
-from gui.models import Column, RowsModel
+from gui.models import PAGE_SIZE, Column, RowsModel
 from gui.pages.base import Page, heading
 from gui.plots import PlotCanvas
 from gui.text import tr
+from gui.widgets import paged
 
 ALL = "All datasets"
 
@@ -63,7 +64,7 @@ class BudgetPage(Page):
             Column(tr("time"), lambda r: r.at),
             Column(tr("this release alone"), lambda r: f"{r.alone:.3f}", numeric=True),
             Column(tr("delta"), lambda r: r.delta, numeric=True),
-        ], self)
+        ], self, page_size=PAGE_SIZE)
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -117,7 +118,9 @@ class BudgetPage(Page):
         ledger = QWidget()
         ledger_layout = QVBoxLayout(ledger)
         ledger_layout.setContentsMargins(0, 0, 0, 0)
-        ledger_layout.addWidget(self.table, 1)
+        table_box, self.pager = paged(self.table, self.model, tr("ledger entries"))
+        self.model.paged.connect(self._explain)
+        ledger_layout.addWidget(table_box, 1)
         ledger_layout.addWidget(self.explanation)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(ledger)
@@ -162,14 +165,14 @@ class BudgetPage(Page):
             return
         name = self.dataset_combo.currentText()
         rows = [r for r in data.rows if name in (ALL, r.dataset)]
-        self.model.set_rows(rows)
+        self.model.set_rows(rows, page=-1)  # the newest entries, where the total is
         curves = [(d, c) for d, c in data.curves if name in (ALL, d)]
         if any(c for _, c in curves):
             self.chart.plot_budget(curves, ceiling=data.ceiling)
         else:
             self.chart.show_message(tr("No privacy budget spent yet"))
         if rows:
-            self.table.selectRow(len(rows) - 1)
+            self.table.selectRow(self.model.rowCount() - 1)
         self._explain()
 
     def selected(self) -> LedgerRow | None:

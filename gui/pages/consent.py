@@ -30,8 +30,10 @@ from client_app.facade import (
 )
 from gui import dialogs
 from gui.access import enable, gate
-from gui.models import Column, RowsModel
+from gui.models import PAGE_SIZE, Column, RowsModel
 from gui.pages.base import Page, heading
+from gui.text import tr
+from gui.widgets import paged
 
 ALL_STUDIES = "all studies"
 
@@ -101,7 +103,7 @@ class ConsentPage(Page):
                    tooltip=lambda e: e.batch or ""),
             Column("actor", lambda e: e.actor),
             Column("note", lambda e: e.note),
-        ], self)
+        ], self, page_size=PAGE_SIZE)
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -115,7 +117,8 @@ class ConsentPage(Page):
         layout.addWidget(heading("Consent"))
         layout.addWidget(form_box)
         layout.addWidget(self.summary)
-        layout.addWidget(self.table, 1)
+        table_box, self.pager = paged(self.table, self.model, tr("consent events"))
+        layout.addWidget(table_box, 1)
         self._update_buttons()
 
     def scope(self) -> str:

@@ -37,9 +37,10 @@ from client_app.facade import (
 )
 from gui import dialogs
 from gui.access import enable, gate
-from gui.models import Column, RowsModel
+from gui.models import PAGE_SIZE, Column, RowsModel
 from gui.pages.base import Page, heading
-from gui.widgets import copy_on_ctrl_c
+from gui.text import tr
+from gui.widgets import copy_on_ctrl_c, paged
 
 DATA_FILES = "Data files (*.csv *.parquet);;All files (*)"
 
@@ -112,7 +113,7 @@ class DatasetsPage(Page):
             Column("validation", lambda v: issues_text(v.report)),
             Column("policy", lambda v: policy_text(v.policy)),
             Column("by", lambda v: v.actor),
-        ], self)
+        ], self, page_size=PAGE_SIZE)
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -166,7 +167,8 @@ class DatasetsPage(Page):
         bar.addWidget(self.choose_button)
         bar.addWidget(self.check_state)
         split = QSplitter()
-        split.addWidget(self.table)
+        table_box, self.pager = paged(self.table, self.model, tr("dataset versions"))
+        split.addWidget(table_box)
         split.addWidget(self.details)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
