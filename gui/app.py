@@ -24,6 +24,7 @@ from common.errors import ErrorCode, TesseraError
 from common.roles import Policy, parse_policy
 from gui import dialogs
 from gui.login import LoginDialog
+from gui.text import tr
 from gui.window import MainWindow
 from gui.wizard import FirstRunWizard
 from privacy.passphrase import PASSPHRASE_ENV_VAR
@@ -70,8 +71,9 @@ def open_operator(site_dir: Path, *, policy: Policy, kit: Path | None = None,
         except TesseraError as err:
             if err.code != ErrorCode.WRONG_PASSPHRASE:
                 raise
-            dialogs.show_error(None, f"{PASSPHRASE_ENV_VAR} does not open site {name}; "
-                               "enter the passphrase.")
+            dialogs.show_error(None, tr("{variable} does not open site {name}; enter the "
+                                        "passphrase.").format(variable=PASSPHRASE_ENV_VAR,
+                                                              name=name))
     dialog = LoginDialog(name, unlock, actor=who)
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return None
@@ -116,14 +118,15 @@ def run_app(site_dir: Path, *, policy: Policy | None = None, kit: Path | None = 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (``tessera-site-gui``)."""
     parser = argparse.ArgumentParser(prog="tessera-site-gui",
-                                     description="Tessera's site operator desktop app.")
-    parser.add_argument("--site-dir", type=Path, required=True, help="The site folder.")
-    parser.add_argument("--operator", help="Your name, recorded with every decision "
-                        "(default: your login name).")
-    parser.add_argument("--kit", type=Path, help="Your kit folder (default: the site's).")
+                                     description=tr("Tessera's site operator desktop app."))
+    parser.add_argument("--site-dir", type=Path, required=True, help=tr("The site folder."))
+    parser.add_argument("--operator", help=tr("Your name, recorded with every decision "
+                        "(default: your login name)."))
+    parser.add_argument("--kit", type=Path, help=tr("Your kit folder (default: the site's)."))
     parser.add_argument("--smoke-test", action="store_true",
-                        help="Offscreen: open the site, render every page, exit 0 if all "
-                        f"rendered (passphrase from {PASSPHRASE_ENV_VAR}).")
+                        help=tr("Offscreen: open the site, render every page, exit 0 if all "
+                                "rendered (passphrase from {variable}).").format(
+                                    variable=PASSPHRASE_ENV_VAR))
     args = parser.parse_args(argv)
     if args.smoke_test:
         from gui.smoke import run_smoke_test

@@ -25,6 +25,8 @@ from PySide6.QtCore import (
     Signal,
 )
 
+from gui.text import tr
+
 Index = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()
 
@@ -36,7 +38,7 @@ def display(value: object) -> str:
     if isinstance(value, datetime):
         return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return tr("yes") if value else tr("no")
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

@@ -18,6 +18,8 @@ from PySide6.QtCore import QEvent
 from PySide6.QtGui import QGuiApplication, QPalette
 from PySide6.QtWidgets import QWidget
 
+from gui.text import tr
+
 
 def is_dark(palette: QPalette) -> bool:
     """Whether the palette's window colour is dark."""
@@ -98,7 +100,8 @@ class PlotCanvas(FigureCanvasQTAgg):
                     label=name)
             firsts.append(times[0])
             lasts.append(times[-1])
-        ax.axhline(ceiling, color=self._warn, linestyle="--", label=f"ceiling {ceiling:g}")
+        ax.axhline(ceiling, color=self._warn, linestyle="--",
+                   label=tr("ceiling {ceiling:g}").format(ceiling=ceiling))
         spent = max((eps for _, c in curves for _, eps in c), default=0.0)
         ax.set_ylim(0, max(ceiling, spent) * 1.15)
         if firsts:
@@ -110,9 +113,9 @@ class PlotCanvas(FigureCanvasQTAgg):
         locator = mdates.AutoDateLocator(tz=local)
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=local))
-        ax.set_xlabel("time")
-        ax.set_ylabel("cumulative epsilon")
-        ax.set_title("Privacy budget spent")
+        ax.set_xlabel(tr("time"))
+        ax.set_ylabel(tr("cumulative epsilon"))
+        ax.set_title(tr("Privacy budget spent"))
         self._legend()
         self.draw_idle()
 
@@ -121,13 +124,14 @@ class PlotCanvas(FigureCanvasQTAgg):
         self._redraw = lambda: self.plot_roc(fpr, tpr, auc=auc)
         self._fresh_axes()
         ax = self.axes
-        ax.plot(fpr, tpr, color=self._accent, linewidth=2, label=f"model (AUC {auc:.3f})")
-        ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+        ax.plot(fpr, tpr, color=self._accent, linewidth=2,
+                label=tr("model (AUC {auc:.3f})").format(auc=auc))
+        ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label=tr("chance"))
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-        ax.set_title("ROC curve (local test split)")
+        ax.set_xlabel(tr("false positive rate"))
+        ax.set_ylabel(tr("true positive rate"))
+        ax.set_title(tr("ROC curve (local test split)"))
         ax.set_aspect("equal")
         self._legend()
         self.draw_idle()

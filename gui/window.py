@@ -58,7 +58,7 @@ class MainWindow(QMainWindow):
             page.changed.connect(lambda what: self.statusBar().showMessage(what, 10_000))
             pixmap = getattr(QStyle.StandardPixmap, page.icon)
             item = QListWidgetItem(self.style().standardIcon(pixmap), tr(page.title))
-            item.setToolTip(f"Ctrl+{number}")
+            item.setToolTip(tr("Ctrl+{number}").format(number=number))
             self.sidebar.addItem(item)
             shortcut = QShortcut(QKeySequence(f"Ctrl+{number}"), self)
             shortcut.activated.connect(lambda n=number - 1: self.show_page(n))

@@ -30,23 +30,24 @@ from client_app.facade import Activity, SiteOperator, VerifyReport
 from gui.access import enable, gate
 from gui.models import PAGE_SIZE, Column, RowsModel
 from gui.pages.base import Page, heading
-from gui.text import tr
+from gui.text import noop, tr
 from gui.widgets import HashLabel, copy_on_ctrl_c, paged
 
-ALL_KINDS = "All kinds"
+ALL_KINDS = noop("All kinds")
 
 
 def verdict(report: VerifyReport) -> str:
     """One line on the log's integrity: INTACT, or the first fault and where it is."""
     if report.ok:
-        tail = ("every record is covered by a signed checkpoint" if report.all_checkpointed
-                else "the newest records are not yet covered by a signed checkpoint")
-        return (f"INTACT: {report.records} records verified; {tail}. (The log holds the "
-                "records written since the site's kit was installed, so its count can differ "
-                "from the list below.)")
-    where = f" at line {report.line}" if report.line is not None else ""
-    fault = report.fault.value if report.fault is not None else "fault"
-    return f"FAULT ({fault}){where}: {report.message}"
+        tail = (tr("every record is covered by a signed checkpoint") if report.all_checkpointed
+                else tr("the newest records are not yet covered by a signed checkpoint"))
+        return tr("INTACT: {records} records verified; {tail}. (The log holds the records "
+                  "written since the site's kit was installed, so its count can differ from "
+                  "the list below.)").format(records=report.records, tail=tail)
+    where = tr(" at line {line}").format(line=report.line) if report.line is not None else ""
+    fault = report.fault.value if report.fault is not None else tr("fault")
+    return tr("FAULT ({fault}){where}: {message}").format(fault=fault, where=where,
+                                                         message=report.message)
 
 
 def matches(item: Activity, *, kind: str | None, text: str) -> bool:
@@ -60,7 +61,7 @@ def matches(item: Activity, *, kind: str | None, text: str) -> bool:
 
 
 class AuditPage(Page):
-    title = "Audit"
+    title = noop("Audit")
     key = "audit"
     icon = "SP_FileDialogDetailedView"
 
@@ -69,24 +70,24 @@ class AuditPage(Page):
         self.items: list[Activity] = []
         self.report: VerifyReport | None = None
         self.kind_combo = QComboBox()
-        self.kind_combo.setAccessibleName("Record kind")
+        self.kind_combo.setAccessibleName(tr("Record kind"))
         self.kind_combo.currentIndexChanged.connect(lambda _i: self._filter(page=0))
-        kind_label = QLabel("&Kind:")
+        kind_label = QLabel(tr("&Kind:"))
         kind_label.setBuddy(self.kind_combo)
         self.text_filter = QLineEdit()
-        self.text_filter.setPlaceholderText("Filter by text (actor, plan hash, details)")
+        self.text_filter.setPlaceholderText(tr("Filter by text (actor, plan hash, details)"))
         self.text_filter.setClearButtonEnabled(True)
-        self.text_filter.setAccessibleName("Text filter")
+        self.text_filter.setAccessibleName(tr("Text filter"))
         self.text_filter.textChanged.connect(lambda _t: self._filter(page=0))
-        text_label = QLabel("&Filter:")
+        text_label = QLabel(tr("&Filter:"))
         text_label.setBuddy(self.text_filter)
-        self.verify_button = QPushButton("&Verify integrity")
+        self.verify_button = QPushButton(tr("&Verify integrity"))
         gate(self.verify_button, operator, "gui audit.verify",
-             tooltip="Check the audit log's hash chain, checkpoints and signatures")
+             tooltip=tr("Check the audit log's hash chain, checkpoints and signatures"))
         self.verify_button.clicked.connect(self.verify)
-        self.result = QLabel("The audit log has not been verified in this session.")
+        self.result = QLabel(tr("The audit log has not been verified in this session."))
         self.result.setWordWrap(True)
-        self.result.setAccessibleName("Verification result")
+        self.result.setAccessibleName(tr("Verification result"))
         self.count = QLabel()
         self.model = RowsModel([
             Column(tr("time"), lambda i: i.at),
@@ -136,7 +137,7 @@ class AuditPage(Page):
         verify.addWidget(self.verify_button)
         verify.addWidget(self.result, 1)
         layout = QVBoxLayout(self)
-        layout.addWidget(heading("Audit trail"))
+        layout.addWidget(heading(tr("Audit trail")))
         layout.addLayout(verify)
         layout.addLayout(filters)
         layout.addWidget(self.split, 1)
@@ -149,7 +150,7 @@ class AuditPage(Page):
         chosen = self.kind_combo.currentText()
         self.kind_combo.blockSignals(True)
         self.kind_combo.clear()
-        self.kind_combo.addItems([ALL_KINDS, *sorted({i.kind for i in self.items})])
+        self.kind_combo.addItems([tr(ALL_KINDS), *sorted({i.kind for i in self.items})])
         self.kind_combo.setCurrentIndex(max(self.kind_combo.findText(chosen), 0))
         self.kind_combo.blockSignals(False)
         self._filter()
@@ -157,10 +158,11 @@ class AuditPage(Page):
     def _filter(self, *, page: int | None = None) -> None:
         kind = self.kind_combo.currentText()
         shown = [i for i in self.items
-                 if matches(i, kind=None if kind in (ALL_KINDS, "") else kind,
+                 if matches(i, kind=None if kind in (tr(ALL_KINDS), "") else kind,
                             text=self.text_filter.text())]
         self.model.set_rows(shown, page=page)
-        self.count.setText(f"{len(shown)} of {len(self.items)} records")
+        self.count.setText(tr("{shown} of {total} records").format(shown=len(shown),
+                                                                   total=len(self.items)))
         self._selected()
 
     def selected(self) -> Activity | None:
@@ -174,7 +176,7 @@ class AuditPage(Page):
 
     def verify(self) -> None:
         """Verify the audit log in the background."""
-        self.result.setText("Verifying...")
+        self.result.setText(tr("Verifying..."))
         self.runner.start("verify", lambda _w: self.operator.verify_audit(),
                           on_done=self._verified, on_error=self._not_verified)
 
@@ -183,4 +185,4 @@ class AuditPage(Page):
         self.result.setText(verdict(report))
 
     def _not_verified(self, code: str, message: str) -> None:
-        self.result.setText(f"Not verified: {message}")
+        self.result.setText(tr("Not verified: {message}").format(message=message))
