@@ -4,7 +4,8 @@ A missing or empty folder (or one with only a kit imported) opens the first-run 
 Otherwise it opens the site folder, asks for the operator's name and the site passphrase (unless
 ``TESSERA_SITE_PASSPHRASE`` is set), and shows the main window. The access policy is the
 installed ``tessera/roles.toml`` (read as a data file), or ``TESSERA_POLICY``, or the
-policy ``tessera site gui`` passes in.
+policy ``tessera site gui`` passes in. The app draws with the light or dark theme of
+:mod:`gui.theme` (the system's choice, or ``TESSERA_THEME``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from common.roles import Policy, parse_policy
 from gui import dialogs
 from gui.login import LoginDialog
 from gui.text import tr
+from gui.theme import apply_theme
 from gui.window import MainWindow
 from gui.wizard import FirstRunWizard
 from privacy.passphrase import PASSPHRASE_ENV_VAR
@@ -95,6 +97,7 @@ def run_app(site_dir: Path, *, policy: Policy | None = None, kit: Path | None = 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setApplicationName("Tessera site")
+    apply_theme(app)
     try:
         chosen = policy or default_policy()
         state = site_state(site_dir)

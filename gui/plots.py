@@ -1,8 +1,8 @@
 """Matplotlib figures inside the app, styled from the window palette (light or dark).
 
-The only colours the app picks itself are the plots': a dark window gets matplotlib's dark
-style, a light one the default; the figure's background and text follow the application
-palette's window and text colours.
+A dark window gets matplotlib's dark style, a light one the default; the figure's background
+and text follow the application palette's window and text colours, and the lines take the
+theme's accent and warning colours (:mod:`gui.theme`, checked for contrast).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from PySide6.QtGui import QGuiApplication, QPalette
 from PySide6.QtWidgets import QWidget
 
 from gui.text import tr
+from gui.theme import DARK, LIGHT
 
 
 def is_dark(palette: QPalette) -> bool:
@@ -69,11 +70,11 @@ class PlotCanvas(FigureCanvasQTAgg):
 
     @property
     def _accent(self) -> str:
-        return "#6cb4ff" if self._dark else "#1f77b4"
+        return (DARK if self._dark else LIGHT).accent
 
     @property
     def _warn(self) -> str:
-        return "#ff8a7a" if self._dark else "#d62728"
+        return (DARK if self._dark else LIGHT).warn
 
     def _legend(self) -> None:
         legend = self.axes.legend(loc="lower right", fontsize="small")

@@ -10,7 +10,7 @@ starts when the site got its kit and also holds checkpoints): the result says so
 
 from __future__ import annotations
 
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtGui import QFontDatabase, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -31,6 +31,7 @@ from gui.access import enable, gate
 from gui.models import PAGE_SIZE, Column, RowsModel
 from gui.pages.base import Page, heading
 from gui.text import noop, tr
+from gui.theme import status_colour
 from gui.widgets import HashLabel, copy_on_ctrl_c, paged
 
 ALL_KINDS = noop("All kinds")
@@ -182,7 +183,14 @@ class AuditPage(Page):
 
     def _verified(self, report: VerifyReport) -> None:
         self.report = report
-        self.result.setText(verdict(report))
+        self._show_result(verdict(report), "ok" if report.ok else "critical")
 
     def _not_verified(self, code: str, message: str) -> None:
-        self.result.setText(tr("Not verified: {message}").format(message=message))
+        self._show_result(tr("Not verified: {message}").format(message=message), "warning")
+
+    def _show_result(self, text: str, level: str) -> None:
+        """The verdict in its status colour (the theme's, readable on the window)."""
+        palette = self.result.palette()
+        palette.setColor(QPalette.ColorRole.WindowText, status_colour(level))
+        self.result.setPalette(palette)
+        self.result.setText(text)

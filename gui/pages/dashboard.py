@@ -28,6 +28,7 @@ from gui.access import enable, gate
 from gui.models import display
 from gui.pages.base import Page, heading
 from gui.text import noop, tr
+from gui.theme import status_colour
 from gui.widgets import GaugeBar
 
 _LEVEL_ICONS = {"critical": QStyle.StandardPixmap.SP_MessageBoxCritical,
@@ -127,6 +128,7 @@ class DashboardPage(Page):
         self.items.clear()
         for item in data.items:
             entry = QListWidgetItem(style.standardIcon(_LEVEL_ICONS[item.level]), item.text)
+            entry.setForeground(status_colour(item.level))
             entry.setData(Qt.ItemDataRole.UserRole, (item.page, item.target or ""))
             entry.setToolTip(tr("Enter or double-click opens the {page} page").format(
                 page=item.page))
