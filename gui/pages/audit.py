@@ -183,12 +183,13 @@ class AuditPage(Page):
 
     def _verified(self, report: VerifyReport) -> None:
         self.report = report
-        self._show_result(verdict(report), "ok" if report.ok else "critical")
+        self._show_result(verdict(report), level="ok" if report.ok else "critical")
 
     def _not_verified(self, code: str, message: str) -> None:
-        self._show_result(tr("Not verified: {message}").format(message=message), "warning")
+        self._show_result(tr("Not verified: {message}").format(message=message),
+                          level="warning")
 
-    def _show_result(self, text: str, level: str) -> None:
+    def _show_result(self, text: str, *, level: str) -> None:
         """The verdict in its status colour (the theme's, readable on the window)."""
         palette = self.result.palette()
         palette.setColor(QPalette.ColorRole.WindowText, status_colour(level))

@@ -64,13 +64,14 @@ PROGRAM_KEYWORDS = frozenset({
     "va", "layout", "style", "errors", "mode", "kind", "key", "fmt", "drawstyle",
     "which", "axis", "transform", "name", "linewidth", "alpha", "facecolor", "edgecolor",
     "weight", "family", "bbox_inches", "format", "dpi", "scope", "source", "what",
-    "decision", "tag", "action", "prog",
+    "decision", "tag", "action", "prog", "level",
 })
 #: Names bound to program identifiers (a page's key and icon name, the translation context).
 PROGRAM_NAMES = frozenset({"key", "icon", "CONTEXT", "POLICY_ENV_VAR", "__all__", "_ALLOWED",
                            "_ACTIONS"})
-#: Files that show nothing to an operator: the smoke test's console lines are for CI logs.
-NOT_SHOWN = frozenset({"smoke.py"})
+#: Files that show nothing to an operator: the smoke test's console lines are for CI logs;
+#: the theme holds colours, palette role names and theme names only.
+NOT_SHOWN = frozenset({"smoke.py", "theme.py"})
 _NO_WORDS = re.compile(r"<[^>]*>|\{[^}]*\}|#[0-9a-fA-F]{3,8}\b|[^A-Za-z]")
 MARKERS = frozenset({"tr", "noop"})
 
