@@ -111,8 +111,8 @@ class MainWindow(QMainWindow):
         """Open the page named ``key`` (an attention item's or a notice's), at ``target``."""
         number = next((i for i, p in enumerate(self.pages) if p.key == key), 0)
         page = self.show_page(number)
-        if target and isinstance(page, StudiesPage):
-            page.pending_select = target
+        if target:
+            page.select_target(target)
         return page
 
     def notify(self, notice: Notice) -> None:

@@ -60,6 +60,10 @@ class Page(QWidget):
         """Read the site through the facade (worker thread: no widgets here)."""
         return None
 
+    def select_target(self, target: str) -> None:
+        """Show ``target`` (a row an attention item or notice names) once the page loads;
+        pages without rows to pick ignore it."""
+
     def show_data(self, data: Any) -> None:
         """Fill the widgets with what :meth:`fetch` returned (GUI thread)."""
 

@@ -43,6 +43,8 @@ class BudgetPage(Page):
     def __init__(self, operator: SiteOperator, parent: QWidget | None = None) -> None:
         super().__init__(operator, parent)
         self.snapshot: BudgetSnapshot | None = None
+        #: The dataset to show when the next load arrives (an attention item's).
+        self.pending_select: str | None = None
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.summary.setAccessibleName(tr("Budget summary"))
@@ -134,6 +136,13 @@ class BudgetPage(Page):
         layout.addLayout(sharing_row)
         layout.addWidget(split, 1)
 
+    def select_target(self, target: str) -> None:
+        """Show dataset ``target``: now if the page has data, and after the next load."""
+        self.pending_select = target
+        index = self.dataset_combo.findText(target)
+        if index >= 0:
+            self.dataset_combo.setCurrentIndex(index)
+
     def fetch(self) -> BudgetSnapshot:
         return self.operator.budget_snapshot()
 
@@ -150,7 +159,8 @@ class BudgetPage(Page):
             box.blockSignals(True)
             box.setChecked(value)
             box.blockSignals(False)
-        chosen = self.dataset_combo.currentText()
+        chosen = self.pending_select or self.dataset_combo.currentText()
+        self.pending_select = None
         self.dataset_combo.blockSignals(True)
         self.dataset_combo.clear()
         self.dataset_combo.addItems([tr(ALL), *(g.dataset for g in data.gauges)])

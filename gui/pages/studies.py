@@ -138,6 +138,10 @@ class StudiesPage(Page):
                 return True
         return False
 
+    def select_target(self, target: str) -> None:
+        """Select the plan with hash ``target`` when the page shows its next load."""
+        self.pending_select = target
+
     def fetch(self) -> list[ReceivedPlan]:
         return self.operator.received_plans()
 
