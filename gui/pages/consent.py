@@ -56,6 +56,7 @@ class ConsentPage(Page):
         patient_label = QLabel(tr("&Patient id:"))
         patient_label.setBuddy(self.patient_edit)
         self.scope_combo = QComboBox()
+        self.scope_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.scope_combo.setAccessibleName(tr("Scope"))
         scope_label = QLabel(tr("&Scope:"))
         scope_label.setBuddy(self.scope_combo)

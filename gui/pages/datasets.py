@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from client_app.facade import (
     POLICY_CHOICES,
     DatasetVersion,
+    LabelNames,
     Policy,
     ReceivedPlan,
     SiteOperator,
@@ -62,8 +63,9 @@ def issues_text(report: dict[str, object]) -> str:
     return tr("no issues") if not issues else str(issues)
 
 
-def summary_lines(report: dict[str, object]) -> list[str]:
-    """A version's stored validation summary as readable lines (counts, never values)."""
+def summary_lines(report: dict[str, object], names: LabelNames | None = None) -> list[str]:
+    """A version's stored validation summary as readable lines (counts, never values); the
+    label's classes are named from the plan's data dictionary when ``names`` is given."""
     lines: list[str] = []
     applied = report.get("applied")
     if isinstance(applied, dict):
@@ -79,8 +81,17 @@ def summary_lines(report: dict[str, object]) -> list[str]:
             lines.append(f"  {item.get('kind')}{where}: {item.get('count')}{blocking}")
     labels = report.get("label_counts")
     if isinstance(labels, dict) and labels:
-        lines.append(tr("labels: ") + ", ".join(f"{k}: {v}" for k, v in sorted(labels.items())))
+        lines.append(tr("labels: ") + ", ".join(
+            f"{_label_word(str(k), names)}: {v}" for k, v in sorted(labels.items())))
     return lines
+
+
+def _label_word(value: str, names: LabelNames | None) -> str:
+    """``benign (1)`` for a label value, or the bare value without a data dictionary."""
+    if names is None or value not in ("0", "1"):
+        return value
+    word = names.positive if value == "1" else names.negative
+    return f"{word} ({value})"
 
 
 def policy_text(policy: dict[str, object]) -> str:
@@ -101,6 +112,8 @@ class DatasetsPage(Page):
         self.path: Path | None = None
         self.registered: DatasetVersion | None = None
         self.policy_combos: dict[str, QComboBox] = {}
+        #: What the label's classes mean, per plan hash of the versions shown.
+        self.label_names: dict[str, LabelNames] = {}
 
         self.model = RowsModel([
             Column(tr("registered"), lambda v: v.at),
@@ -182,11 +195,17 @@ class DatasetsPage(Page):
 
     # -- versions ---------------------------------------------------------------------------
 
-    def fetch(self) -> tuple[list[DatasetVersion], list[ReceivedPlan]]:
-        return list(reversed(self.operator.dataset_versions())), self.operator.received_plans()
+    def fetch(self) -> tuple[list[DatasetVersion], list[ReceivedPlan], dict[str, LabelNames]]:
+        versions = list(reversed(self.operator.dataset_versions()))
+        plans = self.operator.received_plans()
+        received = {p.plan_hash for p in plans}
+        names = {digest: self.operator.label_names(digest)
+                 for digest in {v.plan_hash for v in versions if v.plan_hash in received}}
+        return versions, plans, names
 
-    def show_data(self, data: tuple[list[DatasetVersion], list[ReceivedPlan]]) -> None:
-        versions, plans = data
+    def show_data(self, data: tuple[list[DatasetVersion], list[ReceivedPlan],
+                                    dict[str, LabelNames]]) -> None:
+        versions, plans, self.label_names = data
         self.model.set_rows(versions)
         chosen = self.plan_combo.currentData()
         self.plan_combo.clear()
@@ -198,8 +217,7 @@ class DatasetsPage(Page):
             self.plan_combo.addItem(tr("no study plan received: import one on the Studies page"),
                                     None)
         else:
-            approved = [i for i in range(self.plan_combo.count())
-                        if self.plan_combo.itemText(i).endswith("(approved)")]
+            approved = [i for i, plan in enumerate(plans) if plan.status == "approved"]
             index = self.plan_combo.findData(chosen)
             self.plan_combo.setCurrentIndex(index if index >= 0 else (approved or [0])[0])
         if self.model.rowCount() and not self.table.selectionModel().selectedRows():
@@ -224,7 +242,7 @@ class DatasetsPage(Page):
                 source_name=v.source_name, source_format=v.source_format,
                 source_hash=short_hash(v.source_hash), plan=short_hash(v.plan_hash) or "-",
                 rows=v.rows, policy=policy_text(v.policy), actor=v.actor)
-            + "\n".join(summary_lines(v.report))
+            + "\n".join(summary_lines(v.report, self.label_names.get(v.plan_hash or "")))
             + tr("\n\nCtrl+C in the list copies the full version id."))
 
     # -- registering ------------------------------------------------------------------------

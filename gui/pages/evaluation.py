@@ -126,7 +126,7 @@ class EvaluationPage(Page):
         self.confusion_table.verticalHeader().hide()
         self.confusion_table.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.Stretch)
-        self.confusion_table.setMaximumHeight(110)
+        self.confusion_table.setMaximumHeight(140)
         self.confusion_table.setAccessibleName(tr("Confusion matrix"))
         self.confusion_label = QLabel(tr("Confusion matrix:"))
         metrics_layout.addWidget(self.confusion_label)
@@ -212,6 +212,7 @@ class EvaluationPage(Page):
                 threshold=f"{result.threshold:g}"))
         self.confusion_label.setWordWrap(True)
         self.confusion.set_rows(confusion_rows(result, names))
-        self.confusion.set_title(1, tr("predicted {name}").format(name=names.positive))
-        self.confusion.set_title(2, tr("predicted {name}").format(name=names.negative))
+        # Two header lines, so that long label names fit their column instead of being cut.
+        self.confusion.set_title(1, tr("predicted\n{name}").format(name=names.positive))
+        self.confusion.set_title(2, tr("predicted\n{name}").format(name=names.negative))
         self.roc.plot_roc(result.roc_fpr, result.roc_tpr, auc=result.auc)
