@@ -368,7 +368,8 @@ class SiteOperator:
 def node_text(status: NodeStatus) -> str:
     """The node's state in one line."""
     if not status.running:
-        return "stopped" + (f" (last error: {status.last_error})" if status.last_error else "")
+        return ("The node's processes are not running on this machine"
+                + (f" (last error: {status.last_error})" if status.last_error else "") + ".")
     link = (f"coordinator {status.superlink} ({status.connection})" if status.superlink
             else "no coordinator address set")
     return f"running, {'agent up' if status.agent_up else 'agent starting'}, {link}"

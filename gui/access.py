@@ -10,6 +10,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QWidget
 
 from client_app.facade import SiteOperator
+from gui.text import tr
 
 _ALLOWED = "tessera_allowed"
 
@@ -18,7 +19,8 @@ def gate(widget: QWidget, operator: SiteOperator, action: str, *, tooltip: str =
     """Bind ``widget`` to ``action`` (``"gui page.action"``); returns whether it is allowed."""
     reason = operator.denial(action)
     widget.setProperty(_ALLOWED, reason is None)
-    widget.setToolTip(tooltip if reason is None else f"Not available: {reason}")
+    widget.setToolTip(tooltip if reason is None
+                      else tr("Not available: {reason}").format(reason=reason))
     widget.setEnabled(reason is None)
     return reason is None
 

@@ -4,7 +4,8 @@ A missing or empty folder (or one with only a kit imported) opens the first-run 
 Otherwise it opens the site folder, asks for the operator's name and the site passphrase (unless
 ``TESSERA_SITE_PASSPHRASE`` is set), and shows the main window. The access policy is the
 installed ``tessera/roles.toml`` (read as a data file), or ``TESSERA_POLICY``, or the
-policy ``tessera site gui`` passes in.
+policy ``tessera site gui`` passes in. The app draws with the light or dark theme of
+:mod:`gui.theme` (the system's choice, or ``TESSERA_THEME``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from common.errors import ErrorCode, TesseraError
 from common.roles import Policy, parse_policy
 from gui import dialogs
 from gui.login import LoginDialog
+from gui.text import tr
+from gui.theme import apply_theme
 from gui.window import MainWindow
 from gui.wizard import FirstRunWizard
 from privacy.passphrase import PASSPHRASE_ENV_VAR
@@ -70,8 +73,9 @@ def open_operator(site_dir: Path, *, policy: Policy, kit: Path | None = None,
         except TesseraError as err:
             if err.code != ErrorCode.WRONG_PASSPHRASE:
                 raise
-            dialogs.show_error(None, f"{PASSPHRASE_ENV_VAR} does not open site {name}; "
-                               "enter the passphrase.")
+            dialogs.show_error(None, tr("{variable} does not open site {name}; enter the "
+                                        "passphrase.").format(variable=PASSPHRASE_ENV_VAR,
+                                                              name=name))
     dialog = LoginDialog(name, unlock, actor=who)
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return None
@@ -93,6 +97,7 @@ def run_app(site_dir: Path, *, policy: Policy | None = None, kit: Path | None = 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setApplicationName("Tessera site")
+    apply_theme(app)
     try:
         chosen = policy or default_policy()
         state = site_state(site_dir)
@@ -116,14 +121,15 @@ def run_app(site_dir: Path, *, policy: Policy | None = None, kit: Path | None = 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (``tessera-site-gui``)."""
     parser = argparse.ArgumentParser(prog="tessera-site-gui",
-                                     description="Tessera's site operator desktop app.")
-    parser.add_argument("--site-dir", type=Path, required=True, help="The site folder.")
-    parser.add_argument("--operator", help="Your name, recorded with every decision "
-                        "(default: your login name).")
-    parser.add_argument("--kit", type=Path, help="Your kit folder (default: the site's).")
+                                     description=tr("Tessera's site operator desktop app."))
+    parser.add_argument("--site-dir", type=Path, required=True, help=tr("The site folder."))
+    parser.add_argument("--operator", help=tr("Your name, recorded with every decision "
+                        "(default: your login name)."))
+    parser.add_argument("--kit", type=Path, help=tr("Your kit folder (default: the site's)."))
     parser.add_argument("--smoke-test", action="store_true",
-                        help="Offscreen: open the site, render every page, exit 0 if all "
-                        f"rendered (passphrase from {PASSPHRASE_ENV_VAR}).")
+                        help=tr("Offscreen: open the site, render every page, exit 0 if all "
+                                "rendered (passphrase from {variable}).").format(
+                                    variable=PASSPHRASE_ENV_VAR))
     args = parser.parse_args(argv)
     if args.smoke_test:
         from gui.smoke import run_smoke_test

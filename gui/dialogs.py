@@ -12,9 +12,11 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from common.errors import TesseraError
+from gui.text import noop, tr
 
 log = logging.getLogger(__name__)
-INTERNAL_ERROR = "internal error: the action failed unexpectedly; see the application log"
+INTERNAL_ERROR = noop(
+    "internal error: the action failed unexpectedly; see the application log")
 
 
 def error_text(exc: BaseException) -> str:
@@ -25,17 +27,17 @@ def error_text(exc: BaseException) -> str:
     if isinstance(exc, TesseraError):
         return exc.message
     log.error("internal error: %s", type(exc).__name__)
-    return INTERNAL_ERROR
+    return tr(INTERNAL_ERROR)
 
 
-def show_error(parent: QWidget | None, message: str, *, title: str = "Tessera") -> None:
-    """A modal error message."""
-    QMessageBox.warning(parent, title, message)
+def show_error(parent: QWidget | None, message: str, *, title: str = "") -> None:
+    """A modal error message (titled "Tessera" unless ``title`` is given)."""
+    QMessageBox.warning(parent, title or tr("Tessera"), message)
 
 
-def show_info(parent: QWidget | None, message: str, *, title: str = "Tessera") -> None:
-    """A modal information message."""
-    QMessageBox.information(parent, title, message)
+def show_info(parent: QWidget | None, message: str, *, title: str = "") -> None:
+    """A modal information message (titled "Tessera" unless ``title`` is given)."""
+    QMessageBox.information(parent, title or tr("Tessera"), message)
 
 
 def confirm(parent: QWidget | None, title: str, text: str) -> bool:

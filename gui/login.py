@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 from client_app.facade import SiteOperator
 from common.errors import ErrorCode, TesseraError
 from gui.dialogs import error_text
+from gui.text import tr
 
 #: Opens the site: (operator name, passphrase) -> the unlocked site, or raises.
 Unlock = Callable[[str, str], SiteOperator]
@@ -32,33 +33,34 @@ class LoginDialog(QDialog):
     def __init__(self, site_name: str, unlock: Unlock, *, actor: str = "",
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle(f"Open site {site_name}")
+        self.setWindowTitle(tr("Open site {site_name}").format(site_name=site_name))
         self._unlock = unlock
         self.operator: SiteOperator | None = None
         self.name_edit = QLineEdit(actor)
-        self.name_edit.setAccessibleName("Operator name")
+        self.name_edit.setAccessibleName(tr("Operator name"))
         self.passphrase_edit = QLineEdit()
         self.passphrase_edit.setEchoMode(QLineEdit.EchoMode.Password)
-        self.passphrase_edit.setAccessibleName("Site passphrase")
+        self.passphrase_edit.setAccessibleName(tr("Site passphrase"))
         self.message = QLabel("")
         self.message.setWordWrap(True)
-        self.message.setAccessibleName("Message")
+        self.message.setAccessibleName(tr("Message"))
         form = QFormLayout()
-        name_label = QLabel("&Operator name:")
+        name_label = QLabel(tr("&Operator name:"))
         name_label.setBuddy(self.name_edit)
-        pass_label = QLabel("Site &passphrase:")
+        pass_label = QLabel(tr("Site &passphrase:"))
         pass_label.setBuddy(self.passphrase_edit)
         form.addRow(name_label, self.name_edit)
         form.addRow(pass_label, self.passphrase_edit)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                         | QDialogButtonBox.StandardButton.Cancel)
         ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        ok.setText("&Unlock")
+        ok.setText(tr("&Unlock"))
         self.unlock_button = ok
         self.buttons.accepted.connect(self._try_unlock)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(f"Site <b>{site_name}</b> is locked. Enter its passphrase."))
+        layout.addWidget(QLabel(tr("Site <b>{site_name}</b> is locked. Enter its "
+                                   "passphrase.").format(site_name=site_name)))
         layout.addLayout(form)
         layout.addWidget(self.message)
         layout.addWidget(self.buttons)
@@ -67,14 +69,14 @@ class LoginDialog(QDialog):
     def _try_unlock(self) -> None:
         name = self.name_edit.text().strip()
         if not name:
-            self.message.setText("Enter your name: it is recorded with every decision.")
+            self.message.setText(tr("Enter your name: it is recorded with every decision."))
             self.name_edit.setFocus()
             return
         try:
             self.operator = self._unlock(name, self.passphrase_edit.text())
         except TesseraError as err:
             wrong = err.code == ErrorCode.WRONG_PASSPHRASE
-            self.message.setText("Wrong passphrase; try again." if wrong else err.message)
+            self.message.setText(tr("Wrong passphrase; try again.") if wrong else err.message)
             self.passphrase_edit.clear()
             self.passphrase_edit.setFocus()
             return

@@ -3,6 +3,11 @@
 Every table in the app is a :class:`RowsModel` over a list of frozen result records (dataset
 versions, ledger entries, consent events...). The model never queries anything: a page
 calls :meth:`RowsModel.set_rows` with what the facade returned.
+
+Long lists (the audit trail, the ledger, dataset versions, consent events) are paged: a model
+made with ``page_size`` holds every record but shows one page of them, so laying out and
+painting the table costs the same for ten records or ten thousand
+(:class:`gui.widgets.Pager` moves between pages).
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from PySide6.QtCore import (
     QModelIndex,
     QPersistentModelIndex,
     Qt,
+    Signal,
 )
+
+from gui.text import tr
 
 Index = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()
@@ -30,7 +38,7 @@ def display(value: object) -> str:
     if isinstance(value, datetime):
         return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return tr("yes") if value else tr("no")
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -46,19 +54,72 @@ class Column:
     numeric: bool = False
 
 
+#: Rows on one page of a long list.
+PAGE_SIZE = 200
+
+
 class RowsModel(QAbstractTableModel):
-    """A read-only table of ``rows`` with the given ``columns``."""
+    """A read-only table of ``rows`` with the given ``columns``; with ``page_size``, it shows
+    one page of them at a time (``paged`` is emitted whenever the page or the rows change)."""
 
-    def __init__(self, columns: Sequence[Column], parent: Any = None) -> None:
+    paged = Signal()
+
+    def __init__(self, columns: Sequence[Column], parent: Any = None, *,
+                 page_size: int | None = None) -> None:
         super().__init__(parent)
+        if page_size is not None and page_size < 1:
+            raise ValueError("page_size: must be at least 1")
         self._columns = tuple(columns)
+        self._all: list[Any] = []
         self._rows: list[Any] = []
+        self._page_size = page_size
+        self._page = 0
 
-    def set_rows(self, rows: Sequence[Any]) -> None:
-        """Replace every row."""
+    def set_rows(self, rows: Sequence[Any], *, page: int | None = None) -> None:
+        """Replace every row; stay on the current page (or the last one left), or go to
+        ``page`` (negative counts from the end: -1 is the last page)."""
+        self._all = list(rows)
+        self._turn(self._page if page is None else page)
+
+    def set_page(self, page: int) -> None:
+        """Show page ``page`` (0-based, clamped to the pages there are)."""
+        self._turn(page)
+
+    def _turn(self, page: int) -> None:
+        if page < 0:
+            page += self.pages
+        page = min(max(page, 0), self.pages - 1)
         self.beginResetModel()
-        self._rows = list(rows)
+        self._page = page
+        if self._page_size is None:
+            self._rows = self._all
+        else:
+            start = page * self._page_size
+            self._rows = self._all[start:start + self._page_size]
         self.endResetModel()
+        self.paged.emit()
+
+    @property
+    def page(self) -> int:
+        """The page shown (0-based)."""
+        return self._page
+
+    @property
+    def pages(self) -> int:
+        """How many pages the rows fill (at least one)."""
+        if self._page_size is None or not self._all:
+            return 1
+        return -(-len(self._all) // self._page_size)
+
+    @property
+    def first(self) -> int:
+        """The position in all rows of the first row shown."""
+        return 0 if self._page_size is None else self._page * self._page_size
+
+    @property
+    def total(self) -> int:
+        """How many rows there are on all pages."""
+        return len(self._all)
 
     def set_title(self, column: int, title: str) -> None:
         """Rename one column's header (e.g. after the plan's label names are known)."""
@@ -69,12 +130,13 @@ class RowsModel(QAbstractTableModel):
         self.headerDataChanged.emit(Qt.Orientation.Horizontal, column, column)
 
     def row(self, number: int) -> Any:
-        """The record shown in row ``number``."""
+        """The record shown in row ``number`` of the page."""
         return self._rows[number]
 
     @property
     def rows(self) -> tuple[Any, ...]:
-        return tuple(self._rows)
+        """Every record, on all pages."""
+        return tuple(self._all)
 
     def rowCount(self, parent: Index = _ROOT) -> int:
         return 0 if parent.isValid() else len(self._rows)
@@ -104,7 +166,7 @@ class RowsModel(QAbstractTableModel):
             if 0 <= section < len(self._columns):
                 return self._columns[section].title
             return None
-        return str(section + 1) if 0 <= section < len(self._rows) else None
+        return str(self.first + section + 1) if 0 <= section < len(self._rows) else None
 
     def flags(self, index: Index) -> Qt.ItemFlag:
         if not index.isValid():

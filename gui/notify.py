@@ -35,10 +35,17 @@ class Banner(QWidget):
         self.hide()
 
 
-class Notifier(QObject):
-    """Shows notices; ``open_page(key)`` when the operator clicks one."""
+def notice_target(notice: Notice) -> str:
+    """The row a notice is about: the part after ``study:`` or ``budget:`` in its key."""
+    kind, _, rest = notice.key.partition(":")
+    return rest if kind in ("study", "budget") else ""
 
-    open_page = Signal(str)
+
+class Notifier(QObject):
+    """Shows notices; ``open_page(page, target)`` when the operator clicks one (the target
+    is the study's plan hash or the dataset a notice is about, else empty)."""
+
+    open_page = Signal(str, str)
 
     def __init__(self, banner: Banner, icon: QIcon, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -69,5 +76,5 @@ class Notifier(QObject):
 
     def _clicked(self) -> None:
         if self._last is not None:
-            self.open_page.emit(self._last.page)
+            self.open_page.emit(self._last.page, notice_target(self._last))
         self.banner.hide()

@@ -1,8 +1,8 @@
 """Matplotlib figures inside the app, styled from the window palette (light or dark).
 
-The only colours the app picks itself are the plots': a dark window gets matplotlib's dark
-style, a light one the default; the figure's background and text follow the application
-palette's window and text colours.
+A dark window gets matplotlib's dark style, a light one the default; the figure's background
+and text follow the application palette's window and text colours, and the lines take the
+theme's accent and warning colours (:mod:`gui.theme`, checked for contrast).
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from matplotlib.figure import Figure
 from PySide6.QtCore import QEvent
 from PySide6.QtGui import QGuiApplication, QPalette
 from PySide6.QtWidgets import QWidget
+
+from gui.text import tr
+from gui.theme import DARK, LIGHT
 
 
 def is_dark(palette: QPalette) -> bool:
@@ -67,11 +70,11 @@ class PlotCanvas(FigureCanvasQTAgg):
 
     @property
     def _accent(self) -> str:
-        return "#6cb4ff" if self._dark else "#1f77b4"
+        return (DARK if self._dark else LIGHT).accent
 
     @property
     def _warn(self) -> str:
-        return "#ff8a7a" if self._dark else "#d62728"
+        return (DARK if self._dark else LIGHT).warn
 
     def _legend(self) -> None:
         legend = self.axes.legend(loc="lower right", fontsize="small")
@@ -98,7 +101,8 @@ class PlotCanvas(FigureCanvasQTAgg):
                     label=name)
             firsts.append(times[0])
             lasts.append(times[-1])
-        ax.axhline(ceiling, color=self._warn, linestyle="--", label=f"ceiling {ceiling:g}")
+        ax.axhline(ceiling, color=self._warn, linestyle="--",
+                   label=tr("ceiling {ceiling:g}").format(ceiling=ceiling))
         spent = max((eps for _, c in curves for _, eps in c), default=0.0)
         ax.set_ylim(0, max(ceiling, spent) * 1.15)
         if firsts:
@@ -110,9 +114,9 @@ class PlotCanvas(FigureCanvasQTAgg):
         locator = mdates.AutoDateLocator(tz=local)
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=local))
-        ax.set_xlabel("time")
-        ax.set_ylabel("cumulative epsilon")
-        ax.set_title("Privacy budget spent")
+        ax.set_xlabel(tr("time"))
+        ax.set_ylabel(tr("cumulative epsilon"))
+        ax.set_title(tr("Privacy budget spent"))
         self._legend()
         self.draw_idle()
 
@@ -121,13 +125,14 @@ class PlotCanvas(FigureCanvasQTAgg):
         self._redraw = lambda: self.plot_roc(fpr, tpr, auc=auc)
         self._fresh_axes()
         ax = self.axes
-        ax.plot(fpr, tpr, color=self._accent, linewidth=2, label=f"model (AUC {auc:.3f})")
-        ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+        ax.plot(fpr, tpr, color=self._accent, linewidth=2,
+                label=tr("model (AUC {auc:.3f})").format(auc=auc))
+        ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label=tr("chance"))
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-        ax.set_title("ROC curve (local test split)")
+        ax.set_xlabel(tr("false positive rate"))
+        ax.set_ylabel(tr("true positive rate"))
+        ax.set_title(tr("ROC curve (local test split)"))
         ax.set_aspect("equal")
         self._legend()
         self.draw_idle()

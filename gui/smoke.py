@@ -21,6 +21,7 @@ from client_app.facade import SiteOperator
 from common.errors import TesseraError
 from common.roles import Policy
 from gui import dialogs
+from gui.theme import apply_theme
 from gui.window import MainWindow
 from privacy.passphrase import PASSPHRASE_ENV_VAR
 
@@ -46,6 +47,7 @@ def run_smoke_test(site_dir: Path, *, policy: Policy, kit: Path | None = None,
     """Open ``site_dir``, render every page, report; the exit status."""
     app = QApplication.instance() or QApplication([sys.argv[0], "-platform", "offscreen"])
     assert isinstance(app, QApplication)
+    apply_theme(app)
     errors: list[str] = []
 
     def collect(parent: QWidget | None, message: str, *, title: str = "Tessera") -> None:

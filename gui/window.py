@@ -58,7 +58,7 @@ class MainWindow(QMainWindow):
             page.changed.connect(lambda what: self.statusBar().showMessage(what, 10_000))
             pixmap = getattr(QStyle.StandardPixmap, page.icon)
             item = QListWidgetItem(self.style().standardIcon(pixmap), tr(page.title))
-            item.setToolTip(f"Ctrl+{number}")
+            item.setToolTip(tr("Ctrl+{number}").format(number=number))
             self.sidebar.addItem(item)
             shortcut = QShortcut(QKeySequence(f"Ctrl+{number}"), self)
             shortcut.activated.connect(lambda n=number - 1: self.show_page(n))
@@ -111,8 +111,8 @@ class MainWindow(QMainWindow):
         """Open the page named ``key`` (an attention item's or a notice's), at ``target``."""
         number = next((i for i, p in enumerate(self.pages) if p.key == key), 0)
         page = self.show_page(number)
-        if target and isinstance(page, StudiesPage):
-            page.pending_select = target
+        if target:
+            page.select_target(target)
         return page
 
     def notify(self, notice: Notice) -> None:

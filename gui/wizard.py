@@ -130,11 +130,12 @@ class KitStep(_Step):
     def _checked(self, preview: KitPreview) -> None:
         self.preview = preview
         self.details.setHtml(
-            f"<p>Signature <b>verified</b>: the kit is for site <b>{preview.site}</b> of "
-            f"federation <b>{preview.federation}</b>.</p>"
-            f"<p>Coordinator key fingerprint:<br><b><tt>{preview.coordinator_fingerprint}"
-            f"</tt></b></p><p>Coordinator address: {preview.superlink}<br>"
-            f"Sites: {', '.join(preview.sites)}</p>")
+            tr("<p>Signature <b>verified</b>: the kit is for site <b>{site}</b> of federation "
+               "<b>{federation}</b>.</p><p>Coordinator key fingerprint:<br><b><tt>"
+               "{fingerprint}</tt></b></p><p>Coordinator address: {address}<br>Sites: "
+               "{sites}</p>").format(site=preview.site, federation=preview.federation,
+                                     fingerprint=preview.coordinator_fingerprint,
+                                     address=preview.superlink, sites=", ".join(preview.sites)))
         self.confirm.setEnabled(True)
 
     def isComplete(self) -> bool:
@@ -219,7 +220,8 @@ class DatasetStep(_Step):
         self.plan_edit = QLineEdit()
         self.plan_edit.setAccessibleName(tr("Study plan file"))
         plan_browse = QPushButton(tr("Choose the &plan..."))
-        plan_browse.clicked.connect(lambda: self._browse(self.plan_edit, "Study plans (*.toml)"))
+        plan_browse.clicked.connect(
+            lambda: self._browse(self.plan_edit, tr("Study plans (*.toml)")))
         self.receive_button = QPushButton(tr("&Read the plan"))
         self.receive_button.clicked.connect(self.receive)
         self.summary = QTextBrowser()
@@ -228,7 +230,7 @@ class DatasetStep(_Step):
         self.data_edit.setAccessibleName(tr("Data file"))
         data_browse = QPushButton(tr("Choose the &data file..."))
         data_browse.clicked.connect(
-            lambda: self._browse(self.data_edit, "Data files (*.csv *.parquet)"))
+            lambda: self._browse(self.data_edit, tr("Data files (*.csv *.parquet)")))
         self.check_button = QPushButton(tr("C&heck the file"))
         self.check_button.clicked.connect(self.check)
         self.report_text = QPlainTextEdit()

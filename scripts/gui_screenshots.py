@@ -11,10 +11,10 @@ fills it the way an operator would: the approved study is selected, the newest g
 is evaluated through the page's worker, the audit log is verified. Each page is saved as
 ``NN-<page>.png`` in ``--out`` and its path printed. The site passphrase comes from
 ``TESSERA_SITE_PASSPHRASE``, else the demo's default (a folder made by ``tessera demo``).
-``--theme dark`` gives the window a dark palette, as a dark desktop would. The wizard is
+``--theme`` picks the app's light (default) or dark theme (:mod:`gui.theme`). The wizard is
 shown on an empty temporary folder (with ``--kit``, the kit is checked so that its
-fingerprint shows); the report is written for the first approved study and its first page
-rendered to ``report-page-1.png``. ``QT_QPA_PLATFORM`` chooses offscreen (the default) or
+fingerprint shows); the report is written for the first approved study and its pages
+rendered to ``report-page-N.png``. ``QT_QPA_PLATFORM`` chooses offscreen (the default) or
 a real window (``xcb`` under Xvfb).
 """
 
@@ -29,7 +29,6 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import QEventLoop, QTimer, SignalInstance
-from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
 from client_app.facade import SiteOperator
@@ -39,6 +38,7 @@ from gui.pages.audit import AuditPage
 from gui.pages.dashboard import DashboardPage
 from gui.pages.evaluation import EvaluationPage
 from gui.pages.studies import StudiesPage
+from gui.theme import THEMES, apply_theme
 from gui.window import MainWindow
 from gui.wizard import FirstRunWizard
 from privacy.passphrase import PASSPHRASE_ENV_VAR
@@ -47,26 +47,6 @@ from tessera.demo import DEMO_PASSPHRASE
 SIZE = (1280, 800)
 WAIT_MS = 120_000
 problems: list[str] = []
-
-
-def dark_palette() -> QPalette:
-    """What a dark desktop theme hands the app (the app itself only reads palette roles)."""
-    palette = QPalette()
-    roles = {
-        QPalette.ColorRole.Window: "#2b2b2b", QPalette.ColorRole.WindowText: "#e6e6e6",
-        QPalette.ColorRole.Base: "#1e1e1e", QPalette.ColorRole.AlternateBase: "#2f2f2f",
-        QPalette.ColorRole.Text: "#e6e6e6", QPalette.ColorRole.Button: "#353535",
-        QPalette.ColorRole.ButtonText: "#e6e6e6", QPalette.ColorRole.Highlight: "#3d7bd9",
-        QPalette.ColorRole.HighlightedText: "#ffffff", QPalette.ColorRole.ToolTipBase: "#353535",
-        QPalette.ColorRole.ToolTipText: "#e6e6e6", QPalette.ColorRole.PlaceholderText: "#8c8c8c",
-        QPalette.ColorRole.Link: "#6cb4ff", QPalette.ColorRole.Mid: "#444444",
-    }
-    for role, colour in roles.items():
-        palette.setColor(role, QColor(colour))
-    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text,
-                 QPalette.ColorRole.ButtonText):
-        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#7a7a7a"))
-    return palette
 
 
 def wait_for(signal: SignalInstance, start: object) -> bool:
@@ -178,7 +158,7 @@ def capture_wizard(out: Path, *, kit: Path | None) -> list[Path]:
 
 
 def capture_report(window: MainWindow, out: Path) -> list[Path]:
-    """The participation report of the first approved study, and its first page as PNG."""
+    """The participation report of the first approved study, and each of its pages as PNG."""
     plans = window.operator.received_plans()
     chosen = [p for p in plans if p.status == "approved"] or plans
     if not chosen:
@@ -188,13 +168,16 @@ def capture_report(window: MainWindow, out: Path) -> list[Path]:
     import pypdfium2 as pdfium  # a development dependency
 
     pdf = pdfium.PdfDocument(pdf_path)
-    image = pdf[0].render(scale=1.5).to_pil()
-    png = out / "report-page-1.png"
-    image.save(png)
+    pngs = []
+    for number in range(len(pdf)):
+        png = out / f"report-page-{number + 1}.png"
+        pdf[number].render(scale=1.5).to_pil().save(png)
+        pngs.append(png)
     pdf.close()
     print(pdf_path)
-    print(png)
-    return [pdf_path, png]
+    for png in pngs:
+        print(png)
+    return [pdf_path, *pngs]
 
 
 def main() -> int:
@@ -207,8 +190,7 @@ def main() -> int:
     args = parser.parse_args()
 
     app = QApplication(sys.argv[:1])
-    app.setStyle("Fusion")
-    app.setPalette(dark_palette() if args.theme == "dark" else app.style().standardPalette())
+    apply_theme(app, THEMES[args.theme])
     # No one answers modal dialogs here: errors are printed, questions answered "no".
     dialogs.show_error = record_error
     dialogs.show_info = ignore_info

@@ -113,10 +113,11 @@ def evaluate(ctx: TaskContext) -> agent_pb2.TaskReply:
         shared = merge_small_cells(counts, min_cell=min_cell_count(ctx.store))
         if dp and groups is not None:
             shared = rederive(shared)
+        proto = counts_to_proto(shared)
         ctx.store.record_event(SiteEvent.COUNTS_SENT, plan_hash=ctx.plan_hash,
                                details={"run_id": ctx.run_id, "round": ctx.round,
-                                        "encrypted": False})
-        return agent_pb2.TaskReply(ok=True, counts=counts_to_proto(shared), metrics=spent)
+                                        "encrypted": False, "bytes": proto.ByteSize()})
+        return agent_pb2.TaskReply(ok=True, counts=proto, metrics=spent)
     groups = require_fixed_groups(ctx.plan)
     counts = _held_out_counts(ctx, round_=ctx.round, groups=groups, keep=True)
     if dp:
@@ -130,7 +131,8 @@ def evaluate(ctx: TaskContext) -> agent_pb2.TaskReply:
     sign_envelope(env, ctx.identity.signing_key)
     ctx.store.record_event(SiteEvent.COUNTS_SENT, plan_hash=ctx.plan_hash,
                            details={"run_id": ctx.run_id, "round": ctx.round,
-                                    "encrypted": True, "digest": env.digest})
+                                    "encrypted": True, "digest": env.digest,
+                                    "bytes": env.ByteSize()})
     return agent_pb2.TaskReply(ok=True, envelope=env, metrics=spent)
 
 
@@ -158,9 +160,11 @@ def open_counts(ctx: TaskContext) -> agent_pb2.TaskReply:
     shared = merge_small_cells(released, min_cell=min_cell_count(ctx.store))
     if dp:
         shared = rederive(shared)
+    proto = counts_to_proto(shared)
     ctx.store.record_event(SiteEvent.COUNTS_OPENED, plan_hash=ctx.plan_hash, details={
-        "run_id": ctx.run_id, "round": ctx.round, "contributors": list(summed.contributors)})
-    return agent_pb2.TaskReply(ok=True, counts=counts_to_proto(shared))
+        "run_id": ctx.run_id, "round": ctx.round, "contributors": list(summed.contributors),
+        "bytes": proto.ByteSize()})
+    return agent_pb2.TaskReply(ok=True, counts=proto)
 
 
 def evaluate_own(ctx: TaskContext) -> agent_pb2.TaskReply:
@@ -181,9 +185,11 @@ def evaluate_own(ctx: TaskContext) -> agent_pb2.TaskReply:
     shared = merge_small_cells(counts, min_cell=min_cell_count(ctx.store))
     if dp and groups is not None:
         shared = rederive(shared)
+    proto = counts_to_proto(shared)
     ctx.store.record_event(SiteEvent.OWN_COUNTS_SHARED, plan_hash=ctx.plan_hash,
-                           details={"run_id": ctx.run_id, "rows": rows})
-    return agent_pb2.TaskReply(ok=True, counts=counts_to_proto(shared), metrics=spent)
+                           details={"run_id": ctx.run_id, "rows": rows,
+                                    "bytes": proto.ByteSize()})
+    return agent_pb2.TaskReply(ok=True, counts=proto, metrics=spent)
 
 
 def importance(ctx: TaskContext) -> agent_pb2.TaskReply:
@@ -210,9 +216,11 @@ def importance(ctx: TaskContext) -> agent_pb2.TaskReply:
                    IMPORTANCE_EPSILON: epsilon_metrics(ctx, entry)["epsilon_study"]}
         for name, total in zip(split.test.features, noisy.sums, strict=True):
             metrics[IMPORTANCE_LOG_LOSS_PREFIX + name] = float(total) / n
+    reply = agent_pb2.TaskReply(ok=True, metrics=metrics)
     ctx.store.record_event(SiteEvent.IMPORTANCE_SHARED, plan_hash=ctx.plan_hash,
-                           details={"run_id": ctx.run_id, "rows": len(split.test.y)})
-    return agent_pb2.TaskReply(ok=True, metrics=metrics)
+                           details={"run_id": ctx.run_id, "rows": len(split.test.y),
+                                    "bytes": reply.ByteSize()})
+    return reply
 
 
 def importance_metrics(result: SiteImportance) -> dict[str, float]:

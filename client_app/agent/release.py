@@ -41,5 +41,6 @@ def release(ctx: TaskContext) -> agent_pb2.TaskReply:
         std=np.round(std, decimals).tolist(), features=list(ctx.plan.dataset.features))
     released.layout.extend(layout_to_proto(model_layout(ctx.plan)))
     ctx.store.record_event(SiteEvent.MODEL_RELEASED, plan_hash=ctx.plan_hash, details={
-        "run_id": ctx.run_id, "round": ctx.round, "contributors": list(final.contributors)})
+        "run_id": ctx.run_id, "round": ctx.round, "contributors": list(final.contributors),
+        "bytes": released.ByteSize()})
     return agent_pb2.TaskReply(ok=True, model=released)

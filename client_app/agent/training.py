@@ -71,7 +71,8 @@ def stats(ctx: TaskContext) -> agent_pb2.TaskReply:
     env = _sealed(ctx, kind=agent_pb2.ENVELOPE_STATS, values=values,
                   examples=rows.train, layout=stats_layout(ctx.plan), round_=0)
     ctx.store.record_event(SiteEvent.STATS_SENT, plan_hash=ctx.plan_hash,
-                           details={"run_id": ctx.run_id, "digest": env.digest})
+                           details={"run_id": ctx.run_id, "digest": env.digest,
+                                    "bytes": env.ByteSize()})
     return agent_pb2.TaskReply(ok=True, envelope=env)
 
 
@@ -111,7 +112,7 @@ def train(ctx: TaskContext) -> agent_pb2.TaskReply:
                   examples=n_train, layout=model_layout(plan), round_=round_)
     ctx.store.record_event(SiteEvent.UPDATE_SENT, plan_hash=ctx.plan_hash,
                            details={"run_id": ctx.run_id, "round": round_,
-                                    "digest": env.digest})
+                                    "digest": env.digest, "bytes": env.ByteSize()})
     metrics["seconds"] = time.perf_counter() - started
     metrics["verify_seconds"] = ctx.verify_seconds
     return agent_pb2.TaskReply(ok=True, envelope=env, metrics=metrics)

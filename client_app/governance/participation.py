@@ -2,10 +2,11 @@
 
 The hospital's ethics board and data-protection officer read it (``tessera site report``,
 the app's Report button): the study and its plan hash; who approved it and when; what left
-the site (kinds of releases, rounds, counts and sizes, never values); the epsilon each
-dataset spent on the study against the ceiling; consent changes honoured; the model's metrics
-at this site (the latest local evaluation); and whether the site's audit log verifies. Built
-only from the site store and the audit log, so it never touches patient data.
+the site (kinds of releases, rounds, counts and sizes in bytes, never values); the epsilon
+each dataset spent on the study against the ceiling; consent changes honoured; the model's
+metrics at this site and its fairness across the groups of the plan's sensitive column (both
+from the latest local evaluation, which stays at the site); and whether the site's audit log
+verifies. Built only from the site store and the audit log, so it never touches patient data.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
+
 from client_app.governance.budget import budget_overview
 from client_app.governance.narration import label_names, release_text, short_hash
 from client_app.governance.studies import ReceivedPlan, received_plans
 from client_app.store.folder import SiteDir
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
+from common.evaluation import group_fairness
 from common.plan import parse_plan
 from privacy.audit_verify import verify_log
 
@@ -89,6 +93,8 @@ def _outbound(store: SiteStore, digest: str) -> Section:
     kinds: Counter[str] = Counter()
     rounds: dict[str, set[int]] = {}
     rows_used: dict[str, int] = {}
+    sizes: Counter[str] = Counter()
+    unsized: Counter[str] = Counter()
     for e in events:
         if e.kind not in _OUTBOUND:
             continue
@@ -97,22 +103,41 @@ def _outbound(store: SiteStore, digest: str) -> Section:
             rounds.setdefault(e.kind, set()).add(int(e.details["round"]))
         if isinstance(e.details.get("rows"), int):
             rows_used[e.kind] = max(rows_used.get(e.kind, 0), int(e.details["rows"]))
-    table = [("what", "times", "rounds", "rows summarised")]
+        if isinstance(e.details.get("bytes"), int):
+            sizes[e.kind] += int(e.details["bytes"])
+        else:
+            unsized[e.kind] += 1
+    table = [("what", "times", "rounds", "rows summarised", "size sent")]
     for kind, label in _OUTBOUND.items():
         if kinds[kind]:
             done = sorted(rounds.get(kind, ()))
             table.append((label, str(kinds[kind]), ", ".join(map(str, done)) or "-",
-                          str(rows_used[kind]) if kind in rows_used else "-"))
+                          str(rows_used[kind]) if kind in rows_used else "-",
+                          _size(sizes[kind], unsized[kind])))
     refused = sum(1 for e in events if e.kind in ("task_refused", "budget_refusal",
                                                   "study_refused"))
     lines = ["Only encrypted or noised aggregates left the site; no patient record and no "
-             "individual value did. Each release is listed with how often it happened."]
+             "individual value did. Each release is listed with how often it happened and "
+             "how many bytes it took on the wire in all (the sizes, never the contents)."]
     if refused:
         lines.append(f"The site agent refused {refused} task(s) of this study (see the audit "
                      "trail for each reason).")
     if len(table) == 1:
         lines.append("Nothing has left the site for this study yet.")
     return Section("What left the site", tuple(lines), tuple(table) if len(table) > 1 else ())
+
+
+def _size(total: int, unsized: int) -> str:
+    """A byte total for people ("1.2 MB"); releases recorded before sizes were kept say so."""
+    if total == 0 and unsized:
+        return "not recorded"
+    amount = float(total)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if amount < 1000 or unit == "GB":
+            text = f"{total} bytes" if unit == "bytes" else f"{amount:.1f} {unit}"
+            break
+        amount /= 1000
+    return f"{text} ({unsized} not recorded)" if unsized else text
 
 
 def _privacy(site: SiteDir, store: SiteStore, digest: str) -> Section:
@@ -166,12 +191,45 @@ def _metrics(store: SiteStore, digest: str, plan_toml: str) -> Section:
     else:
         lines.insert(0, "The model has not been evaluated at this site yet (Evaluation page, "
                         "or 'tessera site evaluate').")
-    sensitive = plan.dataset.sensitive
-    lines.append(f"Fairness across {sensitive} groups is measured federation-wide and reported "
-                 "in the model card; local evaluation does not split by group."
-                 if sensitive else "The plan defines no sensitive column, so no fairness "
-                 "measure applies.")
     return Section("The model at this site", tuple(lines), table)
+
+
+def _rate(value: float) -> str:
+    return "not defined" if value != value else f"{value:.3f}"  # nan != nan
+
+
+def _fairness(store: SiteStore, digest: str, plan_toml: str) -> Section:
+    """Rates per group of the sensitive column, from the latest local evaluation's counts
+    (computed at the site on its held-out rows; nothing new is released for it)."""
+    plan = parse_plan(plan_toml)
+    names, sensitive = label_names(plan), plan.dataset.sensitive
+    title = "Fairness at this site"
+    if not sensitive:
+        return Section(title, ("The plan defines no sensitive column, so no fairness measure "
+                               "applies.",))
+    runs = [e for e in store.events(kind="local_evaluation") if e.plan_hash == digest]
+    groups = runs[-1].details.get("groups") if runs else None
+    if not isinstance(groups, dict) or not groups:
+        return Section(title, (f"No local evaluation split by {sensitive} is recorded yet; "
+                               "evaluating the model at this site measures it.",))
+    # Two score bins, below and at or above 0.5: (positives, negatives) per group.
+    histograms = {str(g): (np.array([int(c["fn"]), int(c["tp"])]),
+                           np.array([int(c["tn"]), int(c["fp"])])) for g, c in groups.items()}
+    result = group_fairness(histograms, threshold=0.5)
+    table = [(sensitive, "rows", f"predicted {names.positive}",
+              f"{names.positive} found (TPR)", f"{names.negative} predicted "
+              f"{names.positive} (FPR)")]
+    for group, rates in result.groups.items():
+        table.append((group, str(rates.n), _rate(rates.selection_rate), _rate(rates.tpr),
+                      _rate(rates.fpr)))
+    lines = (f"The final model on this site's held-out rows, per {sensitive} group, at the "
+             "0.5 threshold. Computed here from the site's own predictions; nothing extra "
+             "left the site for it.",
+             f"Demographic parity difference {_rate(result.demographic_parity_difference)} "
+             f"(ratio {_rate(result.demographic_parity_ratio)}); equalized odds difference "
+             f"{_rate(result.equalized_odds_difference)}. 0 means the groups are treated "
+             "alike; small groups make these figures uncertain.")
+    return Section(title, lines, tuple(table))
 
 
 def _fmt(value: object) -> str:
@@ -205,7 +263,8 @@ def build_report(site: SiteDir, study: str) -> ParticipationReport:
     with SiteStore.open(site) as store:
         sections = [intro, _approvals(store, plan.plan_hash), _outbound(store, plan.plan_hash),
                     _privacy(site, store, plan.plan_hash), _consent(store),
-                    _metrics(store, plan.plan_hash, plan.plan_toml)]
+                    _metrics(store, plan.plan_hash, plan.plan_toml),
+                    _fairness(store, plan.plan_hash, plan.plan_toml)]
     audit, intact = _audit(site)
     sections.append(audit)
     return ParticipationReport(site=site.name, study=plan.study, plan_hash=plan.plan_hash,

@@ -4,8 +4,9 @@ When the site agent evaluates a study's final round it keeps the decrypted globa
 the federation-wide standardisation, the plan and its hash, in the vault (``models/*.enc``,
 JSON). The operator can then score that model on the site's held-out split of the current
 dataset (withdrawn patients left out): accuracy and the confusion matrix at 0.5, the exact
-AUC and the ROC curve, computed here from the scores, which never leave the site. Only
-metrics go into the ``local_evaluation`` site event.
+AUC and the ROC curve, and, when the plan names a sensitive column, the confusion counts of
+each of its groups (for fairness at this site), computed here from the scores, which never
+leave the site. Only metrics and counts go into the ``local_evaluation`` site event.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class LocalEvaluation:
     fn: int
     roc_fpr: tuple[float, ...]
     roc_tpr: tuple[float, ...]
+    #: Per group of the plan's sensitive column: its (tp, fp, tn, fn) at the threshold.
+    group_counts: tuple[tuple[str, tuple[int, int, int, int]], ...] = ()
 
     def to_json(self) -> dict[str, object]:
         """JSON-ready fields; an undefined AUC (one class only) is None."""
@@ -77,7 +80,15 @@ class LocalEvaluation:
                 "excluded_by_consent": self.excluded_by_consent, "threshold": self.threshold,
                 "accuracy": _finite(self.accuracy), "auc": _finite(self.auc),
                 "tp": self.tp, "fp": self.fp, "tn": self.tn, "fn": self.fn,
-                "roc_fpr": list(self.roc_fpr), "roc_tpr": list(self.roc_tpr)}
+                "roc_fpr": list(self.roc_fpr), "roc_tpr": list(self.roc_tpr),
+                "groups": _groups_json(self.group_counts)}
+
+
+def _groups_json(
+    counts: tuple[tuple[str, tuple[int, int, int, int]], ...],
+) -> dict[str, dict[str, int]]:
+    return {name: dict(zip(("tp", "fp", "tn", "fn"), cells, strict=True))
+            for name, cells in counts}
 
 
 def _finite(value: float) -> float | None:
@@ -183,6 +194,22 @@ def _model(doc: dict[str, Any], plan: StudyPlan) -> nn.Module:
     return model
 
 
+def _confusion(predicted: np.ndarray, y: np.ndarray) -> tuple[int, int, int, int]:
+    """(tp, fp, tn, fn) of boolean predictions against 0/1 labels."""
+    return (int((predicted & (y == 1)).sum()), int((predicted & (y == 0)).sum()),
+            int((~predicted & (y == 0)).sum()), int((~predicted & (y == 1)).sum()))
+
+
+def group_confusion(predicted: np.ndarray, y: np.ndarray,
+                    groups: np.ndarray | None) -> tuple[tuple[str, tuple[int, int, int, int]],
+                                                        ...]:
+    """The confusion counts of each group value (sorted by name); empty without groups."""
+    if groups is None:
+        return ()
+    return tuple((str(g), _confusion(predicted[groups == g], y[groups == g]))
+                 for g in sorted({str(v) for v in groups}))
+
+
 def evaluate_model(vault: SiteVault, *, model: str | None = None,
                    progress: Callable[[float], None] | None = None,
                    cancelled: Callable[[], bool] | None = None) -> LocalEvaluation:
@@ -218,10 +245,8 @@ def evaluate_model(vault: SiteVault, *, model: str | None = None,
     step(0.8)
     y = split.test.y
     predicted = scores >= THRESHOLD
-    tp = int((predicted & (y == 1)).sum())
-    fp = int((predicted & (y == 0)).sum())
-    tn = int((~predicted & (y == 0)).sum())
-    fn = int((~predicted & (y == 1)).sum())
+    tp, fp, tn, fn = _confusion(predicted, y)
+    by_group = group_confusion(predicted, y, split.test.groups)
     fpr, tpr = roc_points(scores, y)
     result = LocalEvaluation(
         model=name, study=plan.name, plan_hash=str(doc["plan_hash"]),
@@ -230,6 +255,7 @@ def evaluate_model(vault: SiteVault, *, model: str | None = None,
         accuracy=(tp + tn) / len(y) if len(y) else math.nan, auc=exact_auc(scores, y),
         tp=tp, fp=fp, tn=tn, fn=fn,
         roc_fpr=tuple(float(v) for v in fpr), roc_tpr=tuple(float(v) for v in tpr),
+        group_counts=by_group,
     )
     step(0.9)
     with SiteStore.open(vault.site) as store:
@@ -237,7 +263,7 @@ def evaluate_model(vault: SiteVault, *, model: str | None = None,
             "model": name, "dataset_version": result.dataset_version, "n": result.n,
             "excluded_by_consent": result.excluded_by_consent,
             "accuracy": _finite(result.accuracy), "auc": _finite(result.auc),
-            "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+            "tp": tp, "fp": fp, "tn": tn, "fn": fn, "groups": _groups_json(by_group),
         })
     if progress is not None:
         progress(1.0)

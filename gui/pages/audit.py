@@ -10,7 +10,7 @@ starts when the site got its kit and also holds checkpoints): the result says so
 
 from __future__ import annotations
 
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtGui import QFontDatabase, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -28,25 +28,27 @@ from PySide6.QtWidgets import (
 
 from client_app.facade import Activity, SiteOperator, VerifyReport
 from gui.access import enable, gate
-from gui.models import Column, RowsModel
+from gui.models import PAGE_SIZE, Column, RowsModel
 from gui.pages.base import Page, heading
-from gui.text import tr
-from gui.widgets import HashLabel, copy_on_ctrl_c
+from gui.text import noop, tr
+from gui.theme import status_colour
+from gui.widgets import HashLabel, copy_on_ctrl_c, paged
 
-ALL_KINDS = "All kinds"
+ALL_KINDS = noop("All kinds")
 
 
 def verdict(report: VerifyReport) -> str:
     """One line on the log's integrity: INTACT, or the first fault and where it is."""
     if report.ok:
-        tail = ("every record is covered by a signed checkpoint" if report.all_checkpointed
-                else "the newest records are not yet covered by a signed checkpoint")
-        return (f"INTACT: {report.records} records verified; {tail}. (The log holds the "
-                "records written since the site's kit was installed, so its count can differ "
-                "from the list below.)")
-    where = f" at line {report.line}" if report.line is not None else ""
-    fault = report.fault.value if report.fault is not None else "fault"
-    return f"FAULT ({fault}){where}: {report.message}"
+        tail = (tr("every record is covered by a signed checkpoint") if report.all_checkpointed
+                else tr("the newest records are not yet covered by a signed checkpoint"))
+        return tr("INTACT: {records} records verified; {tail}. (The log holds the records "
+                  "written since the site's kit was installed, so its count can differ from "
+                  "the list below.)").format(records=report.records, tail=tail)
+    where = tr(" at line {line}").format(line=report.line) if report.line is not None else ""
+    fault = report.fault.value if report.fault is not None else tr("fault")
+    return tr("FAULT ({fault}){where}: {message}").format(fault=fault, where=where,
+                                                         message=report.message)
 
 
 def matches(item: Activity, *, kind: str | None, text: str) -> bool:
@@ -60,7 +62,7 @@ def matches(item: Activity, *, kind: str | None, text: str) -> bool:
 
 
 class AuditPage(Page):
-    title = "Audit"
+    title = noop("Audit")
     key = "audit"
     icon = "SP_FileDialogDetailedView"
 
@@ -69,31 +71,31 @@ class AuditPage(Page):
         self.items: list[Activity] = []
         self.report: VerifyReport | None = None
         self.kind_combo = QComboBox()
-        self.kind_combo.setAccessibleName("Record kind")
-        self.kind_combo.currentIndexChanged.connect(self._filter)
-        kind_label = QLabel("&Kind:")
+        self.kind_combo.setAccessibleName(tr("Record kind"))
+        self.kind_combo.currentIndexChanged.connect(lambda _i: self._filter(page=0))
+        kind_label = QLabel(tr("&Kind:"))
         kind_label.setBuddy(self.kind_combo)
         self.text_filter = QLineEdit()
-        self.text_filter.setPlaceholderText("Filter by text (actor, plan hash, details)")
+        self.text_filter.setPlaceholderText(tr("Filter by text (actor, plan hash, details)"))
         self.text_filter.setClearButtonEnabled(True)
-        self.text_filter.setAccessibleName("Text filter")
-        self.text_filter.textChanged.connect(self._filter)
-        text_label = QLabel("&Filter:")
+        self.text_filter.setAccessibleName(tr("Text filter"))
+        self.text_filter.textChanged.connect(lambda _t: self._filter(page=0))
+        text_label = QLabel(tr("&Filter:"))
         text_label.setBuddy(self.text_filter)
-        self.verify_button = QPushButton("&Verify integrity")
+        self.verify_button = QPushButton(tr("&Verify integrity"))
         gate(self.verify_button, operator, "gui audit.verify",
-             tooltip="Check the audit log's hash chain, checkpoints and signatures")
+             tooltip=tr("Check the audit log's hash chain, checkpoints and signatures"))
         self.verify_button.clicked.connect(self.verify)
-        self.result = QLabel("The audit log has not been verified in this session.")
+        self.result = QLabel(tr("The audit log has not been verified in this session."))
         self.result.setWordWrap(True)
-        self.result.setAccessibleName("Verification result")
+        self.result.setAccessibleName(tr("Verification result"))
         self.count = QLabel()
         self.model = RowsModel([
             Column(tr("time"), lambda i: i.at),
             Column(tr("what happened"), lambda i: i.sentence, tooltip=lambda i: i.sentence),
             Column(tr("by"), lambda i: i.actor),
             Column(tr("study"), lambda i: i.study or "", tooltip=lambda i: i.plan_hash or ""),
-        ], self)
+        ], self, page_size=PAGE_SIZE)
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -118,7 +120,9 @@ class AuditPage(Page):
         raw_layout.addWidget(self.plan_hash)
         raw_layout.addWidget(self.raw, 1)
         self.split = QSplitter()
-        self.split.addWidget(self.table)
+        table_box, self.pager = paged(self.table, self.model, tr("audit records"))
+        self.model.paged.connect(self._selected)
+        self.split.addWidget(table_box)
         self.split.addWidget(raw_box)
         self.split.setStretchFactor(0, 3)
         self.split.setStretchFactor(1, 1)
@@ -134,7 +138,7 @@ class AuditPage(Page):
         verify.addWidget(self.verify_button)
         verify.addWidget(self.result, 1)
         layout = QVBoxLayout(self)
-        layout.addWidget(heading("Audit trail"))
+        layout.addWidget(heading(tr("Audit trail")))
         layout.addLayout(verify)
         layout.addLayout(filters)
         layout.addWidget(self.split, 1)
@@ -147,18 +151,19 @@ class AuditPage(Page):
         chosen = self.kind_combo.currentText()
         self.kind_combo.blockSignals(True)
         self.kind_combo.clear()
-        self.kind_combo.addItems([ALL_KINDS, *sorted({i.kind for i in self.items})])
+        self.kind_combo.addItems([tr(ALL_KINDS), *sorted({i.kind for i in self.items})])
         self.kind_combo.setCurrentIndex(max(self.kind_combo.findText(chosen), 0))
         self.kind_combo.blockSignals(False)
         self._filter()
 
-    def _filter(self) -> None:
+    def _filter(self, *, page: int | None = None) -> None:
         kind = self.kind_combo.currentText()
         shown = [i for i in self.items
-                 if matches(i, kind=None if kind in (ALL_KINDS, "") else kind,
+                 if matches(i, kind=None if kind in (tr(ALL_KINDS), "") else kind,
                             text=self.text_filter.text())]
-        self.model.set_rows(shown)
-        self.count.setText(f"{len(shown)} of {len(self.items)} records")
+        self.model.set_rows(shown, page=page)
+        self.count.setText(tr("{shown} of {total} records").format(shown=len(shown),
+                                                                   total=len(self.items)))
         self._selected()
 
     def selected(self) -> Activity | None:
@@ -172,13 +177,21 @@ class AuditPage(Page):
 
     def verify(self) -> None:
         """Verify the audit log in the background."""
-        self.result.setText("Verifying...")
+        self.result.setText(tr("Verifying..."))
         self.runner.start("verify", lambda _w: self.operator.verify_audit(),
                           on_done=self._verified, on_error=self._not_verified)
 
     def _verified(self, report: VerifyReport) -> None:
         self.report = report
-        self.result.setText(verdict(report))
+        self._show_result(verdict(report), level="ok" if report.ok else "critical")
 
     def _not_verified(self, code: str, message: str) -> None:
-        self.result.setText(f"Not verified: {message}")
+        self._show_result(tr("Not verified: {message}").format(message=message),
+                          level="warning")
+
+    def _show_result(self, text: str, *, level: str) -> None:
+        """The verdict in its status colour (the theme's, readable on the window)."""
+        palette = self.result.palette()
+        palette.setColor(QPalette.ColorRole.WindowText, status_colour(level))
+        self.result.setPalette(palette)
+        self.result.setText(text)

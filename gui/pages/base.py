@@ -18,14 +18,14 @@ from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 from client_app.facade import SiteOperator
 from common.errors import ErrorCode
 from gui import dialogs
-from gui.text import tr
+from gui.text import noop, tr
 from gui.workers import TaskRunner
 
 
 class Page(QWidget):
     """A page of the main window; ``changed(what)`` says that an action changed the site."""
 
-    title = "Page"
+    title = noop("Page")
     #: The name other pages and attention items use to open this page.
     key = "page"
     #: A QStyle standard icon name for the navigation.
@@ -59,6 +59,10 @@ class Page(QWidget):
     def fetch(self) -> Any:
         """Read the site through the facade (worker thread: no widgets here)."""
         return None
+
+    def select_target(self, target: str) -> None:
+        """Show ``target`` (a row an attention item or notice names) once the page loads;
+        pages without rows to pick ignore it."""
 
     def show_data(self, data: Any) -> None:
         """Fill the widgets with what :meth:`fetch` returned (GUI thread)."""
@@ -100,7 +104,7 @@ class Page(QWidget):
         self.refresh()
 
     def show_error(self, message: str) -> None:
-        dialogs.show_error(self, message, title=self.title)
+        dialogs.show_error(self, message, title=tr(self.title))
 
     def task_failed(self, code: str, message: str) -> None:
         """Default ``on_error`` of background tasks: cancellations are not errors."""

@@ -26,22 +26,25 @@ from PySide6.QtWidgets import (
 from client_app.facade import BudgetSnapshot, LedgerRow, SiteOperator
 from gui import dialogs
 from gui.access import gate
-from gui.models import Column, RowsModel
+from gui.models import PAGE_SIZE, Column, RowsModel
 from gui.pages.base import Page, heading
 from gui.plots import PlotCanvas
-from gui.text import tr
+from gui.text import noop, tr
+from gui.widgets import paged
 
-ALL = "All datasets"
+ALL = noop("All datasets")
 
 
 class BudgetPage(Page):
-    title = "Privacy budget"
+    title = noop("Privacy budget")
     key = "budget"
     icon = "SP_DriveHDIcon"
 
     def __init__(self, operator: SiteOperator, parent: QWidget | None = None) -> None:
         super().__init__(operator, parent)
         self.snapshot: BudgetSnapshot | None = None
+        #: The dataset to show when the next load arrives (an attention item's).
+        self.pending_select: str | None = None
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.summary.setAccessibleName(tr("Budget summary"))
@@ -63,7 +66,7 @@ class BudgetPage(Page):
             Column(tr("time"), lambda r: r.at),
             Column(tr("this release alone"), lambda r: f"{r.alone:.3f}", numeric=True),
             Column(tr("delta"), lambda r: r.delta, numeric=True),
-        ], self)
+        ], self, page_size=PAGE_SIZE)
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -81,12 +84,12 @@ class BudgetPage(Page):
         self.ceiling_spin.setRange(0.01, 1000.0)
         self.ceiling_spin.setDecimals(2)
         self.ceiling_spin.setSingleStep(0.5)
-        self.ceiling_spin.setAccessibleName("New privacy ceiling")
-        ceiling_label = QLabel("New &ceiling (epsilon per dataset):")
+        self.ceiling_spin.setAccessibleName(tr("New privacy ceiling"))
+        ceiling_label = QLabel(tr("New &ceiling (epsilon per dataset):"))
         ceiling_label.setBuddy(self.ceiling_spin)
-        self.set_button = QPushButton("&Set ceiling")
+        self.set_button = QPushButton(tr("&Set ceiling"))
         lower = gate(self.set_button, operator, "gui budget.lower_ceiling",
-                     tooltip="Lower the ceiling (raising it asks for confirmation)")
+                     tooltip=tr("Lower the ceiling (raising it asks for confirmation)"))
         self.can_raise = operator.allowed("gui budget.raise_ceiling")
         self.ceiling_spin.setEnabled(lower or self.can_raise)
         if not lower:
@@ -94,13 +97,13 @@ class BudgetPage(Page):
         self.set_button.clicked.connect(self.apply_ceiling)
 
         # What the site shares beyond encrypted sums (client_app/sharing.py).
-        self.share_counts = QCheckBox("Share this site's own &evaluation counts "
-                                      "(leave-one-site-out checks)")
-        self.share_importance = QCheckBox("Share this site's feature &importance")
-        for box, what in ((self.share_counts, "own_counts"),
-                          (self.share_importance, "importance")):
+        self.share_counts = QCheckBox(tr("Share this site's own &evaluation counts "
+                                      "(leave-one-site-out checks)"))
+        self.share_importance = QCheckBox(tr("Share this site's feature &importance"))
+        for what, box in {"own_counts": self.share_counts,
+                          "importance": self.share_importance}.items():
             gate(box, operator, "gui budget.sharing",
-                 tooltip="Per-site statistics sent signed, in plaintext, when a study asks")
+                 tooltip=tr("Per-site statistics sent signed, in plaintext, when a study asks"))
             box.toggled.connect(lambda checked, w=what: self.apply_sharing(w, checked))
         sharing_row = QHBoxLayout()
         sharing_row.addWidget(self.share_counts)
@@ -117,7 +120,9 @@ class BudgetPage(Page):
         ledger = QWidget()
         ledger_layout = QVBoxLayout(ledger)
         ledger_layout.setContentsMargins(0, 0, 0, 0)
-        ledger_layout.addWidget(self.table, 1)
+        table_box, self.pager = paged(self.table, self.model, tr("ledger entries"))
+        self.model.paged.connect(self._explain)
+        ledger_layout.addWidget(table_box, 1)
         ledger_layout.addWidget(self.explanation)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(ledger)
@@ -130,6 +135,13 @@ class BudgetPage(Page):
         layout.addLayout(top)
         layout.addLayout(sharing_row)
         layout.addWidget(split, 1)
+
+    def select_target(self, target: str) -> None:
+        """Show dataset ``target``: now if the page has data, and after the next load."""
+        self.pending_select = target
+        index = self.dataset_combo.findText(target)
+        if index >= 0:
+            self.dataset_combo.setCurrentIndex(index)
 
     def fetch(self) -> BudgetSnapshot:
         return self.operator.budget_snapshot()
@@ -147,10 +159,11 @@ class BudgetPage(Page):
             box.blockSignals(True)
             box.setChecked(value)
             box.blockSignals(False)
-        chosen = self.dataset_combo.currentText()
+        chosen = self.pending_select or self.dataset_combo.currentText()
+        self.pending_select = None
         self.dataset_combo.blockSignals(True)
         self.dataset_combo.clear()
-        self.dataset_combo.addItems([ALL, *(g.dataset for g in data.gauges)])
+        self.dataset_combo.addItems([tr(ALL), *(g.dataset for g in data.gauges)])
         index = self.dataset_combo.findText(chosen)
         self.dataset_combo.setCurrentIndex(max(index, 0))
         self.dataset_combo.blockSignals(False)
@@ -161,15 +174,15 @@ class BudgetPage(Page):
         if data is None:
             return
         name = self.dataset_combo.currentText()
-        rows = [r for r in data.rows if name in (ALL, r.dataset)]
-        self.model.set_rows(rows)
-        curves = [(d, c) for d, c in data.curves if name in (ALL, d)]
+        rows = [r for r in data.rows if name in (tr(ALL), r.dataset)]
+        self.model.set_rows(rows, page=-1)  # the newest entries, where the total is
+        curves = [(d, c) for d, c in data.curves if name in (tr(ALL), d)]
         if any(c for _, c in curves):
             self.chart.plot_budget(curves, ceiling=data.ceiling)
         else:
             self.chart.show_message(tr("No privacy budget spent yet"))
         if rows:
-            self.table.selectRow(len(rows) - 1)
+            self.table.selectRow(self.model.rowCount() - 1)
         self._explain()
 
     def selected(self) -> LedgerRow | None:
@@ -207,4 +220,5 @@ class BudgetPage(Page):
         """Record the operator's sharing choice; on refusal the box shows the stored state."""
         words = what.replace("_", " ")
         self.act("sharing", lambda: self.operator.set_sharing(what, allowed),
-                 announce=f"{words} {'shared' if allowed else 'not shared'}")
+                 announce=(tr("{what} shared") if allowed else tr("{what} not shared")).format(
+                     what=words))

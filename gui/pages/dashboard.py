@@ -27,20 +27,21 @@ from gui import dialogs
 from gui.access import enable, gate
 from gui.models import display
 from gui.pages.base import Page, heading
-from gui.text import tr
+from gui.text import noop, tr
+from gui.theme import status_colour
 from gui.widgets import GaugeBar
 
 _LEVEL_ICONS = {"critical": QStyle.StandardPixmap.SP_MessageBoxCritical,
                 "warning": QStyle.StandardPixmap.SP_MessageBoxWarning,
                 "info": QStyle.StandardPixmap.SP_MessageBoxInformation}
-_NODE_WORDS = {"connected": "Connected to the coordinator",
-               "retrying": "Retrying: the coordinator cannot be reached",
-               "connecting": "Connecting to the coordinator",
-               "stopped": "Stopped"}
+_NODE_WORDS = {"connected": noop("Connected to the coordinator"),
+               "retrying": noop("Retrying: the coordinator cannot be reached"),
+               "connecting": noop("Connecting to the coordinator"),
+               "stopped": noop("Stopped")}
 
 
 class DashboardPage(Page):
-    title = "Dashboard"
+    title = noop("Dashboard")
     key = "dashboard"
     icon = "SP_ComputerIcon"
     open_requested = Signal(str, str)
@@ -127,6 +128,7 @@ class DashboardPage(Page):
         self.items.clear()
         for item in data.items:
             entry = QListWidgetItem(style.standardIcon(_LEVEL_ICONS[item.level]), item.text)
+            entry.setForeground(status_colour(item.level))
             entry.setData(Qt.ItemDataRole.UserRole, (item.page, item.target or ""))
             entry.setToolTip(tr("Enter or double-click opens the {page} page").format(
                 page=item.page))

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from client_app.facade import (
     POLICY_CHOICES,
     DatasetVersion,
+    LabelNames,
     Policy,
     ReceivedPlan,
     SiteOperator,
@@ -37,11 +38,12 @@ from client_app.facade import (
 )
 from gui import dialogs
 from gui.access import enable, gate
-from gui.models import Column, RowsModel
+from gui.models import PAGE_SIZE, Column, RowsModel
 from gui.pages.base import Page, heading
-from gui.widgets import copy_on_ctrl_c
+from gui.text import noop, tr
+from gui.widgets import copy_on_ctrl_c, paged
 
-DATA_FILES = "Data files (*.csv *.parquet);;All files (*)"
+DATA_FILES = noop("Data files (*.csv *.parquet);;All files (*)")
 
 
 def issues_text(report: dict[str, object]) -> str:
@@ -49,7 +51,7 @@ def issues_text(report: dict[str, object]) -> str:
     issues = report.get("issues")
     if isinstance(issues, dict):
         parts = [f"{kind} {count}" for kind, count in sorted(issues.items()) if count]
-        return ", ".join(parts) or "no issues"
+        return ", ".join(parts) or tr("no issues")
     if isinstance(issues, list):
         kinds: dict[str, int] = {}
         for item in issues:
@@ -57,39 +59,50 @@ def issues_text(report: dict[str, object]) -> str:
                 kind = str(item.get("kind", "issue"))
                 count = item.get("count", 1)
                 kinds[kind] = kinds.get(kind, 0) + (count if isinstance(count, int) else 1)
-        return ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "no issues"
-    return "no issues" if not issues else str(issues)
+        return ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or tr("no issues")
+    return tr("no issues") if not issues else str(issues)
 
 
-def summary_lines(report: dict[str, object]) -> list[str]:
-    """A version's stored validation summary as readable lines (counts, never values)."""
+def summary_lines(report: dict[str, object], names: LabelNames | None = None) -> list[str]:
+    """A version's stored validation summary as readable lines (counts, never values); the
+    label's classes are named from the plan's data dictionary when ``names`` is given."""
     lines: list[str] = []
     applied = report.get("applied")
     if isinstance(applied, dict):
-        lines.append("cleaning: " + ", ".join(f"{k.replace('_', ' ')} {v}"
+        lines.append(tr("cleaning: ") + ", ".join(f"{k.replace('_', ' ')} {v}"
                                               for k, v in sorted(applied.items())))
-    lines.append(f"issues: {issues_text(report)}")
+    lines.append(tr("issues: {report}").format(report=issues_text(report)))
     issue_list = report.get("issue_list")
     for item in issue_list if isinstance(issue_list, list) else []:
         if isinstance(item, dict):
-            where = f" in {item.get('column')}" if item.get("column") else ""
-            blocking = " (blocking)" if item.get("blocking") else ""
+            column = item.get("column")
+            where = tr(" in {column}").format(column=column) if column else ""
+            blocking = tr(" (blocking)") if item.get("blocking") else ""
             lines.append(f"  {item.get('kind')}{where}: {item.get('count')}{blocking}")
     labels = report.get("label_counts")
     if isinstance(labels, dict) and labels:
-        lines.append("labels: " + ", ".join(f"{k}: {v}" for k, v in sorted(labels.items())))
+        lines.append(tr("labels: ") + ", ".join(
+            f"{_label_word(str(k), names)}: {v}" for k, v in sorted(labels.items())))
     return lines
+
+
+def _label_word(value: str, names: LabelNames | None) -> str:
+    """``benign (1)`` for a label value, or the bare value without a data dictionary."""
+    if names is None or value not in ("0", "1"):
+        return value
+    word = names.positive if value == "1" else names.negative
+    return f"{word} ({value})"
 
 
 def policy_text(policy: dict[str, object]) -> str:
     """The non-default policy choices of a version (``missing=drop``...)."""
     defaults = Policy().to_json()
     chosen = [f"{k}={v}" for k, v in sorted(policy.items()) if defaults.get(k) != v]
-    return ", ".join(chosen) or "defaults"
+    return ", ".join(chosen) or tr("defaults")
 
 
 class DatasetsPage(Page):
-    title = "Datasets"
+    title = noop("Datasets")
     key = "datasets"
     icon = "SP_DirIcon"
 
@@ -99,20 +112,23 @@ class DatasetsPage(Page):
         self.path: Path | None = None
         self.registered: DatasetVersion | None = None
         self.policy_combos: dict[str, QComboBox] = {}
+        #: What the label's classes mean, per plan hash of the versions shown.
+        self.label_names: dict[str, LabelNames] = {}
 
         self.model = RowsModel([
-            Column("registered", lambda v: v.at),
-            Column("dataset", lambda v: v.dataset),
-            Column("version", lambda v: short_hash(v.version), tooltip=lambda v: v.version),
-            Column("parent", lambda v: short_hash(v.parent_version) if v.parent_version
-                   else "first version", tooltip=lambda v: v.parent_version or "first version"),
-            Column("rows", lambda v: v.rows, numeric=True),
-            Column("source", lambda v: f"{v.source_name} ({v.source_format})",
+            Column(tr("registered"), lambda v: v.at),
+            Column(tr("dataset"), lambda v: v.dataset),
+            Column(tr("version"), lambda v: short_hash(v.version), tooltip=lambda v: v.version),
+            Column(tr("parent"), lambda v: short_hash(v.parent_version) if v.parent_version
+                   else tr("first version"),
+                   tooltip=lambda v: v.parent_version or tr("first version")),
+            Column(tr("rows"), lambda v: v.rows, numeric=True),
+            Column(tr("source"), lambda v: f"{v.source_name} ({v.source_format})",
                    tooltip=lambda v: v.source_hash),
-            Column("validation", lambda v: issues_text(v.report)),
-            Column("policy", lambda v: policy_text(v.policy)),
-            Column("by", lambda v: v.actor),
-        ], self)
+            Column(tr("validation"), lambda v: issues_text(v.report)),
+            Column(tr("policy"), lambda v: policy_text(v.policy)),
+            Column(tr("by"), lambda v: v.actor),
+        ], self, page_size=PAGE_SIZE)
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -120,34 +136,34 @@ class DatasetsPage(Page):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
-        self.table.setAccessibleName("Dataset versions")
+        self.table.setAccessibleName(tr("Dataset versions"))
         self.table.selectionModel().selectionChanged.connect(self._selected)
         copy_on_ctrl_c(self.table, lambda v: v.version)
         self.details = QPlainTextEdit()
         self.details.setReadOnly(True)
-        self.details.setAccessibleName("Validation summary of the selected version")
+        self.details.setAccessibleName(tr("Validation summary of the selected version"))
 
         self.plan_combo = QComboBox()
-        self.plan_combo.setAccessibleName("Study plan")
+        self.plan_combo.setAccessibleName(tr("Study plan"))
         self.plan_combo.currentIndexChanged.connect(lambda _i: self._update_buttons())
-        plan_label = QLabel("Study &plan (schema):")
+        plan_label = QLabel(tr("Study &plan (schema):"))
         plan_label.setBuddy(self.plan_combo)
-        self.choose_button = QPushButton("Register &file...")
+        self.choose_button = QPushButton(tr("Register &file..."))
         gate(self.choose_button, operator, "gui datasets.register",
-             tooltip="Validate a CSV or Parquet file against the plan's schema")
+             tooltip=tr("Validate a CSV or Parquet file against the plan's schema"))
         self.choose_button.clicked.connect(self.choose_file)
         self.check_state = QLabel("")
 
-        self.report_box = QGroupBox("Validation report")
+        self.report_box = QGroupBox(tr("Validation report"))
         self.report_text = QPlainTextEdit()
         self.report_text.setReadOnly(True)
-        self.report_text.setAccessibleName("Validation report")
+        self.report_text.setAccessibleName(tr("Validation report"))
         self.policy_form = QFormLayout()
-        self.register_button = QPushButton("Re&gister")
+        self.register_button = QPushButton(tr("Re&gister"))
         gate(self.register_button, operator, "gui datasets.register",
-             tooltip="Store the cleaned file as a new dataset version")
+             tooltip=tr("Store the cleaned file as a new dataset version"))
         self.register_button.clicked.connect(self.register)
-        self.discard_button = QPushButton("&Discard")
+        self.discard_button = QPushButton(tr("&Discard"))
         self.discard_button.clicked.connect(self.discard)
         report_buttons = QHBoxLayout()
         report_buttons.addStretch(1)
@@ -166,35 +182,42 @@ class DatasetsPage(Page):
         bar.addWidget(self.choose_button)
         bar.addWidget(self.check_state)
         split = QSplitter()
-        split.addWidget(self.table)
+        table_box, self.pager = paged(self.table, self.model, tr("dataset versions"))
+        split.addWidget(table_box)
         split.addWidget(self.details)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
-        layout.addWidget(heading("Datasets"))
+        layout.addWidget(heading(tr("Datasets")))
         layout.addWidget(split, 2)
         layout.addLayout(bar)
         layout.addWidget(self.report_box, 2)
 
     # -- versions ---------------------------------------------------------------------------
 
-    def fetch(self) -> tuple[list[DatasetVersion], list[ReceivedPlan]]:
-        return list(reversed(self.operator.dataset_versions())), self.operator.received_plans()
+    def fetch(self) -> tuple[list[DatasetVersion], list[ReceivedPlan], dict[str, LabelNames]]:
+        versions = list(reversed(self.operator.dataset_versions()))
+        plans = self.operator.received_plans()
+        received = {p.plan_hash for p in plans}
+        names = {digest: self.operator.label_names(digest)
+                 for digest in {v.plan_hash for v in versions if v.plan_hash in received}}
+        return versions, plans, names
 
-    def show_data(self, data: tuple[list[DatasetVersion], list[ReceivedPlan]]) -> None:
-        versions, plans = data
+    def show_data(self, data: tuple[list[DatasetVersion], list[ReceivedPlan],
+                                    dict[str, LabelNames]]) -> None:
+        versions, plans, self.label_names = data
         self.model.set_rows(versions)
         chosen = self.plan_combo.currentData()
         self.plan_combo.clear()
         for plan in plans:
-            self.plan_combo.addItem(f"{plan.study}, plan {short_hash(plan.plan_hash)} "
-                                    f"({plan.status})", plan.plan_hash)
+            self.plan_combo.addItem(tr("{study}, plan {plan_hash} ({status})").format(
+                study=plan.study, plan_hash=short_hash(plan.plan_hash), status=plan.status),
+                plan.plan_hash)
         if self.plan_combo.count() == 0:
-            self.plan_combo.addItem("no study plan received: import one on the Studies page",
+            self.plan_combo.addItem(tr("no study plan received: import one on the Studies page"),
                                     None)
         else:
-            approved = [i for i in range(self.plan_combo.count())
-                        if self.plan_combo.itemText(i).endswith("(approved)")]
+            approved = [i for i, plan in enumerate(plans) if plan.status == "approved"]
             index = self.plan_combo.findData(chosen)
             self.plan_combo.setCurrentIndex(index if index >= 0 else (approved or [0])[0])
         if self.model.rowCount() and not self.table.selectionModel().selectedRows():
@@ -205,18 +228,22 @@ class DatasetsPage(Page):
     def _selected(self) -> None:
         rows = self.table.selectionModel().selectedRows()
         if not rows:
-            self.details.setPlainText("No dataset version registered yet.")
+            self.details.setPlainText(tr("No dataset version registered yet."))
             return
         v: DatasetVersion = self.model.row(rows[0].row())
-        parent = (f"derived from version {short_hash(v.parent_version)}" if v.parent_version
-                  else "the first version of this dataset")
+        parent = (tr("derived from version {parent}").format(
+            parent=short_hash(v.parent_version)) if v.parent_version
+                  else tr("the first version of this dataset"))
         self.details.setPlainText(
-            f"{v.dataset}, version {short_hash(v.version)}\n{parent}\n"
-            f"source: {v.source_name} ({v.source_format}, sha256 {short_hash(v.source_hash)})\n"
-            f"plan: {short_hash(v.plan_hash) or '-'}\nrows: {v.rows}\ncleaning policy: "
-            f"{policy_text(v.policy)}\nregistered by {v.actor}\n\n"
-            + "\n".join(summary_lines(v.report))
-            + "\n\nCtrl+C in the list copies the full version id.")
+            tr("{dataset}, version {version}\n{parent}\nsource: {source_name} ({source_format}, "
+               "sha256 {source_hash})\nplan: {plan}\nrows: {rows}\ncleaning policy: {policy}\n"
+               "registered by {actor}\n\n").format(
+                dataset=v.dataset, version=short_hash(v.version), parent=parent,
+                source_name=v.source_name, source_format=v.source_format,
+                source_hash=short_hash(v.source_hash), plan=short_hash(v.plan_hash) or "-",
+                rows=v.rows, policy=policy_text(v.policy), actor=v.actor)
+            + "\n".join(summary_lines(v.report, self.label_names.get(v.plan_hash or "")))
+            + tr("\n\nCtrl+C in the list copies the full version id."))
 
     # -- registering ------------------------------------------------------------------------
 
@@ -228,7 +255,7 @@ class DatasetsPage(Page):
         self.discard_button.setEnabled(idle and self.report is not None)
 
     def choose_file(self) -> None:
-        path = dialogs.open_file(self, "Register a data file", DATA_FILES)
+        path = dialogs.open_file(self, tr("Register a data file"), tr(DATA_FILES))
         if path is not None:
             self.check(path)
 
@@ -239,7 +266,7 @@ class DatasetsPage(Page):
             return
         self.discard()
         self.path = path
-        self.check_state.setText(f"checking {path.name}...")
+        self.check_state.setText(tr("checking {name}...").format(name=path.name))
         self.runner.start("check",
                           lambda _w: self.operator.check_dataset(path, plan_hash=plan_hash),
                           on_done=self.show_report, on_error=self._check_failed)
@@ -260,20 +287,20 @@ class DatasetsPage(Page):
             combo = QComboBox()
             combo.addItems(list(POLICY_CHOICES[name]))
             combo.setCurrentText(str(default.get(name, POLICY_CHOICES[name][0])))
-            combo.setAccessibleName(f"Policy for {name}")
+            combo.setAccessibleName(tr("Policy for {name}").format(name=name))
             label = QLabel(f"{name.replace('_', ' ').capitalize()}:")
             label.setBuddy(combo)
             self.policy_form.addRow(label, combo)
             self.policy_combos[name] = combo
         if report.blocking:
-            verdict = "Blocking issues: fix the file; no policy can register it."
+            verdict = tr("Blocking issues: fix the file; no policy can register it.")
         elif fields:
-            verdict = "Choose what to do with each kind of issue, then Register."
+            verdict = tr("Choose what to do with each kind of issue, then Register.")
         else:
-            verdict = "No issues: ready to register."
+            verdict = tr("No issues: ready to register.")
         self.report_text.setPlainText(f"{report.to_text()}\n\n{verdict}")
-        self.report_box.setTitle(f"Validation report: {report.source_name}, "
-                                 f"{report.rows} rows")
+        self.report_box.setTitle(tr("Validation report: {source_name}, {rows} rows").format(
+            source_name=report.source_name, rows=report.rows))
         self.report_box.setVisible(True)
         self._update_buttons()
 
@@ -296,10 +323,12 @@ class DatasetsPage(Page):
     def _registered(self, version: DatasetVersion) -> None:
         self.registered = version
         self.discard()
-        self.check_state.setText(f"registered {version.dataset} version "
-                                 f"{short_hash(version.version)} ({version.rows} rows)")
+        self.check_state.setText(tr("registered {dataset} version {version} ({rows} rows)")
+                                 .format(dataset=version.dataset,
+                                         version=short_hash(version.version), rows=version.rows))
         self.refresh()
-        self.changed.emit(f"{version.dataset} version {short_hash(version.version)} registered")
+        self.changed.emit(tr("{dataset} version {version} registered").format(
+            dataset=version.dataset, version=short_hash(version.version)))
 
     def _clear_policy(self) -> None:
         while self.policy_form.rowCount():

@@ -29,7 +29,7 @@ from gui.access import enable, gate
 from gui.models import Column, RowsModel, display
 from gui.pages.base import Page, heading
 from gui.plots import PlotCanvas
-from gui.text import tr
+from gui.text import noop, tr
 from gui.workers import Worker
 
 if TYPE_CHECKING:  # their module loads torch: imported when a model is evaluated
@@ -47,8 +47,10 @@ class ConfusionRow:
 
 def confusion_rows(result: LocalEvaluation, names: LabelNames) -> list[ConfusionRow]:
     """Rows named after the plan's label: positive is the label's class (label 1)."""
-    return [ConfusionRow(f"actually {names.positive} (1)", result.tp, result.fn),
-            ConfusionRow(f"actually {names.negative} (0)", result.fp, result.tn)]
+    return [ConfusionRow(tr("actually {positive} (1)").format(positive=names.positive),
+                         result.tp, result.fn),
+            ConfusionRow(tr("actually {negative} (0)").format(negative=names.negative),
+                         result.fp, result.tn)]
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,12 @@ class Evaluated:
 
 
 def model_text(model: StoredModel) -> str:
-    return f"{model.study}, round {model.round} ({display(model.at)}) - {model.name}"
+    return tr("{study}, round {round} ({at}) - {name}").format(
+        study=model.study, round=model.round, at=display(model.at), name=model.name)
 
 
 class EvaluationPage(Page):
-    title = "Evaluation"
+    title = noop("Evaluation")
     key = "evaluation"
     icon = "SP_DialogApplyButton"
 
@@ -74,44 +77,45 @@ class EvaluationPage(Page):
         self.names: LabelNames | None = None
         self.models: list[StoredModel] = []
         self.model_combo = QComboBox()
-        self.model_combo.setAccessibleName("Model")
-        model_label = QLabel("&Model:")
+        self.model_combo.setAccessibleName(tr("Model"))
+        model_label = QLabel(tr("&Model:"))
         model_label.setBuddy(self.model_combo)
-        self.run_button = QPushButton("&Run evaluation")
+        self.run_button = QPushButton(tr("&Run evaluation"))
         gate(self.run_button, operator, "gui evaluation.run",
-             tooltip="Evaluate the model on this site's held-out split (withdrawn patients "
-                     "excluded)")
+             tooltip=tr("Evaluate the model on this site's held-out split (withdrawn patients "
+                     "excluded)"))
         self.run_button.clicked.connect(self.run)
-        self.cancel_button = QPushButton("&Cancel")
+        self.cancel_button = QPushButton(tr("&Cancel"))
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.runner.cancel)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
-        self.progress.setAccessibleName("Evaluation progress")
+        self.progress.setAccessibleName(tr("Evaluation progress"))
         self.runner.progress.connect(lambda f: self.progress.setValue(round(f * 100)))
         self.runner.busy_changed.connect(self._busy)
         self.state = QLabel("")
 
         self.metrics: dict[str, QLabel] = {}
-        metrics_box = QGroupBox("Result")
+        metrics_box = QGroupBox(tr("Result"))
         metrics_layout = QVBoxLayout(metrics_box)
         metrics_form = QFormLayout()
         metrics_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
         metrics_layout.addLayout(metrics_form)
-        for key, title in (("accuracy", "Accuracy"), ("auc", "AUC"), ("n", "Test examples"),
-                           ("excluded", "Left out by consent (train and test rows)"),
-                           ("threshold", "Threshold"),
-                           ("dataset", "Dataset version"), ("plan", "Plan hash")):
+        titles = {"accuracy": tr("Accuracy"), "auc": tr("AUC"), "n": tr("Test examples"),
+                  "excluded": tr("Left out by consent (train and test rows)"),
+                  "threshold": tr("Threshold"), "dataset": tr("Dataset version"),
+                  "plan": tr("Plan hash")}
+        for key, title in titles.items():
             self.metrics[key] = QLabel("-")
             self.metrics[key].setTextInteractionFlags(
                 Qt.TextInteractionFlag.TextSelectableByMouse)
-            metrics_form.addRow(f"{title}:", self.metrics[key])
-        for key in ("accuracy", "auc"):
-            font = self.metrics[key].font()
+            metrics_form.addRow(tr("{title}:").format(title=title), self.metrics[key])
+        for headline in (self.metrics["accuracy"], self.metrics["auc"]):
+            font = headline.font()
             font.setBold(True)
             font.setPointSizeF(font.pointSizeF() * 1.4)
-            self.metrics[key].setFont(font)
+            headline.setFont(font)
         self.confusion = RowsModel([
             Column("", lambda r: r.actual),
             Column(tr("predicted positive"), lambda r: r.predicted_positive, numeric=True),
@@ -122,9 +126,9 @@ class EvaluationPage(Page):
         self.confusion_table.verticalHeader().hide()
         self.confusion_table.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.Stretch)
-        self.confusion_table.setMaximumHeight(110)
-        self.confusion_table.setAccessibleName("Confusion matrix")
-        self.confusion_label = QLabel("Confusion matrix:")
+        self.confusion_table.setMaximumHeight(140)
+        self.confusion_table.setAccessibleName(tr("Confusion matrix"))
+        self.confusion_label = QLabel(tr("Confusion matrix:"))
         metrics_layout.addWidget(self.confusion_label)
         metrics_layout.addWidget(self.confusion_table)
         metrics_layout.addStretch(1)
@@ -142,11 +146,11 @@ class EvaluationPage(Page):
         results.addWidget(metrics_box, 2)
         results.addWidget(self.roc, 3)
         layout = QVBoxLayout(self)
-        layout.addWidget(heading("Local evaluation"))
+        layout.addWidget(heading(tr("Local evaluation")))
         layout.addLayout(bar)
         layout.addLayout(progress)
         layout.addLayout(results, 1)
-        self.roc.show_message("Run an evaluation to see the ROC curve")
+        self.roc.show_message(tr("Run an evaluation to see the ROC curve"))
 
     def fetch(self) -> list[StoredModel]:
         return self.operator.stored_models()
@@ -158,7 +162,7 @@ class EvaluationPage(Page):
         for model in self.models:
             self.model_combo.addItem(model_text(model), model.name)
         if not self.models:
-            self.model_combo.addItem("no global model stored yet", None)
+            self.model_combo.addItem(tr("no global model stored yet"), None)
         index = self.model_combo.findData(chosen)
         self.model_combo.setCurrentIndex(max(index, 0))
         self._busy(self.runner.busy)
@@ -172,7 +176,7 @@ class EvaluationPage(Page):
         """Evaluate the chosen model in the background."""
         name = self.model_combo.currentData()
         self.progress.setValue(0)
-        self.state.setText("running...")
+        self.state.setText(tr("running..."))
 
         def task(worker: Worker) -> Evaluated:
             result = self.operator.evaluate(model=name, progress=worker.report,
@@ -183,14 +187,14 @@ class EvaluationPage(Page):
                           on_error=self._failed)
 
     def _failed(self, code: str, message: str) -> None:
-        self.state.setText("cancelled" if code == "cancelled" else "failed")
+        self.state.setText(tr("cancelled") if code == "cancelled" else tr("failed"))
         self.progress.setValue(0)
         self.task_failed(code, message)
 
     def show_result(self, evaluated: Evaluated) -> None:
         result, names = evaluated.result, evaluated.names
         self.result, self.names = result, names
-        self.state.setText("done")
+        self.state.setText(tr("done"))
         self.progress.setValue(100)
         self.metrics["accuracy"].setText(f"{result.accuracy:.3f}")
         self.metrics["auc"].setText(f"{result.auc:.3f}")
@@ -208,6 +212,7 @@ class EvaluationPage(Page):
                 threshold=f"{result.threshold:g}"))
         self.confusion_label.setWordWrap(True)
         self.confusion.set_rows(confusion_rows(result, names))
-        self.confusion.set_title(1, tr("predicted {name}").format(name=names.positive))
-        self.confusion.set_title(2, tr("predicted {name}").format(name=names.negative))
+        # Two header lines, so that long label names fit their column instead of being cut.
+        self.confusion.set_title(1, tr("predicted\n{name}").format(name=names.positive))
+        self.confusion.set_title(2, tr("predicted\n{name}").format(name=names.negative))
         self.roc.plot_roc(result.roc_fpr, result.roc_tpr, auc=result.auc)

@@ -26,35 +26,38 @@ from gui import dialogs
 from gui.access import enable, gate
 from gui.models import Column, RowsModel, display
 from gui.pages.base import Page, heading
-from gui.text import tr
+from gui.text import noop, tr
 from gui.widgets import HashLabel, copy_on_ctrl_c
 from gui.workers import TaskRunner
 
-_VERBS = {"approved": "Approve", "rejected": "Reject", "revoked": "Revoke"}
+_VERBS = {"approved": noop("Approve"), "rejected": noop("Reject"), "revoked": noop("Revoke")}
+#: The access rule of each decision (``gui studies.<action>``).
+_ACTIONS = {"approved": "approve", "rejected": "reject", "revoked": "revoke"}
 
 
 def summary_html(plan: ReceivedPlan) -> str:
     """The plan's review summary as an HTML table (palette colours, no styling of its own)."""
     received = f"{display(plan.received_at)} ({plan.source})"
-    lines = [("status", plan.status), ("received", received), *plan.summary.lines()]
+    lines = [(tr("status"), plan.status), (tr("received"), received), *plan.summary.lines()]
     rows = "".join(f"<tr><th align='left' valign='top'>{html.escape(label)}</th>"
                    f"<td>{html.escape(value)}</td></tr>" for label, value in lines)
     return f"<table cellspacing='4'>{rows}</table>"
 
 
 class StudiesPage(Page):
-    title = "Studies"
+    title = noop("Studies")
     key = "studies"
     icon = "SP_FileDialogContentsView"
 
     def __init__(self, operator: SiteOperator, parent: QWidget | None = None) -> None:
         super().__init__(operator, parent)
         self.model = RowsModel([
-            Column("received", lambda p: p.received_at),
-            Column("study", lambda p: p.study),
-            Column("plan hash", lambda p: short_hash(p.plan_hash), tooltip=lambda p: p.plan_hash),
-            Column("status", lambda p: p.status),
-            Column("source", lambda p: p.source),
+            Column(tr("received"), lambda p: p.received_at),
+            Column(tr("study"), lambda p: p.study),
+            Column(tr("plan hash"), lambda p: short_hash(p.plan_hash),
+                   tooltip=lambda p: p.plan_hash),
+            Column(tr("status"), lambda p: p.status),
+            Column(tr("source"), lambda p: p.source),
         ], self)
         self.table = QTableView()
         self.table.setModel(self.model)
@@ -62,32 +65,33 @@ class StudiesPage(Page):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setAccessibleName("Received study plans")
+        self.table.setAccessibleName(tr("Received study plans"))
         self.table.selectionModel().selectionChanged.connect(self._selected)
         copy_on_ctrl_c(self.table, lambda p: p.plan_hash)
         self.hash_label = HashLabel(tr("plan hash"))
         self.summary = QTextBrowser()
-        self.summary.setAccessibleName("Plan summary")
+        self.summary.setAccessibleName(tr("Plan summary"))
         self.diff = QPlainTextEdit()
         self.diff.setReadOnly(True)
         self.diff.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.diff.setAccessibleName("Changes against the previous plan")
+        self.diff.setAccessibleName(tr("Changes against the previous plan"))
         self.diffs = TaskRunner(self)
         self.pending_select: str | None = None
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.summary, "&Summary")
-        self.tabs.addTab(self.diff, "&Changes")
+        self.tabs.addTab(self.summary, tr("&Summary"))
+        self.tabs.addTab(self.diff, tr("&Changes"))
 
-        self.import_button = QPushButton("&Import plan...")
+        self.import_button = QPushButton(tr("&Import plan..."))
         gate(self.import_button, operator, "gui studies.receive",
-             tooltip="Add a study plan file (TOML) to this site's inbox")
+             tooltip=tr("Add a study plan file (TOML) to this site's inbox"))
         self.import_button.clicked.connect(self._import)
         self.buttons: dict[str, QPushButton] = {}
-        for decision, label in (("approved", "&Approve"), ("rejected", "&Reject"),
-                                ("revoked", "Re&voke")):
+        labels = {"approved": tr("&Approve"), "rejected": tr("&Reject"),
+                  "revoked": tr("Re&voke")}
+        for decision, label in labels.items():
             button = QPushButton(label)
-            gate(button, operator, f"gui studies.{_VERBS[decision].lower()}",
-                 tooltip=f"{_VERBS[decision]} the selected plan hash")
+            gate(button, operator, f"gui studies.{_ACTIONS[decision]}",
+                 tooltip=tr("{verb} the selected plan hash").format(verb=tr(_VERBS[decision])))
             button.clicked.connect(lambda _=False, d=decision: self.decide(d))
             self.buttons[decision] = button
         self.approve_button = self.buttons["approved"]
@@ -113,7 +117,7 @@ class StudiesPage(Page):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 4)
         layout = QVBoxLayout(self)
-        layout.addWidget(heading("Studies"))
+        layout.addWidget(heading(tr("Studies")))
         layout.addLayout(bar)
         hash_row = QHBoxLayout()
         hash_row.addWidget(QLabel(tr("Selected plan hash:")))
@@ -134,6 +138,10 @@ class StudiesPage(Page):
                 return True
         return False
 
+    def select_target(self, target: str) -> None:
+        """Select the plan with hash ``target`` when the page shows its next load."""
+        self.pending_select = target
+
     def fetch(self) -> list[ReceivedPlan]:
         return self.operator.received_plans()
 
@@ -153,8 +161,8 @@ class StudiesPage(Page):
         self._update_buttons()
         self.hash_label.set_value(plan.plan_hash if plan is not None else None)
         if plan is None:
-            self.summary.setHtml("<p>No study plan received yet. Import one with "
-                                 "<i>Import plan...</i>.</p>")
+            self.summary.setHtml(tr("<p>No study plan received yet. Import one with "
+                                 "<i>Import plan...</i>.</p>"))
             self.diff.setPlainText("")
             return
         self.summary.setHtml(summary_html(plan))
@@ -172,12 +180,13 @@ class StudiesPage(Page):
             self._selected()  # the selection moved on meanwhile
             return
         if diff.previous_hash is None:
-            self.diff.setPlainText("This is the first plan of this study received here: "
-                                   "nothing to compare.")
+            self.diff.setPlainText(tr("This is the first plan of this study received here: "
+                                   "nothing to compare."))
         else:
             changes = "\n".join(f"{c.path}: {c.old} -> {c.new}" for c in diff.changes)
-            self.diff.setPlainText(f"Changes against {short_hash(diff.previous_hash)}:\n"
-                                   f"{changes or '(none)'}\n\n{diff.unified}")
+            self.diff.setPlainText(tr("Changes against {previous}:\n{changes}\n\n{unified}").format(
+                previous=short_hash(diff.previous_hash), changes=changes or tr("(none)"),
+                unified=diff.unified))
 
     def _update_buttons(self) -> None:
         plan = self.selected()
@@ -192,27 +201,31 @@ class StudiesPage(Page):
         plan = self.selected()
         if plan is None:
             return
-        verb = _VERBS[decision]
+        verb = tr(_VERBS[decision])
         consequence = {
-            "approved": "The site agent will then take part in this study's rounds, and "
-                        "spend privacy budget on them.",
-            "rejected": "The site agent will refuse this plan.",
-            "revoked": "The site agent will refuse further rounds of this plan.",
+            "approved": tr("The site agent will then take part in this study's rounds, and "
+                        "spend privacy budget on them."),
+            "rejected": tr("The site agent will refuse this plan."),
+            "revoked": tr("The site agent will refuse further rounds of this plan."),
         }[decision]
-        if not dialogs.confirm(self, f"{verb} study",
-                               f"{verb} study '{plan.study}' with plan hash\n"
-                               f"{plan.plan_hash}?\n\n{consequence}"):
+        if not dialogs.confirm(self, tr("{verb} study").format(verb=verb),
+                               tr("{verb} study '{study}' with plan hash\n{plan_hash}?\n\n"
+                                  "{consequence}").format(verb=verb, study=plan.study,
+                                                          plan_hash=plan.plan_hash,
+                                                          consequence=consequence)):
             return
         self.act("decide", lambda: self.operator.decide(plan.plan_hash, decision),
-                 announce=f"study {plan.study} {short_hash(plan.plan_hash)} {decision}")
+                 announce=tr("study {study} {plan_hash} {decision}").format(
+                     study=plan.study, plan_hash=short_hash(plan.plan_hash), decision=decision))
 
     def _import(self) -> None:
-        path = dialogs.open_file(self, "Import a study plan", "Study plans (*.toml)")
+        path = dialogs.open_file(self, tr("Import a study plan"), tr("Study plans (*.toml)"))
         if path is None:
             return
         def received(plan: ReceivedPlan) -> None:
             self.pending_select = plan.plan_hash
-            self.changed.emit(f"study plan {short_hash(plan.plan_hash)} received")
+            self.changed.emit(tr("study plan {plan_hash} received").format(
+                plan_hash=short_hash(plan.plan_hash)))
 
         self.act("import", lambda: self.operator.receive_plan(path), done=received)
 
@@ -223,7 +236,7 @@ class StudiesPage(Page):
             return
         path = dialogs.save_file(self, tr("Save the participation report"),
                                  tr("PDF document (*.pdf);;Web page (*.html)"),
-                                 f"{plan.study}-participation-report.pdf")
+                                 tr("{study}-participation-report.pdf").format(study=plan.study))
         if path is None:
             return
         if path.suffix.lower() not in (".pdf", ".html"):
@@ -232,7 +245,7 @@ class StudiesPage(Page):
         def written(out: Path) -> None:
             self.report_path = out
             dialogs.show_info(self, tr("Participation report written to {path}").format(
-                path=out), title=self.title)
+                path=out), title=tr(self.title))
 
         self.act("report", lambda: self.operator.write_report(plan.plan_hash, path),
                  done=written, announce=tr("participation report written"))

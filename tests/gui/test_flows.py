@@ -60,6 +60,9 @@ def test_registering_a_file_with_missing_values_under_the_drop_policy_adds_a_ver
     assert not page.report_box.isVisible()
     assert page.model.rowCount() == 1
     assert "missing 2" in page.model.index(0, 6).data()
+    # The label's classes are named from the plan's data dictionary, not shown as 0 and 1.
+    details = page.details.toPlainText()
+    assert "labels: not benign (0): " in details and ", benign (1): " in details
     qtmodeltester.check(page.model)
     assert answers.errors == []
 

@@ -15,6 +15,7 @@ from client_app.governance.consent import history, withdraw
 from client_app.learning.local_eval import (
     evaluate_model,
     exact_auc,
+    group_confusion,
     model_name,
     roc_points,
     stored_models,
@@ -141,3 +142,23 @@ def test_exact_auc_and_roc_match_sklearn_with_ties() -> None:
     assert np.allclose(fpr, ref_fpr) and np.allclose(tpr, ref_tpr)
     assert np.isnan(exact_auc(scores, np.ones(200, dtype=np.int64)))
     assert roc_points(scores, np.zeros(200, dtype=np.int64))[0].size == 0
+
+
+def test_group_confusion_counts_each_group_of_the_sensitive_column() -> None:
+    predicted = np.array([True, True, False, False, True, False])
+    y = np.array([1, 0, 1, 0, 1, 1])
+    groups = np.array(["b", "a", "a", "b", "b", "a"])
+    assert group_confusion(predicted, y, groups) == (("a", (0, 1, 0, 2)), ("b", (2, 0, 1, 0)))
+    assert group_confusion(predicted, y, None) == ()
+
+
+@pytest.mark.slow
+def test_every_release_of_the_study_records_its_size_on_the_wire(study) -> None:
+    fed, _ = study
+    with SiteStore.open(fed.sites[0]) as store:
+        events = [e for e in store.events() if e.plan_hash == fed.plan_hash]
+    sizes = {e.kind: e.details.get("bytes") for e in events
+             if e.kind in ("stats_sent", "update_sent", "counts_sent", "model_released")}
+    assert set(sizes) == {"stats_sent", "update_sent", "counts_sent", "model_released"}
+    assert all(isinstance(size, int) and size > 0 for size in sizes.values()), sizes
+    assert sizes["update_sent"] > 10_000  # CKKS ciphertexts of the whole model
