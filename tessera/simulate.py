@@ -38,7 +38,7 @@ from tessera import local_federation
 from tessera.inprocess import InProcessGrid
 
 #: Passphrase of the simulated sites' keystores (throwaway folders).
-SIMULATION_PASSPHRASE = "tessera simulation only"
+SIMULATION_PASSPHRASE = "tessera simulation only"  # noqa: S105 (throwaway folders)
 
 
 @dataclass(frozen=True)

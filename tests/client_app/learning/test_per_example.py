@@ -1,5 +1,6 @@
 """Per-example gradients computed directly equal Opacus's per-sample gradients, for the model
-zoo's closed forms and for the vmap fallback, and a fast DP-SGD step equals an Opacus one."""
+zoo's closed forms and for the vmap fallback (an arbitrary module and the image CNN), and a
+fast DP-SGD step equals an Opacus one."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def _models() -> dict[str, torch.nn.Module]:
         "mlp": build_model(ModelSpec(kind="mlp", hidden=8, groups=2), n_features=FEATURES,
                            seed=2),
         "other": Squeezed(),
+        # FEATURES pixels read as a 3x3 image.
+        "cnn": build_model(ModelSpec(kind="cnn", hidden=8, groups=2), n_features=FEATURES,
+                           seed=4),
     }
 
 
@@ -70,7 +74,7 @@ def _opacus_grad_samples(model: torch.nn.Module, x: torch.Tensor,
                     delattr(p, attr)
 
 
-@pytest.mark.parametrize("kind", ["logreg", "mlp", "other"])
+@pytest.mark.parametrize("kind", ["logreg", "mlp", "other", "cnn"])
 def test_per_example_gradients_equal_opacus_per_sample_gradients(kind: str) -> None:
     model = _models()[kind]
     x, y = _batch(37)
@@ -87,7 +91,7 @@ def test_per_example_gradients_equal_opacus_per_sample_gradients(kind: str) -> N
     assert max(float(g.abs().max()) for g in direct) > 1e-2
 
 
-@pytest.mark.parametrize("kind", ["logreg", "mlp", "other"])
+@pytest.mark.parametrize("kind", ["logreg", "mlp", "other", "cnn"])
 def test_an_empty_batch_has_empty_gradients_and_a_zero_clipped_sum(kind: str) -> None:
     model = _models()[kind]
     x, y = _batch(0)
@@ -134,7 +138,7 @@ def _trained(kind: str, engine: str, *, key: bytes, extra: bool = False) -> np.n
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
 
 
-@pytest.mark.parametrize("kind", ["logreg", "mlp", "other"])
+@pytest.mark.parametrize("kind", ["logreg", "mlp", "other", "cnn"])
 def test_fast_training_equals_opacus_training_given_the_same_key(kind: str) -> None:
     key = bytes(range(32))
     fast = _trained(kind, "fast", key=key, extra=True)
