@@ -82,8 +82,8 @@ def _seal_version() -> tuple[int, int]:
     (_, seal_bytes), = [f for f in _fields(ts.ckks_vector(context, [0.0]).serialize())
                         if f[0] == 2]
     magic, _, major, minor, _, _, _ = _HEADER.unpack_from(seal_bytes)
-    if magic != _SEAL_MAGIC:  # pragma: no cover (a TenSEAL build with another format)
-        raise RuntimeError("TenSEAL wrote a ciphertext without SEAL's header")
+    if magic != _SEAL_MAGIC or major != 4:  # pragma: no cover (another TenSEAL build)
+        raise RuntimeError("TenSEAL writes ciphertexts in a format other than SEAL 4's")
     return major, minor
 
 
