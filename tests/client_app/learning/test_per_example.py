@@ -158,3 +158,18 @@ def test_an_unknown_engine_is_refused() -> None:
                     noise_multiplier=1.0, max_grad_norm=1.0, seed=0, engine="hooks")
     assert info.value.code is ErrorCode.CONFIG_INVALID
     assert info.value.message.startswith("engine")
+
+
+def test_cnn_per_example_gradients_on_8x8_images_equal_vmaps() -> None:
+    from client_app.learning.per_example import _vmapped
+
+    model = build_model(ModelSpec(kind="cnn", hidden=16, groups=4), n_features=64, seed=7)
+    rng = np.random.default_rng(2)
+    x = torch.as_tensor(rng.uniform(-1, 1, size=(12, 64)), dtype=torch.float32)
+    y = torch.as_tensor(rng.integers(0, 2, size=12), dtype=torch.float32)
+    direct, losses = per_example_gradients(model, x, y)
+    mapped, mapped_losses = _vmapped(model, x, y)
+    for ours, theirs in zip(direct, mapped, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(losses, mapped_losses)
+    assert all(p.grad is None for p in model.parameters())  # the model's own grads untouched
