@@ -21,7 +21,7 @@ from common.errors import ErrorCode, TesseraError
 from common.plan import DatasetSpec
 
 PATIENT_ID = "patient_id"
-_BUNDLED = ("breast_cancer", "diabetes")
+_BUNDLED = ("breast_cancer", "diabetes", "digits")
 _MAX_DRAWS = 1000
 
 
@@ -105,6 +105,14 @@ def load_bundled(name: str) -> TableData:
         y = (target > np.median(target)).astype(np.int64)
         groups = np.array([_group_text(v) for v in X[:, features.index("sex")]], dtype=str)
         return TableData(_ids(len(y)), X, y, features, "progression_high", "sex", groups)
+    if name == "digits":
+        # 8x8 greyscale scans of handwritten digits (0-16 per pixel); the label is binary
+        # (odd digit), so evaluation, calibration and the KPIs work as for every study.
+        bunch = datasets.load_digits()
+        features = tuple(f"pixel_{r}_{c}" for r in range(8) for c in range(8))
+        X = np.asarray(bunch.data, dtype=np.float64)
+        y = (np.asarray(bunch.target) % 2).astype(np.int64)
+        return TableData(_ids(len(y)), X, y, features, "odd")
     raise TesseraError(
         ErrorCode.NOT_FOUND,
         f"no bundled dataset named {name!r}; available: {', '.join(_BUNDLED)}",

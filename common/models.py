@@ -1,6 +1,7 @@
 """The model zoo: the torch modules a study plan can name, and their flat-vector form.
 
-Every model maps a float32 batch ``(N, F)`` to logits of shape ``(N,)``. Models use
+Every model maps a float32 batch ``(N, F)`` to logits of shape ``(N,)`` (the image CNN reads
+each row as a square single-channel image). Models use
 GroupNorm rather than BatchNorm, because BatchNorm mixes examples within a batch (which
 breaks per-example DP-SGD) and keeps running statistics that would leak through updates.
 Initialisation is deterministic from a seed and never touches torch's global RNG.
@@ -64,6 +65,52 @@ class MLP(nn.Module):
         return self.fc2(self.act(self.norm(self.fc1(x)))).reshape(-1)
 
 
+def _conv(n_in: int, n_out: int, generator: torch.Generator) -> nn.Conv2d:
+    """A 3x3 convolution (padding 1) with torch's default initialisation from ``generator``."""
+    layer = nn.utils.skip_init(nn.Conv2d, n_in, n_out, 3, padding=1)
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+        bound = 1.0 / math.sqrt(n_in * 9)
+        if layer.bias is not None:
+            nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+    return layer
+
+
+class SmallCNN(nn.Module):
+    """A small image CNN over square single-channel images given as flat rows of pixels.
+
+    conv 3x3 (16) -> GroupNorm -> ReLU -> conv 3x3 (32) -> GroupNorm -> ReLU -> max-pool 2
+    -> linear (``hidden``) -> ReLU -> linear, producing a logit per example. Every layer acts
+    on each example alone (GroupNorm, not BatchNorm), as per-example DP-SGD needs.
+    """
+
+    CHANNELS = (16, 32)
+
+    def __init__(self, n_features: int, *, hidden: int, groups: int,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        side = math.isqrt(n_features)
+        if side * side != n_features or side < 2:
+            raise TesseraError(ErrorCode.CONFIG_INVALID,
+                               f"n_features: a cnn needs a square number of pixels (at least "
+                               f"4), got {n_features}")
+        first, second = self.CHANNELS
+        self.side = side
+        self.conv1 = _conv(1, first, generator)
+        self.norm1 = nn.GroupNorm(groups, first)
+        self.conv2 = _conv(first, second, generator)
+        self.norm2 = nn.GroupNorm(groups, second)
+        self.fc1 = _linear(second * (side // 2) ** 2, hidden, generator)
+        self.fc2 = _linear(hidden, 1, generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        images = x.reshape(-1, 1, self.side, self.side)
+        h = torch.relu(self.norm1(self.conv1(images)))
+        h = torch.relu(self.norm2(self.conv2(h)))
+        h = torch.nn.functional.max_pool2d(h, 2).flatten(1)
+        return self.fc2(torch.relu(self.fc1(h))).reshape(-1)
+
+
 def build_model(spec: ModelSpec, *, n_features: int, seed: int) -> nn.Module:
     """Build the plan's model for ``n_features`` inputs, initialised from ``seed``."""
     if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
@@ -75,6 +122,8 @@ def build_model(spec: ModelSpec, *, n_features: int, seed: int) -> nn.Module:
         return LogisticRegression(n_features, generator)
     if spec.kind == "mlp":
         return MLP(n_features, hidden=spec.hidden, groups=spec.groups, generator=generator)
+    if spec.kind == "cnn":
+        return SmallCNN(n_features, hidden=spec.hidden, groups=spec.groups, generator=generator)
     raise TesseraError(ErrorCode.CONFIG_INVALID, f"model.kind: unknown model {spec.kind!r}")
 
 

@@ -147,7 +147,7 @@ class DatasetSpec(_Spec):
 class ModelSpec(_Spec):
     """``[model]``: which zoo model to train (see :mod:`common.models`)."""
 
-    kind: Literal["logreg", "mlp"]
+    kind: Literal["logreg", "mlp", "cnn"]
     hidden: int = Field(default=16, ge=2)
     groups: int = Field(default=4, ge=1)
 
@@ -157,6 +157,8 @@ class ModelSpec(_Spec):
         hidden = info.data.get("hidden")
         if info.data.get("kind") == "mlp" and hidden is not None and hidden % value != 0:
             raise ValueError(f"must divide model.hidden ({hidden}) for an mlp")
+        if info.data.get("kind") == "cnn" and 16 % value != 0:
+            raise ValueError("must divide 16 (the cnn's first convolution's channels)")
         return value
 
 

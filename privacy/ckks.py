@@ -27,6 +27,7 @@ import tenseal as ts
 
 from common.errors import ErrorCode, TesseraError
 from common.plan_schema import HE_MAX_COEFF_BITS
+from privacy.he_seeded import encrypt_seeded
 
 #: Largest total coefficient-modulus bits at 128-bit classical security per ring degree, for
 #: a ternary secret (the HE security standard's table, as SEAL enforces it).
@@ -157,7 +158,11 @@ def fingerprint_of_secret(secret_context: bytes) -> str:
 
 
 def encrypt_vector(secret_context: bytes, values: np.ndarray) -> list[bytes]:
-    """Encrypt a 1-D array as ciphertexts of at most ``slots`` values each, in order."""
+    """Encrypt a 1-D array as ciphertexts of at most ``slots`` values each, in order.
+
+    Each ciphertext is in seeded form (:mod:`privacy.he_seeded`): about half the bytes of a
+    TenSEAL ciphertext, loaded by any context with these parameters.
+    """
     context = _private_context(secret_context)
     if not isinstance(values, np.ndarray) or values.ndim != 1 or values.size == 0:
         raise TesseraError(ErrorCode.DATA_INVALID, "values: must be a non-empty 1-D numpy array")
@@ -169,7 +174,7 @@ def encrypt_vector(secret_context: bytes, values: np.ndarray) -> list[bytes]:
     slots = _slots(context)
     try:
         return [
-            ts.ckks_vector(context, flat[start : start + slots].tolist()).serialize()
+            encrypt_seeded(context, flat[start : start + slots].tolist())
             for start in range(0, flat.size, slots)
         ]
     except ValueError as exc:  # an asymmetric context saved without its public key
@@ -364,6 +369,12 @@ def _load_chunk(context: ts.Context, data: object, slots: int, *, where: str) ->
     if len(ciphertexts) != 1 or ciphertexts[0].size() != 2:
         raise TesseraError(
             ErrorCode.BAD_CIPHERTEXT, f"{where}: must hold exactly one two-part ciphertext"
+        )
+    if (ciphertexts[0].parms_id() != context.seal_context().data.first_parms_id()
+            or ciphertexts[0].scale != context.global_scale):
+        raise TesseraError(
+            ErrorCode.BAD_CIPHERTEXT,
+            f"{where}: is not at these parameters' data level and scale",
         )
     if not 1 <= vector.size() <= slots:
         raise TesseraError(

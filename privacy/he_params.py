@@ -19,8 +19,9 @@ The rule, for each ring degree ``N`` of :data:`privacy.ckks.MAX_COEFF_BITS` from
    128-bit bound of the HE standard for ``N``; the first ``N`` that fits is chosen, unless a
    larger one needs fewer bytes for ``values`` (fewer, fuller ciphertexts).
 
-The bytes of one ciphertext are about ``2 N (data bits) / 8`` after TenSEAL's compression, so
-the bytes per value hardly depend on ``N``: a small ring helps a small model (one
+The bytes of one uploaded ciphertext are about ``N (data bits) / 8`` (seeded form,
+:mod:`privacy.he_seeded`: one polynomial of ``N`` coefficients per data prime), so the bytes
+per value hardly depend on ``N``: a small ring helps a small model (one
 ciphertext of a few thousand slots instead of a mostly empty large one), and the data bits,
 set by precision and headroom, decide the rest.
 """
@@ -100,7 +101,7 @@ def _candidate(degree: int, *, values: int, contributors: int, max_abs: float,
                             global_scale_bits=scale)
         slots = degree // 2
         count = -(-values // slots)
-        size = count * (2 * degree * sum(sizes) // 8 + _FRAME_BYTES)
+        size = count * (degree * sum(sizes) // 8 + _FRAME_BYTES)
         return HeChoice(params, count, size, error_bound(params, contributors=contributors),
                         headroom_bound(params, contributors=contributors))
     return None

@@ -24,6 +24,7 @@ from tessera.access import KIT_ENV_VAR, enforce_on
 from tessera.audit_cli import app as audit_app
 from tessera.coordinator_cli import app as coordinator_app
 from tessera.data_cli import app as data_app
+from tessera.simulate import register as register_simulate
 from tessera.study_cli import register as register_study_runs
 
 app = typer.Typer(help="Tessera: federated, privacy-preserving learning for hospitals.",
@@ -172,6 +173,7 @@ def study_validate(plan: Path) -> None:
 
 
 register_study_runs(study_app)
+register_simulate(app)
 
 
 @app.command()

@@ -142,8 +142,13 @@ def provision(workdir: Path, names: list[str], *, port: int) -> None:
 
 def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, float],
           passphrase: str, tls: bool = False, port: int = 9092,
-          default_ceiling: float = DEFAULT_CEILING) -> LocalFederation:
-    """Provision a coordinator, ``sites`` hospitals and an auditor folder in ``workdir``."""
+          default_ceiling: float = DEFAULT_CEILING,
+          parts: list[np.ndarray] | None = None) -> LocalFederation:
+    """Provision a coordinator, ``sites`` hospitals and an auditor folder in ``workdir``.
+
+    Each site holds its partition of the bundled data, or ``parts[i]`` (row indices) when
+    given (simulations of more sites than the data can be split into).
+    """
     if sites < 1:
         raise TesseraError(ErrorCode.CONFIG_INVALID, "--sites must be at least 1")
     prepare_workdir(workdir)
@@ -159,9 +164,11 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
     plan_path.write_text(plan_to_toml(plan), encoding="utf-8")
 
     data = select(load_bundled(plan.dataset.name), plan.dataset)
-    parts = partition_indices(
-        data.y, sites, seed=plan.seed, scheme=plan.dataset.partition, alpha=plan.dataset.alpha,
-    )
+    if parts is None:
+        parts = partition_indices(data.y, sites, seed=plan.seed,
+                                  scheme=plan.dataset.partition, alpha=plan.dataset.alpha)
+    elif len(parts) != sites:
+        raise TesseraError(ErrorCode.CONFIG_INVALID, f"parts: {len(parts)} for {sites} sites")
     site_dirs: list[SiteDir] = []
     vaults: list[SiteVault] = []
     raw = load_bundled(plan.dataset.name)

@@ -135,6 +135,9 @@ def _model_text(plan: StudyPlan) -> str:
     if plan.model.kind == "mlp":
         return (f"mlp (one hidden layer of {plan.model.hidden} units, group norm in "
                 f"{plan.model.groups} groups)")
+    if plan.model.kind == "cnn":
+        return (f"cnn (two 3x3 convolutions with group norm in {plan.model.groups} groups, "
+                f"a hidden layer of {plan.model.hidden} units)")
     return "logreg (logistic regression)"
 
 

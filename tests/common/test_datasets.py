@@ -29,8 +29,17 @@ SPEC = DatasetSpec(name="t", features=["age", "bmi"], label="y", sensitive="sex"
 GOOD_CSV = "patient_id,age,bmi,sex,y\nA1,50,30.5,F,1\nA2,61,22.0,M,0\n"
 
 
-def test_bundled_names_are_the_two_sklearn_datasets() -> None:
-    assert bundled_names() == ["breast_cancer", "diabetes"]
+def test_bundled_names_are_the_three_sklearn_datasets() -> None:
+    assert bundled_names() == ["breast_cancer", "diabetes", "digits"]
+
+
+def test_digits_are_8x8_scans_with_a_binary_odd_label() -> None:
+    data = load_bundled("digits")
+    assert data.X.shape == (1797, 64)
+    assert data.features[0] == "pixel_0_0" and data.features[-1] == "pixel_7_7"
+    assert data.X.min() == 0 and data.X.max() == 16
+    assert set(np.unique(data.y)) == {0, 1}
+    assert 0.45 < data.y.mean() < 0.55
 
 
 def test_breast_cancer_matches_sklearn_with_snake_case_features() -> None:
@@ -66,7 +75,7 @@ def test_unknown_bundled_dataset_is_not_found() -> None:
     assert caught.value.code is ErrorCode.NOT_FOUND
 
 
-@pytest.mark.parametrize("name", ["breast_cancer", "diabetes"])
+@pytest.mark.parametrize("name", ["breast_cancer", "diabetes", "digits"])
 def test_bundled_plan_selects_from_bundled_data(name: str) -> None:
     spec = load_plan(bundled_plan_path(name)).dataset
     data = select(load_bundled(name), spec)

@@ -147,3 +147,40 @@ def test_build_model_rejects_no_features() -> None:
     with pytest.raises(TesseraError) as caught:
         build_model(LOGREG, n_features=0, seed=0)
     assert "n_features" in caught.value.message
+
+
+CNN = ModelSpec(kind="cnn", hidden=16, groups=4)
+
+
+def test_cnn_reads_rows_as_square_images_with_group_norm() -> None:
+    model = build_model(CNN, n_features=64, seed=0)
+    assert model(torch.zeros(5, 64)).shape == (5,)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == 2 and not any(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    # 16 3x3 filters, 32 3x3x16 filters, two GroupNorms, 32*4*4 -> 16 -> 1.
+    assert model_to_vector(model)[0].size == 160 + 4640 + 32 + 64 + 8208 + 17
+    # Each example is its own image: a batch gives the logits of its examples one by one.
+    x = torch.randn(3, 64)
+    alone = torch.stack([model(x[i : i + 1])[0] for i in range(3)])
+    torch.testing.assert_close(model(x), alone)
+
+
+def test_cnn_initialisation_depends_only_on_the_seed() -> None:
+    first = model_to_vector(build_model(CNN, n_features=64, seed=3))[0]
+    again = model_to_vector(build_model(CNN, n_features=64, seed=3))[0]
+    other = model_to_vector(build_model(CNN, n_features=64, seed=4))[0]
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 0
+
+
+def test_cnn_refuses_features_that_are_not_a_square_image() -> None:
+    with pytest.raises(TesseraError) as info:
+        build_model(CNN, n_features=30, seed=0)
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+    assert "n_features" in info.value.message
+
+
+def test_cnn_groups_must_divide_its_channels() -> None:
+    with pytest.raises(ValueError, match="must divide 16"):
+        ModelSpec(kind="cnn", hidden=16, groups=3)

@@ -161,7 +161,7 @@ def test_quoted_number_is_rejected() -> None:
         ('label = "y"', 'label = "y"\npartition = "random"', "dataset.partition"),
         ('label = "y"', 'label = "y"\nalpha = 0.0', "dataset.alpha"),
         ('kind = "logreg"', 'kind = "mlp"\nhidden = 16\ngroups = 5', "model.groups"),
-        ('kind = "logreg"', 'kind = "cnn"', "model.kind"),
+        ('kind = "logreg"', 'kind = "transformer"', "model.kind"),
         ("delta = 1e-5", "delta = 1.0", "privacy.delta"),
         ("update_clip = 5.0", "update_clip = 0.0", "privacy.update_clip"),
         ("batch_size = 8", "batch_size = 0", "training.batch_size"),
@@ -229,7 +229,7 @@ def test_plan_hash_changes_with_any_semantic_edit(old: str, new: str) -> None:
     assert plan_hash(parse_plan(MINIMAL.replace(old, new))) != plan_hash(parse_plan(MINIMAL))
 
 
-@pytest.mark.parametrize("name", ["breast_cancer", "diabetes"])
+@pytest.mark.parametrize("name", ["breast_cancer", "diabetes", "digits"])
 def test_bundled_plans_round_trip_through_toml(name: str) -> None:
     plan = load_plan(bundled_plan_path(name))
     again = parse_plan(plan_to_toml(plan))

@@ -82,7 +82,7 @@ def test_an_inconsistent_dictionary_is_refused_naming_the_column(
     assert fragment in caught.value.message
 
 
-@pytest.mark.parametrize("name", ["breast_cancer", "diabetes"])
+@pytest.mark.parametrize("name", ["breast_cancer", "diabetes", "digits"])
 def test_bundled_plans_document_every_column(name: str) -> None:
     spec = load_plan(bundled_plan_path(name)).dataset
     assert spec.columns is not None
@@ -113,3 +113,16 @@ def test_bundled_data_lies_within_the_dictionary_with_margin(name: str) -> None:
             assert values.max() <= column.max - 0.05 * span, feature
             assert values.min() >= column.min + 0.05 * span or column.min == 0, feature
             assert column.max - column.min <= 2 * span, feature
+
+
+def test_digits_dictionary_is_the_scanners_ink_scale() -> None:
+    # Pixels are ink on a fixed 0-16 scale (no margin beyond it exists, and border pixels are
+    # always blank): the dictionary states the scale itself, and the data stays within it.
+    spec = load_plan(bundled_plan_path("digits")).dataset
+    data = load_bundled("digits")
+    assert spec.columns is not None
+    for feature in spec.features:
+        column = spec.columns[feature]
+        assert (column.type, column.min, column.max) == ("number", 0, 16)
+        values = data.X[:, data.features.index(feature)]
+        assert values.min() >= 0 and values.max() <= 16

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RESOURCES = (
     "common/studies/breast_cancer.toml",
     "common/studies/diabetes.toml",
+    "common/studies/digits.toml",
     "tessera/roles.toml",
     "client_app/store/migrations/env.py",
     "client_app/store/migrations/script.py.mako",

@@ -159,7 +159,7 @@ def upload(keys: CkksKeys) -> list[bytes]:
         ("one chunk", "has 1 chunks"),
         ("shorter", "holds 4000 values"),
         ("foreign parameters", "not a CKKS ciphertext"),
-        ("other scale", "cannot be added"),
+        ("other scale", "data level and scale"),
     ],
 )
 def test_bad_or_mismatched_ciphertexts_are_refused_with_a_reason(

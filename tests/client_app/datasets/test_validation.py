@@ -111,7 +111,7 @@ def test_a_clean_file_has_no_issues_and_counts_labels() -> None:
     assert "no issues" in report.to_text()
 
 
-@pytest.mark.parametrize("study", ["breast_cancer", "diabetes"])
+@pytest.mark.parametrize("study", ["breast_cancer", "diabetes", "digits"])
 def test_the_bundled_data_meets_its_study_dictionary(study: str) -> None:
     report = check(csv_bytes(load_bundled(study)), load_plan(bundled_plan_path(study)))
     assert not report.blocking

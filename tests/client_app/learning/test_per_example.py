@@ -1,5 +1,6 @@
 """Per-example gradients computed directly equal Opacus's per-sample gradients, for the model
-zoo's closed forms and for the vmap fallback, and a fast DP-SGD step equals an Opacus one."""
+zoo's closed forms and for the vmap fallback (an arbitrary module and the image CNN), and a
+fast DP-SGD step equals an Opacus one."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def _models() -> dict[str, torch.nn.Module]:
         "mlp": build_model(ModelSpec(kind="mlp", hidden=8, groups=2), n_features=FEATURES,
                            seed=2),
         "other": Squeezed(),
+        # FEATURES pixels read as a 3x3 image.
+        "cnn": build_model(ModelSpec(kind="cnn", hidden=8, groups=2), n_features=FEATURES,
+                           seed=4),
     }
 
 
@@ -70,7 +74,7 @@ def _opacus_grad_samples(model: torch.nn.Module, x: torch.Tensor,
                     delattr(p, attr)
 
 
-@pytest.mark.parametrize("kind", ["logreg", "mlp", "other"])
+@pytest.mark.parametrize("kind", ["logreg", "mlp", "other", "cnn"])
 def test_per_example_gradients_equal_opacus_per_sample_gradients(kind: str) -> None:
     model = _models()[kind]
     x, y = _batch(37)
@@ -87,7 +91,7 @@ def test_per_example_gradients_equal_opacus_per_sample_gradients(kind: str) -> N
     assert max(float(g.abs().max()) for g in direct) > 1e-2
 
 
-@pytest.mark.parametrize("kind", ["logreg", "mlp", "other"])
+@pytest.mark.parametrize("kind", ["logreg", "mlp", "other", "cnn"])
 def test_an_empty_batch_has_empty_gradients_and_a_zero_clipped_sum(kind: str) -> None:
     model = _models()[kind]
     x, y = _batch(0)
@@ -134,7 +138,7 @@ def _trained(kind: str, engine: str, *, key: bytes, extra: bool = False) -> np.n
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
 
 
-@pytest.mark.parametrize("kind", ["logreg", "mlp", "other"])
+@pytest.mark.parametrize("kind", ["logreg", "mlp", "other", "cnn"])
 def test_fast_training_equals_opacus_training_given_the_same_key(kind: str) -> None:
     key = bytes(range(32))
     fast = _trained(kind, "fast", key=key, extra=True)
@@ -154,3 +158,18 @@ def test_an_unknown_engine_is_refused() -> None:
                     noise_multiplier=1.0, max_grad_norm=1.0, seed=0, engine="hooks")
     assert info.value.code is ErrorCode.CONFIG_INVALID
     assert info.value.message.startswith("engine")
+
+
+def test_cnn_per_example_gradients_on_8x8_images_equal_vmaps() -> None:
+    from client_app.learning.per_example import _vmapped
+
+    model = build_model(ModelSpec(kind="cnn", hidden=16, groups=4), n_features=64, seed=7)
+    rng = np.random.default_rng(2)
+    x = torch.as_tensor(rng.uniform(-1, 1, size=(12, 64)), dtype=torch.float32)
+    y = torch.as_tensor(rng.integers(0, 2, size=12), dtype=torch.float32)
+    direct, losses = per_example_gradients(model, x, y)
+    mapped, mapped_losses = _vmapped(model, x, y)
+    for ours, theirs in zip(direct, mapped, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(losses, mapped_losses)
+    assert all(p.grad is None for p in model.parameters())  # the model's own grads untouched
