@@ -15,6 +15,11 @@ both polynomials. Here the site:
 4. writes that polynomial and the seed in SEAL's own seeded serialisation (zstd-compressed,
    as SEAL and TenSEAL write theirs), inside TenSEAL's vector framing.
 
+Step 3 is a standard symmetric encryption only because step 1 is one: the site's context is
+made with ``ENCRYPTION_TYPE.SYMMETRIC`` (:func:`privacy.ckks.generate_keys`; it holds no public
+key), so ``b = m + e - a s`` with fresh noise ``e`` independent of ``s``. A public-key
+encryption's noise would carry a term in ``s``; :func:`encrypt_seeded` refuses such a context.
+
 Anyone holding the encryption parameters loads the result with
 ``tenseal.ckks_vector_from``: SEAL expands the seed and the ciphertext is an ordinary one,
 so the coordinator's add-only sum is unchanged. A sum is not seeded (it travels at full size).
@@ -31,6 +36,8 @@ import tenseal as ts
 import zstandard
 from tenseal import _ts_cpp as _cpp
 
+from common.errors import ErrorCode, TesseraError
+
 #: SEAL's serialisation magic and header (``Serialization::SEALHeader``, 16 bytes).
 _SEAL_MAGIC = 0xA15E
 _HEADER = struct.Struct("<HBBBBHQ")
@@ -46,6 +53,7 @@ _MEMBERS = struct.Struct("<4QBQQQdQ")
 
 def encrypt_seeded(context: ts.Context, values: list[float]) -> bytes:
     """One TenSEAL-loadable CKKS vector for ``values`` (at most ``slots``), seeded form."""
+    _require_symmetric(context)
     full = ts.ckks_vector(context, values)
     (ciphertext,) = full.ciphertext()
     degree = ciphertext.poly_modulus_degree()
@@ -66,6 +74,16 @@ def encrypt_seeded(context: ts.Context, values: list[float]) -> bytes:
     return _vector_bytes(len(values),
                          _seeded_bytes(version, parms_id, degree, primes, scale, first, seed),
                          scale)
+
+
+def _require_symmetric(context: ts.Context) -> None:
+    """Refuse a context that encrypts with a public key (its noise is not independent of s)."""
+    try:
+        context.public_key()
+    except ValueError:
+        return  # "public_key is not supported for symmetric encryption"
+    raise TesseraError(ErrorCode.CONFIG_INVALID,
+                       "context: seeded ciphertexts need a symmetric-encryption context")
 
 
 def _decryptor(context: ts.Context) -> _cpp.Decryptor:

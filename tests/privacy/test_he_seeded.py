@@ -19,7 +19,7 @@ from privacy.ckks import (
     generate_keys,
 )
 from privacy.he_params import choose_params
-from privacy.he_seeded import SEED_BYTES
+from privacy.he_seeded import SEED_BYTES, encrypt_seeded
 
 #: The reference workload of docs/he-parameters.md: 100 sites, magnitudes up to 5,000
 #: (500 examples x clip 10), sums exact to 1e-4.
@@ -105,3 +105,13 @@ def test_seeded_uploads_of_another_key_are_refused_at_the_sum(small_keys: CkksKe
     with pytest.raises(TesseraError) as info:
         add_encrypted(small_keys.evaluation_context, [own, foreign])
     assert info.value.code is ErrorCode.BAD_CIPHERTEXT
+
+
+def test_a_public_key_context_is_refused_for_seeded_ciphertexts() -> None:
+    # A public-key encryption's noise holds a term in the secret key: the seeded rewrite is
+    # only a standard symmetric ciphertext when the first encryption is symmetric.
+    context = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=4096,
+                         coeff_mod_bit_sizes=[40, 20])
+    context.global_scale = 2.0**20
+    with pytest.raises(TesseraError, match="symmetric"):
+        encrypt_seeded(context, [1.0, 2.0])
