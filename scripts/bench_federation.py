@@ -4,7 +4,8 @@ and the memory curve, as JSON.
 Usage::
 
     python scripts/bench_federation.py [--sites 20] [--rounds 10] [--study breast_cancer]
-                                       [--no-he] [--out bench-out/bench_federation.json]
+                                       [--no-he] [--tracemalloc]
+                                       [--out bench-out/bench_federation.json]
 
 The study runs on in-process site agents (:class:`tessera.inprocess.InProcessGrid`: the real
 agents, the real signed tasks and contributions, the real encrypted FedAvg strategy, no
@@ -12,8 +13,10 @@ Flower processes), so the memory figures are those of one process holding the co
 *and* every agent: a coordinator that kept per-round state would show as growth after round
 2. The process's resident memory is sampled every 0.2 s; each round's figure is the sample
 at the end of its evaluation. A lost update is a site that was admitted but did not take
-part in a round. Every run works in a temporary folder, removed afterwards. The script is
-run by hand, not by the tests.
+part in a round. With ``--tracemalloc`` the Python allocations still held at the end of the
+study are compared with those held at the end of round 2, and the lines that grew most are
+reported (what a coordinator keeps per round). Every run works in a temporary folder,
+removed afterwards. The script is run by hand, not by the tests.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import tempfile
 import threading
 import time
+import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,7 +80,43 @@ class MemorySampler(threading.Thread):
         return before[-1] if before else None
 
 
-def bench(*, sites: int, rounds: int, study: str, he: bool) -> dict[str, Any]:
+class RoundSnapshots(threading.Thread):
+    """Takes a tracemalloc snapshot when the run's progress shows round ``at`` evaluated."""
+
+    def __init__(self, progress: Path, *, at: int) -> None:
+        super().__init__(daemon=True)
+        self.progress, self.at = progress, at
+        self.snapshot: tracemalloc.Snapshot | None = None
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        marker = f'"round": {self.at}'
+        while not self._stop_event.is_set() and self.snapshot is None:
+            try:
+                text = self.progress.read_text(encoding="utf-8")
+            except OSError:
+                text = ""
+            if any('"round_evaluated"' in line and marker in line for line in text.splitlines()):
+                self.snapshot = tracemalloc.take_snapshot()
+            self._stop_event.wait(0.05)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def growth_top(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, *,
+               limit: int = 12) -> list[dict[str, Any]]:
+    """The source lines whose held allocations grew most between two snapshots."""
+    stats = after.compare_to(before, "lineno")
+    return [{"where": "/".join(Path(stat.traceback[0].filename).parts[-2:])
+                      + f":{stat.traceback[0].lineno}",
+             "grew_kib": round(stat.size_diff / 1024, 1), "blocks": stat.count_diff}
+            for stat in stats[:limit]]
+
+
+def bench(*, sites: int, rounds: int, study: str, he: bool,
+          trace: bool = False) -> dict[str, Any]:
     """Run one study on ``sites`` in-process agents; the figures."""
     plan = override(load_plan(bundled_plan_path(study)), rounds=rounds, he_enabled=he,
                     min_sites=min(sites, 2))
@@ -87,15 +127,25 @@ def bench(*, sites: int, rounds: int, study: str, he: bool) -> dict[str, Any]:
                                      passphrase=PASSPHRASE, default_ceiling=ceiling)
         provision_s = time.perf_counter() - started
         grid = InProcessGrid([SiteAgent(unlock_vault(s, PASSPHRASE)) for s in fed.sites])
+        run = RunDir(fed.layout.coordinator.run(RUN_ID).root)
         sampler = MemorySampler()
         sampler.start()
+        snapshots = RoundSnapshots(run.progress_path, at=2)
+        if trace:
+            tracemalloc.start()
+            snapshots.start()
         rss_before = rss_mib()
         started = time.perf_counter()
         result = run_study(grid, workdir=fed.workdir, plan_path=fed.plan_path, run_id=RUN_ID,
                            expected_sites=sites, custodian=fed.custodian)
         study_s = time.perf_counter() - started
         sampler.stop()
-        run = RunDir(fed.layout.coordinator.run(RUN_ID).root)
+        growth: list[dict[str, Any]] | None = None
+        if trace:
+            snapshots.stop()
+            end = tracemalloc.take_snapshot()
+            tracemalloc.stop()
+            growth = growth_top(snapshots.snapshot, end) if snapshots.snapshot else None
         events = [json.loads(line) for line in run.progress_path.read_text().splitlines()]
     ends = {int(e["round"]): float(e["t"]) for e in events if e["event"] == "round_evaluated"}
     admitted: list[str] = next(
@@ -130,6 +180,7 @@ def bench(*, sites: int, rounds: int, study: str, he: bool) -> dict[str, Any]:
         if after_two else None,
         "final": {k: result.get("final", {}).get(k) for k in ("auc", "accuracy")}
         if result.get("final") else None,
+        "tracemalloc_growth_after_round_2": growth,
     }
 
 
@@ -143,11 +194,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--study", default="breast_cancer")
     parser.add_argument("--no-he", action="store_true", help="Plaintext FedAvg.")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="Report the source lines whose allocations grew after round 2.")
     parser.add_argument("--out", type=Path, default=Path("bench-out/bench_federation.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("flwr").setLevel(logging.WARNING)
-    figures = bench(sites=args.sites, rounds=args.rounds, study=args.study, he=not args.no_he)
+    figures = bench(sites=args.sites, rounds=args.rounds, study=args.study, he=not args.no_he,
+                    trace=args.tracemalloc)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2), encoding="utf-8")
     print(json.dumps({k: figures[k] for k in ("status", "sites", "rounds", "study_seconds",

@@ -48,6 +48,8 @@ from server.study_run import StudyRun
 
 log = logging.getLogger(__name__)
 MODEL_FORMAT = "tessera-model/1"
+#: Seconds a site has to answer one hello while a resumed run gathers its sites again.
+HELLO_TIMEOUT = 20.0
 
 
 def federation_keys(coordinator: Path) -> tuple[SigningKey, dict[str, str]]:
@@ -77,10 +79,12 @@ def wait_for_nodes(grid: Grid, expected: int, *, timeout: float) -> list[int]:
         time.sleep(1.0)
 
 
-def _admit_sites(grid: Grid, run: StudyRun, nodes: list[int]) -> list[dict[str, str]]:
-    """Say hello: each agent checks the task and its approval of the plan hash."""
+def _hello(grid: Grid, run: StudyRun, nodes: list[int], *,
+           timeout: float | None = None) -> list[dict[str, str]]:
+    """Say hello: each agent checks the task and its approval of the plan hash; the sites
+    that answer well join the run. The refusals, in report form."""
     requests = {node: run.request(f"node-{node}", agent_pb2.TASK_HELLO, 0) for node in nodes}
-    replies, _ = run.send(grid, requests)
+    replies, _ = run.send(grid, requests, timeout=timeout)
     # A node is named by the site whose signed reply came from it.
     names = {r.node_id: r.reply.site for r in replies if r.reply is not None and r.reply.site}
     got = collect(replies, names)
@@ -92,11 +96,33 @@ def _admit_sites(grid: Grid, run: StudyRun, nodes: list[int]) -> list[dict[str, 
         # (0 until then: a site that refuses the run releases none).
         run.site_examples[site] = int(reply.metrics.get("examples_train", 0))
         run.dataset_versions[site] = reply.dataset_version
-    refused = got.refusals_json() + got.rejections_json()
+    return got.refusals_json() + got.rejections_json()
+
+
+def _admit_sites(grid: Grid, run: StudyRun, nodes: list[int]) -> list[dict[str, str]]:
+    """Admit the sites of ``nodes`` (at least the plan's minimum)."""
+    refused = _hello(grid, run, nodes)
     run.admission_refused = refused
     run.recorder.event("sites_admitted", sites=sorted(run.trainers.values()), refused=refused)
     run.require_quorum(len(run.trainers), "admission")
     return refused
+
+
+def _readmit(grid: Grid, run: StudyRun, expected: set[str], *, wait: float) -> None:
+    """After a coordinator restart: hello to the nodes until every ``expected`` site answered
+    or ``wait`` seconds passed (a SuperNode reconnects to a restarted SuperLink after a
+    back-off of its own, and the SuperLink may still list the node ids of the old session)."""
+    deadline = time.monotonic() + wait
+    refused: list[dict[str, str]] = []
+    while True:
+        known = set(run.trainers)
+        nodes = [n for n in sorted(int(i) for i in grid.get_node_ids()) if n not in known]
+        if nodes:
+            refused = _hello(grid, run, nodes, timeout=min(run.timeout, HELLO_TIMEOUT))
+        if expected <= set(run.trainers.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    run.recorder.event("sites_admitted", sites=sorted(run.trainers.values()), refused=refused)
 
 
 def federation_stats(grid: Grid, run: StudyRun) -> dict[str, Any]:
@@ -125,7 +151,7 @@ def federation_stats(grid: Grid, run: StudyRun) -> dict[str, Any]:
     return rlog.to_json()
 
 
-def _resume(grid: Grid, run: StudyRun, nodes: list[int], *, resumed_by: str) -> int:
+def _resume(grid: Grid, run: StudyRun, *, resumed_by: str) -> int:
     """Admit the sites again and restore the run's checkpoint; the last completed round."""
     point = load_checkpoint(run.recorder.folder)
     if point is None:
@@ -133,7 +159,7 @@ def _resume(grid: Grid, run: StudyRun, nodes: list[int], *, resumed_by: str) -> 
                            f"run {run.run_id} has no checkpoint: it ended before its "
                            "federation statistics were summed; submit the study again")
     run.recorder.event("run_resumed", from_round=point.round, flower_run=resumed_by)
-    _admit_sites(grid, run, nodes)
+    _readmit(grid, run, set(point.trainers), wait=min(run.timeout * 4, 300.0))
     run.site_examples.clear()
     restore(run, point)
     run.trainers = {n: s for n, s in run.trainers.items() if s in point.trainers}
@@ -231,7 +257,7 @@ def run_study(grid: Grid, *, plan_path: Path, run_id: str, expected_sites: int,
         nodes = wait_for_nodes(grid, expected_sites, timeout=min(timeout, 300.0))
         recorder.event("nodes_connected", count=len(nodes))
         if resumed_by:
-            rounds_done = _resume(grid, run, nodes, resumed_by=resumed_by)
+            rounds_done = _resume(grid, run, resumed_by=resumed_by)
             result["resumed_after_round"] = rounds_done
             result["stats_round"] = recorder.rounds[0].to_json()
         else:

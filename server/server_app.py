@@ -2,7 +2,8 @@
 
 The run config names the coordinator folder (``coordinator-dir``; ``workdir`` is the older
 form, a work folder whose ``coordinator/`` it means) and the plan file; ``resume-run`` names
-the run this Flower run resumes (from its checkpoint, under its run id).
+the run this Flower run resumes (from its checkpoint, under its run id). Replies are pulled
+promptly (:class:`server.polling.PromptGrid`), not on Flower's 3 s tick.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from server.coordinator import run_study
+from server.polling import PromptGrid
 
 app = ServerApp()
 
@@ -26,7 +28,7 @@ def main(grid: Grid, context: Context) -> None:
         {"workdir": Path(str(cfg["workdir"]))}
     resumes = str(cfg.get("resume-run", "") or "")
     run_study(
-        grid,
+        PromptGrid(grid),
         **where,
         plan_path=Path(str(cfg["plan"])),
         run_id=resumes or str(context.run_id),

@@ -106,8 +106,10 @@ class StudyRun:
         return by_reference(full) if (site, kind, round_) in self.delivered else full
 
     def send(self, grid: Grid, requests: dict[int, agent_pb2.TaskRequest], *,
-             names: dict[int, str] | None = None) -> tuple[list[Reply], dict[int, int]]:
-        """Send one signed request per node; the authenticated replies and bytes sent."""
+             names: dict[int, str] | None = None,
+             timeout: float | None = None) -> tuple[list[Reply], dict[int, int]]:
+        """Send one signed request per node; the authenticated replies and bytes sent (the
+        replies that came within ``timeout``, by default the run's)."""
         messages: list[Message] = []
         sizes: dict[int, int] = {}
         for node, req in requests.items():
@@ -115,7 +117,8 @@ class StudyRun:
             messages.append(message)
             sizes[node] = size
         check = ReplyCheck(requests, self.signing_keys, names)
-        replies = read_replies(grid.send_and_receive(messages, timeout=self.timeout), check)
+        wait = self.timeout if timeout is None else timeout
+        replies = read_replies(grid.send_and_receive(messages, timeout=wait), check)
         for item in replies:
             if item.reply is not None and item.reply.ok:
                 self.mark_delivered(requests[item.node_id], item.reply.site)
