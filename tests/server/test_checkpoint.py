@@ -25,6 +25,7 @@ from protos.wire import unpack_payload
 from server.checkpoint import Checkpoint, checkpoint_path, load_checkpoint
 from server.coordinator import run_study
 from server.run_record import run_folder
+from server.study_run import StudyRun
 from tessera import local_federation
 from tessera.inprocess import InProcessGrid
 from tessera.local_federation import LocalFederation
@@ -159,3 +160,40 @@ def test_checkpoint_round_trips_its_file_form() -> None:
                        admission_refused=[{"site": "c", "code": "not_approved", "reason": "x"}],
                        sets={(1, 0): b"\x00stats", (2, 2): b"weights\xff"})
     assert Checkpoint.from_json(json.loads(json.dumps(point.to_json()))) == point
+
+
+def test_a_run_keeps_only_the_sets_later_steps_build_on(tmp_path: Path) -> None:
+    fed = _federation(tmp_path, rounds=3, min_sites=2)
+    seen: list[set[tuple[int, int]]] = []
+
+    class Watching(InProcessGrid):
+        run: StudyRun | None = None
+
+        def send_and_receive(self, messages: Iterable[Message], *,
+                             timeout: float | None = None) -> Iterable[Message]:
+            if Watching.run is not None:
+                seen.append(set(Watching.run.sets))
+            return super().send_and_receive(messages, timeout=timeout)
+
+    original = StudyRun.keep_sets_from
+
+    def spy(self: StudyRun, round_: int) -> None:
+        Watching.run = self
+        original(self, round_)
+
+    StudyRun.keep_sets_from = spy  # type: ignore[method-assign]
+    try:
+        result = run_study(Watching(_agents(fed)), workdir=fed.workdir, plan_path=fed.plan_path,
+                           run_id=RUN, expected_sites=3, custodian=fed.custodian)
+    finally:
+        StudyRun.keep_sets_from = original  # type: ignore[method-assign]
+    assert result["status"] == "completed", result.get("error")
+    stats, weights, counts = (agent_pb2.ENVELOPE_STATS, agent_pb2.ENVELOPE_WEIGHTS,
+                              agent_pb2.ENVELOPE_EVAL)
+    # Never more than the statistics, one round's weights and one round's counts at once.
+    assert seen and max(len(s) for s in seen) <= 3
+    assert all(len({r for k, r in s if k == weights}) <= 1 for s in seen)
+    assert all(len({r for k, r in s if k == counts}) <= 1 for s in seen)
+    assert all((stats, 0) in s for s in seen)
+    point = load_checkpoint(run_folder(fed.coordinator_dir, RUN))
+    assert point is not None and set(point.sets) == {(stats, 0), (weights, 3)}
