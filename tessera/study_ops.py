@@ -107,7 +107,8 @@ def resume(coordinator: CoordinatorDir, run_id: str) -> RunStatus:
 
     manifest = coordinator_manifest(coordinator)
     current = run_status(coordinator, run_id)
-    if not CoordinatorController(coordinator).status().running:
+    if current.state not in FINAL_STATES and \
+            not CoordinatorController(coordinator).status().running:
         raise TesseraError(ErrorCode.PROCESS_FAILED,
                            "the coordinator is not running: start it with 'tessera coordinator "
                            f"start --coordinator-dir {coordinator.root}'")
@@ -166,8 +167,8 @@ def run_status(coordinator: CoordinatorDir, run_id: str) -> RunStatus:
     done = [int(e["round"]) for e in events
             if e.get("event") in ("round_evaluated", "round_completed")]
     error = None
-    coordinator_now = CoordinatorController(coordinator).status()
-    if result:
+    coordinator_now = None if result else CoordinatorController(coordinator).status()
+    if coordinator_now is None:
         state = str(result.get("status", "failed"))
         err = result.get("error")
         error = str(err.get("message")) if isinstance(err, dict) else None
