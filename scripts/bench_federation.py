@@ -14,9 +14,9 @@ Flower processes), so the memory figures are those of one process holding the co
 2. The process's resident memory is sampled every 0.2 s; each round's figure is the sample
 at the end of the round (its evaluation, or its training when the plan does not evaluate
 that round). A lost update is a site that was admitted but did not take
-part in a round. With ``--tracemalloc`` the Python allocations still held at the end of the
-study are compared with those held when round 2 was trained, and the lines that grew most are
-reported (what a coordinator keeps per round).
+part in a round. With ``--tracemalloc`` the Python allocations held when the last round was
+trained are compared with those held when round 2 was trained, and the lines that grew most
+are reported (what a coordinator keeps per round).
 
 With ``--deployment`` the study runs on real processes instead (``tessera demo``: a
 SuperLink and one SuperNode and site agent per site, TLS on), and the memory curve is the
@@ -90,23 +90,26 @@ class MemorySampler(threading.Thread):
 
 
 class RoundSnapshots(threading.Thread):
-    """Takes a tracemalloc snapshot when the run's progress shows round ``at`` trained."""
+    """Takes a tracemalloc snapshot when the run's progress shows each round of ``at``
+    trained (while the run, and what it keeps, is alive)."""
 
-    def __init__(self, progress: Path, *, at: int) -> None:
+    def __init__(self, progress: Path, *, at: tuple[int, ...]) -> None:
         super().__init__(daemon=True)
         self.progress, self.at = progress, at
-        self.snapshot: tracemalloc.Snapshot | None = None
+        self.snapshots: dict[int, tracemalloc.Snapshot] = {}
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        marker = f'"round": {self.at}'
-        while not self._stop_event.is_set() and self.snapshot is None:
+        while not self._stop_event.is_set() and len(self.snapshots) < len(self.at):
             try:
-                text = self.progress.read_text(encoding="utf-8")
+                lines = self.progress.read_text(encoding="utf-8").splitlines()
             except OSError:
-                text = ""
-            if any('"round_trained"' in line and marker in line for line in text.splitlines()):
-                self.snapshot = tracemalloc.take_snapshot()
+                lines = []
+            for number in self.at:
+                marker = f'"round": {number},'
+                if number not in self.snapshots and any(
+                        '"round_trained"' in line and marker in line for line in lines):
+                    self.snapshots[number] = tracemalloc.take_snapshot()
             self._stop_event.wait(0.05)
 
     def stop(self) -> None:
@@ -139,7 +142,7 @@ def bench(*, sites: int, rounds: int, study: str, he: bool,
         run = RunDir(fed.layout.coordinator.run(RUN_ID).root)
         sampler = MemorySampler()
         sampler.start()
-        snapshots = RoundSnapshots(run.progress_path, at=2)
+        snapshots = RoundSnapshots(run.progress_path, at=(2, rounds))
         if trace:
             tracemalloc.start()
             snapshots.start()
@@ -152,9 +155,9 @@ def bench(*, sites: int, rounds: int, study: str, he: bool,
         growth: list[dict[str, Any]] | None = None
         if trace:
             snapshots.stop()
-            end = tracemalloc.take_snapshot()
             tracemalloc.stop()
-            growth = growth_top(snapshots.snapshot, end) if snapshots.snapshot else None
+            taken = snapshots.snapshots
+            growth = growth_top(taken[2], taken[rounds]) if len(taken) == 2 else None
         events = [json.loads(line) for line in run.progress_path.read_text().splitlines()]
     # A round ends with its evaluation when the plan evaluates it, else with its training.
     ends = {int(e["round"]): float(e["t"]) for e in events if e["event"] == "round_trained"}
