@@ -6,6 +6,12 @@ rounds with per-round federated evaluation, ask the custodian site to release th
 model (it verifies and sums the final contributions itself), and register the model. Every
 task is signed with the coordinator's key from its kit. Everything the launcher reports comes
 from the run record.
+
+A run checkpoints after round 0 and after every completed round (:mod:`server.checkpoint`). A
+resumed run (a new Flower run that carries the original run id) says hello again (node ids
+change when the coordinator restarts), takes the statistics, the sites still training and the
+last round's contributions from the checkpoint and trains from the next round on; sites see
+the same run id, so their schedules refuse any step they already took.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from privacy.manifest import MANIFEST_FILE, SIGNING_KEY_FILE, load_manifest
 from privacy.signing import SigningKey
 from protos.tessera.v1 import agent_pb2
 from server.audit_trail import record_run
+from server.checkpoint import load_checkpoint, restore, save_checkpoint
 from server.collect import Contributions, collect
 from server.envelopes import contribution_set
 from server.he_context import read_evaluation_context
@@ -41,6 +48,8 @@ from server.study_run import StudyRun
 
 log = logging.getLogger(__name__)
 MODEL_FORMAT = "tessera-model/1"
+#: Seconds a site has to answer one hello while a resumed run gathers its sites again.
+HELLO_TIMEOUT = 20.0
 
 
 def federation_keys(coordinator: Path) -> tuple[SigningKey, dict[str, str]]:
@@ -70,10 +79,12 @@ def wait_for_nodes(grid: Grid, expected: int, *, timeout: float) -> list[int]:
         time.sleep(1.0)
 
 
-def _admit_sites(grid: Grid, run: StudyRun, nodes: list[int]) -> list[dict[str, str]]:
-    """Say hello: each agent checks the task and its approval of the plan hash."""
+def _hello(grid: Grid, run: StudyRun, nodes: list[int], *,
+           timeout: float | None = None) -> list[dict[str, str]]:
+    """Say hello: each agent checks the task and its approval of the plan hash; the sites
+    that answer well join the run. The refusals, in report form."""
     requests = {node: run.request(f"node-{node}", agent_pb2.TASK_HELLO, 0) for node in nodes}
-    replies, _ = run.send(grid, requests)
+    replies, _ = run.send(grid, requests, timeout=timeout)
     # A node is named by the site whose signed reply came from it.
     names = {r.node_id: r.reply.site for r in replies if r.reply is not None and r.reply.site}
     got = collect(replies, names)
@@ -85,10 +96,33 @@ def _admit_sites(grid: Grid, run: StudyRun, nodes: list[int]) -> list[dict[str, 
         # (0 until then: a site that refuses the run releases none).
         run.site_examples[site] = int(reply.metrics.get("examples_train", 0))
         run.dataset_versions[site] = reply.dataset_version
-    refused = got.refusals_json() + got.rejections_json()
+    return got.refusals_json() + got.rejections_json()
+
+
+def _admit_sites(grid: Grid, run: StudyRun, nodes: list[int]) -> list[dict[str, str]]:
+    """Admit the sites of ``nodes`` (at least the plan's minimum)."""
+    refused = _hello(grid, run, nodes)
+    run.admission_refused = refused
     run.recorder.event("sites_admitted", sites=sorted(run.trainers.values()), refused=refused)
     run.require_quorum(len(run.trainers), "admission")
     return refused
+
+
+def _readmit(grid: Grid, run: StudyRun, expected: set[str], *, wait: float) -> None:
+    """After a coordinator restart: hello to the nodes until every ``expected`` site answered
+    or ``wait`` seconds passed (a SuperNode reconnects to a restarted SuperLink after a
+    back-off of its own, and the SuperLink may still list the node ids of the old session)."""
+    deadline = time.monotonic() + wait
+    refused: list[dict[str, str]] = []
+    while True:
+        known = set(run.trainers)
+        nodes = [n for n in sorted(int(i) for i in grid.get_node_ids()) if n not in known]
+        if nodes:
+            refused = _hello(grid, run, nodes, timeout=min(run.timeout, HELLO_TIMEOUT))
+        if expected <= set(run.trainers.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    run.recorder.event("sites_admitted", sites=sorted(run.trainers.values()), refused=refused)
 
 
 def federation_stats(grid: Grid, run: StudyRun) -> dict[str, Any]:
@@ -113,7 +147,37 @@ def federation_stats(grid: Grid, run: StudyRun) -> dict[str, Any]:
     run.sets[(agent_pb2.ENVELOPE_STATS, 0)] = contribution_set(agent_pb2.ENVELOPE_STATS, 0,
                                                                got.envelopes)
     run.recorder.event("stats_summed", sites=len(got.envelopes))
+    save_checkpoint(run, 0)
     return rlog.to_json()
+
+
+def _resume(grid: Grid, run: StudyRun, *, resumed_by: str) -> int:
+    """Admit the sites again and restore the run's checkpoint; the last completed round."""
+    point = load_checkpoint(run.recorder.folder)
+    if point is None:
+        raise TesseraError(ErrorCode.NOT_FOUND,
+                           f"run {run.run_id} has no checkpoint: it ended before its "
+                           "federation statistics were summed; submit the study again")
+    run.recorder.event("run_resumed", from_round=point.round, flower_run=resumed_by)
+    _readmit(grid, run, set(point.trainers), wait=min(run.timeout * 4, 300.0))
+    run.site_examples.clear()
+    restore(run, point)
+    run.trainers = {n: s for n, s in run.trainers.items() if s in point.trainers}
+    run.evaluators = {n: s for n, s in run.evaluators.items() if s in point.evaluators}
+    run.require_quorum(len(run.trainers), f"resuming after round {point.round}")
+    return point.round
+
+
+def _train(grid: Grid, run: StudyRun, *, rounds_done: int, timeout: float) -> None:
+    """The training rounds after ``rounds_done`` (each evaluated and checkpointed)."""
+    rounds = run.plan.training.rounds
+    if rounds_done >= rounds:
+        return
+    strategy = EncryptedFedAvg(run, rounds_done=rounds_done)
+    outcome = strategy.start(grid=grid, initial_arrays=round_record(rounds_done),
+                             num_rounds=rounds - rounds_done, timeout=timeout)
+    if record_round(outcome.arrays) != rounds:
+        raise TesseraError(ErrorCode.PROCESS_FAILED, "training ended before the last round")
 
 
 def _release(grid: Grid, run: StudyRun, custodian: str) -> agent_pb2.ReleasedModel:
@@ -150,11 +214,14 @@ def model_document(run: StudyRun, released: agent_pb2.ReleasedModel) -> bytes:
 
 def run_study(grid: Grid, *, plan_path: Path, run_id: str, expected_sites: int,
               workdir: Path | None = None, coordinator_dir: Path | None = None,
-              custodian: str = "", timeout: float = 1800.0, loso: bool = False) -> dict[str, Any]:
+              custodian: str = "", timeout: float = 1800.0, loso: bool = False,
+              resumed_by: str = "") -> dict[str, Any]:
     """Run a whole study and return (and write) the run result.
 
     The coordinator folder is ``coordinator_dir``, or ``workdir``'s ``coordinator/``. With
-    ``loso``, leave-one-site-out evaluation runs after the release (server/loso.py).
+    ``loso``, leave-one-site-out evaluation runs after the release (server/loso.py). With
+    ``resumed_by`` (the Flower run id that resumes it), run ``run_id`` goes on from its
+    checkpoint.
     """
     if (workdir is None) == (coordinator_dir is None):
         raise TesseraError(ErrorCode.INTERNAL, "run_study: give workdir or coordinator_dir")
@@ -189,13 +256,16 @@ def run_study(grid: Grid, *, plan_path: Path, run_id: str, expected_sites: int,
             require_fixed_groups(plan)  # encrypted evaluation counts need the groups up front
         nodes = wait_for_nodes(grid, expected_sites, timeout=min(timeout, 300.0))
         recorder.event("nodes_connected", count=len(nodes))
-        result["admission_refused"] = _admit_sites(grid, run, nodes)
-        result["stats_round"] = federation_stats(grid, run)
-        strategy = EncryptedFedAvg(run)
-        outcome = strategy.start(grid=grid, initial_arrays=round_record(0),
-                                 num_rounds=plan.training.rounds, timeout=timeout)
-        if record_round(outcome.arrays) != plan.training.rounds:
-            raise TesseraError(ErrorCode.PROCESS_FAILED, "training ended before the last round")
+        if resumed_by:
+            rounds_done = _resume(grid, run, resumed_by=resumed_by)
+            result["resumed_after_round"] = rounds_done
+            result["stats_round"] = recorder.rounds[0].to_json()
+        else:
+            rounds_done = 0
+            _admit_sites(grid, run, nodes)
+            result["stats_round"] = federation_stats(grid, run)
+        result["admission_refused"] = run.admission_refused
+        _train(grid, run, rounds_done=rounds_done, timeout=timeout)
         released = _release(grid, run, custodian)
         importance = federated_importance(grid, run)
         held_out = run_loso(grid, run, stats_round=federation_stats) \

@@ -54,6 +54,19 @@ class RoundLog:
             "metrics": self.metrics,
         }
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> RoundLog:
+        """A round back from its report form (a resumed run reports its earlier rounds)."""
+        return cls(
+            round=int(doc["round"]), participating=list(doc.get("participating_sites", [])),
+            refused=list(doc.get("refused_sites", [])),
+            rejected=list(doc.get("rejected_envelopes", [])),
+            bytes_up=dict(doc.get("bytes_up", {})), bytes_down=dict(doc.get("bytes_down", {})),
+            site_metrics=dict(doc.get("site_metrics", {})), metrics=dict(doc.get("metrics", {})),
+            seconds=float(doc.get("seconds", 0.0)),
+            aggregation_seconds=float(doc.get("aggregation_seconds", 0.0)),
+        )
+
 
 class RunRecorder:
     """Writes progress events and collects the round logs of one run."""

@@ -1,7 +1,9 @@
 """The Tessera ServerApp: Flower's entry point on the coordinator; it only wires config.
 
 The run config names the coordinator folder (``coordinator-dir``; ``workdir`` is the older
-form, a work folder whose ``coordinator/`` it means) and the plan file.
+form, a work folder whose ``coordinator/`` it means) and the plan file; ``resume-run`` names
+the run this Flower run resumes (from its checkpoint, under its run id). Replies are pulled
+promptly (:class:`server.polling.PromptGrid`), not on Flower's 3 s tick.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from server.coordinator import run_study
+from server.polling import PromptGrid
 
 app = ServerApp()
 
@@ -23,11 +26,13 @@ def main(grid: Grid, context: Context) -> None:
     folder = str(cfg.get("coordinator-dir", "") or "")
     where = {"coordinator_dir": Path(folder)} if folder else \
         {"workdir": Path(str(cfg["workdir"]))}
+    resumes = str(cfg.get("resume-run", "") or "")
     run_study(
-        grid,
+        PromptGrid(grid),
         **where,
         plan_path=Path(str(cfg["plan"])),
-        run_id=str(context.run_id),
+        run_id=resumes or str(context.run_id),
+        resumed_by=str(context.run_id) if resumes else "",
         expected_sites=int(cfg.get("expected-sites", 1)),
         custodian=str(cfg.get("custodian", "")),
         timeout=float(cfg.get("round-timeout", 1800.0)),

@@ -7,6 +7,11 @@ and returns a signed, encrypted contribution. The strategy checks and keeps the 
 contributions of the round (:mod:`server.collect`); the ArrayRecord Flower passes between
 steps only carries which round's set is current. Evaluation replies are counts (encrypted
 when HE is on), turned into metrics by :mod:`server.federated_eval`.
+
+Once a round is evaluated the strategy forgets what no later step builds on (earlier rounds'
+sets, the round's requests) and writes the run's checkpoint (:mod:`server.checkpoint`); a
+resumed run starts the strategy after its last completed round (``first_round``): Flower
+counts rounds from 1, the strategy adds the rounds already done.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from protos.tessera.v1 import agent_pb2
+from server.checkpoint import save_checkpoint
 from server.collect import Contributions, collect
 from server.envelopes import contribution_set
 from server.federated_eval import evaluate_round
@@ -45,8 +51,10 @@ def record_round(arrays: ArrayRecord) -> int:
 class EncryptedFedAvg(Strategy):
     """FedAvg over signed contributions (CKKS ciphertexts, or plaintext with HE off)."""
 
-    def __init__(self, run: StudyRun) -> None:
+    def __init__(self, run: StudyRun, *, rounds_done: int = 0) -> None:
         self.run = run
+        #: Rounds completed before this strategy started (a resumed run).
+        self.rounds_done = rounds_done
         self._sent_at: dict[int, float] = {}
         self._requests: dict[tuple[int, int], dict[int, agent_pb2.TaskRequest]] = {}
         self._grid: Grid | None = None
@@ -72,7 +80,7 @@ class EncryptedFedAvg(Strategy):
 
     def _read(self, kind: int, server_round: int, replies: Iterable[Message],
               names: dict[int, str]) -> list[Any]:
-        requests = self._requests[(kind, server_round)]
+        requests = self._requests.pop((kind, server_round))
         out = read_replies(replies, ReplyCheck(requests, self.run.signing_keys, names))
         for item in out:
             if item.reply is not None and item.reply.ok:
@@ -84,6 +92,7 @@ class EncryptedFedAvg(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Send every site still training its signed task for this round."""
+        server_round += self.rounds_done
         self.run.require_quorum(len(self.run.trainers), f"round {server_round}")
         previous = record_round(arrays)
         model = previous if previous >= 1 else None
@@ -98,6 +107,7 @@ class EncryptedFedAvg(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Check contributions, drop refused sites, keep the accepted set of the round."""
+        server_round += self.rounds_done
         rlog = self.run.recorder.round(server_round)
         started = time.perf_counter()
         checked = self._read(agent_pb2.TASK_TRAIN, server_round, replies, self.run.trainers)
@@ -121,6 +131,7 @@ class EncryptedFedAvg(Strategy):
         self.run.require_quorum(len(got.envelopes), f"round {server_round}")
         self.run.sets[(agent_pb2.ENVELOPE_WEIGHTS, server_round)] = contribution_set(
             agent_pb2.ENVELOPE_WEIGHTS, server_round, got.envelopes)
+        self.run.keep_sets_from(server_round)
         rlog.aggregation_seconds = time.perf_counter() - started
         # The round's time so far; an evaluated round extends it to its summed counts.
         rlog.seconds = time.perf_counter() - self._sent_at.get(server_round, started)
@@ -138,6 +149,7 @@ class EncryptedFedAvg(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Ask every admitted site to evaluate the round's verified global model."""
+        server_round += self.rounds_done
         self._grid = grid
         policy = self.run.plan.evaluation_policy
         final = server_round == self.run.plan.training.rounds
@@ -149,7 +161,15 @@ class EncryptedFedAvg(Strategy):
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
-        """Sum the sites' score histograms and derive metrics from the totals."""
+        """Sum the sites' score histograms and derive metrics from the totals; the round is
+        then complete (checkpointed)."""
+        server_round += self.rounds_done
+        try:
+            return self._evaluated(server_round, replies)
+        finally:
+            self._complete(server_round)
+
+    def _evaluated(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         if (agent_pb2.TASK_EVALUATE, server_round) not in self._requests or self._grid is None:
             return None
         rlog = self.run.recorder.round(server_round)
@@ -168,6 +188,14 @@ class EncryptedFedAvg(Strategy):
         self.run.recorder.event("round_evaluated", round=server_round, metrics=summary,
                                 seconds=rlog.seconds, problems=outcome.problems)
         return scalar_metrics(summary)
+
+    def _complete(self, server_round: int) -> None:
+        """The round is done: forget its requests and write the run's checkpoint."""
+        for key in [k for k in self._requests if k[1] <= server_round]:
+            del self._requests[key]
+        if (agent_pb2.ENVELOPE_WEIGHTS, server_round) in self.run.sets:
+            save_checkpoint(self.run, server_round)
+            self.run.recorder.event("round_completed", round=server_round)
 
 
 def scalar_metrics(summary: dict[str, Any]) -> MetricRecord:

@@ -58,7 +58,7 @@ class StudyRun:
     signing_keys: dict[str, str]
     trainers: dict[int, str] = field(default_factory=dict)
     evaluators: dict[int, str] = field(default_factory=dict)
-    #: Accepted contributions of each step, by (envelope kind, round).
+    #: Accepted contributions of the steps still built on, by (envelope kind, round).
     sets: dict[SetKey, agent_pb2.ContributionSet] = field(default_factory=dict)
     #: Which sets each site has verified in this run (sent by reference afterwards).
     delivered: set[tuple[str, int, int]] = field(default_factory=set)
@@ -72,6 +72,16 @@ class StudyRun:
     timeout: float = 1800.0
     #: Whether every round ends with federated evaluation (leave-one-site-out runs do not).
     evaluate_rounds: bool = True
+    #: Sites refused at admission (report form), kept for the checkpoint of a resumable run.
+    admission_refused: list[dict[str, str]] = field(default_factory=list)
+
+    def keep_sets_from(self, round_: int) -> None:
+        """Forget the weights and evaluation-count sets of rounds before ``round_``: no later
+        step builds on them (a round trains on the previous round's weights only), and a
+        run that kept every round's ciphertexts grew by megabytes a round."""
+        for key in [k for k in self.sets if k[0] != agent_pb2.ENVELOPE_STATS
+                    and k[1] < round_]:
+            del self.sets[key]
 
     # -- tasks -------------------------------------------------------------------------
     def request(self, site: str, kind: int, round_: int, *, model: int | None = None,
@@ -96,8 +106,10 @@ class StudyRun:
         return by_reference(full) if (site, kind, round_) in self.delivered else full
 
     def send(self, grid: Grid, requests: dict[int, agent_pb2.TaskRequest], *,
-             names: dict[int, str] | None = None) -> tuple[list[Reply], dict[int, int]]:
-        """Send one signed request per node; the authenticated replies and bytes sent."""
+             names: dict[int, str] | None = None,
+             timeout: float | None = None) -> tuple[list[Reply], dict[int, int]]:
+        """Send one signed request per node; the authenticated replies and bytes sent (the
+        replies that came within ``timeout``, by default the run's)."""
         messages: list[Message] = []
         sizes: dict[int, int] = {}
         for node, req in requests.items():
@@ -105,7 +117,8 @@ class StudyRun:
             messages.append(message)
             sizes[node] = size
         check = ReplyCheck(requests, self.signing_keys, names)
-        replies = read_replies(grid.send_and_receive(messages, timeout=self.timeout), check)
+        wait = self.timeout if timeout is None else timeout
+        replies = read_replies(grid.send_and_receive(messages, timeout=wait), check)
         for item in replies:
             if item.reply is not None and item.reply.ok:
                 self.mark_delivered(requests[item.node_id], item.reply.site)

@@ -84,6 +84,11 @@ def read_replies(replies: Iterable[Message], check: ReplyCheck) -> list[Reply]:
             out.append(Reply(node, None, "undecodable reply", 0))
             continue
         problem = _authentic(node, reply, check)
+        if problem and not reply.ok and not reply.site and not reply.signature:
+            # The node's ClientApp shim (it holds no key) reporting that it could not reach
+            # its agent: the site is out of this step, nothing it says is used.
+            out.append(Reply(node, None, f"node failure: {reply.reason[:200]}", len(data)))
+            continue
         if problem:
             out.append(Reply(node, None, f"bad_signature: {problem}", len(data)))
             continue

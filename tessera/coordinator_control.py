@@ -47,6 +47,8 @@ class CoordinatorStatus:
     registered_sites: tuple[str, ...]
     error: str | None
     log_path: str
+    #: When the running coordinator process started (ISO 8601, UTC), if it runs.
+    started_at: str | None = None
 
     def to_json(self) -> dict[str, object]:
         out = asdict(self)
@@ -151,7 +153,7 @@ class CoordinatorController:
             audit_address=_text(state.get("audit_address")),
             registered_sites=_names(state.get("registered")),
             error=_text(state.get("error")) or (self._log_error() if pid is None else None),
-            log_path=str(self.log_path))
+            log_path=str(self.log_path), started_at=_text(state.get("started_at")))
 
     def live_pid(self) -> int | None:
         """The coordinator's pid if it runs; the pid file of a gone (or foreign) process is

@@ -80,6 +80,9 @@ class ProgressView:
         elif kind == "importance_measured":
             c.print(f"feature importance measured at {len(event['sites'])} site(s) "
                     f"on {event['rows']} held-out rows")
+        elif kind == "run_resumed":
+            c.print(f"[cyan]resumed after round {event['from_round']}[/] "
+                    f"(Flower run {event.get('flower_run', '?')})")
         elif kind == "loso_skipped":
             c.print(f"[yellow]leave-one-site-out skipped: {event['reason']}[/]")
         elif kind == "loso_started":

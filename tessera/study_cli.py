@@ -1,4 +1,4 @@
-"""``tessera study plan|submit|status|follow|list|cancel|report``: a coordinator's study runs.
+"""``tessera study plan|submit|status|follow|list|cancel|resume|report``: study runs.
 
 Commands only translate options; the work is :mod:`tessera.study_ops`'s, the progress view
 is the demo's (:mod:`tessera.progress`) and the report is the demo's ``report.json``
@@ -133,6 +133,19 @@ def follow(run: RunArgument, coordinator_dir: CoordinatorDirOption,
         raise typer.Exit(exit_status(ErrorCode.PROCESS_FAILED))
 
 
+def resume(run: RunArgument, coordinator_dir: CoordinatorDirOption,
+           follow_run: Annotated[bool, typer.Option(
+               "--follow", help="Follow the run to its end.")] = False) -> None:
+    """Go on with a run the coordinator lost (killed or restarted) from its last completed
+    round; sites are not asked again for what they already did."""
+    with cli_boundary():
+        layout = _coordinator(coordinator_dir)
+        found = study_ops.resume(layout, study_ops.resolve_run(layout, run))
+    _status_line(found)
+    if follow_run:
+        follow(found.run_id, coordinator_dir)
+
+
 def list_command(coordinator_dir: CoordinatorDirOption, as_json: JsonFlag = False) -> None:
     """Every run of this coordinator, oldest first."""
     with cli_boundary():
@@ -216,4 +229,5 @@ def register(app: typer.Typer) -> None:
     app.command("follow")(follow)
     app.command("list")(list_command)
     app.command("cancel")(cancel)
+    app.command("resume")(resume)
     app.command("report")(report)

@@ -6,7 +6,13 @@ read it (``studies/<hash16>.toml``), writes the app bundle and run config (the c
 folder, the plan, the manifest's site count) and starts the run with ``flwr run``. The run id
 is Flower's; the run's files are ``runs/<run id>/`` (``submitted.json`` here, then the
 ServerApp's ``progress.jsonl`` and ``result.json``). A run's state comes from those files and
-from whether the coordinator still runs.
+from whether the coordinator still runs: a run with no result whose last event is older than
+the running coordinator lost its ServerApp with an earlier coordinator ("interrupted").
+
+Resuming an interrupted run submits a new Flower run whose run config names the original run
+(``resume-run``): its ServerApp goes on from the run's checkpoint under the original run id
+and writes into the same run folder. ``submitted.json`` lists the Flower runs that resumed it
+(``resumed``), so that ``study cancel`` stops the current one.
 """
 
 from __future__ import annotations
@@ -82,21 +88,69 @@ def submit(coordinator: CoordinatorDir, plan: StudyPlan, *, custodian: str = "",
     run_config = {"coordinator-dir": str(root), "plan": str(plan_path),
                   "expected-sites": len(manifest.sites), "custodian": custodian,
                   "round-timeout": float(round_timeout), "loso": loso}
+    run_id = _flower_run(coordinator, run_config)
+    run = coordinator.run(run_id)
+    run.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write_bytes(run.submission_path, json.dumps({
+        "run_id": run_id, "study": plan.name, "plan_hash": digest, "rounds":
+        plan.training.rounds, "custodian": custodian, "loso": loso,
+        "round_timeout": float(round_timeout),
+        "submitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }, sort_keys=True).encode("utf-8"))
+    return run_status(coordinator, run_id)
+
+
+def resume(coordinator: CoordinatorDir, run_id: str) -> RunStatus:
+    """Go on with an interrupted run from its checkpoint (CONFIG_INVALID for a run that
+    finished or still runs, NOT_FOUND for one with no checkpoint)."""
+    from server.checkpoint import load_checkpoint  # the checkpoint format: when used
+
+    manifest = coordinator_manifest(coordinator)
+    current = run_status(coordinator, run_id)
+    if current.state not in FINAL_STATES and \
+            not CoordinatorController(coordinator).status().running:
+        raise TesseraError(ErrorCode.PROCESS_FAILED,
+                           "the coordinator is not running: start it with 'tessera coordinator "
+                           f"start --coordinator-dir {coordinator.root}'")
+    if current.state != "interrupted":
+        raise TesseraError(ErrorCode.CONFIG_INVALID,
+                           f"run {run_id} is {current.state}: only an interrupted run resumes")
+    run = coordinator.run(run_id)
+    point = load_checkpoint(run.root)
+    if point is None:
+        raise TesseraError(ErrorCode.NOT_FOUND,
+                           f"run {run_id} has no checkpoint (it stopped before its federation "
+                           "statistics were summed): submit the study again")
+    plan_path = CoordinatorDir(coordinator.root.absolute()).plan_path(point.plan_hash)
+    if not plan_path.is_file():
+        raise TesseraError(ErrorCode.NOT_FOUND, f"the plan of run {run_id} is not stored")
+    submitted = _json(run.submission_path)
+    run_config = {"coordinator-dir": str(coordinator.root.absolute()), "plan": str(plan_path),
+                  "expected-sites": len(manifest.sites),
+                  "custodian": str(submitted.get("custodian", "")),
+                  "round-timeout": float(submitted.get("round_timeout", 1800.0)),
+                  "loso": bool(submitted.get("loso", False)), "resume-run": run_id}
+    flower_run = _flower_run(coordinator, run_config)
+    RunRecorder(run.root).event("resume_submitted", from_round=point.round,
+                                flower_run=flower_run)
+    resumed = [*_list(submitted.get("resumed")), {
+        "flower_run": flower_run, "from_round": point.round,
+        "at": datetime.now(UTC).isoformat(timespec="seconds")}]
+    atomic_write_bytes(run.submission_path, json.dumps(
+        {**submitted, "resumed": resumed}, sort_keys=True).encode("utf-8"))
+    return run_status(coordinator, run_id)
+
+
+def _flower_run(coordinator: CoordinatorDir, run_config: dict[str, object]) -> str:
+    """Start a Flower run of the study app with ``run_config``; its run id."""
+    root = coordinator.root.absolute()
     with _submit_lock(coordinator):
         app_dir, run_toml = app_folder(root, run_config)
         done = subprocess.run(
             [venv_binary("flwr"), "run", str(app_dir), CONNECTION, "--run-config", str(run_toml)],
             capture_output=True, text=True, env=flower_env(coordinator.flower_home), cwd=root,
             timeout=300, check=False)
-    run_id = started_run_id(done.stdout + "\n" + done.stderr)
-    run = coordinator.run(run_id)
-    run.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    atomic_write_bytes(run.submission_path, json.dumps({
-        "run_id": run_id, "study": plan.name, "plan_hash": digest, "rounds":
-        plan.training.rounds, "custodian": custodian, "loso": loso,
-        "submitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }, sort_keys=True).encode("utf-8"))
-    return run_status(coordinator, run_id)
+    return started_run_id(done.stdout + "\n" + done.stderr)
 
 
 def run_status(coordinator: CoordinatorDir, run_id: str) -> RunStatus:
@@ -110,14 +164,19 @@ def run_status(coordinator: CoordinatorDir, run_id: str) -> RunStatus:
     if not study and digest:
         plan = _plan(coordinator, digest)
         study, rounds = (plan.name, plan.training.rounds) if plan else ("", 0)
-    done = [int(e["round"]) for e in events if e.get("event") == "round_evaluated"]
+    done = [int(e["round"]) for e in events
+            if e.get("event") in ("round_evaluated", "round_completed")]
     error = None
-    if result:
+    coordinator_now = None if result else CoordinatorController(coordinator).status()
+    if coordinator_now is None:
         state = str(result.get("status", "failed"))
         err = result.get("error")
         error = str(err.get("message")) if isinstance(err, dict) else None
-    elif not CoordinatorController(coordinator).status().running:
+    elif not coordinator_now.running:
         state, error = "interrupted", "the coordinator stopped before the run finished"
+    elif events and _before(events[-1], coordinator_now.started_at):
+        state, error = "interrupted", "the coordinator was restarted while the run ran " \
+            f"('tessera study resume {run_id}')"
     else:
         state = "running" if events else "submitted"
     return RunStatus(run_id=run_id, study=study, plan_hash=digest, state=state, rounds=rounds,
@@ -144,7 +203,10 @@ def cancel(coordinator: CoordinatorDir, run_id: str, *, wait: float = 30.0) -> R
         raise TesseraError(ErrorCode.CONFIG_INVALID,
                            f"run {run_id} already finished ({current.state})")
     if current.state != "interrupted":
-        subprocess.run([venv_binary("flwr"), "stop", run_id, CONNECTION], capture_output=True,
+        resumed = _list(_json(coordinator.run(run_id).submission_path).get("resumed"))
+        flower_run = str(resumed[-1].get("flower_run", run_id)) if resumed else run_id
+        subprocess.run([venv_binary("flwr"), "stop", flower_run, CONNECTION],
+                       capture_output=True,
                        text=True, env=flower_env(coordinator.flower_home),
                        cwd=coordinator.root, timeout=120, check=False)
     run = coordinator.run(run_id)
@@ -229,6 +291,21 @@ def _json(path: Path) -> dict[str, Any]:
 
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _list(value: object) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _before(event: dict[str, Any], started_at: str | None) -> bool:
+    """Whether ``event`` was written before the coordinator started at ``started_at``."""
+    if started_at is None or not isinstance(event.get("t"), int | float):
+        return False
+    try:
+        started = datetime.fromisoformat(started_at).timestamp()
+    except ValueError:
+        return False
+    return float(event["t"]) < started
 
 
 @contextmanager

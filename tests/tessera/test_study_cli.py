@@ -1,4 +1,4 @@
-"""``tessera study plan|submit|status|list|cancel|report`` on a coordinator folder, without
+"""``tessera study plan|submit|status|list|cancel|resume|report`` on a coordinator folder, without
 a SuperLink: plan files, refusals, and the states and report read from a run's files. (Runs
 on real processes: test_federation_by_hand.py.)"""
 
@@ -132,3 +132,18 @@ def test_report_writes_the_demos_report_and_a_summary(fed: Federation, coord: Co
     pending = _as_coordinator(fed, "study", "report", "latest", "--coordinator-dir",
                               coord.root, "--out", tmp_path)
     assert pending.exit_code == 2 and "is a folder" in pending.output
+
+
+def test_resume_refuses_finished_unknown_and_unreachable_runs(fed: Federation,
+                                                              coord: CoordinatorDir) -> None:
+    _run(coord, "11", result=_completed())
+    _run(coord, "12")  # no result, coordinator not running: interrupted
+    before = {p: p.read_bytes() for p in coord.root.rglob("*") if p.is_file()}
+    finished = _as_coordinator(fed, "study", "resume", "11", "--coordinator-dir", coord.root)
+    assert finished.exit_code == 2, finished.output
+    assert "only an interrupted run resumes" in finished.output
+    unknown = _as_coordinator(fed, "study", "resume", "42", "--coordinator-dir", coord.root)
+    assert unknown.exit_code == 4 and "no run 42" in unknown.output
+    stopped = _as_coordinator(fed, "study", "resume", "12", "--coordinator-dir", coord.root)
+    assert stopped.exit_code == 11 and "coordinator is not running" in stopped.output
+    assert {p: p.read_bytes() for p in coord.root.rglob("*") if p.is_file()} == before
