@@ -18,6 +18,7 @@ from common.errors import ErrorCode, TesseraError, exit_status
 from common.plan import bundled_plan_path, load_plan, override, plan_hash
 from privacy.passphrase import PASSPHRASE_ENV_VAR
 from server.cli import app as federation_app
+from server.drift_cli import register as register_study_drift
 from serving.cli import model_app
 from tessera import __version__
 from tessera.access import KIT_ENV_VAR, enforce_on
@@ -33,6 +34,7 @@ study_app = typer.Typer(help="Study plans and runs: validate, write, submit, fol
                         no_args_is_help=True)
 app.add_typer(site_app, name="site", help="Site operator commands (run at a hospital).")
 app.add_typer(study_app, name="study")
+register_study_drift(study_app)
 app.add_typer(audit_app, name="audit", help="Auditor tools: verify and read audit logs.")
 app.add_typer(federation_app, name="federation",
               help="Coordinator commands: provision a federation.")

@@ -21,6 +21,7 @@ class SiteEvent(StrEnum):
     COUNTS_OPENED = "counts_opened"
     OWN_COUNTS_SHARED = "own_counts_shared"
     IMPORTANCE_SHARED = "importance_shared"
+    DRIFT_SHARED = "drift_shared"
     MODEL_RELEASED = "model_released"
     GLOBAL_MODEL_STORED = "global_model_stored"
     BUDGET_REFUSAL = "budget_refusal"
