@@ -24,6 +24,7 @@ class SiteEvent(StrEnum):
     DRIFT_SHARED = "drift_shared"
     MODEL_RELEASED = "model_released"
     GLOBAL_MODEL_STORED = "global_model_stored"
+    MODEL_EXPORTED = "model_exported"
     BUDGET_REFUSAL = "budget_refusal"
     LEDGER_SEALED = "ledger_sealed"
     # settings and the operator's decisions
