@@ -381,8 +381,29 @@ def site_name(site_dir: Path) -> str:
 
 def drift_report(operator: SiteOperator, *, model: str | None = None) -> dict[str, object]:
     """Drift of the site's newest dataset version against a kept model's training version
-    (:mod:`client_app.learning.drift`), as JSON-ready statistics (no patient data)."""
+    (:mod:`client_app.learning.drift`), as JSON-ready statistics (no patient data), with the
+    PSI levels that read as a moderate and a major shift."""
+    from client_app.learning.drift import MAJOR_PSI, MODERATE_PSI
     from client_app.learning.drift import drift_report as measure
 
     operator.require("gui drift.view")
-    return measure(operator.vault, model=model).to_json()
+    return {**measure(operator.vault, model=model).to_json(), "moderate_psi": MODERATE_PSI,
+            "major_psi": MAJOR_PSI}
+
+
+def drift_sharing(operator: SiteOperator) -> bool:
+    """Whether this site answers the coordinator's drift requests (off by default)."""
+    from client_app.governance import drift_sharing as sharing_of_drift
+
+    operator.require("gui drift.view")
+    with SiteStore.open(operator.site) as store:
+        return sharing_of_drift.drift_shared(store)
+
+
+def set_drift_sharing(operator: SiteOperator, allowed: bool) -> bool:
+    """Switch drift sharing on or off (``gui drift.sharing``); False when unchanged."""
+    from client_app.governance import drift_sharing as sharing_of_drift
+
+    operator.require("gui drift.sharing")
+    with SiteStore.open(operator.site) as store:
+        return sharing_of_drift.set_drift_sharing(store, allowed, actor=operator.actor)
