@@ -5,10 +5,16 @@ like every task, with a fresh nonce) to every connected node, checks each reply'
 and shape, and keeps every answer in the coordinator folder (:func:`server.drift.save_answer`)
 for ``tessera study drift`` to combine. A site that refuses (plan without ``[drift]``, sharing
 switched off, budget) is reported with its reason and costs nothing.
+
+In a deployment the request travels as a Flower run whose run config says ``task = "drift"``
+(the ServerApp hands it to :func:`collect_for_run`); the run's outcome is written to
+``coordinator/drift/<plan hash prefix>/collections/<run id>.json`` for the command that
+submitted it.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,12 +24,13 @@ import numpy as np
 from flwr.serverapp import Grid
 
 from common.errors import ErrorCode, TesseraError
-from common.plan import StudyPlan, plan_hash, plan_to_toml
+from common.files import atomic_write_bytes
+from common.plan import StudyPlan, load_plan, plan_hash, plan_to_toml
 from privacy.dp_drift import DriftBins, watched_features
 from protos.tessera.v1 import agent_pb2
 from protos.wire import DRIFT_PREFIX
-from server.coordinator import federation_keys
-from server.drift import SiteDrift, save_answer
+from server.coordinator import federation_keys, wait_for_nodes
+from server.drift import SiteDrift, answers_dir, save_answer
 from server.tasks import ReplyCheck, build_message, read_replies, sign_task
 
 
@@ -33,6 +40,33 @@ class DriftCollection:
 
     answers: tuple[SiteDrift, ...]
     refused: dict[str, str]
+
+    def to_json(self) -> dict[str, object]:
+        return {"answered": {a.site: a.dataset_version for a in self.answers},
+                "refused": self.refused}
+
+
+def collection_path(coordinator_dir: Path, digest: str, run_id: str) -> Path:
+    """Where a drift run's outcome is written."""
+    return answers_dir(coordinator_dir, digest) / "collections" / f"{run_id}.json"
+
+
+def collect_for_run(grid: Grid, *, coordinator_dir: Path, plan_path: Path, run_id: str,
+                    expected_sites: int, timeout: float) -> DriftCollection:
+    """A drift run: wait for the sites' nodes, ask them, write the outcome (also a failure)."""
+    plan = load_plan(plan_path)
+    target = collection_path(coordinator_dir, plan_hash(plan), run_id)
+    try:
+        wait_for_nodes(grid, expected_sites, timeout=min(timeout, 120.0))
+        collection = collect_drift(grid, coordinator_dir=coordinator_dir, plan=plan,
+                                   timeout=timeout)
+    except TesseraError as err:
+        atomic_write_bytes(target, json.dumps({"status": "failed", "error": {
+            "code": err.code.value, "message": err.message}}).encode("utf-8"))
+        raise
+    atomic_write_bytes(target, json.dumps({"status": "completed", **collection.to_json()},
+                                          sort_keys=True).encode("utf-8"))
+    return collection
 
 
 def cells_from_metrics(metrics: dict[str, float], bins: DriftBins) -> np.ndarray:

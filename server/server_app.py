@@ -1,7 +1,9 @@
 """The Tessera ServerApp: Flower's entry point on the coordinator; it only wires config.
 
 The run config names the coordinator folder (``coordinator-dir``; ``workdir`` is the older
-form, a work folder whose ``coordinator/`` it means) and the plan file.
+form, a work folder whose ``coordinator/`` it means) and the plan file. ``task = "drift"``
+asks the sites for their drift histograms instead of running the study
+(:mod:`server.drift_collect`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from common.workdir import WorkDir
 from server.coordinator import run_study
 
 app = ServerApp()
@@ -23,6 +26,15 @@ def main(grid: Grid, context: Context) -> None:
     folder = str(cfg.get("coordinator-dir", "") or "")
     where = {"coordinator_dir": Path(folder)} if folder else \
         {"workdir": Path(str(cfg["workdir"]))}
+    if str(cfg.get("task", "") or "") == "drift":
+        from server.drift_collect import collect_for_run
+
+        collect_for_run(grid, coordinator_dir=Path(folder) if folder else
+                        WorkDir(Path(str(cfg["workdir"]))).coordinator.root,
+                        plan_path=Path(str(cfg["plan"])), run_id=str(context.run_id),
+                        expected_sites=int(cfg.get("expected-sites", 1)),
+                        timeout=float(cfg.get("round-timeout", 300.0)))
+        return
     run_study(
         grid,
         **where,

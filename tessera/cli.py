@@ -18,13 +18,13 @@ from common.errors import ErrorCode, TesseraError, exit_status
 from common.plan import bundled_plan_path, load_plan, override, plan_hash
 from privacy.passphrase import PASSPHRASE_ENV_VAR
 from server.cli import app as federation_app
-from server.drift_cli import register as register_study_drift
 from serving.cli import model_app
 from tessera import __version__
 from tessera.access import KIT_ENV_VAR, enforce_on
 from tessera.audit_cli import app as audit_app
 from tessera.coordinator_cli import app as coordinator_app
 from tessera.data_cli import app as data_app
+from tessera.drift_cli import register as register_study_drift
 from tessera.study_cli import register as register_study_runs
 
 app = typer.Typer(help="Tessera: federated, privacy-preserving learning for hospitals.",

@@ -18,6 +18,7 @@ from client_app.governance.drift_sharing import set_drift_sharing
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
 from common.plan import load_plan, plan_hash
+from common.workdir import CoordinatorDir
 from server.coordinator import run_study
 from server.drift import SiteDrift, combine, reference_of, reference_shares, study_drift
 from server.drift_collect import DriftCollection, collect_drift
@@ -144,3 +145,39 @@ def test_a_plan_without_drift_cannot_be_combined() -> None:
     with pytest.raises(TesseraError) as err:
         watched_features(drift_plan(drift=False))
     assert err.value.code == ErrorCode.PLAN_INVALID
+
+
+def test_a_drift_run_of_the_server_app_collects_every_sites_answer(
+        federation: Federation) -> None:
+    from flwr.app import Context, RecordDict
+
+    from server import server_app
+    from server.drift_collect import collection_path
+
+    fed = federation.fed
+
+    def drift_entries() -> int:
+        total = 0
+        for site in fed.sites:
+            with SiteStore.open(site) as store:
+                total += sum(1 for e in store.ledger() if e.kind == "drift")
+        return total
+
+    before = drift_entries()
+    agents = [SiteAgent(unlock_vault(s, PASSPHRASE)) for s in fed.sites]
+    context = Context(run_id=4242, node_id=0, node_config={}, state=RecordDict(), run_config={
+        "coordinator-dir": str(fed.coordinator_dir), "plan": str(fed.plan_path),
+        "expected-sites": 3, "round-timeout": 60.0, "task": "drift"})
+    server_app.main(InProcessGrid(agents), context)
+    outcome = json.loads(collection_path(fed.coordinator_dir, fed.plan_hash, "4242").read_text())
+    assert outcome["status"] == "completed" and outcome["refused"] == {}
+    assert sorted(outcome["answered"]) == ["site-1", "site-2", "site-3"]
+    assert drift_entries() == before  # every site repeated its answer for its version
+    assert not CoordinatorDir(fed.coordinator_dir).run("4242").root.exists()  # no study run
+
+
+def test_collecting_needs_a_running_coordinator(federation: Federation) -> None:
+    result = CliRunner().invoke(app, ["--kit", str(federation.fed.coordinator_kit), "study",
+                                      "drift", STUDY, "--collect", "--coordinator-dir",
+                                      str(federation.fed.coordinator_dir)])
+    assert result.exit_code != 0 and "coordinator is not running" in result.output

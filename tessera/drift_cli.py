@@ -1,9 +1,10 @@
 """``tessera study drift STUDY``: PSI per feature across the sites' drift answers.
 
-Only translates options; the work is :func:`server.drift.study_drift`'s. It combines the
-answers the sites gave to drift requests (kept in the coordinator folder), records the check
-in the registry and, past the plan's ``[drift] psi_threshold``, marks the model "retraining
-recommended" and prints the path of the drafted next plan version.
+Only translates options; the work is :func:`tessera.drift_ops.request_drift`'s (``--collect``:
+ask the running coordinator's sites first) and :func:`server.drift.study_drift`'s. It
+combines the answers the sites gave to drift requests (kept in the coordinator folder),
+records the check in the registry and, past the plan's ``[drift] psi_threshold``, marks the
+model "retraining recommended" and prints the path of the drafted next plan version.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from common.cli_boundary import cli_boundary
+from common.workdir import CoordinatorDir
 
 
 def drift_command(
@@ -28,14 +30,30 @@ def drift_command(
     record: Annotated[bool, typer.Option(
         "--record/--no-record", help="Record the check in the registry (default) or only "
         "show it.")] = True,
+    collect: Annotated[bool, typer.Option(
+        "--collect", help="First ask every site of the running coordinator for its drift "
+        "histograms (a signed task; sites answer only for plans with [drift] and when their "
+        "operator allows it).")] = False,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=1.0, help="Seconds the sites have to answer (--collect).")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """PSI per feature of the sites' drift histograms against the training-time reference."""
+    folder = coordinator_dir.expanduser().absolute()
     with cli_boundary():
         from server.drift import study_drift
 
-        result = study_drift(coordinator_dir.expanduser().absolute(), study, version=version,
-                             record=record)
+        if collect:
+            from tessera.drift_ops import request_drift
+
+            outcome = request_drift(CoordinatorDir(folder), study, version=version,
+                                    timeout=timeout)
+            if not as_json:
+                typer.echo(f"drift run {outcome['run_id']}: {outcome.get('status')}; answered "
+                           f"{', '.join(sorted(outcome.get('answered') or {})) or 'none'}")
+                for site, why in sorted((outcome.get("refused") or {}).items()):
+                    typer.echo(f"  {site} refused: {why}")
+        result = study_drift(folder, study, version=version, record=record)
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=1, sort_keys=True))
         return
@@ -52,7 +70,7 @@ def drift_command(
     verdict = "RETRAINING RECOMMENDED" if result.retraining_recommended else "within threshold"
     typer.echo(f"  worst PSI {result.worst_psi:.4f} (threshold {result.threshold:g}): {verdict}")
     if result.draft_plan:
-        draft = coordinator_dir.expanduser().absolute() / result.draft_plan
+        draft = folder / result.draft_plan
         typer.echo(f"  next plan version drafted: {draft}")
         typer.echo("  review it, then submit it; each site reviews and approves it as usual")
     if not record:
