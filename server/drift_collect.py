@@ -8,8 +8,7 @@ switched off, budget) is reported with its reason and costs nothing.
 
 In a deployment the request travels as a Flower run whose run config says ``task = "drift"``
 (the ServerApp hands it to :func:`collect_for_run`); the run's outcome is written to
-``coordinator/drift/<plan hash prefix>/collections/<run id>.json`` for the command that
-submitted it.
+``coordinator/drift/runs/<run id>.json`` for the command that submitted it.
 """
 
 from __future__ import annotations
@@ -26,11 +25,12 @@ from flwr.serverapp import Grid
 from common.errors import ErrorCode, TesseraError
 from common.files import atomic_write_bytes
 from common.plan import StudyPlan, load_plan, plan_hash, plan_to_toml
+from common.workdir import CoordinatorDir
 from privacy.dp_drift import DriftBins, watched_features
 from protos.tessera.v1 import agent_pb2
 from protos.wire import DRIFT_PREFIX
 from server.coordinator import federation_keys, wait_for_nodes
-from server.drift import SiteDrift, answers_dir, save_answer
+from server.drift import DRIFT_DIR, SiteDrift, save_answer
 from server.tasks import ReplyCheck, build_message, read_replies, sign_task
 
 
@@ -46,16 +46,16 @@ class DriftCollection:
                 "refused": self.refused}
 
 
-def collection_path(coordinator_dir: Path, digest: str, run_id: str) -> Path:
-    """Where a drift run's outcome is written."""
-    return answers_dir(coordinator_dir, digest) / "collections" / f"{run_id}.json"
+def collection_path(coordinator_dir: Path, run_id: str) -> Path:
+    """Where a drift run's outcome is written (apart from the answers of any plan)."""
+    return CoordinatorDir(coordinator_dir).root / DRIFT_DIR / "runs" / f"{run_id}.json"
 
 
 def collect_for_run(grid: Grid, *, coordinator_dir: Path, plan_path: Path, run_id: str,
                     expected_sites: int, timeout: float) -> DriftCollection:
     """A drift run: wait for the sites' nodes, ask them, write the outcome (also a failure)."""
     plan = load_plan(plan_path)
-    target = collection_path(coordinator_dir, plan_hash(plan), run_id)
+    target = collection_path(coordinator_dir, run_id)
     try:
         wait_for_nodes(grid, expected_sites, timeout=min(timeout, 120.0))
         collection = collect_drift(grid, coordinator_dir=coordinator_dir, plan=plan,

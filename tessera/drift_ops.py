@@ -54,7 +54,7 @@ def request_drift(coordinator: CoordinatorDir, study: str, *, version: int | Non
             capture_output=True, text=True, env=flower_env(coordinator.flower_home), cwd=root,
             timeout=300, check=False)
     run_id = started_run_id(done.stdout + "\n" + done.stderr)
-    outcome = collection_path(root, mv.plan_hash, run_id)
+    outcome = collection_path(root, run_id)
     deadline = time.monotonic() + timeout + GRACE_S
     while not outcome.is_file():
         if time.monotonic() > deadline:

@@ -169,11 +169,13 @@ def test_a_drift_run_of_the_server_app_collects_every_sites_answer(
         "coordinator-dir": str(fed.coordinator_dir), "plan": str(fed.plan_path),
         "expected-sites": 3, "round-timeout": 60.0, "task": "drift"})
     server_app.main(InProcessGrid(agents), context)
-    outcome = json.loads(collection_path(fed.coordinator_dir, fed.plan_hash, "4242").read_text())
+    outcome = json.loads(collection_path(fed.coordinator_dir, "4242").read_text())
     assert outcome["status"] == "completed" and outcome["refused"] == {}
     assert sorted(outcome["answered"]) == ["site-1", "site-2", "site-3"]
     assert drift_entries() == before  # every site repeated its answer for its version
     assert not CoordinatorDir(fed.coordinator_dir).run("4242").root.exists()  # no study run
+    again = study_drift(fed.coordinator_dir, STUDY, record=False)  # outcomes are not answers
+    assert sorted(again.sites) == ["site-1", "site-2", "site-3"]
 
 
 def test_collecting_needs_a_running_coordinator(federation: Federation) -> None:
