@@ -34,6 +34,7 @@ from client_app.datasets import versions as datasets
 from client_app.datasets.validation import POLICY_CHOICES, Issue, Policy, ValidationReport
 from client_app.datasets.versions import DatasetVersion
 from client_app.governance import attention, budget, budget_view, consent, sharing, studies
+from client_app.governance import drift_sharing as shared_drift
 from client_app.governance.attention import AttentionItem, Dashboard, Notice, PendingStudy
 from client_app.governance.budget import DatasetBudget
 from client_app.governance.budget_view import BudgetSnapshot, Gauge, LedgerRow
@@ -381,29 +382,18 @@ def site_name(site_dir: Path) -> str:
 
 def drift_report(operator: SiteOperator, *, model: str | None = None) -> dict[str, object]:
     """Drift of the site's newest dataset version against a kept model's training version
-    (:mod:`client_app.learning.drift`), as JSON-ready statistics (no patient data), with the
-    PSI levels that read as a moderate and a major shift."""
-    from client_app.learning.drift import MAJOR_PSI, MODERATE_PSI
-    from client_app.learning.drift import drift_report as measure
+    (:mod:`client_app.learning.drift`), as JSON-ready statistics (no patient data)."""
+    from client_app.learning import drift
 
     operator.require("gui drift.view")
-    return {**measure(operator.vault, model=model).to_json(), "moderate_psi": MODERATE_PSI,
-            "major_psi": MAJOR_PSI}
+    return {**drift.drift_report(operator.vault, model=model).to_json(),
+            "moderate_psi": drift.MODERATE_PSI, "major_psi": drift.MAJOR_PSI}
 
 
-def drift_sharing(operator: SiteOperator) -> bool:
-    """Whether this site answers the coordinator's drift requests (off by default)."""
-    from client_app.governance import drift_sharing as sharing_of_drift
-
-    operator.require("gui drift.view")
+def drift_sharing(operator: SiteOperator, allowed: bool | None = None) -> bool:
+    """Whether this site answers drift requests (off by default); ``allowed`` switches it."""
+    operator.require("gui drift.view" if allowed is None else "gui drift.sharing")
     with SiteStore.open(operator.site) as store:
-        return sharing_of_drift.drift_shared(store)
-
-
-def set_drift_sharing(operator: SiteOperator, allowed: bool) -> bool:
-    """Switch drift sharing on or off (``gui drift.sharing``); False when unchanged."""
-    from client_app.governance import drift_sharing as sharing_of_drift
-
-    operator.require("gui drift.sharing")
-    with SiteStore.open(operator.site) as store:
-        return sharing_of_drift.set_drift_sharing(store, allowed, actor=operator.actor)
+        if allowed is not None:
+            shared_drift.set_drift_sharing(store, allowed, actor=operator.actor)
+        return shared_drift.drift_shared(store)

@@ -187,6 +187,6 @@ class DriftPage(Page):
 
     def apply_sharing(self, allowed: bool) -> None:
         """Record the operator's choice; on refusal the box shows the stored state."""
-        self.act("drift sharing", lambda: facade.set_drift_sharing(self.operator, allowed),
+        self.act("drift sharing", lambda: facade.drift_sharing(self.operator, allowed),
                  announce=tr("drift statistics {state} with the coordinator").format(
                      state=tr("shared") if allowed else tr("not shared")))
