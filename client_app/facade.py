@@ -34,6 +34,7 @@ from client_app.datasets import versions as datasets
 from client_app.datasets.validation import POLICY_CHOICES, Issue, Policy, ValidationReport
 from client_app.datasets.versions import DatasetVersion
 from client_app.governance import attention, budget, budget_view, consent, sharing, studies
+from client_app.governance import drift_sharing as shared_drift
 from client_app.governance.attention import AttentionItem, Dashboard, Notice, PendingStudy
 from client_app.governance.budget import DatasetBudget
 from client_app.governance.budget_view import BudgetSnapshot, Gauge, LedgerRow
@@ -383,7 +384,17 @@ def site_name(site_dir: Path) -> str:
 def drift_report(operator: SiteOperator, *, model: str | None = None) -> dict[str, object]:
     """Drift of the site's newest dataset version against a kept model's training version
     (:mod:`client_app.learning.drift`), as JSON-ready statistics (no patient data)."""
-    from client_app.learning.drift import drift_report as measure
+    from client_app.learning import drift
 
     operator.require("gui drift.view")
-    return measure(operator.vault, model=model).to_json()
+    return {**drift.drift_report(operator.vault, model=model).to_json(),
+            "moderate_psi": drift.MODERATE_PSI, "major_psi": drift.MAJOR_PSI}
+
+
+def drift_sharing(operator: SiteOperator, allowed: bool | None = None) -> bool:
+    """Whether this site answers drift requests (off by default); ``allowed`` switches it."""
+    operator.require("gui drift.view" if allowed is None else "gui drift.sharing")
+    with SiteStore.open(operator.site) as store:
+        if allowed is not None:
+            shared_drift.set_drift_sharing(store, allowed, actor=operator.actor)
+        return shared_drift.drift_shared(store)

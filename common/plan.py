@@ -26,6 +26,7 @@ from common.errors import ErrorCode, TesseraError
 from common.plan_schema import (
     ColumnSpec,
     DatasetSpec,
+    DriftSpec,
     EvaluationSpec,
     FederationSpec,
     HESpec,
@@ -40,8 +41,9 @@ from common.plan_schema import (
 )
 
 __all__ = [
-    "ColumnSpec", "DatasetSpec", "EvaluationSpec", "FederationSpec", "HESpec", "KpiSpec",
-    "ModelSpec", "PrivacySpec", "ReleaseSpec", "StatisticsSpec", "StudyPlan", "StudySpec",
+    "ColumnSpec", "DatasetSpec", "DriftSpec", "EvaluationSpec", "FederationSpec", "HESpec",
+    "KpiSpec", "ModelSpec", "PrivacySpec", "ReleaseSpec", "StatisticsSpec", "StudyPlan",
+    "StudySpec",
     "TrainingSpec",
     "bundled_plan_path", "bundled_plans", "declared_feature_ranges", "load_plan", "override",
     "parse_plan", "plan_hash", "plan_to_toml", "statistics_length",
@@ -105,11 +107,14 @@ def _canonical(plan: StudyPlan) -> dict[str, Any]:
     without a data dictionary likewise hashes as plans did before ``dataset.columns`` existed.
     """
     raw = plan.model_dump(mode="json", exclude={"kpis"}, exclude_none=False)
-    for optional in ("evaluation", "release", "statistics"):  # enter the hash only when present
+    # Optional sections enter the hash only when present.
+    for optional in ("evaluation", "release", "statistics", "drift"):
         if raw.get(optional) is None:
             raw.pop(optional, None)
     if not plan.dataset.columns:
         del raw["dataset"]["columns"]
+    if plan.study.version == 1:  # plans from before study.version hash as they did
+        del raw["study"]["version"]
     gates = plan.kpis.gates() if plan.kpis is not None else {}
     if gates:
         raw["kpis"] = gates

@@ -32,6 +32,8 @@ class StudySpec(_Spec):
     name: str
     description: str = ""
     seed: int = Field(ge=0)
+    #: The plan's version within its study (a drafted successor bumps it); 1 when absent.
+    version: int = Field(default=1, ge=1)
 
     @field_validator("name")
     @classmethod
@@ -289,6 +291,25 @@ class StatisticsSpec(_Spec):
     count_noise_multiplier: float = Field(default=8.0, gt=0.0)
 
 
+class DriftSpec(_Spec):
+    """``[drift]``: the drift release a coordinator may ask a site for, and when the model
+    needs retraining (privacy/dp_drift.py). Absent: a site refuses every drift request.
+
+    A site that allows it releases, per watched feature (``features``, default all), a
+    histogram of its newest dataset version over ``bins`` equal bins of the feature's declared
+    range, with Gaussian noise of standard
+    deviation ``noise_multiplier`` on every cell (one row is in one bin of each feature's
+    histogram). The coordinator's PSI of a feature above ``psi_threshold`` marks the model
+    "retraining recommended".
+    """
+
+    psi_threshold: float = Field(default=0.25, gt=0.0)
+    noise_multiplier: float = Field(default=8.0, gt=0.0)
+    bins: int = Field(default=10, ge=2, le=50)
+    #: The features to watch (each costs budget: one histogram each); absent: all.
+    features: list[str] | None = None
+
+
 class StudyPlan(_Spec):
     """A complete, validated study plan."""
 
@@ -303,6 +324,24 @@ class StudyPlan(_Spec):
     evaluation: EvaluationSpec | None = None
     release: ReleaseSpec | None = None
     statistics: StatisticsSpec | None = None
+    drift: DriftSpec | None = None
+
+    @model_validator(mode="after")
+    def _drift_needs_ranges(self) -> StudyPlan:
+        if self.drift is None:
+            return self
+        watched = self.drift.features or self.dataset.features
+        unknown = [f for f in watched if f not in self.dataset.features]
+        if unknown or len(set(watched)) != len(watched) or not watched:
+            raise ValueError("[drift] features must be distinct features of the dataset"
+                             + (f" ('{unknown[0]}' is not one)" if unknown else ""))
+        columns = self.dataset.columns or {}
+        missing = [f for f in watched
+                   if f not in columns or columns[f].min is None or columns[f].max is None]
+        if missing:
+            raise ValueError("[drift] bins each feature over its declared range: "
+                             f"dataset.columns.{missing[0]} needs a min and a max")
+        return self
 
     @property
     def evaluation_policy(self) -> EvaluationSpec:

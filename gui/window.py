@@ -1,6 +1,6 @@
 """The main window: navigation with icons, the page stack, keyboard shortcuts, notifications.
 
-Ctrl+1..7 switch pages; attention items and notifications open the page that resolves them.
+Ctrl+1..8 switch pages; attention items and notifications open the page that resolves them.
 The dashboard reloads every :data:`DASHBOARD_REFRESH_MS` in the background, so notifications
 (a new study request, a refused round, a budget past 80%) arrive while the app is open.
 """
@@ -29,17 +29,18 @@ from gui.pages.budget import BudgetPage
 from gui.pages.consent import ConsentPage
 from gui.pages.dashboard import DashboardPage
 from gui.pages.datasets import DatasetsPage
+from gui.pages.drift import DriftPage
 from gui.pages.evaluation import EvaluationPage
 from gui.pages.studies import StudiesPage
 from gui.text import tr
 
 PAGES: tuple[type[Page], ...] = (DashboardPage, DatasetsPage, StudiesPage, ConsentPage,
-                                 BudgetPage, EvaluationPage, AuditPage)
+                                 BudgetPage, EvaluationPage, AuditPage, DriftPage)
 DASHBOARD_REFRESH_MS = 15_000
 
 
 class MainWindow(QMainWindow):
-    """One site, seven pages; Ctrl+1..7 switch pages."""
+    """One site, eight pages; Ctrl+1..8 switch pages."""
 
     def __init__(self, operator: SiteOperator, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -9,7 +9,11 @@ A plan with DP declares the noise of every release it makes (``[statistics]`` an
 - the round-0 federation statistics, once per run (:mod:`privacy.dp_statistics`);
 - the score histograms of the evaluation counts, once per evaluated round: every round with
   ``every_round``, else the final round only (:mod:`privacy.dp_evaluation`);
-- the feature importance of the final model, once, when the plan asks for it.
+- the feature importance of the final model, once, when the plan asks for it;
+- with ``[drift]``, one drift release (per-feature histograms of a dataset version,
+  :mod:`privacy.dp_drift`): a site answers once per dataset version and repeats that answer
+  for the same version; one is counted in the run, and later versions spend beyond it,
+  checked against the site's ceiling when they are asked for.
 
 :func:`planned_releases` lists them; a site calibrates its DP-SGD noise so that these and
 all planned rounds together spend exactly the plan's target epsilon, which makes the plan's
@@ -56,6 +60,14 @@ def importance_mechanism(plan: StudyPlan) -> GaussianRelease | None:
         noise_multiplier=plan.evaluation_policy.importance_noise_multiplier, count=1)
 
 
+def drift_mechanism(plan: StudyPlan) -> GaussianRelease | None:
+    """One drift release (None without DP or without ``[drift]``)."""
+    if not plan.privacy.dp or plan.drift is None:
+        return None
+    return GaussianRelease(noise_multiplier=plan.drift.noise_multiplier,
+                           count=len(plan.drift.features or plan.dataset.features))
+
+
 def evaluated_rounds(plan: StudyPlan) -> int:
     """How many rounds of one run are evaluated: all with ``every_round``, else the last."""
     return plan.training.rounds if plan.evaluation_policy.every_round else 1
@@ -74,6 +86,9 @@ def planned_releases(plan: StudyPlan) -> tuple[GaussianRelease, ...]:
         releases.append(GaussianRelease(counts.noise_multiplier, evaluated_rounds(plan)))
     if importance is not None and plan.evaluation_policy.importance:
         releases.append(importance)
+    drift = drift_mechanism(plan)
+    if drift is not None:
+        releases.append(drift)
     return tuple(releases)
 
 
@@ -90,6 +105,8 @@ class BudgetSplit:
     evaluated_rounds: int
     importance: float | None
     releases: float
+    #: One drift release (``[drift]``), None when the plan declares none.
+    drift: float | None = None
 
     @property
     def feasible(self) -> bool:
@@ -104,6 +121,9 @@ class BudgetSplit:
                f"epsilon {self.evaluation:.3f} alone"]
         if self.importance is not None:
             out.append(f"feature importance: epsilon {self.importance:.3f} alone")
+        if self.drift is not None:
+            out.append(f"drift histograms (once per dataset version; one counted here): "
+                       f"epsilon {self.drift:.3f} alone")
         if self.feasible:
             out.append(f"together epsilon {self.releases:.3f}; DP-SGD noise is set so that "
                        f"the whole run spends epsilon {self.target:g} at delta {self.delta:g}")
@@ -119,7 +139,8 @@ class BudgetSplit:
                 "statistics_epsilon": self.statistics, "row_counts_epsilon": self.row_counts,
                 "evaluation_epsilon": self.evaluation,
                 "evaluated_rounds": self.evaluated_rounds,
-                "importance_epsilon": self.importance, "releases_epsilon": self.releases,
+                "importance_epsilon": self.importance, "drift_epsilon": self.drift,
+                "releases_epsilon": self.releases,
                 "feasible": self.feasible}
 
 
@@ -134,6 +155,7 @@ def budget_split(plan: StudyPlan) -> BudgetSplit | None:
     delta = plan.privacy.delta
     rounds = evaluated_rounds(plan)
     importance = importance_mechanism(plan) if plan.evaluation_policy.importance else None
+    drift = drift_mechanism(plan)
     return BudgetSplit(
         delta=delta, target=plan.privacy.target_epsilon,
         statistics=epsilon_for_history([stats], delta=delta),
@@ -143,4 +165,5 @@ def budget_split(plan: StudyPlan) -> BudgetSplit | None:
         evaluated_rounds=rounds,
         importance=None if importance is None else epsilon_for_history([importance],
                                                                        delta=delta),
+        drift=None if drift is None else epsilon_for_history([drift], delta=delta),
         releases=epsilon_for_history(list(planned_releases(plan)), delta=delta))

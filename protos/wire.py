@@ -31,6 +31,9 @@ IMPORTANCE_N, IMPORTANCE_REPEATS = "importance_n", "importance_repeats"
 #: The answering site's epsilon for the study so far, in an importance reply (DP only).
 IMPORTANCE_EPSILON = "epsilon_study"
 
+#: Metric keys of a drift reply: ``<prefix><feature index>:<bin>`` -> noisy count.
+DRIFT_PREFIX = "drift:"
+
 #: Wire names of task and envelope kinds (records, events and logs use these words).
 TASK_NAMES: dict[int, str] = {
     agent_pb2.TASK_HELLO: "hello",
@@ -41,6 +44,7 @@ TASK_NAMES: dict[int, str] = {
     agent_pb2.TASK_EVALUATE_OWN: "evaluate_own",
     agent_pb2.TASK_IMPORTANCE: "importance",
     agent_pb2.TASK_RELEASE: "release",
+    agent_pb2.TASK_DRIFT: "drift",
 }
 ENVELOPE_NAMES: dict[int, str] = {
     agent_pb2.ENVELOPE_WEIGHTS: "weights",

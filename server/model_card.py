@@ -24,7 +24,7 @@ from common.errors import ErrorCode, TesseraError
 from common.plan import ColumnSpec, StudyPlan, load_plan, plan_hash
 from common.workdir import CoordinatorDir
 from server.card_plots import fmt, ranked_importance, render_plots
-from server.registry import ModelExport, ModelRegistry, ModelVersion
+from server.registry import DriftCheck, ModelExport, ModelRegistry, ModelVersion
 
 CAUTION = ("This is a research model trained in a federated study. It is not a medical "
            "device and must not be used for clinical decisions without independent "
@@ -55,6 +55,7 @@ class CardContext:
     plan: StudyPlan
     plots: list[str] = field(default_factory=list)
     exports: list[ModelExport] = field(default_factory=list)
+    drift: list[DriftCheck] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,23 @@ def card_sections(ctx: CardContext) -> list[tuple[str, list[Block]]]:
                  ("Leave-one-site-out evaluation", _loso_blocks(ctx)),
                  ("KPI gates", _gate_blocks(ctx)),
                  ("Exported artefacts", _export_blocks(ctx)),
+                 ("Drift", _drift_blocks(ctx)),
                  ("Limitations", [Block("bullets", list(LIMITATIONS))])]
     return sections
+
+
+def _drift_blocks(ctx: CardContext) -> list[Block]:
+    if not ctx.drift:
+        return [_text("No drift check yet (tessera study drift).")]
+    last = ctx.drift[-1]
+    verdict = "RETRAINING RECOMMENDED" if last.retraining_recommended else "within threshold"
+    psi = last.details.get("psi") or {}
+    return [_text(f"Newest check {last.at:%Y-%m-%d %H:%M}: {verdict} (worst PSI "
+                  f"{last.worst_psi:.3f}, threshold {fmt(last.threshold)})."
+                  + (f" Next plan version drafted: {last.draft_plan}." if last.draft_plan
+                     else "")),
+            _table(["Feature", "PSI"], [[str(k), fmt(v)] for k, v in sorted(
+                psi.items(), key=lambda kv: -float(kv[1]))])]
 
 
 def _export_blocks(ctx: CardContext) -> list[Block]:
@@ -346,12 +362,14 @@ def write_card(coordinator_dir: Path, study: str, version: int,
         mv = registry.get(study, version)
         registry.load_bytes(mv)  # the model file must match its registered sha256
         exports = registry.exports(study, version)
+        drift = registry.drift_checks(study, version)
     result, plan = _read_result(coordinator_dir, mv), _read_plan(coordinator_dir, mv)
     out = Path(out_dir) if out_dir is not None else (
         CoordinatorDir(coordinator_dir).card_dir(study, version))
     out.mkdir(parents=True, exist_ok=True)
     plots = [p.name for p in render_plots(result, out)]
-    ctx = CardContext(model=mv, result=result, plan=plan, plots=plots, exports=exports)
+    ctx = CardContext(model=mv, result=result, plan=plan, plots=plots, exports=exports,
+                      drift=drift)
     (out / "card.md").write_text(card_markdown(ctx), encoding="utf-8")
     (out / "card.html").write_text(card_html(ctx), encoding="utf-8")
     return out

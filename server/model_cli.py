@@ -71,8 +71,10 @@ def list_models(
     """List registered models, oldest first."""
     with cli_boundary(), open_registry(coordinator_dir) as registry:
         versions = registry.list(study=study)
+        retrain = {mv.id for mv in versions if registry.retraining_recommended(mv)}
     if as_json:
-        typer.echo(json.dumps([mv.to_json() for mv in versions], indent=1, sort_keys=True))
+        typer.echo(json.dumps([{**mv.to_json(), "retraining_recommended": mv.id in retrain}
+                               for mv in versions], indent=1, sort_keys=True))
         return
     if not versions:
         typer.echo("no models registered")
@@ -80,7 +82,8 @@ def list_models(
     for mv in versions:
         typer.echo(f"{mv.study} v{mv.version}  {mv.at:%Y-%m-%d %H:%M}  rounds {mv.rounds}  "
                    f"plan {mv.plan_hash[:12]}  {promotion_text(mv)}  "
-                   f"{_metric_text(mv.metrics)}")
+                   f"{_metric_text(mv.metrics)}"
+                   + ("  RETRAINING RECOMMENDED (drift)" if mv.id in retrain else ""))
 
 
 def _resolve(registry: ModelRegistry, study: str, version: int | None) -> ModelVersion:
@@ -100,8 +103,10 @@ def show(
     with cli_boundary(), open_registry(coordinator_dir) as registry:
         mv = registry.get(study, version)
         doc = parse_model_document(registry.load_bytes(mv))
+        checks = registry.drift_checks(study, version)
+    drift = checks[-1].to_json() if checks else None
     details = {**mv.to_json(), "features": doc.get("features"), "label": doc.get("label"),
-               "model": doc.get("model")}
+               "model": doc.get("model"), "drift": drift}
     if as_json:
         typer.echo(json.dumps(details, indent=1, sort_keys=True))
         return
@@ -112,6 +117,12 @@ def show(
     typer.echo(f"  release    {promotion_text(mv)}")
     for reason in mv.promotion_reasons:
         typer.echo(f"             {reason}")
+    if checks:
+        last = checks[-1]
+        verdict = "RETRAINING RECOMMENDED" if last.retraining_recommended else "within threshold"
+        typer.echo(f"  drift      {verdict}: worst PSI {last.worst_psi:.3f} (threshold "
+                   f"{last.threshold:g}, {last.at:%Y-%m-%d %H:%M})"
+                   + (f"; next plan drafted: {last.draft_plan}" if last.draft_plan else ""))
     typer.echo(f"  model      {json.dumps(doc.get('model'), sort_keys=True)}")
     features = doc.get("features") or []
     typer.echo(f"  inputs     patient_id and {len(features)} features: {', '.join(features)}")

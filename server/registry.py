@@ -11,6 +11,8 @@ recorded it and whose lineage holds no gate outcome.
 Exported artefacts of a model (ONNX fp32 or int8, :mod:`server.onnx_export`) are kept beside
 it (``models/<study>-v<version>.<precision>.onnx``) with their sha256 and the parity check
 they passed; reading one back verifies its hash too.
+Drift checks of a model (:mod:`server.drift`) are kept too; the newest one says whether
+retraining is recommended (its PSI crossed the plan's ``[drift] psi_threshold``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from common.errors import ErrorCode, TesseraError
 from common.files import PRIVATE_DIR, atomic_write_bytes, ensure_private_file
 from common.sql import SqlStore
 from common.workdir import CoordinatorDir
-from server.migrations import MIGRATIONS_DIR, ModelExportRow, ModelVersionRow
+from server.migrations import MIGRATIONS_DIR, DriftCheckRow, ModelExportRow, ModelVersionRow
 
 #: Precisions an exported artefact may have.
 EXPORT_PRECISIONS = ("fp32", "int8")
@@ -77,6 +79,24 @@ class ModelExport:
     path: str
     size_bytes: int
     parity: dict[str, Any]
+
+    def to_json(self) -> dict[str, object]:
+        return {**asdict(self), "at": self.at.isoformat()}
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    """One drift check of a registered model (the coordinator's PSI across sites)."""
+
+    id: int
+    at: datetime
+    study: str
+    version: int
+    worst_psi: float
+    threshold: float
+    retraining_recommended: bool
+    draft_plan: str
+    details: dict[str, Any]
 
     def to_json(self) -> dict[str, object]:
         return {**asdict(self), "at": self.at.isoformat()}
@@ -280,6 +300,44 @@ class ModelRegistry(SqlStore):
         with self._transaction() as session:
             rows = session.exec(query.order_by(col(ModelVersionRow.id))).all()
             return [_model_version(r) for r in rows]
+
+
+    def record_drift(self, mv: ModelVersion, *, worst_psi: float, threshold: float,
+                     details: dict[str, object], draft_plan: str = "") -> DriftCheck:
+        """Record a drift check of ``mv``; retraining is recommended past ``threshold``."""
+        for name, value in (("worst_psi", worst_psi), ("threshold", threshold)):
+            if not math.isfinite(value) or value < 0:
+                raise TesseraError(ErrorCode.DATA_INVALID, f"{name}: must be a finite number >= 0")
+        details_text = _json_text(details, name="details")
+        with self._transaction(write=True) as session:
+            row = DriftCheckRow(at=datetime.now(UTC), study=mv.study, version=mv.version,
+                                worst_psi=float(worst_psi), threshold=float(threshold),
+                                retraining_recommended=worst_psi > threshold,
+                                draft_plan=draft_plan, details=details_text)
+            session.add(row)
+            session.flush()
+            return _drift_check(row)
+
+    def drift_checks(self, study: str, version: int) -> builtins.list[DriftCheck]:
+        """The drift checks of one model, oldest first (the last one is current)."""
+        with self._transaction() as session:
+            rows = session.exec(select(DriftCheckRow).where(
+                DriftCheckRow.study == study, DriftCheckRow.version == version,
+            ).order_by(col(DriftCheckRow.id))).all()
+            return [_drift_check(r) for r in rows]
+
+    def retraining_recommended(self, mv: ModelVersion) -> bool:
+        """Whether the newest drift check of ``mv`` crossed its plan's threshold."""
+        checks = self.drift_checks(mv.study, mv.version)
+        return bool(checks) and checks[-1].retraining_recommended
+
+
+def _drift_check(row: DriftCheckRow) -> DriftCheck:
+    at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=UTC)
+    return DriftCheck(id=row.id or 0, at=at, study=row.study, version=row.version,
+                      worst_psi=row.worst_psi, threshold=row.threshold,
+                      retraining_recommended=row.retraining_recommended,
+                      draft_plan=row.draft_plan, details=json.loads(row.details))
 
 
 def _model_export(row: ModelExportRow) -> ModelExport:

@@ -2,8 +2,10 @@
 
 The run config names the coordinator folder (``coordinator-dir``; ``workdir`` is the older
 form, a work folder whose ``coordinator/`` it means) and the plan file; ``resume-run`` names
-the run this Flower run resumes (from its checkpoint, under its run id). Replies are pulled
-promptly (:class:`server.polling.PromptGrid`), not on Flower's 3 s tick.
+the run this Flower run resumes (from its checkpoint, under its run id); ``task = "drift"``
+asks the sites for their drift histograms instead of running the study
+(:mod:`server.drift_collect`). Replies are pulled promptly (:class:`server.polling.PromptGrid`),
+not on Flower's 3 s tick.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from common.workdir import WorkDir
 from server.coordinator import run_study
 from server.polling import PromptGrid
 
@@ -26,6 +29,15 @@ def main(grid: Grid, context: Context) -> None:
     folder = str(cfg.get("coordinator-dir", "") or "")
     where = {"coordinator_dir": Path(folder)} if folder else \
         {"workdir": Path(str(cfg["workdir"]))}
+    if str(cfg.get("task", "") or "") == "drift":
+        from server.drift_collect import collect_for_run
+
+        collect_for_run(PromptGrid(grid), coordinator_dir=Path(folder) if folder else
+                        WorkDir(Path(str(cfg["workdir"]))).coordinator.root,
+                        plan_path=Path(str(cfg["plan"])), run_id=str(context.run_id),
+                        expected_sites=int(cfg.get("expected-sites", 1)),
+                        timeout=float(cfg.get("round-timeout", 300.0)))
+        return
     resumes = str(cfg.get("resume-run", "") or "")
     run_study(
         PromptGrid(grid),

@@ -24,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
+from serving.mtls import PEER_STATE_KEY, ClientIdentity
 from serving.service import PredictionService, RefusedError
 from serving.validation import InvalidRequestError, Problem
 
@@ -102,6 +103,11 @@ def create_app(service: PredictionService) -> FastAPI:
     def token(credentials: HTTPAuthorizationCredentials | None) -> str | None:
         return credentials.credentials if credentials is not None else None
 
+    def peer(request: Request) -> ClientIdentity | None:
+        """The verified client certificate of the connection (mutual TLS only)."""
+        found = request.scope.get("state", {}).get(PEER_STATE_KEY)
+        return found if isinstance(found, ClientIdentity) else None
+
     @app.get("/healthz", summary="The process is up")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -113,25 +119,25 @@ def create_app(service: PredictionService) -> FastAPI:
                             content={"status": "ready" if ready else "not ready"})
 
     @app.get("/v1/models", summary="Served model versions")
-    def models(credentials: Bearer) -> dict[str, Any]:
-        service.authorize(token(credentials), "api models")
+    def models(request: Request, credentials: Bearer) -> dict[str, Any]:
+        service.authorize(token(credentials), "api models", peer=peer(request))
         return {"models": service.models()}
 
     @app.post("/v1/models/{study}/predict", response_model=PredictResponse,
               response_model_exclude_none=True, summary="Score rows of raw feature values")
-    def predict(study: str, body: PredictRequest, credentials: Bearer,
+    def predict(request: Request, study: str, body: PredictRequest, credentials: Bearer,
                 explain: Annotated[bool, Query(
                     description="Add each feature's contribution to the logit.")] = False,
                 x_request_key: Annotated[str | None, Header(max_length=256)] = None,
                 x_model_version: Annotated[int | None, Header(ge=1)] = None,
                 ) -> dict[str, Any]:
-        service.authorize(token(credentials), "api predict")
+        service.authorize(token(credentials), "api predict", peer=peer(request))
         return service.predict(study, body.rows, key=x_request_key or body.request_key,
                                pinned=x_model_version, explain=explain)
 
     @app.get("/metrics", summary="Prometheus metrics")
-    def metrics(credentials: Bearer) -> Response:
-        service.authorize(token(credentials), "api metrics")
+    def metrics(request: Request, credentials: Bearer) -> Response:
+        service.authorize(token(credentials), "api metrics", peer=peer(request))
         return Response(content=service.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
     return app

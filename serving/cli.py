@@ -43,50 +43,98 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
+SiteDir = Annotated[Path | None, typer.Option(
+    "--site-dir", help="A site folder: serve (or manage tokens of) the models this site kept.")]
+OptionalCoordinatorDir = Annotated[Path | None, typer.Option(
+    "--coordinator-dir", help="The coordinator folder (holds coordinator.db and models/).")]
+
+
+def _one_folder(coordinator_dir: Path | None, site_dir: Path | None) -> None:
+    if (coordinator_dir is None) == (site_dir is None):
+        raise TesseraError(ErrorCode.CONFIG_INVALID,
+                           "give exactly one of --coordinator-dir or --site-dir")
+
+
+def _token_store(coordinator_dir: Path | None, site_dir: Path | None) -> TokenStore:
+    """The token store of a coordinator's service or of a site's."""
+    _one_folder(coordinator_dir, site_dir)
+    if site_dir is not None:
+        from client_app.store.folder import open_site_dir
+
+        return TokenStore.at_site(open_site_dir(site_dir).root)
+    assert coordinator_dir is not None
+    open_registry(coordinator_dir).close()
+    return TokenStore(coordinator_dir)
+
+
+def _check_tls(tls_cert: Path | None, tls_key: Path | None,
+               tls_client_ca: Path | None) -> None:
+    if (tls_cert is None) != (tls_key is None):
+        raise TesseraError(ErrorCode.CONFIG_INVALID, "--tls-cert and --tls-key go together")
+    if tls_client_ca is not None and tls_cert is None:
+        raise TesseraError(ErrorCode.CONFIG_INVALID, "--tls-client-ca needs --tls-cert")
+    for option, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key),
+                         ("--tls-client-ca", tls_client_ca)):
+        if path is not None and not path.is_file():
+            raise TesseraError(ErrorCode.NOT_FOUND, f"{option}: {path} is not a file")
+
+
 @model_app.command("serve")
 def serve(
-    coordinator_dir: CoordinatorDir,
+    coordinator_dir: OptionalCoordinatorDir = None,
+    site_dir: SiteDir = None,
     study: Annotated[str | None, typer.Option(help="Serve only this study.")] = None,
     version: Annotated[int | None, typer.Option(
         min=1, help="Serve this version (needs --study; default: the release state, else the "
-        "newest promotable version).")] = None,
+        "newest promotable version; at a site: the newest kept model).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     tls_client_ca: Annotated[Path | None, typer.Option(
-        help="Require client certificates signed by this CA (mutual TLS).")] = None,
+        help="Require client certificates signed by this CA (mutual TLS): the certificate's "
+        "OU names the caller's role and no API token is needed.")] = None,
     precision: Annotated[str, typer.Option(help="'fp32' or 'int8' graphs.")] = "fp32",
     max_batch: Annotated[int, typer.Option(min=1, max=100_000,
                                            help="Most rows per request.")] = DEFAULT_MAX_BATCH,
     allow_unpromotable: Annotated[bool, typer.Option(
-        "--allow-unpromotable", help="Also serve models that missed their KPI gates.")] = False,
+        "--allow-unpromotable", help="Also serve models that missed their KPI gates (at a "
+        "site, whose verdict it does not know: required).")] = False,
     access_log: Annotated[bool, typer.Option(
         "--access-log", help="Log one line per request (method, path, status).")] = False,
 ) -> None:
-    """Serve registered models over HTTP (FastAPI + ONNX Runtime) until stopped."""
+    """Serve registered models (or a site's kept models) over HTTP until stopped."""
     import uvicorn
 
     from serving.app import create_app
     from serving.catalog import Catalog
+    from serving.mtls import PeerCertProtocol
     from serving.service import PredictionService
+    from serving.site_catalog import SiteCatalog
 
     with cli_boundary():
-        if (tls_cert is None) != (tls_key is None):
-            raise TesseraError(ErrorCode.CONFIG_INVALID, "--tls-cert and --tls-key go together")
-        if tls_client_ca is not None and tls_cert is None:
-            raise TesseraError(ErrorCode.CONFIG_INVALID, "--tls-client-ca needs --tls-cert")
-        for option, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key),
-                             ("--tls-client-ca", tls_client_ca)):
-            if path is not None and not path.is_file():
-                raise TesseraError(ErrorCode.NOT_FOUND, f"{option}: {path} is not a file")
-        open_registry(coordinator_dir).close()
-        kit = CoordinatorLayout(coordinator_dir).kit_dir
-        policy = load_access_policy(kit=kit if (kit / KIT_FILE).is_file() else None)
-        catalog = Catalog(coordinator_dir, study=study, version=version, precision=precision,
-                          allow_unpromotable=allow_unpromotable)
-        service = PredictionService(catalog, TokenStore(coordinator_dir), policy,
-                                    max_batch=max_batch)
+        _one_folder(coordinator_dir, site_dir)
+        _check_tls(tls_cert, tls_key, tls_client_ca)
+        catalog: Catalog | SiteCatalog
+        if site_dir is not None:
+            from client_app.custody.vault import unlock_vault
+            from client_app.store.folder import open_site_dir
+
+            site = open_site_dir(site_dir)
+            policy = load_access_policy(site_dir=site.root)
+            catalog = SiteCatalog(unlock_vault(site), study=study, version=version,
+                                  precision=precision, allow_unpromotable=allow_unpromotable)
+            tokens = TokenStore.at_site(site.root)
+        else:
+            assert coordinator_dir is not None
+            open_registry(coordinator_dir).close()
+            kit = CoordinatorLayout(coordinator_dir).kit_dir
+            policy = load_access_policy(kit=kit if (kit / KIT_FILE).is_file() else None)
+            catalog = Catalog(coordinator_dir, study=study, version=version,
+                              precision=precision, allow_unpromotable=allow_unpromotable)
+            tokens = TokenStore(coordinator_dir)
+        service = PredictionService(catalog, tokens, policy, max_batch=max_batch,
+                                    client_certs=tls_client_ca is not None)
     if tls_cert is None and host not in _LOOPBACK:
         typer.echo(f"WARNING: serving on {host} without TLS: tokens and patient rows cross "
                    "the network in clear text", err=True)
@@ -94,10 +142,13 @@ def serve(
     for model in service.models():
         typer.echo(f"serving {model['study']} v{model['version']} ({model['role']}, "
                    f"{model['precision']}, onnx sha256 {str(model['onnx_sha256'])[:16]})")
-    typer.echo(f"listening on {scheme}://{host}:{port} (API docs at /docs)", err=False)
+    who = "client certificates (OU = role)" if tls_client_ca else "API tokens"
+    typer.echo(f"listening on {scheme}://{host}:{port} (API docs at /docs; callers known by "
+               f"{who})", err=False)
     try:
         uvicorn.run(create_app(service), host=host, port=port, log_level="warning",
                     access_log=access_log,
+                    http=PeerCertProtocol if tls_client_ca else "auto",
                     ssl_certfile=str(tls_cert) if tls_cert else None,
                     ssl_keyfile=str(tls_key) if tls_key else None,
                     ssl_ca_certs=str(tls_client_ca) if tls_client_ca else None,
@@ -108,15 +159,14 @@ def serve(
 
 @token_app.command("create")
 def token_create(
-    coordinator_dir: CoordinatorDir,
     name: Annotated[str, typer.Option(help="Who or what uses the token (e.g. ehr-gateway).")],
     role: Annotated[Role, typer.Option(help="The access-policy role the token acts in.")] =
         Role.SITE_OPERATOR,
+    coordinator_dir: OptionalCoordinatorDir = None, site_dir: SiteDir = None,
 ) -> None:
     """Issue an API token; it is printed once and stored only as a hash."""
     with cli_boundary():
-        open_registry(coordinator_dir).close()
-        with TokenStore(coordinator_dir) as tokens:
+        with _token_store(coordinator_dir, site_dir) as tokens:
             issued = tokens.create(name=name, role=role)
     typer.echo(f"token {issued.record.token_id} for {name} ({role.value}); shown only once:",
                err=True)
@@ -126,22 +176,21 @@ def token_create(
 @token_app.command("revoke")
 def token_revoke(
     token_id: Annotated[str, typer.Argument(help="The token's id (tsk_<id>_...).")],
-    coordinator_dir: CoordinatorDir,
+    coordinator_dir: OptionalCoordinatorDir = None, site_dir: SiteDir = None,
 ) -> None:
     """Revoke an API token: the service refuses it from its next request."""
     with cli_boundary():
-        open_registry(coordinator_dir).close()
-        with TokenStore(coordinator_dir) as tokens:
+        with _token_store(coordinator_dir, site_dir) as tokens:
             record = tokens.revoke(token_id)
     typer.echo(f"token {record.token_id} ({record.name}) revoked")
 
 
 @token_app.command("list")
-def token_list(coordinator_dir: CoordinatorDir, as_json: AsJson = False) -> None:
+def token_list(coordinator_dir: OptionalCoordinatorDir = None, site_dir: SiteDir = None,
+               as_json: AsJson = False) -> None:
     """List API tokens (ids, names, roles, revocation; never secrets)."""
     with cli_boundary():
-        open_registry(coordinator_dir).close()
-        with TokenStore(coordinator_dir) as tokens:
+        with _token_store(coordinator_dir, site_dir) as tokens:
             records = tokens.list()
     if as_json:
         typer.echo(json.dumps([r.to_json() for r in records], indent=1))

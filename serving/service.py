@@ -1,7 +1,10 @@
 """The prediction service's logic, apart from HTTP: authorise, route, score, guard, count.
 
-:class:`PredictionService` answers for a :class:`serving.catalog.Catalog`: it checks an API
-token against the access policy (``api models``, ``api predict``, ``api metrics``), routes a
+:class:`PredictionService` answers for a :class:`serving.catalog.Catalog` (or a site's
+:class:`serving.site_catalog.SiteCatalog`): it checks the caller's role, from an API token
+or, when the service requires client certificates, from the verified certificate
+(:mod:`serving.mtls`), against the access policy (``api models``, ``api predict``,
+``api metrics``), routes a
 request to the stable version or the release candidate, scores it with ONNX Runtime,
 feeds the release guard and rolls a failing candidate back (actor
 ``prediction-service``). It logs counts and versions, never request content.
@@ -16,13 +19,15 @@ from typing import Any
 import numpy as np
 
 from common.errors import TesseraError
-from common.roles import Policy
+from common.roles import Policy, Role
 from server.predict import THRESHOLD, TOP_FEATURES
 from serving.catalog import Catalog
 from serving.guard import ReleaseGuard
 from serving.metrics import ServiceMetrics
+from serving.mtls import ClientIdentity
 from serving.releases import Release
-from serving.tokens import ApiToken, TokenStore
+from serving.site_catalog import SiteCatalog
+from serving.tokens import TokenStore
 from serving.validation import DEFAULT_MAX_BATCH, InvalidRequestError, rows_matrix
 
 log = logging.getLogger("tessera.serving")
@@ -41,9 +46,11 @@ class RefusedError(Exception):
 class PredictionService:
     """One service: the catalog it serves, its tokens, policy, guard and metrics."""
 
-    def __init__(self, catalog: Catalog, tokens: TokenStore, policy: Policy, *,
-                 max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(self, catalog: Catalog | SiteCatalog, tokens: TokenStore, policy: Policy, *,
+                 max_batch: int = DEFAULT_MAX_BATCH, client_certs: bool = False) -> None:
         self.catalog = catalog
+        #: Whether callers are known by their verified client certificate (mutual TLS).
+        self.client_certs = client_certs
         self.tokens = tokens
         self.policy = policy
         self.max_batch = max_batch
@@ -56,17 +63,32 @@ class PredictionService:
         self.catalog.close()
         self.tokens.close()
 
-    def authorize(self, bearer: str | None, command: str) -> ApiToken:
-        """The caller's token if it may run ``command`` (``api ...``); 401 or 403 if not."""
-        token = self.tokens.verify(bearer) if bearer else None
-        if token is None:
-            self.metrics.errors.labels("unauthorized").inc()
-            raise RefusedError(401, "a valid API token is required (Authorization: Bearer ...)")
-        if not self.policy.allowed(command, token.role):
+    def authorize(self, bearer: str | None, command: str, *,
+                  peer: ClientIdentity | None = None) -> Role:
+        """The caller's role if it may run ``command`` (``api ...``); 401 or 403 if not.
+
+        With client certificates the verified certificate's role decides (no token needed);
+        otherwise the bearer token's."""
+        if self.client_certs:
+            if peer is None:
+                self.metrics.errors.labels("unauthorized").inc()
+                raise RefusedError(401, "a verified client certificate is required")
+            role, who = peer.role, f"certificate '{peer.common_name}'"
+            if role is None:
+                self.metrics.errors.labels("forbidden").inc()
+                raise RefusedError(403, f"{who} names no single role in its OU "
+                                   f"({', '.join(r.value for r in Role)})")
+        else:
+            token = self.tokens.verify(bearer) if bearer else None
+            if token is None:
+                self.metrics.errors.labels("unauthorized").inc()
+                raise RefusedError(401,
+                                   "a valid API token is required (Authorization: Bearer ...)")
+            role, who = token.role, f"token {token.token_id}"
+        if not self.policy.allowed(command, role):
             self.metrics.errors.labels("forbidden").inc()
-            raise RefusedError(403, f"token {token.token_id} ({token.role.value}) may not call "
-                          f"'{command}'")
-        return token
+            raise RefusedError(403, f"{who} ({role.value}) may not call '{command}'")
+        return role
 
     def ready(self) -> bool:
         return all(self.catalog.release(s).stable is not None for s in self.catalog.studies)
@@ -141,13 +163,14 @@ class PredictionService:
 
     def _watch(self, release: Release, version: int, *, error: bool,
                scores: np.ndarray | None = None) -> None:
-        if release.candidate is None:
+        store = self.catalog.release_store
+        if release.candidate is None or store is None:
             return
         self.guard.observe(release, version, error=error, scores=scores)
         verdict = self.guard.verdict(release)
         if verdict is None:
             return
-        done = self.catalog.release_store.rollback(
+        done = store.rollback(
             release.study, actor=AUTO_ACTOR, reason=verdict.reason, measured=verdict.measured,
             expected_generation=release.generation)
         if done is not None:

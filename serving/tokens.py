@@ -22,12 +22,15 @@ from pathlib import Path
 from sqlmodel import col, select
 
 from common.errors import ErrorCode, TesseraError
+from common.files import PRIVATE_DIR, ensure_private_file
 from common.roles import Role
 from common.sql import SqlStore
-from common.workdir import CoordinatorDir
+from common.workdir import CoordinatorDir, sqlite_url
 from server.migrations import MIGRATIONS_DIR, ApiTokenRow
 
 PREFIX = "tsk"
+#: A site's prediction-service folder (inside the site folder) and its token store.
+SITE_SERVING_DIR, SITE_TOKENS_DB = "serving", "serving.db"
 _TOKEN = re.compile(r"^tsk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.@:-]{0,127}$")
 
@@ -78,10 +81,20 @@ def _record(row: ApiTokenRow) -> ApiToken:
 
 
 class TokenStore(SqlStore):
-    """The API tokens of one coordinator folder (its ``coordinator.db``)."""
+    """The API tokens of one coordinator folder (its ``coordinator.db``), or of a site's
+    prediction service (:meth:`at_site`)."""
 
-    def __init__(self, coordinator_dir: Path) -> None:
-        super().__init__(CoordinatorDir(Path(coordinator_dir)).db_url, MIGRATIONS_DIR)
+    def __init__(self, coordinator_dir: Path, *, url: str | None = None) -> None:
+        super().__init__(url or CoordinatorDir(Path(coordinator_dir)).db_url, MIGRATIONS_DIR)
+
+    @classmethod
+    def at_site(cls, site_root: Path) -> TokenStore:
+        """The tokens of a site's service: ``SITE/serving/serving.db`` (the coordinator store's
+        schema, of which a site uses only the token table)."""
+        folder = Path(site_root) / SITE_SERVING_DIR
+        folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        ensure_private_file(folder / SITE_TOKENS_DB)
+        return cls(folder, url=sqlite_url(folder / SITE_TOKENS_DB))
 
     def create(self, *, name: str, role: Role) -> IssuedToken:
         """Issue a token for ``role``; the returned ``token`` is the only copy of its secret."""

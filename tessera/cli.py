@@ -24,6 +24,7 @@ from tessera.access import KIT_ENV_VAR, enforce_on
 from tessera.audit_cli import app as audit_app
 from tessera.coordinator_cli import app as coordinator_app
 from tessera.data_cli import app as data_app
+from tessera.drift_cli import register as register_study_drift
 from tessera.simulate import register as register_simulate
 from tessera.study_cli import register as register_study_runs
 
@@ -34,6 +35,7 @@ study_app = typer.Typer(help="Study plans and runs: validate, write, submit, fol
                         no_args_is_help=True)
 app.add_typer(site_app, name="site", help="Site operator commands (run at a hospital).")
 app.add_typer(study_app, name="study")
+register_study_drift(study_app)
 app.add_typer(audit_app, name="audit", help="Auditor tools: verify and read audit logs.")
 app.add_typer(federation_app, name="federation",
               help="Coordinator commands: provision a federation.")

@@ -161,7 +161,7 @@ def app_folder(coordinator_dir: Path, run_config: Mapping[str, object]) -> tuple
 #: Every key the ServerApp reads from its run config, with an example of its type.
 RUN_CONFIG_KEYS: dict[str, object] = {
     "coordinator-dir": "", "workdir": "", "plan": "", "expected-sites": 0, "custodian": "",
-    "round-timeout": 0.0, "loso": False, "resume-run": "",
+    "round-timeout": 0.0, "loso": False, "resume-run": "", "task": "",
 }
 
 

@@ -6,7 +6,8 @@ coordinator of this federation signed the task (claims in :mod:`protos.claims`),
 matches its hash, the site approved that hash, the nonce was never seen (replays are refused)
 and the run's schedule allows the task (one statistics step, rounds in increasing order, one
 evaluation per round, one release, importance and leave-one-site-out only when the plan
-declares them and the operator shares them, each at most once per run).
+declares them and the operator shares them, each at most once per run; drift only when the
+plan declares ``[drift]`` and the operator switched its sharing on).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from collections.abc import Callable
 
 from client_app.agent.context import AgentIdentity
+from client_app.agent.drift import check_drift
 from client_app.agent.signing import verify_task
 from client_app.governance.sharing import refuse_unless_shared
 from client_app.store.events import SiteEvent
@@ -100,6 +102,9 @@ def check_schedule(request: agent_pb2.TaskRequest, plan: StudyPlan, store: SiteS
             raise _refuse(ErrorCode.OUT_OF_SCHEDULE, message)
 
     if kind == agent_pb2.TASK_HELLO:
+        return
+    if kind == agent_pb2.TASK_DRIFT:
+        check_drift(plan, store, round_=round_)
         return
     if kind == agent_pb2.TASK_STATS:
         if round_ != 0:

@@ -129,7 +129,7 @@ class TaskContext:
         before anything is decrypted."""
         request, kind, round_ = self.request, self.request.kind, self.round
         wants_stats = kind not in (agent_pb2.TASK_HELLO, agent_pb2.TASK_STATS,
-                                   agent_pb2.TASK_OPEN_COUNTS)
+                                   agent_pb2.TASK_OPEN_COUNTS, agent_pb2.TASK_DRIFT)
         model_round = {agent_pb2.TASK_TRAIN: round_ - 1}.get(kind, round_)
         wants_model = wants_stats and model_round >= 1
         wants_counts = kind == agent_pb2.TASK_OPEN_COUNTS

@@ -118,7 +118,8 @@ def _sharing(d: Details, study: str) -> str:
     if what == "min_cell_count":
         return f"Set the smallest shared count cell to {d.get('value')}"
     words = {"own_counts": "this site's own evaluation counts",
-             "importance": "feature importance"}.get(what, what.replace("_", " "))
+             "importance": "feature importance",
+             "drift": "drift statistics with the coordinator"}.get(what, what.replace("_", " "))
     return f"{'Started' if d.get('allowed') else 'Stopped'} sharing {words}"
 
 
@@ -146,6 +147,11 @@ _SENTENCES: dict[str, Callable[[Details, str], str]] = {
                                       f"({plural(d.get('rows', 0), 'row')}) for {s}",
     "importance_shared": lambda d, s: f"Shared feature importance measured on "
                                       f"{plural(d.get('rows', 0), 'held-out row')} for {s}",
+    "drift_shared": lambda d, s: f"Shared noised drift histograms of {s}" + (
+        " again (the answer already released for this data version)" if d.get("repeated")
+        else ""),
+    "model_exported": lambda d, s: f"Exported a kept model of {s} to ONNX for serving "
+                                   "(parity checked on this site's rows)",
     "model_released": lambda d, s: f"Released the final model of {s} ({_round(d)}, "
                                    f"{plural(len(d.get('contributors', [])), 'site')})",
     "global_model_stored": lambda d, s: f"Stored the global model of {s} after {_round(d)}",
@@ -267,6 +273,7 @@ _RELEASES = {
     "evaluation_counts": "noised evaluation counts",
     "importance": "noised feature importance",
     "loso_counts": "this site's own evaluation counts",
+    "drift": "noised drift histograms",
 }
 #: Mechanisms in words (unknown mechanisms use their own name).
 _MECHANISMS = {

@@ -35,6 +35,7 @@ _OUTBOUND = {
     "counts_opened": "Shares of the decryption of summed evaluation counts",
     "own_counts_shared": "This site's own evaluation counts",
     "importance_shared": "Feature importance",
+    "drift_shared": "Drift histograms (noised, per watched feature)",
     "model_released": "Decryption of the final model",
 }
 

@@ -21,8 +21,10 @@ class SiteEvent(StrEnum):
     COUNTS_OPENED = "counts_opened"
     OWN_COUNTS_SHARED = "own_counts_shared"
     IMPORTANCE_SHARED = "importance_shared"
+    DRIFT_SHARED = "drift_shared"
     MODEL_RELEASED = "model_released"
     GLOBAL_MODEL_STORED = "global_model_stored"
+    MODEL_EXPORTED = "model_exported"
     BUDGET_REFUSAL = "budget_refusal"
     LEDGER_SEALED = "ledger_sealed"
     # settings and the operator's decisions

@@ -50,6 +50,7 @@ class ReleaseKind(StrEnum):
     IMPORTANCE = "importance"
     LOSO_COUNTS = "loso_counts"
     ROW_COUNTS = "row_counts"
+    DRIFT = "drift"
 
 
 @dataclass(frozen=True)

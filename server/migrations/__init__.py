@@ -104,3 +104,22 @@ class ReleaseEventRow(CoordinatorTable, table=True):
     action: str = Field(sa_type=sa.String(32))
     actor: str = Field(sa_type=sa.String(128))
     details: str = Field(sa_type=sa.Text())
+
+
+class DriftCheckRow(CoordinatorTable, table=True):
+    """One drift check of a registered model by the coordinator (0005)."""
+
+    __tablename__ = "drift_checks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    study: str = Field(sa_type=sa.String(128), index=True)
+    version: int = Field(sa_type=sa.Integer())
+    #: The largest per-feature PSI of the check, and the plan's threshold.
+    worst_psi: float = Field(sa_type=sa.Float())
+    threshold: float = Field(sa_type=sa.Float())
+    retraining_recommended: bool = Field(sa_type=sa.Boolean())
+    #: The drafted next plan (relative to the coordinator folder), "" when none.
+    draft_plan: str = Field(default="", sa_type=sa.String(512))
+    #: JSON: the check's per-feature PSI and the sites it covered.
+    details: str = Field(sa_type=sa.Text())

@@ -15,6 +15,7 @@ from types import ModuleType
 import pytest
 from PySide6.QtGui import QImage
 
+from gui.pages.audit import AuditPage
 from gui.pages.dashboard import DashboardPage
 from gui.pages.evaluation import EvaluationPage
 from gui.window import MainWindow
@@ -23,7 +24,7 @@ from tests.gui.test_audit import _write_log
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gui_screenshots.py"
 PAGES = ["01-dashboard.png", "02-datasets.png", "03-studies.png", "04-consent.png",
-         "05-privacy-budget.png", "06-evaluation.png", "07-audit.png"]
+         "05-privacy-budget.png", "06-evaluation.png", "07-audit.png", "08-drift.png"]
 
 
 def _script() -> ModuleType:
@@ -55,14 +56,15 @@ def test_the_screenshot_script_saves_every_page_filled(
     assert reports[0] == "report-page-1.png"  # one PNG per page of the report
     assert names == [*PAGES, "report.pdf", *reports, "00-wizard-kit.png",
                      "00-wizard-passphrase.png"]
-    for path in saved[:7]:
+    for path in saved[:len(PAGES)]:
         image = QImage(str(path))
         assert (image.width(), image.height()) == (1280, 800), path.name
     assert QImage(str(out / "report-page-1.png")).height() > 1000
     evaluation = study_window.page(EvaluationPage)
     assert isinstance(evaluation, EvaluationPage) and evaluation.result is not None
     assert evaluation.confusion.index(0, 0).data() == "actually benign (1)"
-    assert study_window.pages[-1].result.text().startswith("INTACT")  # type: ignore[attr-defined]
+    audit = study_window.page(AuditPage)
+    assert isinstance(audit, AuditPage) and audit.result.text().startswith("INTACT")
     dashboard = study_window.page(DashboardPage)
     assert isinstance(dashboard, DashboardPage) and dashboard.attention  # the node is stopped
 

@@ -29,7 +29,7 @@ def test_the_smoke_test_renders_every_page_of_a_study_site(study_site) -> None:
     done = _smoke(study_site.site.root, study_site.passphrase)
     assert done.returncode == 0, done.stdout + done.stderr
     pages = [line for line in done.stdout.splitlines() if line.startswith("page ")]
-    assert len(pages) == 7
+    assert len(pages) == 8
     assert all(": rendered " in line for line in pages)
     assert "smoke test passed" in done.stdout
 

@@ -23,7 +23,7 @@ def test_ctrl_and_a_digit_switch_pages(qtbot, window: MainWindow) -> None:
         assert window.stack.currentIndex() == number - 1
         assert window.sidebar.currentRow() == number - 1
     assert [p.title for p in window.pages] == [p.title for p in PAGES]
-    assert len(window.pages) == 7
+    assert len(window.pages) == 8
 
 
 def test_every_button_is_reachable_by_tab_and_has_a_mnemonic(window: MainWindow) -> None:

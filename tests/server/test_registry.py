@@ -45,7 +45,7 @@ def test_migrations_create_the_schema_and_stamp_the_head(tmp_path: Path) -> None
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     assert {"model_versions", "alembic_version"} <= tables
-    assert version == [(head_revision(MIGRATIONS_DIR),)] == [("0004",)]
+    assert version == [(head_revision(MIGRATIONS_DIR),)] == [("0005",)]
 
 
 def test_migrations_describe_exactly_the_models(tmp_path: Path) -> None:
@@ -206,3 +206,19 @@ def test_the_registry_keeps_its_files_where_the_work_folder_layout_says(tmp_path
     assert coordinator.root / mv.path == coordinator.models_dir / "sepsis-v1.json"
     assert (coordinator.root / mv.path).read_bytes() == b"{}"
     assert stat.S_IMODE((coordinator.root / mv.path).stat().st_mode) == 0o600
+
+
+def test_the_newest_drift_check_says_whether_retraining_is_recommended(
+        registry: ModelRegistry) -> None:
+    model, other = _register(registry, data=b"one"), _register(registry, data=b"two")
+    assert not registry.retraining_recommended(model) and registry.drift_checks("sepsis", 1) == []
+    crossed = registry.record_drift(model, worst_psi=0.6, threshold=0.25,
+                                    details={"psi": {"age": 0.6}}, draft_plan="studies/x.toml")
+    assert crossed.retraining_recommended and registry.retraining_recommended(model)
+    assert not registry.retraining_recommended(other)
+    registry.record_drift(model, worst_psi=0.1, threshold=0.25, details={})
+    assert not registry.retraining_recommended(model)  # the newest check counts
+    assert [c.draft_plan for c in registry.drift_checks("sepsis", 1)] == ["studies/x.toml", ""]
+    with pytest.raises(TesseraError) as err:
+        registry.record_drift(model, worst_psi=float("nan"), threshold=0.25, details={})
+    assert err.value.code == ErrorCode.DATA_INVALID and "worst_psi" in err.value.message

@@ -18,6 +18,7 @@ class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_EVALUATE_OWN: _ClassVar[TaskKind]
     TASK_IMPORTANCE: _ClassVar[TaskKind]
     TASK_RELEASE: _ClassVar[TaskKind]
+    TASK_DRIFT: _ClassVar[TaskKind]
 
 class EnvelopeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -34,6 +35,7 @@ TASK_OPEN_COUNTS: TaskKind
 TASK_EVALUATE_OWN: TaskKind
 TASK_IMPORTANCE: TaskKind
 TASK_RELEASE: TaskKind
+TASK_DRIFT: TaskKind
 ENVELOPE_KIND_UNSPECIFIED: EnvelopeKind
 ENVELOPE_WEIGHTS: EnvelopeKind
 ENVELOPE_STATS: EnvelopeKind
