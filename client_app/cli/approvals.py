@@ -28,7 +28,7 @@ from common.cli_boundary import cli_boundary
 
 def approve(
     plan_hash: PlanHashArgument, site_dir: SiteDirOption,
-    actor: ActorOption = "operator", note: NoteOption = "",
+    actor: ActorOption, note: NoteOption = "", as_json: JsonOption = False,
 ) -> None:
     """Approve a study plan received at this site (``site study receive``) by its hash (64
     hex characters); the agent then runs it.
@@ -38,28 +38,36 @@ def approve(
     with cli_boundary():
         digest = checked_plan_hash(plan_hash)
         decide(open_site_dir(site_dir), digest, "approved", actor=actor, note=note)
-    typer.echo(f"approved plan {digest}")
+    _decided(digest, "approved", actor, as_json=as_json)
 
 
 def reject(
     plan_hash: PlanHashArgument, site_dir: SiteDirOption,
-    actor: ActorOption = "operator", note: NoteOption = "",
+    actor: ActorOption, note: NoteOption = "", as_json: JsonOption = False,
 ) -> None:
     """Reject a study plan by its hash (64 hex characters)."""
     with site_store(site_dir) as store:
-        store.reject(checked_plan_hash(plan_hash), actor=actor, note=note)
-    typer.echo(f"rejected plan {plan_hash.lower()}")
+        digest = checked_plan_hash(plan_hash)
+        store.reject(digest, actor=actor, note=note)
+    _decided(digest, "rejected", actor, as_json=as_json)
 
 
 def revoke(
     plan_hash: PlanHashArgument, site_dir: SiteDirOption,
-    actor: ActorOption = "operator", note: NoteOption = "",
+    actor: ActorOption, note: NoteOption = "", as_json: JsonOption = False,
 ) -> None:
     """Revoke an earlier approval; the agent refuses further rounds of that plan."""
     with cli_boundary():
         digest = checked_plan_hash(plan_hash)
         decide(open_site_dir(site_dir), digest, "revoked", actor=actor, note=note)
-    typer.echo(f"revoked plan {digest}")
+    _decided(digest, "revoked", actor, as_json=as_json)
+
+
+def _decided(digest: str, decision: str, actor: str, *, as_json: bool) -> None:
+    if as_json:
+        print_json({"plan_hash": digest, "decision": decision, "actor": actor})
+    else:
+        typer.echo(f"{decision} plan {digest}")
 
 
 def list_approvals(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:

@@ -33,6 +33,7 @@ from client_app.governance.consent import (
     withdrawn_ids,
 )
 from common.cli_boundary import cli_boundary
+from common.cli_options import input_file
 
 ScopeOption = Annotated[str, typer.Option(
     "--scope", help="A study name, or '*' for every study (the default).")]
@@ -48,32 +49,50 @@ def _distinct(patient_ids: list[str]) -> int:
 
 
 def withdraw_consent(patient_ids: IdsArgument, site_dir: SiteDirOption, actor: ActorOption,
-                     scope: ScopeOption = GLOBAL_SCOPE, note: NoteOption = "") -> None:
+                     scope: ScopeOption = GLOBAL_SCOPE, note: NoteOption = "",
+                     as_json: JsonOption = False) -> None:
     """Withdraw consent: the patients leave training and evaluation from the next task."""
     with cli_boundary():
         written = withdraw(site_vault(site_dir), patient_ids, actor=actor, scope=scope,
                            note=note)
+    unchanged = _distinct(patient_ids) - written
+    if as_json:
+        print_json({"action": "withdrawn", "scope": scope, "changed": written,
+                    "unchanged": unchanged, "batch": None})
+        return
     typer.echo(f"consent withdrawn for {written} patient(s) in {_scope_text(scope)}"
-               f" ({_distinct(patient_ids) - written} already withdrawn)")
+               f" ({unchanged} already withdrawn)")
 
 
 def grant_consent(patient_ids: IdsArgument, site_dir: SiteDirOption, actor: ActorOption,
-                  scope: ScopeOption = GLOBAL_SCOPE, note: NoteOption = "") -> None:
+                  scope: ScopeOption = GLOBAL_SCOPE, note: NoteOption = "",
+                  as_json: JsonOption = False) -> None:
     """Grant consent again: the patients are included from the next task."""
     with cli_boundary():
         written = grant(site_vault(site_dir), patient_ids, actor=actor, scope=scope, note=note)
+    unchanged = _distinct(patient_ids) - written
+    if as_json:
+        print_json({"action": "granted", "scope": scope, "changed": written,
+                    "unchanged": unchanged, "batch": None})
+        return
     typer.echo(f"consent granted for {written} patient(s) in {_scope_text(scope)}"
-               f" ({_distinct(patient_ids) - written} already included)")
+               f" ({unchanged} already included)")
 
 
 def import_opt_outs(
     file: Annotated[Path, typer.Argument(
         help="Opt-out list: CSV with a patient_id column, or one id per line.")],
     site_dir: SiteDirOption, actor: ActorOption, scope: ScopeOption = GLOBAL_SCOPE,
+    as_json: JsonOption = False,
 ) -> None:
     """Withdraw consent for everyone on an opt-out list, as one batch."""
     with cli_boundary():
-        result = import_opt_out(site_vault(site_dir), file, actor=actor, scope=scope)
+        source = input_file(file, "FILE")  # checked before the passphrase is asked
+        result = import_opt_out(site_vault(site_dir), source, actor=actor, scope=scope)
+    if as_json:
+        print_json({"action": "withdrawn", "scope": scope, "changed": result.withdrawn,
+                    "unchanged": result.unchanged, "batch": result.batch})
+        return
     typer.echo(f"batch {result.batch}: consent withdrawn for {result.withdrawn} "
                f"patient(s) in {_scope_text(scope)} ({result.unchanged} already withdrawn)")
 
@@ -101,10 +120,14 @@ def consent_history(
 def consent_status(
     site_dir: SiteDirOption,
     study: Annotated[str, typer.Option("--study", help="The study name.")],
+    as_json: JsonOption = False,
 ) -> None:
     """How many patients are withdrawn from a study (globally or for that study)."""
     with cli_boundary():
         count = len(withdrawn_ids(site_vault(site_dir), study=study))
+    if as_json:
+        print_json({"study": study, "withdrawn": count})
+        return
     typer.echo(f"study {study}: {count} patient(s) withdrawn")
 
 

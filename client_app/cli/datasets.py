@@ -154,13 +154,13 @@ def show(
 
 def add_data(
     data_file: FileArgument, site_dir: SiteDirOption, plan: PlanOption,
-    name: NameOption = None, actor: ActorOption = "operator",
+    actor: ActorOption, name: NameOption = None, as_json: JsonOption = False,
 ) -> None:
     """Register a file against a study plan with the default policy (refuse any issue
     but outliers); `site dataset register` chooses the policy."""
     with cli_boundary():
         version = _register(site_dir, data_file, plan, policy=Policy(), actor=actor, name=name)
-    typer.echo(_version_line(version))
+    typer.echo(json.dumps(version.to_json(), indent=2) if as_json else _version_line(version))
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,7 @@ def start(
     )] = None,
     wait: Annotated[float, typer.Option(
         "--wait", help="Seconds to wait for the agent to answer (0: do not wait).")] = 120.0,
+    as_json: JsonOption = False,
 ) -> None:
     """Start the site agent and its SuperNode in the background."""
     with cli_boundary():
@@ -33,6 +34,9 @@ def start(
         status = controller.wait_ready(timeout=wait) if wait > 0 else controller.status()
         if wait > 0:
             status = controller.wait_connection(timeout=min(wait, 20.0))
+    if as_json:
+        print_json({"action": "started", **status.to_json()})
+        return
     typer.echo(f"node started (pid {status.pid}), SuperLink {status.superlink}"
                f"{', agent answering' if status.agent_up else ''}; log {status.log_path}")
     if status.connection == "retrying":
@@ -47,12 +51,17 @@ def stop(
     site_dir: SiteDirOption,
     timeout: Annotated[float, typer.Option(
         "--timeout", help="Seconds to wait before killing the node.")] = 30.0,
+    as_json: JsonOption = False,
 ) -> None:
     """Stop the site agent and its SuperNode."""
     with cli_boundary():
         controller = NodeController(open_site_dir(site_dir))
         before = controller.status()
         controller.stop(timeout=timeout)
+    if as_json:
+        print_json({"action": "stopped" if before.running else "not_running",
+                    "pid": before.pid if before.running else None})
+        return
     typer.echo(f"node stopped (pid {before.pid})" if before.running else "node was not running")
 
 

@@ -24,14 +24,13 @@ from client_app.cli.options import (
 from client_app.governance.studies import plan_diff, receive_plan, received_plan, received_plans
 from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
+from common.cli_options import input_file
 from common.errors import ErrorCode, TesseraError
 
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TesseraError(ErrorCode.NOT_FOUND, f"study plan file not found: {path}") from None
+        return input_file(path, "PLAN").read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise TesseraError(ErrorCode.PLAN_INVALID, f"study plan: {path}: not UTF-8 text"
                            ) from None
@@ -40,10 +39,15 @@ def _read_text(path: Path) -> str:
 def receive(
     plan: Annotated[Path, typer.Argument(help="The study plan (TOML) to review.")],
     site_dir: SiteDirOption,
+    as_json: JsonOption = False,
 ) -> None:
     """Validate a study plan and add it to this site's inbox (pending until approved)."""
     with cli_boundary():
         received = receive_plan(open_site_dir(site_dir), _read_text(plan), source="file")
+    if as_json:
+        print_json({"study": received.study, "plan_hash": received.plan_hash,
+                    "status": received.status})
+        return
     typer.echo(f"received study {received.study} plan {received.plan_hash} "
                f"({received.status})")
 

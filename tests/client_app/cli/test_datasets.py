@@ -12,6 +12,7 @@ from client_app.cli.main import app
 from client_app.custody.vault import unlock_vault
 from client_app.datasets.versions import dataset_versions, read_current
 from client_app.store.folder import open_site_dir
+from common.cli_options import login_name
 from common.plan import plan_to_toml
 from tessera.cli import app as tessera_app
 from tests.client_app.datasets.test_validation import PLAN, base_rows, to_csv, to_parquet
@@ -108,11 +109,13 @@ def test_register_refuses_an_unknown_policy_choice(site_dir: Path, tmp_path: Pat
     assert folder_digest(site_dir) == before
 
 
-def test_register_needs_an_actor(site_dir: Path, tmp_path: Path, plan_file: Path) -> None:
+def test_register_records_the_login_name_without_actor(site_dir: Path, tmp_path: Path,
+                                                       plan_file: Path) -> None:
     data = write(tmp_path, "cohort.csv", to_csv(base_rows()))
     result = invoke("dataset", "register", str(data), "--plan", str(plan_file),
-                    "--site-dir", str(site_dir))
-    assert result.exit_code == 2 and "--actor" in result.output
+                    "--site-dir", str(site_dir), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["actor"] == login_name()
 
 
 def test_list_and_show_give_versions_with_lineage(site_dir: Path, tmp_path: Path,
@@ -145,7 +148,7 @@ def test_add_data_needs_a_plan_and_registers_with_the_default_policy(
     assert result.exit_code == 0, result.output
     assert "dataset cohort: version" in result.output
     content, version = read_current(unlock_vault(open_site_dir(site_dir)), "cohort")
-    assert version.actor == "operator" and version.policy["missing"] == "refuse"
+    assert version.actor == login_name() and version.policy["missing"] == "refuse"
     assert content.startswith(b"patient_id,age,bmi,sbp,outcome,sex\n")
 
 
