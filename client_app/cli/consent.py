@@ -134,7 +134,8 @@ def consent_status(
 def register(app: typer.Typer) -> None:
     """Add the ``consent`` command group to the site CLI."""
     group = typer.Typer(name="consent", no_args_is_help=True, add_completion=False,
-                        help="Patient consent: withdraw, grant, import opt-outs, history.")
+                        help="Patient consent: withdraw, grant, import opt-outs, history.\n\n"
+                        "Example: tessera site consent status --site-dir DIR --study cardio")
     group.command("withdraw")(withdraw_consent)
     group.command("grant")(grant_consent)
     group.command("import")(import_opt_outs)

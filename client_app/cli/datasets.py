@@ -166,7 +166,8 @@ def add_data(
 def register(app: typer.Typer) -> None:
     """Add ``dataset check|register|list|show`` and ``add-data`` to the site CLI."""
     group = typer.Typer(name="dataset", no_args_is_help=True, add_completion=False,
-                        help="Check data files, register them as versions, list versions.")
+                        help="Check data files, register them as versions, list versions.\n\n"
+                        "Example: tessera site dataset check cohort.csv --plan plan.toml")
     group.command("check")(check)
     group.command("register")(register_file)
     group.command("list")(list_datasets)

@@ -96,7 +96,8 @@ def status(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the ``node`` command group to the site CLI."""
-    group = typer.Typer(help="The site's node (agent and SuperNode): start, stop, status.",
+    group = typer.Typer(help="The site's node (agent and SuperNode): start, stop, status.\n\n"
+                        "Example: tessera site node status --site-dir DIR --json",
                         no_args_is_help=True)
     group.command("start")(start)
     group.command("stop")(stop)

@@ -107,7 +107,8 @@ def diff(plan_hash: PlanHashArgument, site_dir: SiteDirOption,
 
 def register(app: typer.Typer) -> None:
     """Add the ``study`` command group to the site CLI."""
-    group = typer.Typer(help="Received study plans: receive, list, show, diff.",
+    group = typer.Typer(help="Received study plans: receive, list, show, diff.\n\n"
+                        "Example: tessera site study receive plan.toml --site-dir DIR",
                         no_args_is_help=True)
     group.command("receive")(receive)
     group.command("list")(list_plans)
