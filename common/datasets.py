@@ -329,6 +329,9 @@ def read_csv(path: Path, spec: DatasetSpec) -> TableData:
         data = file.read_bytes()
     except FileNotFoundError:
         raise TesseraError(ErrorCode.NOT_FOUND, f"data file not found: {file.name}") from None
+    except IsADirectoryError:
+        raise TesseraError(ErrorCode.DATA_INVALID,
+                           f"data file {file.name}: is a directory, not a file") from None
     return read_csv_bytes(data, spec, source_name=file.name)
 
 

@@ -35,6 +35,7 @@ from client_app.datasets.versions import (
 )
 from client_app.store.folder import SiteDir, open_site_dir
 from common.cli_boundary import cli_boundary
+from common.cli_options import input_file
 from common.errors import ErrorCode, TesseraError, exit_status
 from common.plan import load_plan
 
@@ -62,7 +63,8 @@ def _version_line(v: DatasetVersion) -> str:
 def _register(site_dir: Path, data_file: Path, plan_file: Path, *, policy: Policy, actor: str,
               name: str | None) -> DatasetVersion:
     site = open_site_dir(site_dir)
-    prepared = prepare_dataset(data_file, plan=load_plan(plan_file), policy=policy)
+    prepared = prepare_dataset(data_file, plan=load_plan(input_file(plan_file, "--plan")),
+                               policy=policy)
     return store_dataset(site_vault_with_kit(site), prepared, actor=actor, name=name)
 
 
@@ -77,7 +79,7 @@ def check(
 ) -> None:
     """Validate a file against a study plan and print the report; changes nothing."""
     with cli_boundary():
-        report = check_dataset(data_file, plan=load_plan(plan))
+        report = check_dataset(data_file, plan=load_plan(input_file(plan, "--plan")))
     typer.echo(json.dumps(report.to_json(), indent=2) if as_json else report.to_text())
     if not report.ok:
         raise typer.Exit(exit_status(ErrorCode.DATA_INVALID))

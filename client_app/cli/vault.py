@@ -93,7 +93,7 @@ def he_keygen(
         site = open_site_dir(site_dir)
         vault = site_vault_with_kit(site)
         manifest = load_site_identity(site.root).manifest
-        input_file(plan, "--plan")
+        input_file(plan, "--plan")  # before the recipients are shown and confirmed
         names = recipient or [n for n in manifest.site_names if n != site.name]
         chosen = recipients_of(manifest, names, custodian=site.name)
         own = manifest.site(site.name)
@@ -115,7 +115,7 @@ def he_keygen(
         if not confirmed:
             raise TesseraError(ErrorCode.CANCELLED, "recipients not confirmed: no key was "
                                "generated or sealed")
-        result = keygen_and_seal(vault, load_plan(plan), manifest, out,
+        result = keygen_and_seal(vault, load_plan(input_file(plan, "--plan")), manifest, out,
                                  recipients=[r.name for r in chosen], actor=actor)
     if as_json:
         print_json({"fingerprint": result.fingerprint, "plan_hash": result.plan_hash,
