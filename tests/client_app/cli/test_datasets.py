@@ -61,7 +61,7 @@ def test_check_as_json_lists_issues_with_rows(tmp_path: Path, plan_file: Path) -
     result = invoke("dataset", "check", str(data), "--plan", str(plan_file), "--json")
     assert result.exit_code == 3
     report = json.loads(result.output)
-    assert report["issues"][0]["kind"] == "out_of_range" and report["issues"][0]["rows"] == [4]
+    assert report["issues"][0]["kind"] == "out_of_range" and report["issues"][0]["rows"] == [3]
 
 
 @pytest.mark.parametrize("case", sorted(MALFORMED))
