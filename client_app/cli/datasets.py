@@ -2,14 +2,17 @@
 data files and registering them as dataset versions.
 
 The checks, the policy and the versions are :mod:`client_app.datasets.versions`' (the desktop
-app calls the same functions). ``check`` exits 0 when the file has no issue and 3
-(DATA_INVALID) otherwise; ``register`` validates before it asks for the passphrase, so a
-refused file needs none and changes nothing.
+app calls the same functions). ``check`` exits 0 when the default policy would register the
+file as it is (no issue, or only issues it keeps: outliers, label balance) and 3 (DATA_INVALID)
+otherwise, and prints the same issue counts ``show`` prints for a registered version;
+``register`` validates before it asks for the passphrase, so a refused file needs none and
+changes nothing.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +28,12 @@ from client_app.cli.options import (
     print_json,
     site_vault_with_kit,
 )
-from client_app.datasets.validation import POLICY_CHOICES, Policy
+from client_app.datasets.validation import (
+    POLICY_CHOICES,
+    POLICY_FIELD,
+    Policy,
+    ValidationReport,
+)
 from client_app.datasets.versions import (
     DatasetVersion,
     check_dataset,
@@ -72,16 +80,62 @@ def _legacy_names(site: SiteDir) -> list[str]:
     return sorted(p.stem for p in site.data_dir.glob("*.enc"))
 
 
+def _counts_text(counts: dict[str, int]) -> str:
+    """Issue counts as ``check`` and ``show`` both print them (affected rows or cells)."""
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items())) or "none"
+
+
+@dataclass(frozen=True)
+class DefaultPolicyVerdict:
+    """What registering with the default policy (``add-data``) would do with a file."""
+
+    accepts: bool
+    kept: tuple[str, ...]  # issue kinds it registers as they are (outliers, label balance)
+    refused: tuple[str, ...]  # issue kinds it refuses
+
+    def to_json(self) -> dict[str, object]:
+        return {"accepts": self.accepts, "kept": list(self.kept), "refused": list(self.refused)}
+
+
+def default_policy_verdict(report: ValidationReport) -> DefaultPolicyVerdict:
+    """Whether the default policy registers ``report``'s file unchanged, and why (not)."""
+    policy = Policy()
+    decisions = {i.kind: policy.decision(i.kind) if i.kind in POLICY_FIELD else "keep"
+                 for i in report.issues if not i.blocking}
+    kept = tuple(sorted(k for k, d in decisions.items() if d == "keep"))
+    refused = tuple(sorted(k for k, d in decisions.items() if d == "refuse"))
+    accepts = not report.blocking and set(decisions.values()) <= {"keep"}
+    return DefaultPolicyVerdict(accepts, kept, refused)
+
+
 def check(
     data_file: FileArgument, plan: PlanOption, as_json: JsonOption = False,
     site_dir: Annotated[Path | None, typer.Option(
         "--site-dir", help="Your site folder (only says who runs the check).")] = None,
 ) -> None:
-    """Validate a file against a study plan and print the report; changes nothing."""
+    """Validate a file against a study plan and print the report; changes nothing. Exits 0
+    when the default policy would register the file as it is (no issue, or only issues it
+    keeps, such as outliers), 3 otherwise."""
     with cli_boundary():
         report = check_dataset(data_file, plan=load_plan(input_file(plan, "--plan")))
-    typer.echo(json.dumps(report.to_json(), indent=2) if as_json else report.to_text())
-    if not report.ok:
+    verdict = default_policy_verdict(report)
+    if as_json:
+        print_json({**report.to_json(), "issue_counts": report.issue_counts(),
+                    "default_policy": verdict.to_json()})
+    else:
+        typer.echo(report.to_text())
+        typer.echo(f"  issue counts: {_counts_text(report.issue_counts())}")
+        if verdict.accepts and not report.ok:
+            typer.echo(f"the default policy keeps these ({', '.join(verdict.kept)}): "
+                       "'tessera site add-data' registers the file as it is")
+        elif report.blocking:
+            typer.echo("blocking issues: no policy can register this file; fix it and check "
+                       "again")
+        else:
+            typer.echo(f"the default policy refuses {', '.join(verdict.refused)}: "
+                       "choose what to do with 'tessera site dataset register' (--missing, "
+                       "--out-of-range, --outliers, --duplicates)")
+    if not verdict.accepts:
         raise typer.Exit(exit_status(ErrorCode.DATA_INVALID))
 
 
@@ -149,9 +203,8 @@ def show(
         typer.echo(f"  source {v.source_name} ({v.source_format}, sha256 "
                    f"{v.source_hash[:12]}), plan {(v.plan_hash or 'none')[:12]}")
         typer.echo(f"  policy {', '.join(f'{k}={x}' for k, x in v.policy.items())}")
-        issues = report.get("issues") or {}
-        found = ", ".join(f"{k} {n}" for k, n in sorted(issues.items())) or "none"
-        typer.echo(f"  issues {found}; labels {report.get('label_counts', {})}")
+        typer.echo(f"  issue counts: {_counts_text(dict(report.get('issues') or {}))}; "
+                   f"labels {report.get('label_counts', {})}")
 
 
 def add_data(

@@ -54,6 +54,48 @@ def test_check_prints_the_report_and_exits_3(tmp_path: Path, plan_file: Path, ca
     assert expected in result.output and "Traceback" not in result.output
 
 
+def _with_outliers() -> bytes:
+    rows = base_rows()
+    rows[6][2] = "60"  # in range (10..80) but far from the other BMIs: an outlier
+    rows[8][3] = "400"  # sbp far out too
+    return to_csv(rows)
+
+
+def test_check_exits_0_when_the_default_policy_keeps_every_issue(
+        site_dir: Path, tmp_path: Path, plan_file: Path) -> None:
+    data = write(tmp_path, "cohort.csv", _with_outliers())
+    result = invoke("dataset", "check", str(data), "--plan", str(plan_file))
+    assert result.exit_code == 0, result.output
+    assert "the default policy keeps these (outlier)" in result.output
+    assert "issue counts: outlier 2" in result.output
+    checked = json.loads(invoke("dataset", "check", str(data), "--plan", str(plan_file),
+                                "--json").stdout)
+    assert checked["default_policy"] == {"accepts": True, "kept": ["outlier"], "refused": []}
+    assert checked["ok"] is False and checked["issue_counts"] == {"outlier": 2}
+    assert invoke("add-data", str(data), "--site-dir", str(site_dir), "--plan",
+                  str(plan_file)).exit_code == 0
+    shown = invoke("dataset", "show", "cohort", "--site-dir", str(site_dir))
+    assert "issue counts: outlier 2;" in shown.output  # the same words and numbers as check
+    versions = json.loads(invoke("dataset", "show", "cohort", "--site-dir", str(site_dir),
+                                 "--json").stdout)
+    assert versions[0]["report"]["issues"] == checked["issue_counts"]
+
+
+def test_check_exits_3_and_names_what_the_default_policy_refuses(
+        tmp_path: Path, plan_file: Path) -> None:
+    rows = base_rows()
+    rows[6][2] = "60"
+    rows[3][2] = ""  # a missing value: refused by default
+    data = write(tmp_path, "cohort.csv", to_csv(rows))
+    result = invoke("dataset", "check", str(data), "--plan", str(plan_file))
+    assert result.exit_code == 3
+    assert "the default policy refuses missing: choose what to do" in result.output
+    doc = json.loads(invoke("dataset", "check", str(data), "--plan", str(plan_file),
+                            "--json").stdout)
+    assert doc["default_policy"] == {"accepts": False, "kept": ["outlier"],
+                                     "refused": ["missing"]}
+
+
 def test_check_as_json_lists_issues_with_rows(tmp_path: Path, plan_file: Path) -> None:
     rows = base_rows()
     rows[2][1] = "130"
