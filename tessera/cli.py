@@ -268,7 +268,7 @@ def demo(
                       f"exactly on the pooled held-out rows the released model has accuracy "
                       f"{check['accuracy']:.3f}, AUC {check['auc']:.3f}")
     for line in next_steps(options, passphrase_is_default=passphrase == DEMO_PASSPHRASE):
-        console.print(line, markup=False, highlight=False)
+        typer.echo(line)  # not wrapped: each command stays one line to copy
 
 
 def _deprecated_site_count(value: str) -> int:

@@ -195,15 +195,17 @@ def next_steps(options: DemoOptions, *, passphrase_is_default: bool) -> list[str
     """What to try after the demo: open a site in the app, list the model, read the report."""
     layout = WorkDir(options.workdir.absolute())
     site = layout.site(local_federation.site_names(options.sites)[0]).root
-    coordinator = layout.coordinator.root
+    coordinator = layout.coordinator
+    as_coordinator = f"tessera --kit {coordinator.kit_dir}"
     secret = (f"the passphrase '{DEMO_PASSPHRASE}'" if passphrase_is_default
               else f"the passphrase you set in {PASSPHRASE_ENV_VAR}")
     return [
         "next steps:",
-        f"  open a site in the desktop app:  tessera site gui --site-dir {site}",
+        f"  open a site in the desktop app: tessera site gui --site-dir {site}",
         f"    (its keystore opens with {secret})",
-        f"  the registered model:            tessera model list --coordinator-dir {coordinator}",
-        f"  the study's report:              tessera study report latest "
-        f"--coordinator-dir {coordinator}",
-        f"  this site's privacy ledger:      tessera site budget --site-dir {site}",
+        f"  the registered model:  {as_coordinator} model list --coordinator-dir "
+        f"{coordinator.root}",
+        f"  the study's report:    {as_coordinator} study report latest --coordinator-dir "
+        f"{coordinator.root}",
+        f"  a site's privacy ledger: tessera site budget --site-dir {site}",
     ]
