@@ -41,7 +41,6 @@ from privacy.kit_identity import verify_kit
 from privacy.manifest import SEALING_KEY_FILE, SIGNING_KEY_FILE, Manifest, describe_party
 from privacy.sealing import SealingKey
 from privacy.signing import SigningKey
-from tessera.audit_service import pull_log, serve_audit
 
 app = typer.Typer(name="audit", help="Verify and read tamper-evident audit logs.",
                   no_args_is_help=True, add_completion=False)
@@ -289,6 +288,8 @@ def serve(logs: Annotated[list[str], typer.Option(
               "--kit", help="This party's kit (coordinator or site); default: "
               "'tessera --kit DIR' or TESSERA_KIT.")] = None) -> None:
     """Serve audit logs read-only to the federation's auditor (mutual TLS) until Ctrl-C."""
+    from tessera.audit_service import serve_audit  # gRPC: imported here, --help stays light
+
     with cli_boundary("--log"):
         paths: dict[str, Path] = {}
         for item in logs:
@@ -325,6 +326,8 @@ def pull(source: Annotated[str, typer.Option("--from", help="HOST:PORT of an aud
          as_json: JsonOption = False) -> None:
     """Fetch a log over mutual TLS, write it to --out and verify the copy (party key pinned
     from the signed manifest in the auditor kit)."""
+    from tessera.audit_service import pull_log  # gRPC: imported here, --help stays light
+
     with cli_boundary("--out"):
         auditor_kit = kit_from(ctx, kit)
         manifest = pinning_manifest(auditor_kit, "pull")

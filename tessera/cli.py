@@ -16,7 +16,6 @@ from client_app.node.passphrase_fd import passphrase_from, reexec_without_secret
 from common.cli_boundary import cli_boundary
 from common.cli_options import JsonOption, KitOption, input_file, kit_from, login_name, print_json
 from common.errors import ErrorCode, TesseraError, exit_status
-from common.plan import bundled_plan_path, load_plan, override, plan_hash
 from privacy.passphrase import PASSPHRASE_ENV_VAR
 from server.cli import app as federation_app
 from serving.cli import model_app
@@ -184,6 +183,7 @@ def study_validate(
     as_json: JsonOption = False,
 ) -> None:
     """Validate a study plan, print its privacy budget split and its plan hash."""
+    from common.plan import load_plan, plan_hash
     from privacy.release_plan import budget_split
 
     with cli_boundary():
@@ -231,6 +231,7 @@ def demo(
                        "it (spends privacy budget at the training sites).")] = False,
 ) -> None:
     """Run a study on a local federation of real Flower processes and write a report."""
+    from common.plan import bundled_plan_path, load_plan, override, plan_hash
     from tessera.demo import DEMO_PASSPHRASE, DemoOptions, next_steps, run_demo
 
     try:

@@ -21,7 +21,6 @@ from client_app.cli.options import (
     print_json,
     site_store,
 )
-from client_app.governance.studies import decide
 from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 
@@ -35,6 +34,8 @@ def approve(
 
     The plan is approved only if its privacy terms fit the site's (its delta not above the
     site's; differential privacy on unless the site allows non-private studies)."""
+    from client_app.governance.studies import decide  # here: --help stays light
+
     with cli_boundary():
         digest = checked_plan_hash(plan_hash)
         decide(open_site_dir(site_dir), digest, "approved", actor=actor, note=note)
@@ -57,6 +58,8 @@ def revoke(
     actor: ActorOption, note: NoteOption = "", as_json: JsonOption = False,
 ) -> None:
     """Revoke an earlier approval; the agent refuses further rounds of that plan."""
+    from client_app.governance.studies import decide  # here: --help stays light
+
     with cli_boundary():
         digest = checked_plan_hash(plan_hash)
         decide(open_site_dir(site_dir), digest, "revoked", actor=actor, note=note)

@@ -5,7 +5,7 @@ its integrity check in :mod:`client_app.governance.budget`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -20,11 +20,13 @@ from client_app.cli.options import (
     print_json,
     site_store,
 )
-from client_app.custody.vault import SiteVault, unlock_vault
-from client_app.governance.budget import LedgerReport, ledger_report
 from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError, exit_status
+
+if TYPE_CHECKING:
+    from client_app.custody.vault import SiteVault
+    from client_app.governance.budget import LedgerReport
 
 YesOption = Annotated[bool, typer.Option("--yes", help="Confirm loosening the setting.")]
 
@@ -44,6 +46,9 @@ def budget(
 ) -> None:
     """Show the privacy ledger: every release with its mechanism, the site's delta and the
     cumulative epsilon per dataset, and whether the ledger passes its integrity check."""
+    from client_app.custody.vault import unlock_vault  # here: --help stays light
+    from client_app.governance.budget import ledger_report
+
     with cli_boundary():
         site = open_site_dir(site_dir)
         try:

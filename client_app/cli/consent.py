@@ -24,17 +24,12 @@ from client_app.cli.options import (
     print_json,
     site_vault,
 )
-from client_app.governance.consent import (
-    GLOBAL_SCOPE,
-    grant,
-    history,
-    import_opt_out,
-    withdraw,
-    withdrawn_ids,
-)
 from common.cli_boundary import cli_boundary
 from common.cli_options import input_file
 
+#: The scope of every study: client_app.governance.consent.GLOBAL_SCOPE, written out so that
+#: --help does not import the consent module (numpy, the database layer).
+GLOBAL_SCOPE = "*"
 ScopeOption = Annotated[str, typer.Option(
     "--scope", help="A study name, or '*' for every study (the default).")]
 IdsArgument = Annotated[list[str], typer.Argument(help="Patient ids, as in the site's data.")]
@@ -52,6 +47,8 @@ def withdraw_consent(patient_ids: IdsArgument, site_dir: SiteDirOption, actor: A
                      scope: ScopeOption = GLOBAL_SCOPE, note: NoteOption = "",
                      as_json: JsonOption = False) -> None:
     """Withdraw consent: the patients leave training and evaluation from the next task."""
+    from client_app.governance.consent import withdraw  # here: --help stays light
+
     with cli_boundary():
         written = withdraw(site_vault(site_dir), patient_ids, actor=actor, scope=scope,
                            note=note)
@@ -68,6 +65,8 @@ def grant_consent(patient_ids: IdsArgument, site_dir: SiteDirOption, actor: Acto
                   scope: ScopeOption = GLOBAL_SCOPE, note: NoteOption = "",
                   as_json: JsonOption = False) -> None:
     """Grant consent again: the patients are included from the next task."""
+    from client_app.governance.consent import grant
+
     with cli_boundary():
         written = grant(site_vault(site_dir), patient_ids, actor=actor, scope=scope, note=note)
     unchanged = _distinct(patient_ids) - written
@@ -86,6 +85,8 @@ def import_opt_outs(
     as_json: JsonOption = False,
 ) -> None:
     """Withdraw consent for everyone on an opt-out list, as one batch."""
+    from client_app.governance.consent import import_opt_out
+
     with cli_boundary():
         source = input_file(file, "FILE")  # checked before the passphrase is asked
         result = import_opt_out(site_vault(site_dir), source, actor=actor, scope=scope)
@@ -103,6 +104,8 @@ def consent_history(
         "--scope", help="Only this scope (a study name, or '*').")] = None,
 ) -> None:
     """Every consent change, newest first (shows patient ids: site operator only)."""
+    from client_app.governance.consent import history
+
     with cli_boundary():
         events = history(site_vault(site_dir), scope=scope)
     if as_json:
@@ -123,6 +126,8 @@ def consent_status(
     as_json: JsonOption = False,
 ) -> None:
     """How many patients are withdrawn from a study (globally or for that study)."""
+    from client_app.governance.consent import withdrawn_ids
+
     with cli_boundary():
         count = len(withdrawn_ids(site_vault(site_dir), study=study))
     if as_json:

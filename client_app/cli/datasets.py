@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -34,18 +34,13 @@ from client_app.datasets.validation import (
     Policy,
     ValidationReport,
 )
-from client_app.datasets.versions import (
-    DatasetVersion,
-    check_dataset,
-    dataset_versions,
-    prepare_dataset,
-    store_dataset,
-)
 from client_app.store.folder import SiteDir, open_site_dir
 from common.cli_boundary import cli_boundary
 from common.cli_options import input_file
 from common.errors import ErrorCode, TesseraError, exit_status
-from common.plan import load_plan
+
+if TYPE_CHECKING:
+    from client_app.datasets.versions import DatasetVersion
 
 FileArgument = Annotated[Path, typer.Argument(help="The data file (CSV or Parquet).")]
 PlanOption = Annotated[Path, typer.Option("--plan", help="The study plan (TOML) to check against.")]
@@ -70,6 +65,9 @@ def _version_line(v: DatasetVersion) -> str:
 
 def _register(site_dir: Path, data_file: Path, plan_file: Path, *, policy: Policy, actor: str,
               name: str | None) -> DatasetVersion:
+    from client_app.datasets.versions import prepare_dataset, store_dataset
+    from common.plan import load_plan
+
     site = open_site_dir(site_dir)
     prepared = prepare_dataset(data_file, plan=load_plan(input_file(plan_file, "--plan")),
                                policy=policy)
@@ -116,6 +114,9 @@ def check(
     """Validate a file against a study plan and print the report; changes nothing. Exits 0
     when the default policy would register the file as it is (no issue, or only issues it
     keeps, such as outliers), 3 otherwise."""
+    from client_app.datasets.versions import check_dataset  # here: --help stays light
+    from common.plan import load_plan
+
     with cli_boundary():
         report = check_dataset(data_file, plan=load_plan(input_file(plan, "--plan")))
     verdict = default_policy_verdict(report)
@@ -158,6 +159,8 @@ def register_file(
 
 def list_datasets(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
     """List the site's datasets with their current version."""
+    from client_app.datasets.versions import dataset_versions
+
     with cli_boundary():
         site = open_site_dir(site_dir)
         versions = dataset_versions(site)
@@ -189,6 +192,8 @@ def show(
     site_dir: SiteDirOption, as_json: JsonOption = False,
 ) -> None:
     """Show every version of a dataset, oldest first, with its lineage and validation."""
+    from client_app.datasets.versions import dataset_versions
+
     with cli_boundary():
         versions = dataset_versions(open_site_dir(site_dir), name)
         if not versions:

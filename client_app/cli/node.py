@@ -4,15 +4,17 @@ which the desktop app drives too."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from client_app.cli.options import JsonOption, SiteDirOption, print_json
-from client_app.node.controller import NodeController, NodeStatus
 from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 from privacy.passphrase import passphrase_from_environment
+
+if TYPE_CHECKING:
+    from client_app.node.controller import NodeStatus
 
 
 def start(
@@ -27,6 +29,8 @@ def start(
     as_json: JsonOption = False,
 ) -> None:
     """Start the site agent and its SuperNode in the background."""
+    from client_app.node.controller import NodeController  # here: --help stays light
+
     with cli_boundary():
         controller = NodeController(open_site_dir(site_dir))
         controller.start(passphrase=passphrase_from_environment(), insecure=insecure,
@@ -54,6 +58,8 @@ def stop(
     as_json: JsonOption = False,
 ) -> None:
     """Stop the site agent and its SuperNode."""
+    from client_app.node.controller import NodeController
+
     with cli_boundary():
         controller = NodeController(open_site_dir(site_dir))
         before = controller.status()
@@ -85,6 +91,8 @@ def _status_rows(status: NodeStatus) -> list[tuple[str, str]]:
 
 def status(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
     """Show whether the node runs, the agent answers, and its current study and round."""
+    from client_app.node.controller import NodeController
+
     with cli_boundary():
         current = NodeController(open_site_dir(site_dir)).status()
     if as_json:

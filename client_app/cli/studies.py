@@ -21,7 +21,6 @@ from client_app.cli.options import (
     cells,
     print_json,
 )
-from client_app.governance.studies import plan_diff, receive_plan, received_plan, received_plans
 from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 from common.cli_options import input_file
@@ -42,6 +41,8 @@ def receive(
     as_json: JsonOption = False,
 ) -> None:
     """Validate a study plan and add it to this site's inbox (pending until approved)."""
+    from client_app.governance.studies import receive_plan  # here: --help stays light
+
     with cli_boundary():
         received = receive_plan(open_site_dir(site_dir), _read_text(plan), source="file")
     if as_json:
@@ -54,6 +55,8 @@ def receive(
 
 def list_plans(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
     """List received study plans, newest first, with the site's decision."""
+    from client_app.governance.studies import received_plans
+
     with cli_boundary():
         plans = received_plans(open_site_dir(site_dir))
     if as_json:
@@ -70,6 +73,8 @@ def list_plans(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
 def show(plan_hash: PlanHashArgument, site_dir: SiteDirOption,
          as_json: JsonOption = False) -> None:
     """Show a received plan's summary: model, data fields, rounds, privacy, release."""
+    from client_app.governance.studies import received_plan
+
     with cli_boundary():
         received = received_plan(open_site_dir(site_dir), plan_hash)
     if as_json:
@@ -85,6 +90,8 @@ def show(plan_hash: PlanHashArgument, site_dir: SiteDirOption,
 def diff(plan_hash: PlanHashArgument, site_dir: SiteDirOption,
          as_json: JsonOption = False) -> None:
     """Compare a plan with the newest earlier plan of the same study."""
+    from client_app.governance.studies import plan_diff
+
     with cli_boundary():
         found = plan_diff(open_site_dir(site_dir), plan_hash)
     if as_json:

@@ -36,7 +36,6 @@ from client_app.store.site_store import SiteStore
 from common.cli_boundary import cli_boundary
 from common.cli_options import input_file
 from common.errors import ErrorCode, TesseraError
-from common.plan import load_plan
 from privacy.passphrase import passphrase_from_environment
 
 NEW_PASSPHRASE_ENV_VAR = "TESSERA_NEW_SITE_PASSPHRASE"  # noqa: S105 (a variable name)
@@ -87,6 +86,7 @@ def he_keygen(
     """As the study's key custodian: generate its CKKS key and seal it to the sites you
     confirm (each shown with its key fingerprints; compare them with each site)."""
     from client_app.custody.he_custody import keygen_and_seal, recipients_of
+    from common.plan import load_plan
     from privacy.signing import fingerprint
 
     with cli_boundary():
