@@ -63,14 +63,19 @@ def _report_json(report: VerifyReport, name: str) -> dict[str, Any]:
             "message": None if report.ok else _failure(report, name)}
 
 
-def pinning_manifest(kit: Path | None, command: str) -> Manifest:
-    """The signed manifest of the caller's kit, which gives every party's signing key."""
+def needed_kit(kit: Path | None, command: str) -> Path:
+    """``kit``, or KEY_MISSING saying why ``audit COMMAND`` needs one."""
     if kit is None:
         raise TesseraError(ErrorCode.KEY_MISSING,
-                           f"'audit {command}' needs your kit (tessera --kit DIR, or "
-                           "TESSERA_KIT): the signed federation manifest in it gives each "
+                           f"'audit {command}' needs your kit (--kit DIR, tessera --kit DIR, "
+                           "or TESSERA_KIT): the signed federation manifest in it gives each "
                            "party's signing key, which the log must be signed with")
-    return verify_kit(kit).manifest
+    return kit
+
+
+def pinning_manifest(kit: Path | None, command: str) -> Manifest:
+    """The signed manifest of the caller's kit, which gives every party's signing key."""
+    return verify_kit(needed_kit(kit, command)).manifest
 
 
 def _auditor_key(path: Path) -> SealingKey:
@@ -329,7 +334,7 @@ def pull(source: Annotated[str, typer.Option("--from", help="HOST:PORT of an aud
     from tessera.audit_service import pull_log  # gRPC: imported here, --help stays light
 
     with cli_boundary("--out"):
-        auditor_kit = kit_from(ctx, kit)
+        auditor_kit = needed_kit(kit_from(ctx, kit), "pull")
         manifest = pinning_manifest(auditor_kit, "pull")
         data = pull_log(source, log=log, kit_dir=auditor_kit)
         atomic_write_bytes(out, data)
