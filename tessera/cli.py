@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperOption
 
 from client_app.cli.main import app as site_app
 from client_app.cli.options import SiteDirOption
@@ -83,7 +85,31 @@ def _access(
 ) -> None:
     """Every command checks the access policy (tessera/roles.toml) before it runs."""
     ctx.obj = {"kit": kit}
+    if isinstance(ctx.command, click.Group):
+        _kit_on_every_command(ctx.command)
     enforce_on(ctx, kit=kit)
+
+
+def _command_kit(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    """A command's own ``--kit``: the root's ``--kit``, given after the command (it wins)."""
+    if value is not None:
+        root = ctx.find_root()
+        root.obj = {**(root.obj or {}), "kit": value}
+        enforce_on(root, kit=value)
+
+
+def _kit_on_every_command(group: click.Group) -> None:
+    """Give every command that has no ``--kit`` of its own the root's, with one meaning.
+
+    Click builds the command tree per invocation, so this changes only the running one."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _kit_on_every_command(command)
+        elif not any("--kit" in param.opts for param in command.params):
+            command.params.append(TyperOption(
+                param_decls=["--kit"], type=click.Path(path_type=Path), metavar="DIR",
+                expose_value=False, callback=_command_kit,
+                help="Your kit folder: the same as 'tessera --kit DIR' before the command."))
 
 
 #: Set by :func:`main` only: this process is the ``tessera`` command itself, so a long-running

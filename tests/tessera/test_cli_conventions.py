@@ -205,3 +205,25 @@ def test_data_split_json_lists_each_file(tmp_path: Path) -> None:
     assert isinstance(doc, dict)
     assert [f["site"] for f in doc["files"]] == ["a", "b"]
     assert all(Path(f["path"]).is_file() and f["rows"] > 0 for f in doc["files"])
+
+
+def test_every_command_takes_kit_after_it_with_the_meaning_it_has_before_it(
+        tmp_path: Path) -> None:
+    fed = _json("federation", "init", "--name", "f", "--sites", "north", "--out",
+                str(tmp_path / "fed"), "--no-archives", "--json")
+    assert isinstance(fed, dict)
+    coordinator = tmp_path / "coordinator"
+    nobody = CliRunner().invoke(app, ["model", "list", "--coordinator-dir", str(coordinator)])
+    assert nobody.exit_code == 10 and "needs to know who you are" in nobody.stderr
+    before = CliRunner().invoke(app, ["--kit", fed["coordinator_kit"], "model", "list",
+                                      "--coordinator-dir", str(coordinator), "--json"])
+    after = CliRunner().invoke(app, ["model", "list", "--coordinator-dir", str(coordinator),
+                                     "--json", "--kit", fed["coordinator_kit"]])
+    assert "needs to know who you are" not in after.output
+    assert (after.exit_code, after.stdout) == (before.exit_code, before.stdout)
+    auditor = CliRunner().invoke(app, ["model", "token", "revoke", "t1", "--coordinator-dir",
+                                       str(coordinator), "--kit", fed["auditor_kit"]])
+    assert auditor.exit_code == 10  # the auditor's kit is the auditor, wherever it is given
+    assert "you are auditor" in auditor.stderr
+    helped = CliRunner().invoke(app, ["study", "list", "--help"])
+    assert "--kit" in helped.stdout
