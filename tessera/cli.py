@@ -10,7 +10,6 @@ from typing import Annotated
 import click
 import typer
 from rich.console import Console
-from typer.core import TyperOption
 
 from client_app.cli.main import app as site_app
 from client_app.cli.options import SiteDirOption
@@ -24,6 +23,7 @@ from serving.cli import model_app
 from tessera import __version__
 from tessera.access import KIT_ENV_VAR, enforce_on
 from tessera.audit_cli import app as audit_app
+from tessera.cli_conventions import deprecated_site_count, group_help, kit_on_every_command
 from tessera.coordinator_cli import app as coordinator_app
 from tessera.data_cli import app as data_app
 from tessera.study_cli import register as register_study_runs
@@ -34,32 +34,25 @@ app = typer.Typer(help="Tessera: federated, privacy-preserving learning for hosp
                   context_settings={"help_option_names": ["-h", "--help"]})
 study_app = typer.Typer(help="Study plans and runs: validate, write, submit, follow, report.",
                         no_args_is_help=True)
-
-
-def _example(text: str, example: str) -> str:
-    """A command group's help: what it is for, then one example (shown by ``--help``)."""
-    return f"{text}\n\nExample: {example}"
-
-
-app.add_typer(site_app, name="site", help=_example(
+app.add_typer(site_app, name="site", help=group_help(
     "Site operator commands (run at a hospital).",
     "tessera site budget --site-dir work/sites/site-1"))
-app.add_typer(study_app, name="study", help=_example(
+app.add_typer(study_app, name="study", help=group_help(
     "Study plans and runs: validate, write, submit, follow, report.",
     "tessera study validate plan.toml --json"))
-app.add_typer(audit_app, name="audit", help=_example(
+app.add_typer(audit_app, name="audit", help=group_help(
     "Auditor tools: verify and read audit logs.",
     "tessera --kit auditor-kit audit verify coordinator/audit/audit.log"))
-app.add_typer(federation_app, name="federation", help=_example(
+app.add_typer(federation_app, name="federation", help=group_help(
     "Coordinator commands: provision a federation.",
     "tessera federation init --name demo --sites site-1,site-2 --out fed"))
-app.add_typer(model_app, name="model", help=_example(
+app.add_typer(model_app, name="model", help=group_help(
     "Registered models: list, show, predict.",
     "tessera model list --coordinator-dir work/coordinator --json"))
-app.add_typer(coordinator_app, name="coordinator", help=_example(
+app.add_typer(coordinator_app, name="coordinator", help=group_help(
     "Coordinator: start, stop and inspect the SuperLink.",
     "tessera coordinator status --coordinator-dir work/coordinator"))
-app.add_typer(data_app, name="data", help=_example(
+app.add_typer(data_app, name="data", help=group_help(
     "Sample data: per-site CSVs of a bundled study.",
     "tessera data split --study breast_cancer --sites site-1,site-2 --out data"))
 console = Console()
@@ -86,30 +79,8 @@ def _access(
     """Every command checks the access policy (tessera/roles.toml) before it runs."""
     ctx.obj = {"kit": kit}
     if isinstance(ctx.command, click.Group):
-        _kit_on_every_command(ctx.command)
+        kit_on_every_command(ctx.command)
     enforce_on(ctx, kit=kit)
-
-
-def _command_kit(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
-    """A command's own ``--kit``: the root's ``--kit``, given after the command (it wins)."""
-    if value is not None:
-        root = ctx.find_root()
-        root.obj = {**(root.obj or {}), "kit": value}
-        enforce_on(root, kit=value)
-
-
-def _kit_on_every_command(group: click.Group) -> None:
-    """Give every command that has no ``--kit`` of its own the root's, with one meaning.
-
-    Click builds the command tree per invocation, so this changes only the running one."""
-    for command in group.commands.values():
-        if isinstance(command, click.Group):
-            _kit_on_every_command(command)
-        elif not any("--kit" in param.opts for param in command.params):
-            command.params.append(TyperOption(
-                param_decls=["--kit"], type=click.Path(path_type=Path), metavar="DIR",
-                expose_value=False, callback=_command_kit,
-                help="Your kit folder: the same as 'tessera --kit DIR' before the command."))
 
 
 #: Set by :func:`main` only: this process is the ``tessera`` command itself, so a long-running
@@ -263,7 +234,7 @@ def demo(
     try:
         with cli_boundary():
             if sites is not None:
-                num_sites = _deprecated_site_count(sites)
+                num_sites = deprecated_site_count(sites, warn=err_console)
             path = Path(study) if study.endswith(".toml") else bundled_plan_path(study)
             plan = override(load_plan(path), rounds=rounds, target_epsilon=epsilon, seed=seed,
                             he_enabled=False if no_he else None,
@@ -296,23 +267,6 @@ def demo(
                       f"{check['accuracy']:.3f}, AUC {check['auc']:.3f}")
     for line in next_steps(options, passphrase_is_default=passphrase == DEMO_PASSPHRASE):
         typer.echo(line)  # not wrapped: each command stays one line to copy
-
-
-def _deprecated_site_count(value: str) -> int:
-    """``demo --sites N``: the old spelling of ``--num-sites N`` (a warning, then N)."""
-    try:
-        count = int(value)
-    except ValueError:
-        raise TesseraError(ErrorCode.CONFIG_INVALID,
-                           f"--sites {value!r}: the demo names its sites itself (site-1, "
-                           "site-2, ...); give their number with --num-sites N") from None
-    if not 1 <= count <= 50:
-        raise TesseraError(ErrorCode.CONFIG_INVALID,
-                           f"--sites {count}: the number of sites must be 1 to 50")
-    err_console.print(f"warning: 'demo --sites {count}' is deprecated: --sites names sites "
-                      f"in other commands; use --num-sites {count}", markup=False,
-                      highlight=False)
-    return count
 
 
 def _parse_ceilings(items: list[str]) -> dict[str, float]:
