@@ -109,7 +109,8 @@ def he_keygen(
                    "with that site's operator before you confirm.")
         try:
             confirmed = yes or typer.confirm(
-                f"Seal the study key to exactly these {len(chosen)} site(s)?", default=False)
+                f"Seal the study key to exactly these {len(chosen)} site(s)?", default=False,
+                err=as_json)
         except typer.Abort:
             confirmed = False
         if not confirmed:
