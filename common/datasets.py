@@ -3,8 +3,10 @@
 A :class:`TableData` is one table of patients: ids, a float64 feature matrix, 0/1 labels and,
 optionally, the values of a sensitive column (kept as strings, for fairness metrics). Site
 files are CSV with a ``patient_id`` column; reading one validates it against the study plan's
-dataset spec and reports problems by row number (counting the header as row 1, as a
-spreadsheet does) and column name, never by cell value, because cell values are patient data.
+dataset spec and reports problems by row number and column name, never by cell value, because
+cell values are patient data. Row 1 is the first row after the header (blank rows counted, so
+row N is the spreadsheet's row N + 1), the rule of every data message (prediction inputs and
+the site's dataset checks count the same way); a header problem says "header".
 """
 
 from __future__ import annotations
@@ -247,7 +249,7 @@ def _header(rows: list[list[str]], spec: DatasetSpec, source: str) -> dict[str, 
     names = [cell.strip() for cell in rows[0]]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
-        raise _bad(source, f"row 1: column {duplicated[0]!r} appears more than once")
+        raise _bad(source, f"header: column {duplicated[0]!r} appears more than once")
     required = [PATIENT_ID, *spec.features, spec.label]
     if spec.sensitive is not None and spec.sensitive not in required:
         required.append(spec.sensitive)
@@ -306,7 +308,7 @@ def read_csv_bytes(data: bytes, spec: DatasetSpec, *, source_name: str) -> Table
     columns = _header(rows, spec, source_name)
     parsed: list[tuple[str, list[float], int, str | None]] = []
     seen: set[str] = set()
-    for number, row in enumerate(rows[1:], start=2):
+    for number, row in enumerate(rows[1:], start=1):  # row 1: the first after the header
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(rows[0]):
@@ -337,6 +339,9 @@ def read_csv(path: Path, spec: DatasetSpec) -> TableData:
         data = file.read_bytes()
     except FileNotFoundError:
         raise TesseraError(ErrorCode.NOT_FOUND, f"data file not found: {file.name}") from None
+    except IsADirectoryError:
+        raise TesseraError(ErrorCode.DATA_INVALID,
+                           f"data file {file.name}: is a directory, not a file") from None
     return read_csv_bytes(data, spec, source_name=file.name)
 
 

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from common.cli_boundary import cli_boundary
+from common.cli_options import JsonOption, input_file, kit_from, print_json
 from common.errors import ErrorCode, TesseraError
 from common.workdir import CoordinatorDir
 from privacy.manifest import MANIFEST_FILE, load_manifest
@@ -60,6 +61,7 @@ def init(
         "(repeatable).")] = None,
     archives: Annotated[bool, typer.Option(
         "--archives/--no-archives", help="Also pack each kit as a .tar.gz.")] = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Create a federation: signed manifest, coordinator, site and auditor kits."""
     with cli_boundary(f"cannot write {out}"):
@@ -68,6 +70,15 @@ def init(
             addresses=address or ["127.0.0.1"], port=port,
             site_addresses=_site_addresses(site_address or []), archives=archives)
     m = fed.manifest
+    if as_json:
+        print_json({"federation": m.name, "root": str(fed.root),
+                    "superlink": f"{m.superlink_address}:{m.superlink_port}",
+                    "tls_names": list(m.tls_names),
+                    "coordinator_key": m.coordinator_signing_key, "ca_sha256": m.ca_sha256,
+                    "coordinator_kit": str(fed.coordinator_kit),
+                    "site_kits": {site.name: str(fed.site_kit(site.name)) for site in m.sites},
+                    "auditor_kit": str(fed.auditor_kit)})
+        return
     typer.echo(f"federation {m.name} provisioned in {fed.root}")
     typer.echo(f"  superlink       {m.superlink_address}:{m.superlink_port} "
                f"(TLS names: {', '.join(m.tls_names)})")
@@ -82,15 +93,26 @@ def init(
 @app.command("he-context")
 def he_context(
     package: Annotated[Path, typer.Argument(help="The custodian's evaluation-context package.")],
-    kit: Annotated[Path, typer.Option("--kit", help="The coordinator kit folder.")],
     coordinator_dir: Annotated[Path, typer.Option(
         "--coordinator-dir", help="The coordinator folder the ServerApp reads.")],
+    ctx: typer.Context,
+    kit: Annotated[Path | None, typer.Option(
+        "--kit", help="The coordinator kit folder; default: 'tessera --kit DIR' or "
+        "TESSERA_KIT.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Import a study's add-only CKKS context after checking the custodian's signature."""
     from server.he_context import import_evaluation_package
 
     with cli_boundary("cannot read or store the package"):
-        manifest = load_manifest(kit / MANIFEST_FILE)
+        coordinator_kit = kit_from(ctx, kit)
+        if coordinator_kit is None:
+            raise TesseraError(ErrorCode.KEY_MISSING, "'federation he-context' needs the "
+                               "coordinator kit: --kit DIR, 'tessera --kit DIR' or TESSERA_KIT")
+        manifest = load_manifest(coordinator_kit / MANIFEST_FILE)
         path = import_evaluation_package(CoordinatorDir(coordinator_dir).he_dir,
-                                         package.read_bytes(), manifest)
+                                         input_file(package, "PACKAGE").read_bytes(), manifest)
+    if as_json:
+        print_json({"stored": str(path), "name": path.name})
+        return
     typer.echo(f"evaluation context stored: {path.name} (it cannot decrypt)")

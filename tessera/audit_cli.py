@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from common.cli_boundary import cli_boundary
+from common.cli_options import JsonOption, KitOption, input_file, kit_from, print_json
 from common.errors import ErrorCode, TesseraError, exit_status
 from privacy.at_rest import atomic_write_bytes
 from privacy.audit_format import Fault
@@ -40,30 +41,41 @@ from privacy.kit_identity import verify_kit
 from privacy.manifest import SEALING_KEY_FILE, SIGNING_KEY_FILE, Manifest, describe_party
 from privacy.sealing import SealingKey
 from privacy.signing import SigningKey
-from tessera.audit_service import pull_log, serve_audit
 
 app = typer.Typer(name="audit", help="Verify and read tamper-evident audit logs.",
                   no_args_is_help=True, add_completion=False)
 console = Console()
 LogArg = Annotated[Path, typer.Argument(help="The audit log file.")]
+CheckpointOption = Annotated[Path | None, typer.Option(
+    "--checkpoint", help="A trusted checkpoint file ('tessera audit checkpoint').")]
 KeyOption = Annotated[Path, typer.Option("--key", help="The auditor's sealing key file.")]
 AUDITOR_LOG = Path("audit") / "auditor.log"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _kit(ctx: typer.Context) -> Path | None:
-    kit = (ctx.find_root().obj or {}).get("kit")
-    return Path(kit).expanduser().absolute() if kit else None
+def _report_json(report: VerifyReport, name: str) -> dict[str, Any]:
+    """``audit verify --json`` and ``audit pull --json``: the verification, one shape."""
+    return {"log": name, "ok": report.ok, "fully_verified": report.fully_verified,
+            "party": report.party, "role": report.role, "records": report.records,
+            "checkpointed": report.checkpointed, "pinned": report.pinned,
+            "fault": report.fault.value if report.fault else None,
+            "first_bad_index": report.first_bad_index,
+            "message": None if report.ok else _failure(report, name)}
+
+
+def needed_kit(kit: Path | None, command: str) -> Path:
+    """``kit``, or KEY_MISSING saying why ``audit COMMAND`` needs one."""
+    if kit is None:
+        raise TesseraError(ErrorCode.KEY_MISSING,
+                           f"'audit {command}' needs your kit (--kit DIR, tessera --kit DIR, "
+                           "or TESSERA_KIT): the signed federation manifest in it gives each "
+                           "party's signing key, which the log must be signed with")
+    return kit
 
 
 def pinning_manifest(kit: Path | None, command: str) -> Manifest:
     """The signed manifest of the caller's kit, which gives every party's signing key."""
-    if kit is None:
-        raise TesseraError(ErrorCode.KEY_MISSING,
-                           f"'audit {command}' needs your kit (tessera --kit DIR, or "
-                           "TESSERA_KIT): the signed federation manifest in it gives each "
-                           "party's signing key, which the log must be signed with")
-    return verify_kit(kit).manifest
+    return verify_kit(needed_kit(kit, command)).manifest
 
 
 def _auditor_key(path: Path) -> SealingKey:
@@ -152,15 +164,22 @@ def _whose(report: VerifyReport) -> str:
 
 
 @app.command("verify")
-def verify(ctx: typer.Context, log: LogArg, checkpoint: Annotated[Path | None, typer.Option(
-        "--checkpoint", help="A trusted checkpoint file.")] = None) -> None:
+def verify(ctx: typer.Context, log: LogArg, checkpoint: CheckpointOption = None,
+           kit: KitOption = None, as_json: JsonOption = False) -> None:
     """Check a log's integrity; exit non-zero naming the first bad record and the fault."""
     with cli_boundary():
-        kit = _kit(ctx)
-        manifest = pinning_manifest(kit, "verify")
-        trusted = load_checkpoint(checkpoint) if checkpoint else None
-        report = verify_log(log, trusted_checkpoint=trusted, manifest=manifest)
-        record_verification(kit, log, report, trusted=trusted is not None)
+        own_kit = kit_from(ctx, kit)
+        manifest = pinning_manifest(own_kit, "verify")
+        trusted = load_checkpoint(input_file(checkpoint, "--checkpoint")) if checkpoint \
+            else None
+        report = verify_log(input_file(log, "LOG"), trusted_checkpoint=trusted,
+                            manifest=manifest)
+        record_verification(own_kit, log, report, trusted=trusted is not None)
+    if as_json:
+        print_json(_report_json(report, log.name))
+        if not report.ok:
+            raise typer.Exit(exit_status(ErrorCode.DATA_INVALID))
+        return
     if not report.ok:
         typer.echo(f"FAILED: {_failure(report, log.name)}", err=True)
         raise typer.Exit(exit_status(ErrorCode.DATA_INVALID))
@@ -184,17 +203,21 @@ def verify(ctx: typer.Context, log: LogArg, checkpoint: Annotated[Path | None, t
 
 @app.command("show")
 def show(ctx: typer.Context, log: LogArg, key: KeyOption,
-         as_json: Annotated[bool, typer.Option("--json")] = False,
-         event: Annotated[str | None, typer.Option("--event")] = None,
-         study: Annotated[str | None, typer.Option("--study")] = None,
-         since: Annotated[str | None, typer.Option("--since")] = None,
-         checkpoint: Annotated[Path | None, typer.Option("--checkpoint")] = None) -> None:
+         as_json: JsonOption = False,
+         event: Annotated[str | None, typer.Option(
+             "--event", help="Only records of this event type (e.g. study_approved).")] = None,
+         study: Annotated[str | None, typer.Option(
+             "--study", help="Only records of plans whose hash starts with this.")] = None,
+         since: Annotated[str | None, typer.Option(
+             "--since", help="Only records at or after this ISO date/time.")] = None,
+         checkpoint: CheckpointOption = None, kit: KitOption = None) -> None:
     """Decrypt and list records (filters: event type, study hash prefix, time)."""
     with cli_boundary():
-        entries = _entries(log, key, checkpoint, manifest=pinning_manifest(_kit(ctx), "show"),
+        entries = _entries(input_file(log, "LOG"), key, checkpoint,
+                           manifest=pinning_manifest(kit_from(ctx, kit), "show"),
                            event=event, study=study, since=since)
     if as_json:
-        typer.echo(json.dumps([_row(e) for e in entries], indent=2))
+        print_json([_row(e) for e in entries])
         return
     table = Table("index", "time", "actor", "event", "study", "details")
     for e in entries:
@@ -208,14 +231,15 @@ def show(ctx: typer.Context, log: LogArg, key: KeyOption,
 @app.command("export")
 def export(ctx: typer.Context, log: LogArg, key: KeyOption,
            out: Annotated[Path, typer.Option("--out", help="Output file.")],
-           fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl") -> None:
+           fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+           kit: KitOption = None, as_json: JsonOption = False) -> None:
     """Write decrypted records as JSON lines or CSV (spreadsheet formulas neutralised)."""
     with cli_boundary("--out"):
         if fmt not in ("jsonl", "csv"):
             raise TesseraError(ErrorCode.CONFIG_INVALID, "--format: jsonl or csv")
-        manifest = pinning_manifest(_kit(ctx), "export")
-        rows = [_row(e) for e in _entries(log, key, None, manifest=manifest, event=None,
-                                          study=None, since=None)]
+        manifest = pinning_manifest(kit_from(ctx, kit), "export")
+        rows = [_row(e) for e in _entries(input_file(log, "LOG"), key, None, manifest=manifest,
+                                          event=None, study=None, since=None)]
         if fmt == "jsonl":
             data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
         else:
@@ -230,15 +254,20 @@ def export(ctx: typer.Context, log: LogArg, key: KeyOption,
                 writer.writerow([neutralise("" if v is None else str(v)) for v in cells])
             data = buffer.getvalue()
         atomic_write_bytes(out, data.encode("utf-8"))
+    if as_json:
+        print_json({"records": len(rows), "out": str(out), "format": fmt})
+        return
     typer.echo(f"{len(rows)} records written to {out.name}")
 
 
 @app.command("checkpoint")
 def checkpoint(ctx: typer.Context, log: LogArg, out: Annotated[Path, typer.Option(
-        "--out", help="Where to store the trusted checkpoint.")]) -> None:
+        "--out", help="Where to store the trusted checkpoint.")],
+        kit: KitOption = None, as_json: JsonOption = False) -> None:
     """Verify a log and store its latest signed checkpoint, to detect truncation later."""
     with cli_boundary("--out"):
-        report = verify_log(log, manifest=pinning_manifest(_kit(ctx), "checkpoint"))
+        report = verify_log(input_file(log, "LOG"),
+                            manifest=pinning_manifest(kit_from(ctx, kit), "checkpoint"))
         if not report.ok:
             raise TesseraError(ErrorCode.DATA_INVALID,
                                f"log does not verify: {_failure(report, log.name)}")
@@ -249,6 +278,9 @@ def checkpoint(ctx: typer.Context, log: LogArg, out: Annotated[Path, typer.Optio
         if latest is None:
             raise TesseraError(ErrorCode.NOT_FOUND, "the log holds no signed checkpoint yet")
         export_checkpoint(out, latest)
+    if as_json:
+        print_json({"tree_size": latest["tree_size"], "out": str(out), "log": log.name})
+        return
     typer.echo(f"checkpoint of {latest['tree_size']} records stored in {out.name}")
 
 
@@ -256,9 +288,13 @@ def checkpoint(ctx: typer.Context, log: LogArg, out: Annotated[Path, typer.Optio
 def serve(logs: Annotated[list[str], typer.Option(
               "--log", help="NAME=PATH of a log to serve (repeatable).")],
           address: Annotated[str, typer.Option("--address", help="HOST:PORT to listen on.")],
-          kit: Annotated[Path, typer.Option(
-              "--kit", help="This party's kit (coordinator or site).")]) -> None:
+          ctx: typer.Context,
+          kit: Annotated[Path | None, typer.Option(
+              "--kit", help="This party's kit (coordinator or site); default: "
+              "'tessera --kit DIR' or TESSERA_KIT.")] = None) -> None:
     """Serve audit logs read-only to the federation's auditor (mutual TLS) until Ctrl-C."""
+    from tessera.audit_service import serve_audit  # gRPC: imported here, --help stays light
+
     with cli_boundary("--log"):
         paths: dict[str, Path] = {}
         for item in logs:
@@ -268,7 +304,11 @@ def serve(logs: Annotated[list[str], typer.Option(
             if name in paths:
                 raise TesseraError(ErrorCode.CONFIG_INVALID, f"--log: {name!r} given twice")
             paths[name] = Path(path).expanduser().absolute()
-        server = serve_audit(paths, address=address, kit_dir=kit)
+        party_kit = kit_from(ctx, kit)
+        if party_kit is None:
+            raise TesseraError(ErrorCode.KEY_MISSING, "'audit serve' needs this party's kit: "
+                               "--kit DIR, 'tessera --kit DIR' or TESSERA_KIT")
+        server = serve_audit(paths, address=address, kit_dir=party_kit)
     typer.echo(f"audit service on {address} serving {', '.join(sorted(paths))} "
                "(read-only; auditor certificates only); Ctrl-C stops it")
     try:
@@ -283,15 +323,28 @@ def serve(logs: Annotated[list[str], typer.Option(
 @app.command("pull")
 def pull(source: Annotated[str, typer.Option("--from", help="HOST:PORT of an audit service.")],
          log: Annotated[str, typer.Option("--log", help="The log's name on that service.")],
-         kit: Annotated[Path, typer.Option("--kit", help="The auditor kit.")],
-         out: Annotated[Path, typer.Option("--out", help="Where to write the copy.")]) -> None:
+         out: Annotated[Path, typer.Option("--out", help="Where to write the copy.")],
+         ctx: typer.Context,
+         kit: Annotated[Path | None, typer.Option(
+             "--kit", help="The auditor kit; default: 'tessera --kit DIR' or "
+             "TESSERA_KIT.")] = None,
+         as_json: JsonOption = False) -> None:
     """Fetch a log over mutual TLS, write it to --out and verify the copy (party key pinned
     from the signed manifest in the auditor kit)."""
+    from tessera.audit_service import pull_log  # gRPC: imported here, --help stays light
+
     with cli_boundary("--out"):
-        manifest = pinning_manifest(Path(kit).expanduser().absolute(), "pull")
-        data = pull_log(source, log=log, kit_dir=kit)
+        auditor_kit = needed_kit(kit_from(ctx, kit), "pull")
+        manifest = pinning_manifest(auditor_kit, "pull")
+        data = pull_log(source, log=log, kit_dir=auditor_kit)
         atomic_write_bytes(out, data)
         report = verify_bytes(data, manifest=manifest)
+    if as_json:
+        print_json({**_report_json(report, out.name), "source": source, "name": log,
+                    "out": str(out)})
+        if not report.ok:
+            raise typer.Exit(exit_status(ErrorCode.DATA_INVALID))
+        return
     if not report.ok:
         typer.echo(f"FAILED: pulled {out.name}, but {_failure(report, out.name)}", err=True)
         raise typer.Exit(exit_status(ErrorCode.DATA_INVALID))

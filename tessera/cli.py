@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 
@@ -14,35 +15,49 @@ from client_app.cli.main import app as site_app
 from client_app.cli.options import SiteDirOption
 from client_app.node.passphrase_fd import passphrase_from, reexec_without_secret_env
 from common.cli_boundary import cli_boundary
+from common.cli_options import JsonOption, KitOption, input_file, kit_from, login_name, print_json
 from common.errors import ErrorCode, TesseraError, exit_status
-from common.plan import bundled_plan_path, load_plan, override, plan_hash
 from privacy.passphrase import PASSPHRASE_ENV_VAR
 from server.cli import app as federation_app
 from serving.cli import model_app
 from tessera import __version__
 from tessera.access import KIT_ENV_VAR, enforce_on
 from tessera.audit_cli import app as audit_app
+from tessera.cli_conventions import deprecated_site_count, group_help, kit_on_every_command
 from tessera.coordinator_cli import app as coordinator_app
 from tessera.data_cli import app as data_app
 from tessera.drift_cli import register as register_study_drift
 from tessera.simulate import register as register_simulate
 from tessera.study_cli import register as register_study_runs
 
-app = typer.Typer(help="Tessera: federated, privacy-preserving learning for hospitals.",
+app = typer.Typer(help="Tessera: federated, privacy-preserving learning for hospitals.\n\n"
+                  "Example: tessera demo --num-sites 3 --rounds 2",
                   no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]})
 study_app = typer.Typer(help="Study plans and runs: validate, write, submit, follow, report.",
                         no_args_is_help=True)
-app.add_typer(site_app, name="site", help="Site operator commands (run at a hospital).")
-app.add_typer(study_app, name="study")
+app.add_typer(site_app, name="site", help=group_help(
+    "Site operator commands (run at a hospital).",
+    "tessera site budget --site-dir work/sites/site-1"))
+app.add_typer(study_app, name="study", help=group_help(
+    "Study plans and runs: validate, write, submit, follow, report.",
+    "tessera study validate plan.toml --json"))
 register_study_drift(study_app)
-app.add_typer(audit_app, name="audit", help="Auditor tools: verify and read audit logs.")
-app.add_typer(federation_app, name="federation",
-              help="Coordinator commands: provision a federation.")
-app.add_typer(model_app, name="model", help="Registered models: list, show, predict.")
-app.add_typer(coordinator_app, name="coordinator",
-              help="Coordinator: start, stop and inspect the SuperLink.")
-app.add_typer(data_app, name="data", help="Sample data: per-site CSVs of a bundled study.")
+app.add_typer(audit_app, name="audit", help=group_help(
+    "Auditor tools: verify and read audit logs.",
+    "tessera --kit auditor-kit audit verify coordinator/audit/audit.log"))
+app.add_typer(federation_app, name="federation", help=group_help(
+    "Coordinator commands: provision a federation.",
+    "tessera federation init --name demo --sites site-1,site-2 --out fed"))
+app.add_typer(model_app, name="model", help=group_help(
+    "Registered models: list, show, predict.",
+    "tessera model list --coordinator-dir work/coordinator --json"))
+app.add_typer(coordinator_app, name="coordinator", help=group_help(
+    "Coordinator: start, stop and inspect the SuperLink.",
+    "tessera coordinator status --coordinator-dir work/coordinator"))
+app.add_typer(data_app, name="data", help=group_help(
+    "Sample data: per-site CSVs of a bundled study.",
+    "tessera data split --study breast_cancer --sites site-1,site-2 --out data"))
 console = Console()
 err_console = Console(stderr=True)
 
@@ -66,6 +81,8 @@ def _access(
 ) -> None:
     """Every command checks the access policy (tessera/roles.toml) before it runs."""
     ctx.obj = {"kit": kit}
+    if isinstance(ctx.command, click.Group):
+        kit_on_every_command(ctx.command)
     enforce_on(ctx, kit=kit)
 
 
@@ -145,29 +162,39 @@ def site_run(
 def site_gui(
     ctx: typer.Context,
     site_dir: SiteDirOption,
-    operator: Annotated[str | None, typer.Option(
-        help="Your name, recorded with every decision (default: your login name).")] = None,
+    actor: Annotated[str, typer.Option(
+        "--actor", "--operator", default_factory=login_name, show_default=False,
+        help="Your name, recorded with every decision (default: your login name); "
+             "--operator is the older spelling.")],
+    kit: KitOption = None,
 ) -> None:
     """Open the site operator's desktop app on this site folder."""
     from gui.app import run_app
     from tessera.access import load_policy
 
-    kit = (ctx.obj or {}).get("kit")
     with cli_boundary():
-        code = run_app(site_dir, policy=load_policy(), kit=kit, actor=operator)
+        code = run_app(site_dir, policy=load_policy(), kit=kit_from(ctx, kit), actor=actor)
     raise typer.Exit(code)
 
 
 @study_app.command("validate")
-def study_validate(plan: Path) -> None:
+def study_validate(
+    plan: Annotated[Path, typer.Argument(help="The study plan (TOML) to check.")],
+    as_json: JsonOption = False,
+) -> None:
     """Validate a study plan, print its privacy budget split and its plan hash."""
+    from common.plan import load_plan, plan_hash
     from privacy.release_plan import budget_split
 
     with cli_boundary():
-        parsed = load_plan(plan)
+        parsed = load_plan(input_file(plan, "PLAN"))
         split = budget_split(parsed)
         if split is not None and not split.feasible:
             raise TesseraError(ErrorCode.PLAN_INVALID, "study plan: " + split.lines()[-1])
+    if as_json:
+        print_json({"study": parsed.name, "valid": True, "plan_hash": plan_hash(parsed),
+                    "budget": split.lines() if split is not None else []})
+        return
     console.print(f"{parsed.name}: valid")
     for line in split.lines() if split is not None else []:
         console.print(f"  budget: {line}")
@@ -180,7 +207,12 @@ register_simulate(app)
 
 @app.command()
 def demo(
-    sites: Annotated[int, typer.Option(min=1, max=50, help="Number of hospital sites.")] = 3,
+    num_sites: Annotated[int, typer.Option(
+        "--num-sites", min=1, max=50, help="Number of hospital sites (named site-1, site-2, "
+        "...).")] = 3,
+    sites: Annotated[str | None, typer.Option(
+        "--sites", hidden=True,
+        help="Deprecated here: a count is --num-sites; --sites names sites elsewhere.")] = None,
     rounds: Annotated[int | None, typer.Option(help="Rounds (default: the plan's).")] = None,
     study: Annotated[str, typer.Option(help="Bundled study name or a plan file.")] =
         "breast_cancer",
@@ -200,14 +232,17 @@ def demo(
                        "it (spends privacy budget at the training sites).")] = False,
 ) -> None:
     """Run a study on a local federation of real Flower processes and write a report."""
-    from tessera.demo import DEMO_PASSPHRASE, DemoOptions, run_demo
+    from common.plan import bundled_plan_path, load_plan, override, plan_hash
+    from tessera.demo import DEMO_PASSPHRASE, DemoOptions, next_steps, run_demo
 
     try:
         with cli_boundary():
+            if sites is not None:
+                num_sites = deprecated_site_count(sites, warn=err_console)
             path = Path(study) if study.endswith(".toml") else bundled_plan_path(study)
             plan = override(load_plan(path), rounds=rounds, target_epsilon=epsilon, seed=seed,
                             he_enabled=False if no_he else None,
-                            min_sites=min(sites, load_plan(path).federation.min_sites),
+                            min_sites=min(num_sites, load_plan(path).federation.min_sites),
                             loso=True if loso else None)  # the sites approve a plan that asks
             ceilings = _parse_ceilings(ceiling or [])
             passphrase = os.environ.get(PASSPHRASE_ENV_VAR) or DEMO_PASSPHRASE
@@ -215,7 +250,7 @@ def demo(
                 console.print(f"demo site keystores use the passphrase '{DEMO_PASSPHRASE}' "
                               f"(set {PASSPHRASE_ENV_VAR} to choose another)")
             options = DemoOptions(workdir=workdir, report=report or workdir / "report.json",
-                                  sites=sites, ceilings=ceilings, timeout=timeout,
+                                  sites=num_sites, ceilings=ceilings, timeout=timeout,
                                   passphrase=passphrase, insecure=insecure, loso=loso)
             console.print(f"study [bold]{plan.name}[/] plan hash {plan_hash(plan)}")
             result = run_demo(plan, options, console)
@@ -234,6 +269,8 @@ def demo(
         console.print(f"  the federation's metrics are DP estimates from noisy counts; scored "
                       f"exactly on the pooled held-out rows the released model has accuracy "
                       f"{check['accuracy']:.3f}, AUC {check['auc']:.3f}")
+    for line in next_steps(options, passphrase_is_default=passphrase == DEMO_PASSPHRASE):
+        typer.echo(line)  # not wrapped: each command stays one line to copy
 
 
 def _parse_ceilings(items: list[str]) -> dict[str, float]:

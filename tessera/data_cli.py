@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from common.cli_boundary import cli_boundary
+from common.cli_options import JsonOption, print_json
 from common.datasets import csv_bytes, load_bundled, partition_indices
 from common.errors import ErrorCode, TesseraError
 from common.plan import bundled_plan_path, load_plan
@@ -36,6 +37,7 @@ def split(
     alpha: Annotated[float, typer.Option(help="Dirichlet concentration (smaller: more "
                                                "label skew).")] = 0.5,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the plan's).")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Write the study's bundled dataset as one CSV per site (disjoint rows, patient ids)."""
     with cli_boundary(f"cannot write into {out}"):
@@ -62,5 +64,10 @@ def split(
         out.mkdir(parents=True, exist_ok=True)
         for target, rows in zip(targets, parts, strict=True):
             target.write_bytes(csv_bytes(data, rows))
+    if as_json:
+        print_json({"study": plan.name, "partition": partition,
+                    "files": [{"site": name, "path": str(target), "rows": len(rows)}
+                              for name, target, rows in zip(names, targets, parts, strict=True)]})
+        return
     for target, rows in zip(targets, parts, strict=True):
         typer.echo(f"{target}: {len(rows)} rows")

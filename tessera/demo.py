@@ -25,7 +25,9 @@ from client_app.node.passphrase_fd import start_with_passphrase
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan
 from common.processes import ProcessGroup, flower_env, free_port, port_open
+from common.workdir import WorkDir
 from privacy.manifest import CA_CERT_FILE, load_manifest
+from privacy.passphrase import PASSPHRASE_ENV_VAR
 from tessera import coordinator_ops, local_federation
 from tessera.baseline import centralised_baseline
 from tessera.progress import ProgressView
@@ -187,3 +189,23 @@ def run_demo(plan: StudyPlan, options: DemoOptions, console: Console) -> dict[st
     options.report.parent.mkdir(parents=True, exist_ok=True)
     options.report.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report
+
+
+def next_steps(options: DemoOptions, *, passphrase_is_default: bool) -> list[str]:
+    """What to try after the demo: open a site in the app, list the model, read the report."""
+    layout = WorkDir(options.workdir.absolute())
+    site = layout.site(local_federation.site_names(options.sites)[0]).root
+    coordinator = layout.coordinator
+    as_coordinator = f"tessera --kit {coordinator.kit_dir}"
+    secret = (f"the passphrase '{DEMO_PASSPHRASE}'" if passphrase_is_default
+              else f"the passphrase you set in {PASSPHRASE_ENV_VAR}")
+    return [
+        "next steps:",
+        f"  open a site in the desktop app: tessera site gui --site-dir {site}",
+        f"    (its keystore opens with {secret})",
+        f"  the registered model:  {as_coordinator} model list --coordinator-dir "
+        f"{coordinator.root}",
+        f"  the study's report:    {as_coordinator} study report latest --coordinator-dir "
+        f"{coordinator.root}",
+        f"  a site's privacy ledger: tessera site budget --site-dir {site}",
+    ]

@@ -21,45 +21,56 @@ from client_app.cli.options import (
     print_json,
     site_store,
 )
-from client_app.governance.studies import decide
 from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 
 
 def approve(
     plan_hash: PlanHashArgument, site_dir: SiteDirOption,
-    actor: ActorOption = "operator", note: NoteOption = "",
+    actor: ActorOption, note: NoteOption = "", as_json: JsonOption = False,
 ) -> None:
     """Approve a study plan received at this site (``site study receive``) by its hash (64
     hex characters); the agent then runs it.
 
     The plan is approved only if its privacy terms fit the site's (its delta not above the
     site's; differential privacy on unless the site allows non-private studies)."""
+    from client_app.governance.studies import decide  # here: --help stays light
+
     with cli_boundary():
         digest = checked_plan_hash(plan_hash)
         decide(open_site_dir(site_dir), digest, "approved", actor=actor, note=note)
-    typer.echo(f"approved plan {digest}")
+    _decided(digest, "approved", actor, as_json=as_json)
 
 
 def reject(
     plan_hash: PlanHashArgument, site_dir: SiteDirOption,
-    actor: ActorOption = "operator", note: NoteOption = "",
+    actor: ActorOption, note: NoteOption = "", as_json: JsonOption = False,
 ) -> None:
     """Reject a study plan by its hash (64 hex characters)."""
     with site_store(site_dir) as store:
-        store.reject(checked_plan_hash(plan_hash), actor=actor, note=note)
-    typer.echo(f"rejected plan {plan_hash.lower()}")
+        digest = checked_plan_hash(plan_hash)
+        store.reject(digest, actor=actor, note=note)
+    _decided(digest, "rejected", actor, as_json=as_json)
 
 
 def revoke(
     plan_hash: PlanHashArgument, site_dir: SiteDirOption,
-    actor: ActorOption = "operator", note: NoteOption = "",
+    actor: ActorOption, note: NoteOption = "", as_json: JsonOption = False,
 ) -> None:
     """Revoke an earlier approval; the agent refuses further rounds of that plan."""
+    from client_app.governance.studies import decide  # here: --help stays light
+
     with cli_boundary():
         digest = checked_plan_hash(plan_hash)
         decide(open_site_dir(site_dir), digest, "revoked", actor=actor, note=note)
-    typer.echo(f"revoked plan {digest}")
+    _decided(digest, "revoked", actor, as_json=as_json)
+
+
+def _decided(digest: str, decision: str, actor: str, *, as_json: bool) -> None:
+    if as_json:
+        print_json({"plan_hash": digest, "decision": decision, "actor": actor})
+    else:
+        typer.echo(f"{decision} plan {digest}")
 
 
 def list_approvals(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:

@@ -5,7 +5,7 @@ its integrity check in :mod:`client_app.governance.budget`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -20,11 +20,13 @@ from client_app.cli.options import (
     print_json,
     site_store,
 )
-from client_app.custody.vault import SiteVault, unlock_vault
-from client_app.governance.budget import LedgerReport, ledger_report
 from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError, exit_status
+
+if TYPE_CHECKING:
+    from client_app.custody.vault import SiteVault
+    from client_app.governance.budget import LedgerReport
 
 YesOption = Annotated[bool, typer.Option("--yes", help="Confirm loosening the setting.")]
 
@@ -44,6 +46,9 @@ def budget(
 ) -> None:
     """Show the privacy ledger: every release with its mechanism, the site's delta and the
     cumulative epsilon per dataset, and whether the ledger passes its integrity check."""
+    from client_app.custody.vault import unlock_vault  # here: --help stays light
+    from client_app.governance.budget import ledger_report
+
     with cli_boundary():
         site = open_site_dir(site_dir)
         try:
@@ -107,11 +112,12 @@ def _print_report(report: LedgerReport) -> None:
 
 def ceiling(
     site_dir: SiteDirOption,
+    actor: ActorOption,
     value: Annotated[
         float | None, typer.Argument(help="New ceiling (epsilon per dataset); omit to show.")
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Confirm raising the ceiling.")] = False,
-    actor: ActorOption = "operator",
+    as_json: JsonOption = False,
 ) -> None:
     """Show the privacy ceiling, or set it to VALUE (epsilon per dataset); raising needs --yes."""
     with site_store(site_dir) as store:
@@ -122,7 +128,10 @@ def ceiling(
             except TesseraError as err:
                 raise _confirming(err) from None
         after = store.ceiling()
-    if value is None:
+    if as_json:
+        print_json({"ceiling": after, "previous": None if value is None else before,
+                    "changed": value is not None and after != before})
+    elif value is None:
         typer.echo(f"privacy ceiling: {after:g} (epsilon per dataset)")
     else:
         typer.echo(f"privacy ceiling: {after:g} (was {before:g})")
@@ -141,11 +150,12 @@ def _delta_value(text: str) -> float | None:
 
 def delta(
     site_dir: SiteDirOption,
+    actor: ActorOption,
     value: Annotated[str | None, typer.Argument(
         help="The delta every release is accounted at, in (0, 1), or 'default' for 1/(10 n) "
              "per dataset; omit to show.")] = None,
     yes: YesOption = False,
-    actor: ActorOption = "operator",
+    as_json: JsonOption = False,
 ) -> None:
     """Show the site's privacy delta, or set it; raising it for any dataset needs --yes."""
     with site_store(site_dir) as store:
@@ -157,7 +167,11 @@ def delta(
                 raise _confirming(err) from None
         after = store.explicit_delta()
     shown = "1/(10 n) per dataset (default)" if after is None else f"{after:g}"
-    if value is None:
+    if as_json:
+        print_json({"delta": after, "default": after is None,
+                    "previous": before if value is not None else None,
+                    "changed": value is not None and after != before})
+    elif value is None:
         typer.echo(f"privacy delta: {shown}")
     else:
         typer.echo(f"privacy delta: {shown} (was "
@@ -166,11 +180,12 @@ def delta(
 
 def non_private(
     site_dir: SiteDirOption,
+    actor: ActorOption,
     choice: Annotated[str | None, typer.Argument(
         help="'allow' or 'refuse' studies whose plan turns differential privacy off; "
              "omit to show.")] = None,
     yes: YesOption = False,
-    actor: ActorOption = "operator",
+    as_json: JsonOption = False,
 ) -> None:
     """Show or change whether this site runs non-private studies; allowing needs --yes."""
     with site_store(site_dir) as store:
@@ -184,6 +199,9 @@ def non_private(
             except TesseraError as err:
                 raise _confirming(err) from None
         allowed = store.allows_non_private()
+    if as_json:
+        print_json({"non_private_studies": "allowed" if allowed else "refused"})
+        return
     typer.echo(f"non-private studies: {'allowed' if allowed else 'refused'}")
 
 

@@ -24,16 +24,12 @@ from client_app.cli.options import (
     print_json,
     site_vault,
 )
-from client_app.governance.consent import (
-    GLOBAL_SCOPE,
-    grant,
-    history,
-    import_opt_out,
-    withdraw,
-    withdrawn_ids,
-)
 from common.cli_boundary import cli_boundary
+from common.cli_options import input_file
 
+#: The scope of every study: client_app.governance.consent.GLOBAL_SCOPE, written out so that
+#: --help does not import the consent module (numpy, the database layer).
+GLOBAL_SCOPE = "*"
 ScopeOption = Annotated[str, typer.Option(
     "--scope", help="A study name, or '*' for every study (the default).")]
 IdsArgument = Annotated[list[str], typer.Argument(help="Patient ids, as in the site's data.")]
@@ -48,32 +44,56 @@ def _distinct(patient_ids: list[str]) -> int:
 
 
 def withdraw_consent(patient_ids: IdsArgument, site_dir: SiteDirOption, actor: ActorOption,
-                     scope: ScopeOption = GLOBAL_SCOPE, note: NoteOption = "") -> None:
+                     scope: ScopeOption = GLOBAL_SCOPE, note: NoteOption = "",
+                     as_json: JsonOption = False) -> None:
     """Withdraw consent: the patients leave training and evaluation from the next task."""
+    from client_app.governance.consent import withdraw  # here: --help stays light
+
     with cli_boundary():
         written = withdraw(site_vault(site_dir), patient_ids, actor=actor, scope=scope,
                            note=note)
+    unchanged = _distinct(patient_ids) - written
+    if as_json:
+        print_json({"action": "withdrawn", "scope": scope, "changed": written,
+                    "unchanged": unchanged, "batch": None})
+        return
     typer.echo(f"consent withdrawn for {written} patient(s) in {_scope_text(scope)}"
-               f" ({_distinct(patient_ids) - written} already withdrawn)")
+               f" ({unchanged} already withdrawn)")
 
 
 def grant_consent(patient_ids: IdsArgument, site_dir: SiteDirOption, actor: ActorOption,
-                  scope: ScopeOption = GLOBAL_SCOPE, note: NoteOption = "") -> None:
+                  scope: ScopeOption = GLOBAL_SCOPE, note: NoteOption = "",
+                  as_json: JsonOption = False) -> None:
     """Grant consent again: the patients are included from the next task."""
+    from client_app.governance.consent import grant
+
     with cli_boundary():
         written = grant(site_vault(site_dir), patient_ids, actor=actor, scope=scope, note=note)
+    unchanged = _distinct(patient_ids) - written
+    if as_json:
+        print_json({"action": "granted", "scope": scope, "changed": written,
+                    "unchanged": unchanged, "batch": None})
+        return
     typer.echo(f"consent granted for {written} patient(s) in {_scope_text(scope)}"
-               f" ({_distinct(patient_ids) - written} already included)")
+               f" ({unchanged} already included)")
 
 
 def import_opt_outs(
     file: Annotated[Path, typer.Argument(
         help="Opt-out list: CSV with a patient_id column, or one id per line.")],
     site_dir: SiteDirOption, actor: ActorOption, scope: ScopeOption = GLOBAL_SCOPE,
+    as_json: JsonOption = False,
 ) -> None:
     """Withdraw consent for everyone on an opt-out list, as one batch."""
+    from client_app.governance.consent import import_opt_out
+
     with cli_boundary():
-        result = import_opt_out(site_vault(site_dir), file, actor=actor, scope=scope)
+        source = input_file(file, "FILE")  # checked before the passphrase is asked
+        result = import_opt_out(site_vault(site_dir), source, actor=actor, scope=scope)
+    if as_json:
+        print_json({"action": "withdrawn", "scope": scope, "changed": result.withdrawn,
+                    "unchanged": result.unchanged, "batch": result.batch})
+        return
     typer.echo(f"batch {result.batch}: consent withdrawn for {result.withdrawn} "
                f"patient(s) in {_scope_text(scope)} ({result.unchanged} already withdrawn)")
 
@@ -84,6 +104,8 @@ def consent_history(
         "--scope", help="Only this scope (a study name, or '*').")] = None,
 ) -> None:
     """Every consent change, newest first (shows patient ids: site operator only)."""
+    from client_app.governance.consent import history
+
     with cli_boundary():
         events = history(site_vault(site_dir), scope=scope)
     if as_json:
@@ -101,17 +123,24 @@ def consent_history(
 def consent_status(
     site_dir: SiteDirOption,
     study: Annotated[str, typer.Option("--study", help="The study name.")],
+    as_json: JsonOption = False,
 ) -> None:
     """How many patients are withdrawn from a study (globally or for that study)."""
+    from client_app.governance.consent import withdrawn_ids
+
     with cli_boundary():
         count = len(withdrawn_ids(site_vault(site_dir), study=study))
+    if as_json:
+        print_json({"study": study, "withdrawn": count})
+        return
     typer.echo(f"study {study}: {count} patient(s) withdrawn")
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``consent`` command group to the site CLI."""
     group = typer.Typer(name="consent", no_args_is_help=True, add_completion=False,
-                        help="Patient consent: withdraw, grant, import opt-outs, history.")
+                        help="Patient consent: withdraw, grant, import opt-outs, history.\n\n"
+                        "Example: tessera site consent status --site-dir DIR --study cardio")
     group.command("withdraw")(withdraw_consent)
     group.command("grant")(grant_consent)
     group.command("import")(import_opt_outs)

@@ -24,7 +24,7 @@ from client_app.cli import (
     studies,
     vault,
 )
-from client_app.cli.options import SiteDirOption
+from client_app.cli.options import JsonOption, SiteDirOption, print_json
 from client_app.custody.kit import import_site_kit
 from client_app.custody.vault import open_or_create_vault
 from client_app.store.folder import init_site_dir
@@ -47,6 +47,7 @@ def init(
     ceiling: Annotated[
         float, typer.Option("--ceiling", help="Privacy ceiling: epsilon per dataset.")
     ] = DEFAULT_CEILING,
+    as_json: JsonOption = False,
 ) -> None:
     """Create a site folder with its store and keystore (idempotent for the same name)."""
     with cli_boundary():
@@ -54,6 +55,9 @@ def init(
         open_or_create_vault(site, passphrase_from_environment())
         with SiteStore.open(site) as store:
             current = store.ceiling()
+    if as_json:
+        print_json({"site": site.name, "site_dir": str(site.root), "ceiling": current})
+        return
     typer.echo(f"site {site.name} ready in {site.root} (privacy ceiling {current:g})")
 
 
@@ -64,14 +68,22 @@ def import_kit(
     coordinator_key: Annotated[str | None, typer.Option(
         "--coordinator-key",
         help="Refuse unless the manifest is signed by this coordinator key (hex).")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Verify a site kit (signature, keys) and install it into the site folder."""
     with cli_boundary():
         identity = import_site_kit(kit, site_dir, expected_coordinator_key=coordinator_key)
     manifest = identity.manifest
+    superlink = f"{identity.entry.superlink_address}:{manifest.superlink_port}"
+    if as_json:
+        print_json({"site": identity.site, "federation": manifest.name,
+                    "site_dir": str(identity.root.parent), "superlink": superlink,
+                    "coordinator_key": manifest.coordinator_signing_key,
+                    "sites": list(manifest.site_names)})
+        return
     typer.echo(f"site {identity.site} of federation {manifest.name} imported into "
                f"{identity.root.parent}")
-    typer.echo(f"  superlink       {identity.entry.superlink_address}:{manifest.superlink_port}")
+    typer.echo(f"  superlink       {superlink}")
     typer.echo(f"  coordinator key {manifest.coordinator_signing_key}")
     typer.echo(f"  sites           {', '.join(manifest.site_names)}")
 

@@ -4,15 +4,17 @@ which the desktop app drives too."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from client_app.cli.options import JsonOption, SiteDirOption, print_json
-from client_app.node.controller import NodeController, NodeStatus
 from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 from privacy.passphrase import passphrase_from_environment
+
+if TYPE_CHECKING:
+    from client_app.node.controller import NodeStatus
 
 
 def start(
@@ -24,8 +26,11 @@ def start(
     )] = None,
     wait: Annotated[float, typer.Option(
         "--wait", help="Seconds to wait for the agent to answer (0: do not wait).")] = 120.0,
+    as_json: JsonOption = False,
 ) -> None:
     """Start the site agent and its SuperNode in the background."""
+    from client_app.node.controller import NodeController  # here: --help stays light
+
     with cli_boundary():
         controller = NodeController(open_site_dir(site_dir))
         controller.start(passphrase=passphrase_from_environment(), insecure=insecure,
@@ -33,6 +38,9 @@ def start(
         status = controller.wait_ready(timeout=wait) if wait > 0 else controller.status()
         if wait > 0:
             status = controller.wait_connection(timeout=min(wait, 20.0))
+    if as_json:
+        print_json({"action": "started", **status.to_json()})
+        return
     typer.echo(f"node started (pid {status.pid}), SuperLink {status.superlink}"
                f"{', agent answering' if status.agent_up else ''}; log {status.log_path}")
     if status.connection == "retrying":
@@ -47,12 +55,19 @@ def stop(
     site_dir: SiteDirOption,
     timeout: Annotated[float, typer.Option(
         "--timeout", help="Seconds to wait before killing the node.")] = 30.0,
+    as_json: JsonOption = False,
 ) -> None:
     """Stop the site agent and its SuperNode."""
+    from client_app.node.controller import NodeController
+
     with cli_boundary():
         controller = NodeController(open_site_dir(site_dir))
         before = controller.status()
         controller.stop(timeout=timeout)
+    if as_json:
+        print_json({"action": "stopped" if before.running else "not_running",
+                    "pid": before.pid if before.running else None})
+        return
     typer.echo(f"node stopped (pid {before.pid})" if before.running else "node was not running")
 
 
@@ -76,6 +91,8 @@ def _status_rows(status: NodeStatus) -> list[tuple[str, str]]:
 
 def status(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
     """Show whether the node runs, the agent answers, and its current study and round."""
+    from client_app.node.controller import NodeController
+
     with cli_boundary():
         current = NodeController(open_site_dir(site_dir)).status()
     if as_json:
@@ -87,7 +104,8 @@ def status(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the ``node`` command group to the site CLI."""
-    group = typer.Typer(help="The site's node (agent and SuperNode): start, stop, status.",
+    group = typer.Typer(help="The site's node (agent and SuperNode): start, stop, status.\n\n"
+                        "Example: tessera site node status --site-dir DIR --json",
                         no_args_is_help=True)
     group.command("start")(start)
     group.command("stop")(stop)

@@ -1,10 +1,10 @@
-"""What the site commands share, defined once: the ``--site-dir``, ``--json``, ``--actor`` and
-``--note`` options and the plan-hash argument; opening a site's store or vault inside the one
-CLI boundary; printing JSON and plain-text table cells."""
+"""What the site commands share, defined once: the ``--site-dir`` and ``--note`` options and
+the plan-hash argument (``--json``, ``--actor`` and JSON printing are every CLI's, from
+:mod:`common.cli_options`); opening a site's store or vault inside the one CLI boundary;
+plain-text table cells."""
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections.abc import Iterator
@@ -20,14 +20,15 @@ from client_app.custody.vault import SiteVault, unlock_vault
 from client_app.store.folder import SiteDir, open_site_dir
 from client_app.store.site_store import SiteStore
 from common.cli_boundary import cli_boundary
+from common.cli_options import ActorOption, JsonOption, print_json
 from common.errors import ErrorCode, TesseraError
+
+__all__ = ["ActorOption", "JsonOption", "NoteOption", "PlanHashArgument", "SiteDirOption",
+           "cells", "checked_plan_hash", "print_json", "site_store", "site_vault",
+           "site_vault_with_kit"]
 
 SiteDirOption = Annotated[
     Path, typer.Option("--site-dir", help="The site folder (WORKDIR/sites/<site>).")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-ActorOption = Annotated[
-    str, typer.Option("--actor", help="Who takes the decision or makes the change.")
 ]
 NoteOption = Annotated[str, typer.Option("--note", help="Free-text reason (no patient data).")]
 PlanHashArgument = Annotated[str, typer.Argument(help="The plan hash (64 hex characters).")]
@@ -69,8 +70,3 @@ def site_vault_with_kit(site: SiteDir) -> SiteVault:
 def cells(*values: str) -> list[Text]:
     """Table cells as plain text (operator notes must not be read as rich markup)."""
     return [Text(v) for v in values]
-
-
-def print_json(doc: object, *, indent: int | None = 2, sort_keys: bool = False) -> None:
-    """Print ``doc`` as JSON on stdout."""
-    typer.echo(json.dumps(doc, indent=indent, sort_keys=sort_keys))

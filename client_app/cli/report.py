@@ -9,9 +9,7 @@ from typing import Annotated
 
 import typer
 
-from client_app.cli.options import SiteDirOption
-from client_app.governance.participation import build_report
-from client_app.governance.report_render import write_report
+from client_app.cli.options import JsonOption, SiteDirOption, print_json
 from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 
@@ -20,14 +18,22 @@ def report(
     site_dir: SiteDirOption,
     study: Annotated[str, typer.Option("--study", help="The study's name or plan hash.")],
     out: Annotated[Path, typer.Option("--out", help="The report file: .pdf or .html.")],
+    as_json: JsonOption = False,
 ) -> None:
     """Write what this site contributed to a study: approval, what left the site, privacy
     spent against the ceiling, consent, the model at this site, the audit log's check."""
+    from client_app.governance.participation import build_report  # here: --help stays light
+    from client_app.governance.report_render import write_report
+
     with cli_boundary():
         site = open_site_dir(site_dir)
         written = write_report(build_report(site, study), out)
+    if as_json:
+        print_json({"study": study, "report": str(written)})
+        return
     typer.echo(f"participation report on {study} written to {written}")
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``report`` to the site CLI."""
     app.command("report")(report)

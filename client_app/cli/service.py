@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from client_app.cli.options import SiteDirOption
+from client_app.cli.options import JsonOption, SiteDirOption, print_json
 from client_app.node.accounts import create_accounts, prepare_folders
 from client_app.node.commands import default_superlink
 from client_app.node.services import (
@@ -53,6 +53,7 @@ def install_service(
         "--unit-dir", help="Where to write the two unit files.")] = DEFAULT_UNIT_DIR,
     create_users: Annotated[bool, typer.Option(
         "--create-users", help="Create the two accounts if missing (root only).")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Write systemd units that run the agent and the SuperNode under two accounts; as root,
     also give the site folder to the site account and make the SuperNode's folder."""
@@ -65,15 +66,23 @@ def install_service(
                         / f"{CREDENTIAL_NAME}.cred").absolute(),
             site_user=site_user, node_user=node_user, supernode_port=supernode_port)
         as_root = os.geteuid() == 0
+        created: list[str] = []
         if create_users:
-            created = create_accounts(layout).created
-            if created:
+            created = list(create_accounts(layout).created)
+            if created and not as_json:
                 typer.echo(f"created accounts: {', '.join(created)}")
         if as_root:
             prepare_folders(layout)
+        if as_root and not as_json:
             typer.echo(f"site folder {site.root} owned by {site_user} (group {node_user} may "
                        f"only traverse it); SuperNode folder {layout.node_home}")
         written = write_units(layout, unit_dir)
+    if as_json:
+        print_json({"units": [str(p) for p in written], "created_accounts": created,
+                    "site_user": site_user, "node_user": node_user,
+                    "node_home": str(layout.node_home), "credential": str(layout.credential),
+                    "folders_prepared": as_root})
+        return
     for path in written:
         typer.echo(f"wrote {path}")
     _next_steps(layout, as_root=as_root)

@@ -33,6 +33,7 @@ def _choice(value: str, name: str) -> bool:
 
 def sharing_command(
     site_dir: SiteDirOption,
+    actor: ActorOption,
     own_counts: Annotated[str | None, typer.Option(
         "--own-counts", help="Share this site's own evaluation counts for "
         "leave-one-site-out checks: yes or no.")] = None,
@@ -42,7 +43,6 @@ def sharing_command(
     min_cell: Annotated[int | None, typer.Option(
         "--min-cell", help="Smallest number of rows a shared histogram cell or group may "
         "hold (default 10); smaller ones are merged or left out.")] = None,
-    actor: ActorOption = "",
     as_json: JsonOption = False,
 ) -> None:
     """Show or change what per-site statistics this site shares with the coordinator."""

@@ -21,17 +21,15 @@ from client_app.cli.options import (
     cells,
     print_json,
 )
-from client_app.governance.studies import plan_diff, receive_plan, received_plan, received_plans
 from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
+from common.cli_options import input_file
 from common.errors import ErrorCode, TesseraError
 
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TesseraError(ErrorCode.NOT_FOUND, f"study plan file not found: {path}") from None
+        return input_file(path, "PLAN").read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise TesseraError(ErrorCode.PLAN_INVALID, f"study plan: {path}: not UTF-8 text"
                            ) from None
@@ -40,16 +38,25 @@ def _read_text(path: Path) -> str:
 def receive(
     plan: Annotated[Path, typer.Argument(help="The study plan (TOML) to review.")],
     site_dir: SiteDirOption,
+    as_json: JsonOption = False,
 ) -> None:
     """Validate a study plan and add it to this site's inbox (pending until approved)."""
+    from client_app.governance.studies import receive_plan  # here: --help stays light
+
     with cli_boundary():
         received = receive_plan(open_site_dir(site_dir), _read_text(plan), source="file")
+    if as_json:
+        print_json({"study": received.study, "plan_hash": received.plan_hash,
+                    "status": received.status})
+        return
     typer.echo(f"received study {received.study} plan {received.plan_hash} "
                f"({received.status})")
 
 
 def list_plans(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
     """List received study plans, newest first, with the site's decision."""
+    from client_app.governance.studies import received_plans
+
     with cli_boundary():
         plans = received_plans(open_site_dir(site_dir))
     if as_json:
@@ -66,6 +73,8 @@ def list_plans(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
 def show(plan_hash: PlanHashArgument, site_dir: SiteDirOption,
          as_json: JsonOption = False) -> None:
     """Show a received plan's summary: model, data fields, rounds, privacy, release."""
+    from client_app.governance.studies import received_plan
+
     with cli_boundary():
         received = received_plan(open_site_dir(site_dir), plan_hash)
     if as_json:
@@ -81,6 +90,8 @@ def show(plan_hash: PlanHashArgument, site_dir: SiteDirOption,
 def diff(plan_hash: PlanHashArgument, site_dir: SiteDirOption,
          as_json: JsonOption = False) -> None:
     """Compare a plan with the newest earlier plan of the same study."""
+    from client_app.governance.studies import plan_diff
+
     with cli_boundary():
         found = plan_diff(open_site_dir(site_dir), plan_hash)
     if as_json:
@@ -103,7 +114,8 @@ def diff(plan_hash: PlanHashArgument, site_dir: SiteDirOption,
 
 def register(app: typer.Typer) -> None:
     """Add the ``study`` command group to the site CLI."""
-    group = typer.Typer(help="Received study plans: receive, list, show, diff.",
+    group = typer.Typer(help="Received study plans: receive, list, show, diff.\n\n"
+                        "Example: tessera site study receive plan.toml --site-dir DIR",
                         no_args_is_help=True)
     group.command("receive")(receive)
     group.command("list")(list_plans)

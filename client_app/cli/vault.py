@@ -8,13 +8,20 @@ one is a clear error and changes nothing.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from client_app.cli.options import SiteDirOption, site_vault_with_kit
+from client_app.cli.options import (
+    ActorOption,
+    JsonOption,
+    SiteDirOption,
+    print_json,
+    site_vault_with_kit,
+)
 from client_app.custody.identity import adopt_kit_secrets
 from client_app.custody.kit import load_site_identity
 from client_app.custody.vault import (
@@ -27,14 +34,14 @@ from client_app.store.events import SiteEvent
 from client_app.store.folder import open_site_dir
 from client_app.store.site_store import SiteStore
 from common.cli_boundary import cli_boundary
+from common.cli_options import input_file
 from common.errors import ErrorCode, TesseraError
-from common.plan import load_plan
 from privacy.passphrase import passphrase_from_environment
 
 NEW_PASSPHRASE_ENV_VAR = "TESSERA_NEW_SITE_PASSPHRASE"  # noqa: S105 (a variable name)
 
 
-def unlock_check(site_dir: SiteDirOption) -> None:
+def unlock_check(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
     """Check the site passphrase (creates the keystore on first use)."""
     with cli_boundary():
         site = open_site_dir(site_dir)
@@ -43,10 +50,13 @@ def unlock_check(site_dir: SiteDirOption) -> None:
         else:
             vault = open_or_create_vault(site, passphrase_from_environment())
         adopt_kit_secrets(vault)
+    if as_json:
+        print_json({"site": site.name, "unlocked": True})
+        return
     typer.echo(f"site {site.name}: keystore unlocked")
 
 
-def rotate(site_dir: SiteDirOption) -> None:
+def rotate(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
     """Re-wrap the site's keys under a new passphrase (data files are not rewritten)."""
     with cli_boundary():
         site = open_site_dir(site_dir)
@@ -55,6 +65,9 @@ def rotate(site_dir: SiteDirOption) -> None:
         rotate_passphrase(site, old, new)
         with SiteStore.open(site) as store:
             store.record_event(SiteEvent.PASSPHRASE_ROTATED, details={})
+    if as_json:
+        print_json({"site": site.name, "rotated": True})
+        return
     typer.echo("passphrase changed; existing data stays readable with the new one")
 
 
@@ -62,45 +75,54 @@ def he_keygen(
     site_dir: SiteDirOption,
     plan: Annotated[Path, typer.Option("--plan", help="The study plan (TOML).")],
     out: Annotated[Path, typer.Option("--out", help="Folder for sealed copies.")],
+    actor: ActorOption,
     recipient: Annotated[list[str] | None, typer.Option(
         "--recipient", help="A site to seal the key to (repeatable; default: every "
         "other site in the manifest).")] = None,
     yes: Annotated[bool, typer.Option(
         "--yes", help="Confirm the recipients without asking (scripts).")] = False,
-    actor: Annotated[str, typer.Option(
-        "--actor", help="Who confirms the recipients.")] = "operator",
+    as_json: JsonOption = False,
 ) -> None:
     """As the study's key custodian: generate its CKKS key and seal it to the sites you
     confirm (each shown with its key fingerprints; compare them with each site)."""
     from client_app.custody.he_custody import keygen_and_seal, recipients_of
+    from common.plan import load_plan
     from privacy.signing import fingerprint
 
     with cli_boundary():
         site = open_site_dir(site_dir)
         vault = site_vault_with_kit(site)
         manifest = load_site_identity(site.root).manifest
+        input_file(plan, "--plan")  # before the recipients are shown and confirmed
         names = recipient or [n for n in manifest.site_names if n != site.name]
         chosen = recipients_of(manifest, names, custodian=site.name)
         own = manifest.site(site.name)
-        typer.echo(f"Study key holders, if you confirm (this site, {site.name}, keeps the "
+        say = functools.partial(typer.echo, err=as_json)  # stdout holds only the JSON
+        say(f"Study key holders, if you confirm (this site, {site.name}, keeps the "
                    f"key; signing key {fingerprint(own.signing_public_key)}):")
         for r in chosen:
-            typer.echo(f"  {r.name}: signing key {r.signing_fingerprint}, "
+            say(f"  {r.name}: signing key {r.signing_fingerprint}, "
                        f"sealing key {r.sealing_fingerprint}")
         if not chosen:
-            typer.echo("  (no other site: only this site will hold the key)")
-        typer.echo("The coordinator writes the site list: check each name and fingerprint "
+            say("  (no other site: only this site will hold the key)")
+        say("The coordinator writes the site list: check each name and fingerprint "
                    "with that site's operator before you confirm.")
         try:
             confirmed = yes or typer.confirm(
-                f"Seal the study key to exactly these {len(chosen)} site(s)?", default=False)
+                f"Seal the study key to exactly these {len(chosen)} site(s)?", default=False,
+                err=as_json)
         except typer.Abort:
             confirmed = False
         if not confirmed:
             raise TesseraError(ErrorCode.CANCELLED, "recipients not confirmed: no key was "
                                "generated or sealed")
-        result = keygen_and_seal(vault, load_plan(plan), manifest, out,
+        result = keygen_and_seal(vault, load_plan(input_file(plan, "--plan")), manifest, out,
                                  recipients=[r.name for r in chosen], actor=actor)
+    if as_json:
+        print_json({"fingerprint": result.fingerprint, "plan_hash": result.plan_hash,
+                    "actor": actor, "sealed": {k: str(v) for k, v in sorted(result.sealed.items())},
+                    "package": str(result.package)})
+        return
     typer.echo(f"CKKS key {result.fingerprint[:16]} for study {result.plan_hash[:12]}, "
                f"confirmed by {actor}")
     for name, path in sorted(result.sealed.items()):
@@ -111,6 +133,7 @@ def he_keygen(
 def he_import(
     sealed: Annotated[Path, typer.Argument(help="This site's sealed key file.")],
     site_dir: SiteDirOption,
+    as_json: JsonOption = False,
 ) -> None:
     """Import this site's sealed CKKS key after checking the custodian's signatures."""
     from client_app.custody.he_custody import import_sealed
@@ -120,8 +143,13 @@ def he_import(
         site = open_site_dir(site_dir)
         vault = site_vault_with_kit(site)
         identity = load_site_identity(site.root)
-        digest, fingerprint = import_sealed(vault, sealed.read_bytes(), identity.manifest)
+        digest, fingerprint = import_sealed(vault, input_file(sealed, "SEALED").read_bytes(),
+                                            identity.manifest)
         holders = study_key_holders(vault, digest)
+    if as_json:
+        print_json({"fingerprint": fingerprint, "plan_hash": digest,
+                    "key_holders": sorted(holders)})
+        return
     typer.echo(f"CKKS key {fingerprint[:16]} for study {digest[:12]} imported")
     typer.echo(f"  key holders (signed by the custodian): {', '.join(sorted(holders))}")
 

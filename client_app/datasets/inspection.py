@@ -197,17 +197,16 @@ class _Findings:
 def _header_issues(header: tuple[str, ...], spec: DatasetSpec) -> list[Issue]:
     issues = []
     for name in sorted({n for n in header if header.count(n) > 1}):
-        issues.append(Issue("schema", name, (1,), 1,
-                            f"row 1: column {name!r} appears more than once", True))
+        issues.append(Issue("schema", name, (), 1,
+                            f"header: column {name!r} appears more than once", True))
     roles = {PATIENT_ID: "the patient id", spec.label: "the label"}
     roles.update({f: "a feature" for f in spec.features})
     if spec.sensitive is not None and spec.sensitive not in spec.features:
         roles[spec.sensitive] = "the sensitive column"
     for name, role in roles.items():
         if name not in header:
-            issues.append(Issue("schema", name, (1,), 1,
-                                f"row 1: column {name!r} ({role}) is missing from the header",
-                                True))
+            issues.append(Issue("schema", name, (), 1,
+                                f"header: column {name!r} ({role}) is missing", True))
     return issues
 
 

@@ -1,13 +1,14 @@
 """Reading a site's data file, CSV or Parquet, into a grid of text cells.
 
-Both formats become one :class:`SourceTable`: the header and the data rows as text cells,
-each row with its 1-based file row number (the header is row 1, as in a spreadsheet; blank
-CSV lines are skipped but keep their numbers). Parquet values are rendered as text the way
-the canonical CSV writes numbers (shortest exact form, whole numbers without ``.0``, nulls
-and NaN as empty cells), so the same table gives the same cleaned content whatever its
-format. A file that cannot be read as a table (not UTF-8, another delimiter, not Parquet, no
-header) is returned as an :class:`Unreadable` that says why, never raised: the validation
-report lists it as a blocking issue. Nothing here ever quotes a cell value.
+Both formats become one :class:`SourceTable`: the header and the data rows as text cells, each
+data row with its number (row 1 is the first row after the header; blank CSV rows are skipped
+but keep their numbers, so row N is the spreadsheet's row N + 1). Problems only a position in
+the file can locate (an undecodable byte, a broken quote) say "line N". Parquet values are
+rendered as text the way the canonical CSV writes numbers (shortest exact form, whole numbers
+without ``.0``, nulls and NaN as empty cells), so the same table gives the same cleaned content
+whatever its format. A file that cannot be read as a table (not UTF-8, another delimiter, not
+Parquet, no header) is returned as an :class:`Unreadable` that says why, never raised: the
+validation report lists it as a blocking issue. Nothing here ever quotes a cell value.
 """
 
 from __future__ import annotations
@@ -71,37 +72,35 @@ def _line_of(content: bytes, offset: int) -> int:
 
 def _read_csv(content: bytes) -> SourceTable | Unreadable:
     if content.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return Unreadable("csv", "encoding", "the file is UTF-16 text; save it as UTF-8 CSV",
-                          (1,))
+        return Unreadable("csv", "encoding", "the file is UTF-16 text; save it as UTF-8 CSV")
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        row = _line_of(content, error.start)
+        line = _line_of(content, error.start)
         return Unreadable("csv", "encoding",
-                          f"row {row}: the file is not UTF-8 text (first invalid byte in this "
-                          "row); save it as UTF-8 CSV", (row,))
+                          f"line {line}: the file is not UTF-8 text (first invalid byte on this "
+                          "line); save it as UTF-8 CSV")
     reader = csv.reader(io.StringIO(text, newline=""))
     records: list[tuple[int, tuple[str, ...]]] = []
     try:
-        for number, record in enumerate(reader, start=1):
+        for number, record in enumerate(reader, start=0):  # 0: the header, 1: the first row
             if any(cell.strip() for cell in record):
                 records.append((number, tuple(record)))
     except csv.Error as error:
-        row = reader.line_num
+        line = reader.line_num
         reason = "it contains NUL bytes" if "NUL" in str(error) else "a cell cannot be parsed"
         return Unreadable("csv", "encoding",
-                          f"row {row}: not a readable CSV file ({reason})", (row,))
+                          f"line {line}: not a readable CSV file ({reason})")
     if not records:
         return Unreadable("csv", "schema", "the file is empty: no header row")
     header_number, header = records[0]
-    if header_number != 1:
-        return Unreadable("csv", "schema", "row 1 is blank: the header must be the first row",
-                          (1,))
+    if header_number != 0:
+        return Unreadable("csv", "schema", "line 1 is blank: the header must be the first line")
     delimiter = _other_delimiter(header)
     if delimiter is not None:
         return Unreadable("csv", "delimiter",
-                          f"row 1: the header is one column separated by {delimiter}, not by "
-                          "commas; save the file as comma-separated CSV", (1,))
+                          f"the header is one column separated by {delimiter}, not by "
+                          "commas; save the file as comma-separated CSV")
     return SourceTable("csv", tuple(cell.strip() for cell in header), tuple(records[1:]))
 
 
@@ -158,10 +157,10 @@ def _read_parquet(content: bytes) -> SourceTable | Unreadable:
             text = _parquet_cell(value)
             if text is None:
                 return Unreadable("parquet", "encoding",
-                                  f"row {index + 2}, column {name!r}: a value of type "
-                                  f"{column.type} has no text form", (index + 2,))
+                                  f"row {index + 1}, column {name!r}: a value of type "
+                                  f"{column.type} has no text form", (index + 1,))
             cells.append(text)
         columns.append(cells)
-    rows = tuple((index + 2, tuple(cells)) for index, cells in enumerate(zip(*columns,
+    rows = tuple((index + 1, tuple(cells)) for index, cells in enumerate(zip(*columns,
                                                                            strict=True)))
     return SourceTable("parquet", header, rows)

@@ -1,13 +1,15 @@
 """The validation report of a site's data file and the operator's policy for its issues.
 
 :func:`client_app.datasets.inspection.inspect` checks a file against a study plan and produces a
-:class:`ValidationReport`: a list of :class:`Issue` objects, each naming its kind, its
-column and the file rows at fault (1-based, the header is row 1), never a cell value or a
-patient id. Blocking issues (an unreadable file, a missing column, text in a numeric
-column...) stop any registration. The others need a decision, recorded as a :class:`Policy`:
-drop the rows, impute (median or mean of the column's other values), clip to the allowed
-range, keep outliers, or refuse the file. The default policy refuses every issue except
-outliers, which it keeps.
+:class:`ValidationReport`: a list of :class:`Issue` objects, each naming its kind, its column
+and the data rows at fault, never a cell value or a patient id. Row numbers follow the one rule
+of every data message: row 1 is the first row after the header (blank rows counted); what is
+about the header says "header", and what only a position in the file can say (an undecodable
+byte, a broken quote) says "line N". Blocking issues (an unreadable file, a missing column, text
+in a numeric column...) stop any registration. The others need a decision, recorded as a
+:class:`Policy`: drop the rows, impute (median or mean of the column's other values), clip to
+the allowed range, keep outliers, or refuse the file. The default policy refuses every issue
+except outliers, which it keeps.
 """
 
 from __future__ import annotations

@@ -91,6 +91,9 @@ class PreparedDataset:
 
 def _read_file(path: Path) -> bytes:
     file = Path(path)
+    if file.is_dir():
+        raise TesseraError(ErrorCode.DATA_INVALID,
+                           f"data file {file.name}: is a directory, not a file")
     if not file.is_file():
         raise TesseraError(ErrorCode.NOT_FOUND, f"data file not found: {file.name}")
     if file.stat().st_size > MAX_DATASET_BYTES:

@@ -190,19 +190,19 @@ def _csv_error(text: str | bytes) -> str:
 
 def test_non_numeric_cell_is_named_by_row_and_column_without_its_value() -> None:
     message = _csv_error(GOOD_CSV.replace("A2,61,", "A2,sixty-one,"))
-    assert message == "site.csv: row 3, column 'age': not a number"
+    assert message == "site.csv: row 2, column 'age': not a number"
     assert "sixty" not in message
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (GOOD_CSV.replace(",30.5,", ",,"), "site.csv: row 2, column 'bmi': empty"),
-        (GOOD_CSV.replace(",30.5,", ",nan,"), "site.csv: row 2, column 'bmi': not a finite"),
-        (GOOD_CSV.replace("F,1", "F,2"), "site.csv: row 2, column 'y': must be 0 or 1"),
-        (GOOD_CSV.replace("A2", "A1"), "site.csv: row 3, column 'patient_id': duplicate"),
-        (GOOD_CSV.replace(",M,", ",,"), "site.csv: row 3, column 'sex': empty"),
-        (GOOD_CSV.replace("A2,61,", "A2,"), "site.csv: row 3: 4 cells"),
+        (GOOD_CSV.replace(",30.5,", ",,"), "site.csv: row 1, column 'bmi': empty"),
+        (GOOD_CSV.replace(",30.5,", ",nan,"), "site.csv: row 1, column 'bmi': not a finite"),
+        (GOOD_CSV.replace("F,1", "F,2"), "site.csv: row 1, column 'y': must be 0 or 1"),
+        (GOOD_CSV.replace("A2", "A1"), "site.csv: row 2, column 'patient_id': duplicate"),
+        (GOOD_CSV.replace(",M,", ",,"), "site.csv: row 2, column 'sex': empty"),
+        (GOOD_CSV.replace("A2,61,", "A2,"), "site.csv: row 2: 4 cells"),
         (GOOD_CSV.replace(",bmi", ",weight"), "site.csv: missing required column(s): 'bmi'"),
         ("patient_id,age,bmi,sex,y\n", "site.csv: no data rows"),
         ("", "site.csv: empty file"),
@@ -213,12 +213,22 @@ def test_malformed_csv_is_rejected_with_location(text: str | bytes, expected: st
     assert _csv_error(text).startswith(expected)
 
 
+def test_row_1_is_the_first_row_after_the_header() -> None:
+    """One rule for every data message: row 1 is the first data row; blank rows count."""
+    assert _csv_error(GOOD_CSV.replace("A1,50,", "A1,fifty,")).startswith("site.csv: row 1,")
+    blank_first = GOOD_CSV.replace("patient_id,age,bmi,sex,y\n", "patient_id,age,bmi,sex,y\n\n")
+    assert _csv_error(blank_first.replace("A2,61,", "A2,x,")) == \
+        "site.csv: row 3, column 'age': not a number"
+    twice = GOOD_CSV.replace("patient_id,age,", "patient_id,age,age,", 1)
+    assert _csv_error(twice).startswith("site.csv: header: column 'age'")
+
+
 def test_read_csv_names_only_the_file(tmp_path: Path) -> None:
     path = tmp_path / "ward.csv"
     path.write_text(GOOD_CSV.replace(",22.0,", ",abc,"))
     with pytest.raises(TesseraError) as caught:
         read_csv(path, SPEC)
-    assert caught.value.message == "ward.csv: row 3, column 'bmi': not a number"
+    assert caught.value.message == "ward.csv: row 2, column 'bmi': not a number"
 
 
 def test_content_hash_is_sha256_hex() -> None:

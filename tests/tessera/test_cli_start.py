@@ -69,6 +69,18 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
     assert loaded == [], f"import tessera.cli pulled in {loaded}: import them inside commands"
 
 
+#: What the CLI's own command modules load only inside the commands that use them: the
+#: governance, dataset and node-control work, the study-plan schema's users and gRPC.
+DEFERRED = ("client_app.governance.studies", "client_app.governance.budget",
+            "client_app.governance.consent", "client_app.datasets.versions",
+            "client_app.node.controller", "tessera.audit_service", "grpc")
+
+
+def test_the_cli_modules_defer_the_work_of_their_commands() -> None:
+    loaded = json.loads(_run(_IMPORT_ONLY.format(heavy=DEFERRED)))
+    assert loaded == [], f"import tessera.cli pulled in {loaded}: import them inside commands"
+
+
 def test_the_help_of_every_command_loads_no_heavy_library() -> None:
     report = json.loads(_run(_EVERY_HELP.format(heavy=HEAVY)))
     assert report["helps"] > 30  # every group and command was asked, not just the root

@@ -40,6 +40,7 @@ def test_split_writes_disjoint_site_files_with_patient_ids(tmp_path: Path) -> No
     found = json.loads(check.output)
     assert found["rows"] == len(tables["a"]) and found["blocking"] is False, found
     assert {i["kind"] for i in found["issues"]} <= {"outlier"}  # real data: kept by default
+    assert check.exit_code == 0 and found["default_policy"]["accepts"] is True
 
 
 def test_dirichlet_split_is_skewed_and_reproducible(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]
     work = tmp_path_factory.mktemp("e2e") / "work"
     env = {k: v for k, v in os.environ.items() if k != "TESSERA_SITE_PASSPHRASE"}
     proc = subprocess.run(
-        [TESSERA, "demo", "--sites", "3", "--rounds", "2", "--workdir", str(work),
+        [TESSERA, "demo", "--num-sites", "3", "--rounds", "2", "--workdir", str(work),
          "--ceiling", "site-3=0.5", "--timeout", "900"],
         capture_output=True, text=True, timeout=1200, check=False, env=env,
     )
@@ -193,3 +193,21 @@ def test_every_release_is_in_the_ledger_and_an_outside_accountant_agrees(
         assert "UNDER-REPORTED" not in checked.stdout
         spent = {s["name"]: s["epsilon_spent"] for s in report["sites"]}[site]
         assert spent == pytest.approx(ledger["entries"][-1]["epsilon_cumulative"], abs=1e-9)
+
+
+def test_the_demo_ends_with_next_steps_that_work(demo_run) -> None:
+    work, _, output = demo_run
+    steps = output[output.index("next steps:"):]
+    site = work / "sites" / "site-1"
+    assert f"tessera site gui --site-dir {site}" in steps
+    assert f"passphrase '{DEMO_PASSPHRASE}'" in steps
+    commands = [line.split(":", 1)[1].strip() for line in steps.splitlines()
+                if "tessera --kit" in line or "site budget" in line]
+    assert len(commands) == 3 and any(" model list " in c for c in commands)
+    assert any(" study report latest " in c for c in commands)
+    env = {**os.environ, "TESSERA_SITE_PASSPHRASE": DEMO_PASSPHRASE}
+    for command in commands:
+        argv = [TESSERA, *command.split()[1:]]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,
+                              env=env)
+        assert done.returncode == 0, f"{command}: {done.stdout[-1500:]}{done.stderr[-1500:]}"

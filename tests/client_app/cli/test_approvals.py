@@ -7,6 +7,7 @@ from pathlib import Path
 
 from client_app.store.folder import open_site_dir
 from client_app.store.site_store import SiteStore
+from common.cli_options import login_name
 from tests.client_app.cli.conftest import PLAN, invoke
 
 
@@ -36,8 +37,8 @@ def test_approve_then_revoke_is_listed_in_order(site_dir: Path, tmp_path: Path) 
     assert invoke("revoke", plan, "--site-dir", str(site_dir), "--actor", "dpo").exit_code == 0
     listed = json.loads(invoke("approvals", "--site-dir", str(site_dir), "--json").stdout)
     assert [(r["plan_hash"], r["decision"], r["actor"]) for r in listed] == [
-        (plan, "approved", "operator"), (plan, "revoked", "dpo"),
-    ]
+        (plan, "approved", login_name()), (plan, "revoked", "dpo"),
+    ]  # without --actor the login name is recorded
     table = invoke("approvals", "--site-dir", str(site_dir))
     assert table.exit_code == 0 and "[/] ok" in table.stdout
     with SiteStore.open(open_site_dir(site_dir)) as store:

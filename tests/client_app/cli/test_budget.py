@@ -137,3 +137,17 @@ def test_budget_without_the_vault_shows_the_ledger_unchecked(
     assert len(doc["entries"]) == 4
     wrong = invoke("budget", "--site-dir", str(site_dir))
     assert "ledger integrity: not checked" in wrong.stdout
+
+
+def test_the_privacy_settings_print_json_when_asked(site_dir: Path) -> None:
+    def doc(*args: str) -> object:
+        result = invoke(*args, "--site-dir", str(site_dir), "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert doc("ceiling") == {"ceiling": 5.0, "previous": None, "changed": False}
+    assert doc("ceiling", "3") == {"ceiling": 3.0, "previous": 5.0, "changed": True}
+    assert doc("delta") == {"delta": None, "default": True, "previous": None, "changed": False}
+    assert doc("delta", "1e-6") == {"delta": 1e-6, "default": False, "previous": None,
+                                    "changed": True}
+    assert doc("non-private") == {"non_private_studies": "refused"}

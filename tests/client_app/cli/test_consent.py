@@ -12,6 +12,7 @@ from client_app.custody.kit import import_site_kit
 from client_app.custody.vault import unlock_vault
 from client_app.governance.consent import history
 from client_app.store.folder import open_site_dir
+from common.cli_options import login_name
 from server.provisioning import init_federation
 from tessera.access import KIT_ENV_VAR, POLICY_ENV_VAR
 from tessera.cli import app
@@ -91,9 +92,14 @@ def test_import_reports_counts_and_a_bad_file_changes_nothing(site_dir: Path,
     assert sorted(e.patient_id for e in history(vault)) == ["P1", "P2"]
 
 
-def test_actor_is_required(site_dir: Path) -> None:
-    result = _tessera("site", "consent", "withdraw", "P1", "--site-dir", site_dir)
-    assert result.exit_code == 2
+def test_the_actor_defaults_to_the_login_name_and_a_blank_one_is_refused(
+        site_dir: Path) -> None:
+    result = _tessera("site", "consent", "withdraw", "P1", "--site-dir", site_dir, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"action": "withdrawn", "scope": "*", "changed": 1,
+                                         "unchanged": 0, "batch": None}
+    vault = unlock_vault(open_site_dir(site_dir), TEST_PASSPHRASE)
+    assert [e.actor for e in history(vault)] == [login_name()]
     result = _tessera("site", "consent", "grant", "P1", "--site-dir", site_dir, "--actor", " ")
     assert result.exit_code == 2 and "error: actor" in result.output
 

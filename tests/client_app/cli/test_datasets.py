@@ -12,6 +12,7 @@ from client_app.cli.main import app
 from client_app.custody.vault import unlock_vault
 from client_app.datasets.versions import dataset_versions, read_current
 from client_app.store.folder import open_site_dir
+from common.cli_options import login_name
 from common.plan import plan_to_toml
 from tessera.cli import app as tessera_app
 from tests.client_app.datasets.test_validation import PLAN, base_rows, to_csv, to_parquet
@@ -53,6 +54,48 @@ def test_check_prints_the_report_and_exits_3(tmp_path: Path, plan_file: Path, ca
     assert expected in result.output and "Traceback" not in result.output
 
 
+def _with_outliers() -> bytes:
+    rows = base_rows()
+    rows[6][2] = "60"  # in range (10..80) but far from the other BMIs: an outlier
+    rows[8][3] = "400"  # sbp far out too
+    return to_csv(rows)
+
+
+def test_check_exits_0_when_the_default_policy_keeps_every_issue(
+        site_dir: Path, tmp_path: Path, plan_file: Path) -> None:
+    data = write(tmp_path, "cohort.csv", _with_outliers())
+    result = invoke("dataset", "check", str(data), "--plan", str(plan_file))
+    assert result.exit_code == 0, result.output
+    assert "the default policy keeps these (outlier)" in result.output
+    assert "issue counts: outlier 2" in result.output
+    checked = json.loads(invoke("dataset", "check", str(data), "--plan", str(plan_file),
+                                "--json").stdout)
+    assert checked["default_policy"] == {"accepts": True, "kept": ["outlier"], "refused": []}
+    assert checked["ok"] is False and checked["issue_counts"] == {"outlier": 2}
+    assert invoke("add-data", str(data), "--site-dir", str(site_dir), "--plan",
+                  str(plan_file)).exit_code == 0
+    shown = invoke("dataset", "show", "cohort", "--site-dir", str(site_dir))
+    assert "issue counts: outlier 2;" in shown.output  # the same words and numbers as check
+    versions = json.loads(invoke("dataset", "show", "cohort", "--site-dir", str(site_dir),
+                                 "--json").stdout)
+    assert versions[0]["report"]["issues"] == checked["issue_counts"]
+
+
+def test_check_exits_3_and_names_what_the_default_policy_refuses(
+        tmp_path: Path, plan_file: Path) -> None:
+    rows = base_rows()
+    rows[6][2] = "60"
+    rows[3][2] = ""  # a missing value: refused by default
+    data = write(tmp_path, "cohort.csv", to_csv(rows))
+    result = invoke("dataset", "check", str(data), "--plan", str(plan_file))
+    assert result.exit_code == 3
+    assert "the default policy refuses missing: choose what to do" in result.output
+    doc = json.loads(invoke("dataset", "check", str(data), "--plan", str(plan_file),
+                            "--json").stdout)
+    assert doc["default_policy"] == {"accepts": False, "kept": ["outlier"],
+                                     "refused": ["missing"]}
+
+
 def test_check_as_json_lists_issues_with_rows(tmp_path: Path, plan_file: Path) -> None:
     rows = base_rows()
     rows[2][1] = "130"
@@ -60,7 +103,7 @@ def test_check_as_json_lists_issues_with_rows(tmp_path: Path, plan_file: Path) -
     result = invoke("dataset", "check", str(data), "--plan", str(plan_file), "--json")
     assert result.exit_code == 3
     report = json.loads(result.output)
-    assert report["issues"][0]["kind"] == "out_of_range" and report["issues"][0]["rows"] == [4]
+    assert report["issues"][0]["kind"] == "out_of_range" and report["issues"][0]["rows"] == [3]
 
 
 @pytest.mark.parametrize("case", sorted(MALFORMED))
@@ -108,11 +151,13 @@ def test_register_refuses_an_unknown_policy_choice(site_dir: Path, tmp_path: Pat
     assert folder_digest(site_dir) == before
 
 
-def test_register_needs_an_actor(site_dir: Path, tmp_path: Path, plan_file: Path) -> None:
+def test_register_records_the_login_name_without_actor(site_dir: Path, tmp_path: Path,
+                                                       plan_file: Path) -> None:
     data = write(tmp_path, "cohort.csv", to_csv(base_rows()))
     result = invoke("dataset", "register", str(data), "--plan", str(plan_file),
-                    "--site-dir", str(site_dir))
-    assert result.exit_code == 2 and "--actor" in result.output
+                    "--site-dir", str(site_dir), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["actor"] == login_name()
 
 
 def test_list_and_show_give_versions_with_lineage(site_dir: Path, tmp_path: Path,
@@ -145,7 +190,7 @@ def test_add_data_needs_a_plan_and_registers_with_the_default_policy(
     assert result.exit_code == 0, result.output
     assert "dataset cohort: version" in result.output
     content, version = read_current(unlock_vault(open_site_dir(site_dir)), "cohort")
-    assert version.actor == "operator" and version.policy["missing"] == "refuse"
+    assert version.actor == login_name() and version.policy["missing"] == "refuse"
     assert content.startswith(b"patient_id,age,bmi,sbp,outcome,sex\n")
 
 

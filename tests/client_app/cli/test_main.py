@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import tomllib
 from pathlib import Path
@@ -45,3 +46,11 @@ def test_init_refuses_a_bad_site_name(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith("error: name must be")
     assert not (tmp_path / "x").exists()
+
+
+def test_init_prints_json_when_asked(tmp_path: Path) -> None:
+    root = tmp_path / "sites" / "h2"
+    result = invoke("init", "--site-dir", str(root), "--name", "h2", "--ceiling", "4", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"site": "h2", "site_dir": str(root.absolute()),
+                                         "ceiling": 4.0}

@@ -44,4 +44,5 @@ def test_min_cell_count_is_a_site_setting_recorded_as_a_change(site_dir: Path) -
                      "--actor", "dpo", "--json")
     assert changed.exit_code == 0, changed.output
     assert json.loads(changed.stdout)["min_cell_count"] == 20
-    assert invoke("sharing", "--site-dir", str(site_dir), "--min-cell", "5").exit_code == 2
+    blank = invoke("sharing", "--site-dir", str(site_dir), "--min-cell", "5", "--actor", " ")
+    assert blank.exit_code == 2

@@ -72,8 +72,8 @@ def test_malformed_csv_is_refused_and_nothing_is_stored(site, tmp_path: Path) ->
     result = runner.invoke(app, ["add-data", str(bad), "--site-dir", str(site_dir),
                                  "--name", "x", "--plan", DIABETES_PLAN])
     assert result.exit_code == 3
-    assert "row 3" in result.output
-    assert "row 1: column 'bmi' (a feature) is missing from the header" in result.output
+    assert "row 2" in result.output
+    assert "header: column 'bmi' (a feature) is missing" in result.output
     assert _folder_digest(site_dir) == before
 
 

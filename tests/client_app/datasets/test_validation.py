@@ -118,11 +118,11 @@ def test_the_bundled_data_meets_its_study_dictionary(study: str) -> None:
     assert report.issue_kinds <= {"outlier"}, report.to_text()  # real data has real outliers
 
 
-def test_a_file_that_is_not_utf8_is_blocking_and_names_the_row() -> None:
+def test_a_file_that_is_not_utf8_is_blocking_and_names_the_line() -> None:
     content = to_csv(base_rows()).replace(b"P003", b"P\xe9003")
     issue = only(check(content), "encoding")
-    assert issue.blocking and issue.rows == (4,)
-    assert "row 4: the file is not UTF-8 text" in issue.message
+    assert issue.blocking and issue.rows == ()  # no row was read: the file says where
+    assert "line 4: the file is not UTF-8 text" in issue.message
 
 
 def test_a_utf16_file_is_refused_as_an_encoding_problem() -> None:
@@ -142,8 +142,8 @@ def test_a_missing_label_column_is_blocking_and_named() -> None:
     rows = [r[:-1] for r in base_rows()]
     report = check(to_csv(rows, HEADER[:-1]))
     issue = only(report, "schema")
-    assert issue.blocking and issue.column == "outcome" and issue.rows == (1,)
-    assert "row 1: column 'outcome' (the label) is missing from the header" in report.to_text()
+    assert issue.blocking and issue.column == "outcome" and issue.rows == ()
+    assert "header: column 'outcome' (the label) is missing" in report.to_text()
 
 
 def test_every_missing_column_and_a_repeated_one_are_listed() -> None:
@@ -159,7 +159,7 @@ def test_rows_with_the_wrong_number_of_cells_are_blocking() -> None:
     rows[4] = rows[4][:3]
     rows[9] = [*rows[9], "extra"]
     issue = only(check(to_csv(rows)), "schema")
-    assert issue.blocking and issue.rows == (6, 11) and issue.count == 2
+    assert issue.blocking and issue.rows == (5, 10) and issue.count == 2
     assert "the header's 6" in issue.message
 
 
@@ -168,9 +168,9 @@ def test_text_in_a_numeric_column_is_blocking_and_located() -> None:
     rows[2][2] = "twenty"
     rows[7][2] = "inf"
     issue = only(check(to_csv(rows)), "type")
-    assert issue.blocking and issue.column == "bmi" and issue.rows == (4, 9)
+    assert issue.blocking and issue.column == "bmi" and issue.rows == (3, 8)
     assert issue.message == ("column 'bmi': values that are not finite numbers in 2 rows "
-                             "(rows 4, 9)")
+                             "(rows 3, 8)")
 
 
 def test_integer_and_binary_columns_are_enforced() -> None:
@@ -179,7 +179,7 @@ def test_integer_and_binary_columns_are_enforced() -> None:
     rows[1][5] = "2"
     report = check(to_csv(rows))
     found = {(i.column, i.rows) for i in report.issues if i.kind == "type"}
-    assert found == {("age", (2,)), ("outcome", (3,))}
+    assert found == {("age", (1,)), ("outcome", (2,))}
     assert report.blocking
 
 
@@ -190,14 +190,14 @@ def test_out_of_range_values_name_rows_and_range_but_not_values() -> None:
     issue = only(check(to_csv(rows)), "out_of_range")
     assert not issue.blocking and issue.column == "age" and issue.count == 2
     assert issue.message == ("column 'age': values outside the allowed range [0, 120] in 2 rows "
-                             "(rows 5, 7)")
+                             "(rows 4, 6)")
 
 
 def test_a_category_outside_the_dictionary_is_out_of_range() -> None:
     rows = base_rows()
     rows[0][4] = "X"
     issue = only(check(to_csv(rows)), "out_of_range")
-    assert issue.column == "sex" and issue.rows == (2,)
+    assert issue.column == "sex" and issue.rows == (1,)
     assert "not among the allowed categories (F, M)" in issue.message
 
 
@@ -206,7 +206,7 @@ def test_empty_cells_and_na_tokens_are_missing_values() -> None:
     rows[0][2], rows[1][2], rows[2][3], rows[3][0] = "", "NA", "nan", ""
     report = check(to_csv(rows))
     found = {(i.column, i.rows) for i in report.issues if i.kind == "missing"}
-    assert found == {("bmi", (2, 3)), ("sbp", (4,)), ("patient_id", (5,))}
+    assert found == {("bmi", (1, 2)), ("sbp", (3,)), ("patient_id", (4,))}
     assert not report.blocking and report.issue_kinds == {"missing"}
     assert report.policy_fields == {"missing"}
 
@@ -215,7 +215,7 @@ def test_ten_percent_duplicate_rows_are_reported_with_their_rows() -> None:
     rows = base_rows()
     content = to_csv(rows + rows[:4])
     issue = only(check(content), "duplicate_row")
-    assert issue.count == 4 and issue.rows == (42, 43, 44, 45) and issue.column is None
+    assert issue.count == 4 and issue.rows == (41, 42, 43, 44) and issue.column is None
     assert "exact repeats of an earlier row in 4 rows" in issue.message
 
 
@@ -223,7 +223,7 @@ def test_a_patient_id_on_rows_that_disagree_is_a_duplicate_id() -> None:
     rows = base_rows()
     rows[10][0] = rows[2][0]
     issue = only(check(to_csv(rows)), "duplicate_id")
-    assert issue.column == "patient_id" and issue.rows == (12,) and issue.count == 1
+    assert issue.column == "patient_id" and issue.rows == (11,) and issue.count == 1
 
 
 def test_outliers_lie_beyond_three_interquartile_ranges() -> None:
@@ -233,8 +233,8 @@ def test_outliers_lie_beyond_three_interquartile_ranges() -> None:
     rows[9][2] = "85"  # out of range: reported as that, not as an outlier
     report = check(to_csv(rows))
     found = {(i.column, i.rows) for i in report.issues if i.kind == "outlier"}
-    assert found == {("bmi", (8,)), ("sbp", (10,))}
-    assert only(report, "out_of_range").rows == (11,)
+    assert found == {("bmi", (7,)), ("sbp", (9,))}
+    assert only(report, "out_of_range").rows == (10,)
     assert "outlier" in report.issue_kinds and not report.blocking
 
 
@@ -248,7 +248,7 @@ def test_only_far_out_values_count_as_outliers_not_mild_ones() -> None:
     f1, f3 = np.percentile(final, [25, 75])
     assert f3 + 1.5 * (f3 - f1) < float(rows[0][3]) < f3 + 3 * (f3 - f1)
     issue = only(check(to_csv(rows)), "outlier")
-    assert issue.column == "sbp" and issue.rows == (3,)
+    assert issue.column == "sbp" and issue.rows == (2,)
 
 
 def test_a_rare_label_is_reported_without_blocking() -> None:
@@ -262,12 +262,13 @@ def test_a_rare_label_is_reported_without_blocking() -> None:
     assert report.issue_kinds == set() and not report.ok
 
 
-def test_row_numbers_count_the_header_and_blank_lines() -> None:
+def test_row_1_is_the_first_row_after_the_header_and_blank_rows_count() -> None:
     text = to_csv(base_rows()).decode().splitlines()
     text.insert(3, "")
-    rows = [*text[:6], "P999,41,x,120,F,1", *text[6:]]
+    rows = [*text[:6], "P999,41,x,120,F,1", *text[6:]]  # line 7 of the file
     issue = only(check(("\n".join(rows) + "\n").encode()), "type")
-    assert issue.rows == (7,)
+    assert issue.rows == (6,)
+    assert "(row 6)" in issue.message
 
 
 def test_at_most_twenty_rows_are_listed_and_the_rest_counted() -> None:
@@ -275,8 +276,8 @@ def test_at_most_twenty_rows_are_listed_and_the_rest_counted() -> None:
     for row in rows[:30]:
         row[1] = "200"
     issue = only(check(to_csv(rows)), "out_of_range")
-    assert issue.count == 30 and len(issue.rows) == 20 and issue.rows[0] == 2
-    assert "(rows 2, 3," in issue.message and "and 10 more" in issue.message
+    assert issue.count == 30 and len(issue.rows) == 20 and issue.rows[0] == 1
+    assert "(rows 1, 2," in issue.message and "and 10 more" in issue.message
 
 
 def test_reports_never_show_cell_values_or_patient_ids() -> None:

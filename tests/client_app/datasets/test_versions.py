@@ -84,14 +84,14 @@ def _ten_percent_duplicates() -> bytes:
 
 
 MALFORMED = {
-    "bad encoding": (_not_utf8, "row 6: the file is not UTF-8 text"),
-    "wrong delimiter": (_semicolons, "row 1: the header is one column separated by ';'"),
-    "missing label column": (_no_label, "row 1: column 'outcome' (the label) is missing"),
+    "bad encoding": (_not_utf8, "line 6: the file is not UTF-8 text"),
+    "wrong delimiter": (_semicolons, "the header is one column separated by ';'"),
+    "missing label column": (_no_label, "header: column 'outcome' (the label) is missing"),
     "values out of range": (_out_of_range,
                             "column 'age': values outside the allowed range [0, 120] in 1 row "
-                            "(row 4)"),
+                            "(row 3)"),
     "10% duplicate rows": (_ten_percent_duplicates,
-                           "exact repeats of an earlier row in 4 rows (rows 42, 43, 44, 45)"),
+                           "exact repeats of an earlier row in 4 rows (rows 41, 42, 43, 44)"),
 }
 
 

@@ -69,7 +69,7 @@ def test_sharing_command_shows_and_changes_the_choices(site: SiteDir) -> None:
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.output) == {"importance": True, "own_counts": True,
                                         "min_cell_count": 10}
-    assert runner.invoke(app, [*base, "--own-counts", "no"]).exit_code == 2  # no --actor
+    assert runner.invoke(app, [*base, "--own-counts", "no", "--actor", " "]).exit_code == 2
     assert runner.invoke(app, [*base, "--own-counts", "maybe", "--actor", "D"]).exit_code == 2
     changed = runner.invoke(app, [*base, "--own-counts", "no", "--actor", "Dana"])
     assert changed.exit_code == 0, changed.output
