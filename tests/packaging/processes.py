@@ -62,6 +62,19 @@ def uid_of(pid: int) -> int:
     raise OSError(f"no Uid line for process {pid}")
 
 
+def uid_after_exec(pid: int, *, launchers: frozenset[str] = frozenset({"env", "setpriv"}),
+                   timeout: float = 30.0) -> int:
+    """The real user id of ``pid`` once its launchers (``env``, then ``setpriv``, which
+    switches user) have exec'd the unit's command; until then it is still root's launcher."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+        if argv0 and Path(argv0.decode()).name not in launchers:
+            return uid_of(pid)
+        time.sleep(0.05)
+    raise TimeoutError(f"process {pid} still runs a launcher after {timeout} s")
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below ``pid`` right now."""
     children: dict[int, list[int]] = {}

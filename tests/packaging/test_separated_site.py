@@ -42,7 +42,7 @@ from tests.packaging.processes import (
     remove_accounts,
     run_study,
     scratch_folder,
-    uid_of,
+    uid_after_exec,
 )
 
 pytestmark = [
@@ -162,8 +162,8 @@ def test_the_node_account_reaches_only_the_socket_and_a_study_completes(
 
         socket = separated.socket_path.stat()
         assert (socket.st_mode & 0o777, socket.st_gid) == (0o660, pwd.getpwnam(NODE_USER).pw_gid)
-        assert uid_of(agent.popen.pid) == site_uid
-        assert uid_of(node.popen.pid) == node_uid
+        assert uid_after_exec(agent.popen.pid) == site_uid
+        assert uid_after_exec(node.popen.pid) == node_uid
         vault_file = next(p for p in separated.keys_dir.iterdir() if p.is_file())
         reads = {"vault": vault_file, "site database": separated.db_path,
                  "node-auth key in the kit": separated.kit_dir / "node-auth.key",
