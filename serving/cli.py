@@ -35,8 +35,8 @@ from serving.tokens import TokenStore
 
 __all__ = ["model_app"]
 
-#: Most rows per prediction request unless ``--max-batch`` says otherwise; the service's own
-#: default (``serving.validation.DEFAULT_MAX_BATCH``, kept out of here: it loads numpy).
+#: The help of ``serve --max-batch``: its default is the service's own limit,
+#: ``serving.validation.DEFAULT_MAX_BATCH``, named here by value (that module loads numpy).
 MAX_BATCH_HELP = "Most rows per request (default: the service's limit, 1024)."
 token_app = typer.Typer(
     help="API tokens of the prediction service.\n\nExample: tessera model token create "
