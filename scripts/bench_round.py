@@ -320,7 +320,7 @@ def run_deployment(plan: StudyPlan, *, study: str, sites: int, rounds: int, he: 
     tessera_bin = Path(sys.executable).parent / "tessera"
     with tempfile.TemporaryDirectory(prefix="tessera-bench-demo-") as tmp:
         work, report_path = Path(tmp) / "work", Path(tmp) / "report.json"
-        command = [str(tessera_bin), "demo", "--sites", str(sites), "--rounds", str(rounds),
+        command = [str(tessera_bin), "demo", "--num-sites", str(sites), "--rounds", str(rounds),
                    "--study", study, "--workdir", str(work), "--report", str(report_path)]
         if not he:
             command.append("--no-he")

@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
-from client_app.custody.caller import load_access_policy
 from common.cli_boundary import cli_boundary
+from common.cli_options import ActorOption, JsonOption, print_json
 from common.errors import ErrorCode, TesseraError
 from common.roles import Role
 from common.workdir import CoordinatorDir as CoordinatorLayout
@@ -27,19 +27,23 @@ from serving.releases import (
     DEFAULT_MAX_ERROR_RATE,
     DEFAULT_MAX_SCORE_PSI,
     DEFAULT_MIN_REQUESTS,
+    Release,
     ReleaseStore,
     Thresholds,
 )
 from serving.tokens import TokenStore
-from serving.validation import DEFAULT_MAX_BATCH
 
 __all__ = ["model_app"]
 
-OPERATOR = "coordinator"
-token_app = typer.Typer(help="API tokens of the prediction service.", no_args_is_help=True)
+#: The help of ``serve --max-batch``: its default is the service's own limit,
+#: ``serving.validation.DEFAULT_MAX_BATCH``, named here by value (that module loads numpy).
+MAX_BATCH_HELP = "Most rows per request (default: the service's limit, 1024)."
+token_app = typer.Typer(
+    help="API tokens of the prediction service.\n\nExample: tessera model token create "
+         "--name ehr-gateway --coordinator-dir coordinator", no_args_is_help=True)
 model_app.add_typer(token_app, name="token")
 Study = Annotated[str, typer.Argument(help="The study name.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+AsJson = JsonOption
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -95,8 +99,8 @@ def serve(
         help="Require client certificates signed by this CA (mutual TLS): the certificate's "
         "OU names the caller's role and no API token is needed.")] = None,
     precision: Annotated[str, typer.Option(help="'fp32' or 'int8' graphs.")] = "fp32",
-    max_batch: Annotated[int, typer.Option(min=1, max=100_000,
-                                           help="Most rows per request.")] = DEFAULT_MAX_BATCH,
+    max_batch: Annotated[int | None, typer.Option(
+        min=1, max=100_000, help=MAX_BATCH_HELP, show_default=False)] = None,
     allow_unpromotable: Annotated[bool, typer.Option(
         "--allow-unpromotable", help="Also serve models that missed their KPI gates (at a "
         "site, whose verdict it does not know: required).")] = False,
@@ -106,11 +110,13 @@ def serve(
     """Serve registered models (or a site's kept models) over HTTP until stopped."""
     import uvicorn
 
+    from client_app.custody.caller import load_access_policy
     from serving.app import create_app
     from serving.catalog import Catalog
     from serving.mtls import PeerCertProtocol
     from serving.service import PredictionService
     from serving.site_catalog import SiteCatalog
+    from serving.validation import DEFAULT_MAX_BATCH
 
     with cli_boundary():
         _one_folder(coordinator_dir, site_dir)
@@ -133,7 +139,9 @@ def serve(
             catalog = Catalog(coordinator_dir, study=study, version=version,
                               precision=precision, allow_unpromotable=allow_unpromotable)
             tokens = TokenStore(coordinator_dir)
-        service = PredictionService(catalog, tokens, policy, max_batch=max_batch,
+        service = PredictionService(catalog, tokens, policy,
+                                    max_batch=DEFAULT_MAX_BATCH if max_batch is None
+                                    else max_batch,
                                     client_certs=tls_client_ca is not None)
     if tls_cert is None and host not in _LOOPBACK:
         typer.echo(f"WARNING: serving on {host} without TLS: tokens and patient rows cross "
@@ -177,11 +185,15 @@ def token_create(
 def token_revoke(
     token_id: Annotated[str, typer.Argument(help="The token's id (tsk_<id>_...).")],
     coordinator_dir: OptionalCoordinatorDir = None, site_dir: SiteDir = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Revoke an API token: the service refuses it from its next request."""
     with cli_boundary():
         with _token_store(coordinator_dir, site_dir) as tokens:
             record = tokens.revoke(token_id)
+    if as_json:
+        print_json(record.to_json())
+        return
     typer.echo(f"token {record.token_id} ({record.name}) revoked")
 
 
@@ -193,7 +205,7 @@ def token_list(coordinator_dir: OptionalCoordinatorDir = None, site_dir: SiteDir
         with _token_store(coordinator_dir, site_dir) as tokens:
             records = tokens.list()
     if as_json:
-        typer.echo(json.dumps([r.to_json() for r in records], indent=1))
+        print_json([r.to_json() for r in records], indent=1)
         return
     for r in records:
         state = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "active"
@@ -213,6 +225,7 @@ def _version(registry: ModelRegistry, study: str, version: int, *, allow: bool) 
 def release(
     study: Study,
     coordinator_dir: CoordinatorDir,
+    actor: ActorOption,
     canary: Annotated[int | None, typer.Option(
         min=1, help="Send --percent of the traffic to this version.")] = None,
     percent: Annotated[float, typer.Option(help="The canary's share of traffic (0-100).")] =
@@ -231,7 +244,10 @@ def release(
         "this.")] = DEFAULT_MAX_SCORE_PSI,
     min_requests: Annotated[int, typer.Option(
         help="Requests the candidate answers before either check.")] = DEFAULT_MIN_REQUESTS,
-    allow_unpromotable: Annotated[bool, typer.Option("--allow-unpromotable")] = False,
+    allow_unpromotable: Annotated[bool, typer.Option(
+        "--allow-unpromotable", help="Also release (and keep as the stable one) versions that "
+        "missed their KPI gates.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Start a canary or blue-green release of a study's model version."""
     with cli_boundary():
@@ -258,29 +274,40 @@ def release(
             state = store.start(study, stable=base, candidate=candidate,
                                 mode="canary" if canary else "blue_green",
                                 percent=percent if canary else 0.0, thresholds=thresholds,
-                                actor=OPERATOR)
+                                actor=actor)
+    if as_json:
+        print_json(_release_doc(study, "released", actor, state))
+        return
     how = f"canary at {state.percent:g}%" if canary else "blue-green (no traffic until promoted)"
     typer.echo(f"{study}: v{candidate} released as {how} beside stable v{state.stable}")
 
 
 @model_app.command("promote")
-def promote(study: Study, coordinator_dir: CoordinatorDir) -> None:
+def promote(study: Study, coordinator_dir: CoordinatorDir, actor: ActorOption,
+            as_json: JsonOption = False) -> None:
     """Make the release candidate the stable version (all traffic)."""
     with cli_boundary(), ReleaseStore(_checked(coordinator_dir)) as store:
-        state = store.promote(study, actor=OPERATOR)
+        state = store.promote(study, actor=actor)
+    if as_json:
+        print_json(_release_doc(study, "promoted", actor, state))
+        return
     typer.echo(f"{study}: v{state.stable} promoted; it now takes all the traffic")
 
 
 @model_app.command("rollback")
 def rollback(
-    study: Study, coordinator_dir: CoordinatorDir,
+    study: Study, coordinator_dir: CoordinatorDir, actor: ActorOption,
     reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")] =
         "operator decision",
+    as_json: JsonOption = False,
 ) -> None:
     """Drop the release candidate: all traffic back to the stable version."""
     with cli_boundary(), ReleaseStore(_checked(coordinator_dir)) as store:
-        state = store.rollback(study, actor=OPERATOR, reason=reason)
+        state = store.rollback(study, actor=actor, reason=reason)
     assert state is not None
+    if as_json:
+        print_json(_release_doc(study, "rolled_back", actor, state))
+        return
     typer.echo(f"{study}: rolled back; v{state.stable} takes all the traffic")
 
 
@@ -290,8 +317,8 @@ def releases(study: Study, coordinator_dir: CoordinatorDir, as_json: AsJson = Fa
     with cli_boundary(), ReleaseStore(_checked(coordinator_dir)) as store:
         state, events = store.get(study), store.events(study)
     if as_json:
-        typer.echo(json.dumps({"state": state.to_json() if state else None,
-                               "events": [e.to_json() for e in events]}, indent=1))
+        print_json({"state": state.to_json() if state else None,
+                    "events": [e.to_json() for e in events]}, indent=1)
         return
     if state is None:
         typer.echo(f"{study}: never released (the service serves the newest promotable model)")
@@ -302,6 +329,10 @@ def releases(study: Study, coordinator_dir: CoordinatorDir, as_json: AsJson = Fa
     for e in events:
         typer.echo(f"  {e.at:%Y-%m-%d %H:%M:%S}  {e.action:<18} {e.actor:<20} "
                    f"{json.dumps(e.details, sort_keys=True)}")
+
+
+def _release_doc(study: str, action: str, actor: str, state: Release) -> dict[str, object]:
+    return {"study": study, "action": action, "actor": actor, "state": state.to_json()}
 
 
 def _checked(coordinator_dir: Path) -> Path:

@@ -43,25 +43,17 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
-from client_app.custody.caller import (
-    POLICY_ENV_VAR,
-    Identity,
-    caller_identity,
-    kit_identity,
-    load_access_policy,
-    require_own_folder,
-)
 from client_app.store.events import SiteEvent
-from client_app.store.folder import open_site_dir
-from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
 from common.roles import Policy, normalise_command
 from privacy.manifest import KIT_FILE
+
+if TYPE_CHECKING:  # the kit checks load the site store (SQL): only when a command runs
+    from client_app.custody.caller import POLICY_ENV_VAR, Identity
 
 __all__ = ["DENIALS_FILE", "DENIAL_EVENT", "KIT_ENV_VAR", "POLICY_ENV_VAR", "Identity",
            "authorize", "enforce_on", "load_policy", "record_denial", "resolve_identity"]
@@ -74,14 +66,31 @@ KIT_OPTION = "--kit"
 _KIT_META = "tessera.access.kit"
 _GUARDED = "__tessera_access_guarded__"
 
-#: The access policy in force (bundled, or a coordinator-signed override): one loader for the
-#: CLI and the desktop app.
-load_policy = load_access_policy
+
+
+def __getattr__(name: str) -> Any:
+    """``Identity`` and ``POLICY_ENV_VAR``, re-exported from the kit checks on first use."""
+    if name in ("Identity", "POLICY_ENV_VAR"):
+        from client_app.custody import caller
+
+        return getattr(caller, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load_policy(path: Path | None = None, *, kit: Path | None = None,
+                site_dir: Path | None = None) -> Policy:
+    """The access policy in force (bundled, or a coordinator-signed override): one loader
+    for the CLI and the desktop app (:func:`client_app.custody.caller.load_access_policy`)."""
+    from client_app.custody.caller import load_access_policy
+
+    return load_access_policy(path, kit=kit, site_dir=site_dir)
 
 
 def resolve_identity(command: str, *, kit: Path | None, site_dir: Path | None,
                      policy: Policy) -> Identity | None:
     """Who runs ``command`` (see the module docstring for the order); None if nobody."""
+    from client_app.custody.caller import Identity, caller_identity, kit_identity
+
     if kit is not None:
         kit = Path(kit).expanduser().absolute()
         try:
@@ -104,6 +113,8 @@ def authorize(command: str, *, kit: Path | None = None, site_dir: Path | None = 
 
     Returns the caller's identity (None for a command granted to everyone, run without one).
     """
+    from client_app.custody.caller import require_own_folder
+
     policy = policy or load_policy(kit=kit, site_dir=site_dir)
     command = normalise_command(command)
     identity = resolve_identity(command, kit=kit, site_dir=site_dir, policy=policy)
@@ -128,6 +139,11 @@ def authorize(command: str, *, kit: Path | None = None, site_dir: Path | None = 
 
 def record_denial(command: str, identity: Identity, *, site_dir: Path | None) -> str:
     """Record a ``role_denied`` event; returns "" or a note saying why it was not recorded."""
+    from sqlalchemy.exc import SQLAlchemyError  # the database layer: only on a denial
+
+    from client_app.store.folder import open_site_dir
+    from client_app.store.site_store import SiteStore
+
     details: dict[str, object] = {"command": command, "role": identity.role.value,
                                   "party": identity.party}
     try:

@@ -3,13 +3,13 @@ service. The work is :class:`tessera.coordinator_control.CoordinatorController`'
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from common.cli_boundary import cli_boundary
+from common.cli_options import JsonOption, print_json
 from common.workdir import CoordinatorDir
 from tessera.coordinator_control import CoordinatorController, CoordinatorStatus
 from tessera.coordinator_ops import coordinator_manifest, install_kit
@@ -19,7 +19,6 @@ app = typer.Typer(help="The coordinator's SuperLink: start, stop, status.",
 
 CoordinatorDirOption = Annotated[Path, typer.Option(
     "--coordinator-dir", help="The coordinator folder (its kit in DIR/kit).")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 @app.callback()
@@ -43,7 +42,7 @@ def start(
     insecure: Annotated[bool, typer.Option(
         "--insecure", help="No TLS, no node authentication: development only.")] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait until it runs.")] = 180.0,
-    as_json: JsonFlag = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Start the SuperLink (TLS, SuperNode authentication) and register every site's node key.
 
@@ -70,19 +69,23 @@ def start(
 
 @app.command("stop")
 def stop(coordinator_dir: CoordinatorDirOption,
-         timeout: Annotated[float, typer.Option(help="Seconds before killing it.")] = 30.0
-         ) -> None:
+         timeout: Annotated[float, typer.Option(help="Seconds before killing it.")] = 30.0,
+         as_json: JsonOption = False) -> None:
     """Stop the coordinator's SuperLink, the running study apps and the audit service."""
     with cli_boundary():
         controller = CoordinatorController(CoordinatorDir(coordinator_dir.expanduser()))
         before = controller.status()
         controller.stop(timeout=timeout)
+    if as_json:
+        print_json({"action": "stopped" if before.running else "not_running",
+                    "pid": before.pid if before.running else None})
+        return
     typer.echo(f"coordinator stopped (pid {before.pid})" if before.running
                else "coordinator was not running")
 
 
 @app.command("status")
-def status(coordinator_dir: CoordinatorDirOption, as_json: JsonFlag = False) -> None:
+def status(coordinator_dir: CoordinatorDirOption, as_json: JsonOption = False) -> None:
     """Whether the coordinator runs, its SuperLink answers, and which node keys it holds."""
     with cli_boundary():
         current = CoordinatorController(CoordinatorDir(coordinator_dir.expanduser())).status()
@@ -91,7 +94,7 @@ def status(coordinator_dir: CoordinatorDirOption, as_json: JsonFlag = False) -> 
 
 def _show(status: CoordinatorStatus, *, as_json: bool, verb: str | None) -> None:
     if as_json:
-        typer.echo(json.dumps(status.to_json(), indent=2, sort_keys=True))
+        print_json(status.to_json(), sort_keys=True)
         return
     if verb is not None:
         typer.echo(f"coordinator {verb} (pid {status.pid}), SuperLink {status.superlink}"

@@ -21,21 +21,19 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 
-from client_app.agent.site_agent import SiteAgent
-from client_app.custody.vault import unlock_vault
 from common.cli_boundary import cli_boundary
-from common.datasets import load_bundled, select
+from common.cli_options import JsonOption, print_json
 from common.errors import ErrorCode, TesseraError, exit_status
-from common.plan import StudyPlan, bundled_plan_path, load_plan, override
-from server.coordinator import run_study
-from tessera import local_federation
-from tessera.inprocess import InProcessGrid
+
+if TYPE_CHECKING:  # the site agent, DP-SGD and CKKS load only when a simulation runs
+    import numpy as np
+
+    from common.plan import StudyPlan
 
 #: Passphrase of the simulated sites' keystores (throwaway folders).
 SIMULATION_PASSPHRASE = "tessera simulation only"  # noqa: S105 (throwaway folders)
@@ -70,7 +68,7 @@ class SimulationResult:
     @property
     def seconds_per_round(self) -> float:
         """Mean seconds of a training round (0 when none ran)."""
-        return float(np.mean([r.seconds for r in self.rounds])) if self.rounds else 0.0
+        return (sum(r.seconds for r in self.rounds) / len(self.rounds)) if self.rounds else 0.0
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values, with the mean seconds per round."""
@@ -80,6 +78,8 @@ class SimulationResult:
 def site_rows(y: np.ndarray, *, sites: int, rows_per_site: int, seed: int) -> list[np.ndarray]:
     """Each site's rows: a draw without replacement, stratified by label (every label at
     least five rows), independent across sites."""
+    import numpy as np
+
     labels = np.asarray(y)
     classes, counts = np.unique(labels, return_counts=True)
     if not isinstance(rows_per_site, int) or rows_per_site < 5 * len(classes):
@@ -100,6 +100,13 @@ def site_rows(y: np.ndarray, *, sites: int, rows_per_site: int, seed: int) -> li
 def simulate(plan: StudyPlan, *, sites: int, workdir: Path, rows_per_site: int = 40,
              timeout: float = 3600.0) -> SimulationResult:
     """Build ``sites`` virtual sites in ``workdir`` and run ``plan`` over them in process."""
+    from client_app.agent.site_agent import SiteAgent
+    from client_app.custody.vault import unlock_vault
+    from common.datasets import load_bundled, select
+    from server.coordinator import run_study
+    from tessera import local_federation
+    from tessera.inprocess import InProcessGrid
+
     if not isinstance(sites, int) or sites < 1:
         raise TesseraError(ErrorCode.CONFIG_INVALID, "sites: must be an integer >= 1")
     started = time.perf_counter()
@@ -144,9 +151,12 @@ def simulate_command(
     workdir: Annotated[Path, typer.Option(help="Work folder to create.")] =
         Path("simulate-work"),
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Run a study over many virtual sites in one process (real agents, DP and HE on)."""
-    console = Console()
+    from common.plan import bundled_plan_path, load_plan, override
+
+    console = Console(stderr=as_json)
     with cli_boundary():
         path = Path(study) if study.endswith(".toml") else bundled_plan_path(study)
         base = load_plan(path)
@@ -164,6 +174,8 @@ def simulate_command(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        print_json(result.to_json())
     if result.status != "completed":
         Console(stderr=True).print(f"[bold red]simulation did not complete:[/] {result.error}")
         raise typer.Exit(exit_status(ErrorCode.PROCESS_FAILED))

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from common.cli_boundary import cli_boundary
+from common.cli_options import JsonOption, print_json
 from common.errors import ErrorCode, TesseraError, exit_status
 from common.files import atomic_write_bytes
 from common.plan import StudyPlan, bundled_plan_path, load_plan, override, plan_hash, plan_to_toml
@@ -31,7 +32,6 @@ CoordinatorDirOption = Annotated[Path, typer.Option(
     "--coordinator-dir", help="The coordinator folder.")]
 RunArgument = Annotated[str, typer.Argument(
     help="The run id 'study submit' printed, or 'latest' for the newest run.")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _coordinator(path: Path) -> CoordinatorDir:
@@ -72,29 +72,40 @@ def submit(
         help="The site that holds the study's CKKS key and is asked first to release the "
              "model.")] = "",
     round_timeout: Annotated[float, typer.Option(help="Seconds a round may take.")] = 1800.0,
-    follow_run: Annotated[bool, typer.Option("--follow", help="Follow the run to its end.")]
-        = False,
+    follow_run: Annotated[bool, typer.Option(
+        "--follow", help="Follow the run to its end (not with --json).")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Submit a study to the running coordinator; prints the run id."""
     with cli_boundary():
+        _json_without_follow(as_json=as_json, follow_run=follow_run)
         parsed = _plan(plan, study)
         layout = _coordinator(coordinator_dir)
         status = study_ops.submit(layout, parsed, custodian=custodian,
                                   round_timeout=round_timeout)
+    if as_json:
+        print_json(status.to_json(), sort_keys=True)
+        return
     typer.echo(f"study {parsed.name} plan hash {status.plan_hash}")
     typer.echo(status.run_id)
     if follow_run:
         follow(status.run_id, coordinator_dir)
 
 
+def _json_without_follow(*, as_json: bool, follow_run: bool) -> None:
+    if as_json and follow_run:
+        raise TesseraError(ErrorCode.CONFIG_INVALID,
+                           "--json and --follow: give one (--follow streams progress)")
+
+
 def status(run: RunArgument, coordinator_dir: CoordinatorDirOption,
-           as_json: JsonFlag = False) -> None:
+           as_json: JsonOption = False) -> None:
     """A run's state, rounds done and last error."""
     with cli_boundary():
         layout = _coordinator(coordinator_dir)
         found = study_ops.run_status(layout, study_ops.resolve_run(layout, run))
     if as_json:
-        typer.echo(json.dumps(found.to_json(), indent=2, sort_keys=True))
+        print_json(found.to_json(), sort_keys=True)
         return
     _status_line(found)
 
@@ -135,23 +146,28 @@ def follow(run: RunArgument, coordinator_dir: CoordinatorDirOption,
 
 def resume(run: RunArgument, coordinator_dir: CoordinatorDirOption,
            follow_run: Annotated[bool, typer.Option(
-               "--follow", help="Follow the run to its end.")] = False) -> None:
+               "--follow", help="Follow the run to its end (not with --json).")] = False,
+           as_json: JsonOption = False) -> None:
     """Go on with a run the coordinator lost (killed or restarted) from its last completed
     round; sites are not asked again for what they already did."""
     with cli_boundary():
+        _json_without_follow(as_json=as_json, follow_run=follow_run)
         layout = _coordinator(coordinator_dir)
         found = study_ops.resume(layout, study_ops.resolve_run(layout, run))
+    if as_json:
+        print_json(found.to_json(), sort_keys=True)
+        return
     _status_line(found)
     if follow_run:
         follow(found.run_id, coordinator_dir)
 
 
-def list_command(coordinator_dir: CoordinatorDirOption, as_json: JsonFlag = False) -> None:
+def list_command(coordinator_dir: CoordinatorDirOption, as_json: JsonOption = False) -> None:
     """Every run of this coordinator, oldest first."""
     with cli_boundary():
         runs = study_ops.list_runs(_coordinator(coordinator_dir))
     if as_json:
-        typer.echo(json.dumps([r.to_json() for r in runs], indent=2, sort_keys=True))
+        print_json([r.to_json() for r in runs], sort_keys=True)
         return
     if not runs:
         typer.echo("no runs")
@@ -159,11 +175,15 @@ def list_command(coordinator_dir: CoordinatorDirOption, as_json: JsonFlag = Fals
         _status_line(found)
 
 
-def cancel(run: RunArgument, coordinator_dir: CoordinatorDirOption) -> None:
+def cancel(run: RunArgument, coordinator_dir: CoordinatorDirOption,
+           as_json: JsonOption = False) -> None:
     """Stop a run that has not finished; it is recorded as cancelled."""
     with cli_boundary():
         layout = _coordinator(coordinator_dir)
         found = study_ops.cancel(layout, study_ops.resolve_run(layout, run))
+    if as_json:
+        print_json(found.to_json(), sort_keys=True)
+        return
     _status_line(found)
 
 

@@ -15,7 +15,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from client_app.cli.options import JsonOption, SiteDirOption, cells, print_json, site_vault
+from client_app.cli.options import (
+    ActorOption,
+    JsonOption,
+    SiteDirOption,
+    cells,
+    print_json,
+    site_vault,
+)
 from client_app.governance.drift_sharing import drift_shared, set_drift_sharing
 from client_app.store.site_store import SiteStore
 from common.cli_boundary import cli_boundary
@@ -25,14 +32,13 @@ _SWITCH = {"on": True, "off": False}
 
 
 def drift(
-    site_dir: SiteDirOption, as_json: JsonOption = False,
+    site_dir: SiteDirOption, actor: ActorOption, as_json: JsonOption = False,
     model: Annotated[str | None, typer.Option(
         "--model", help="A stored model's name (default: the newest).")] = None,
     sharing: Annotated[str | None, typer.Option(
         "--sharing", help="'on' or 'off': whether this site answers the coordinator's drift "
         "requests (DP-noised, in the ledger; off by default). Sets it and shows nothing "
         "else.")] = None,
-    actor: Annotated[str, typer.Option("--actor", help="Who changes --sharing.")] = "operator",
 ) -> None:
     """Per-feature PSI and KS and the score shift: newest dataset version vs the model's."""
     with cli_boundary():

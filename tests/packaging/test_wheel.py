@@ -112,7 +112,7 @@ def test_tessera_version_and_a_demo_run_from_outside_the_checkout(installed: Pat
                                                                   tmp_path: Path) -> None:
     version = _run([installed / "tessera", "--version"], cwd=tmp_path, env=_outside_env())
     assert version.stdout.strip() == f"tessera {__version__}"
-    done = _run([installed / "tessera", "demo", "--sites", "2", "--rounds", "1",
+    done = _run([installed / "tessera", "demo", "--num-sites", "2", "--rounds", "1",
                  "--workdir", "work", "--timeout", "600"],
                 cwd=tmp_path, env=_outside_env(), timeout=900)
     assert "final accuracy" in done.stdout

@@ -26,6 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
+from common.cli_options import login_name
 from common.models import predict_scores
 from server.predict import explain_file, load_model, parse_model_document
 from server.registry import ModelRegistry
@@ -185,8 +186,12 @@ def test_tokens_and_roles_decide_who_may_call(service: Service) -> None:
     url = f"{service.url}/v1/models/breast_cancer/predict"
     assert httpx.post(url, json=rows, headers=headers).status_code == 200
     token_id = token.split("_")[1]
-    assert _tessera(service.study, "model", "token", "revoke", token_id, "--coordinator-dir",
-                    service.study.coordinator_dir).exit_code == 0
+    revoked = _tessera(service.study, "model", "token", "revoke", token_id,
+                       "--coordinator-dir", service.study.coordinator_dir, "--json")
+    assert revoked.exit_code == 0, revoked.output
+    record = json.loads(revoked.stdout)
+    assert (record["name"], record["role"]) == ("short-lived", "site_operator")
+    assert record["token_id"] == token_id and record["revoked_at"] is not None
     assert httpx.post(url, json=rows, headers=headers).status_code == 401
 
 
@@ -273,16 +278,24 @@ def test_canary_is_sticky_then_promoted_and_blue_green_waits_for_promotion(
         service: Service) -> None:
     study = service.study
     v3 = register_variant(study, lambda values: values * 1.0001)
-    assert _tessera(study, "model", "release", "breast_cancer", "--coordinator-dir",
-                    study.coordinator_dir, "--canary", str(v3.version), "--percent", "30"
-                    ).exit_code == 0
+    released = _tessera(study, "model", "release", "breast_cancer", "--coordinator-dir",
+                        study.coordinator_dir, "--canary", str(v3.version), "--percent", "30",
+                        "--json")
+    assert released.exit_code == 0, released.output
+    doc = json.loads(released.stdout)
+    assert (doc["study"], doc["action"], doc["actor"]) == ("breast_cancer", "released",
+                                                           login_name())
+    assert (doc["state"]["stable"], doc["state"]["candidate"], doc["state"]["mode"],
+            doc["state"]["percent"]) == (1, v3.version, "canary", 30.0)
     time.sleep(REFRESH_S * 2)
     keys = [f"patient-{i}" for i in range(60)]
     first = _versions(service, keys)
     assert first == _versions(service, keys)
     assert set(first) == {1, v3.version}
-    assert _tessera(study, "model", "promote", "breast_cancer", "--coordinator-dir",
-                    study.coordinator_dir).exit_code == 0
+    promoted = _tessera(study, "model", "promote", "breast_cancer", "--coordinator-dir",
+                        study.coordinator_dir, "--actor", "dr-lee", "--json")
+    assert promoted.exit_code == 0, promoted.output
+    assert json.loads(promoted.stdout)["state"]["stable"] == v3.version
     time.sleep(REFRESH_S * 2)
     assert set(_versions(service, keys[:10])) == {v3.version}
     assert _tessera(study, "model", "release", "breast_cancer", "--coordinator-dir",
@@ -290,16 +303,22 @@ def test_canary_is_sticky_then_promoted_and_blue_green_waits_for_promotion(
     time.sleep(REFRESH_S * 2)
     assert set(_versions(service, keys[:10])) == {v3.version}
     assert set(_versions(service, keys[:3], **{"X-Model-Version": "1"})) == {1}
-    assert _tessera(study, "model", "rollback", "breast_cancer", "--coordinator-dir",
-                    study.coordinator_dir).exit_code == 0
+    rolled = _tessera(study, "model", "rollback", "breast_cancer", "--coordinator-dir",
+                      study.coordinator_dir, "--json")
+    assert rolled.exit_code == 0, rolled.output
+    assert {k: v for k, v in json.loads(rolled.stdout).items() if k != "state"} == {
+        "study": "breast_cancer", "action": "rolled_back", "actor": login_name()}
     time.sleep(REFRESH_S * 2)
     with service.client() as client:
         pinned = client.post("/v1/models/breast_cancer/predict", headers={
             "X-Model-Version": "1"}, json={"rows": _rows(study, raw_rows(study, 1))})
     assert pinned.status_code == 404
-    events = [e["action"] for e in json.loads(_tessera(
-        study, "model", "releases", "breast_cancer", "--coordinator-dir",
-        study.coordinator_dir, "--json").stdout)["events"]]
+    history = json.loads(_tessera(study, "model", "releases", "breast_cancer",
+                                  "--coordinator-dir", study.coordinator_dir, "--json"
+                                  ).stdout)["events"]
+    assert [e["actor"] for e in history[-4:]] == [login_name(), "dr-lee", login_name(),
+                                                   login_name()]
+    events = [e["action"] for e in history]
     assert events == ["model_release", "model_rolled_back", "model_release", "model_promoted",
                       "model_release", "model_rolled_back"]
     assert _audit_events(study)[-4:] == ["model_release", "model_promoted", "model_release",

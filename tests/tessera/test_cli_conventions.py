@@ -34,35 +34,23 @@ NO_JSON = {
     "site gui": "a window, not a printed result",
     # streams progress for minutes; its result is the JSON report it writes (--report)
     "demo": "its result is the JSON report file",
-    # owned by the study-run commands (tessera/study_cli.py): 'study submit' and 'study
-    # cancel' print a run id, 'study follow' streams, 'study plan' and 'study report' write files
+    # owned by the study-run commands (tessera/study_cli.py): 'study follow' streams,
+    # 'study plan' and 'study report' write files
     "study plan": "writes a plan file (study_cli)",
-    "study submit": "not yet converted (study_cli)",
     "study follow": "streams progress (study_cli)",
-    "study cancel": "not yet converted (study_cli)",
     "study report": "writes a report file (study_cli)",
     # owned by the serving commands (serving/cli.py)
     "model predict": "writes predictions to --output (serving)",
     "model card": "writes a file (serving)",
     "model export": "writes a file (serving)",
-    "model release": "not yet converted (serving)",
-    "model promote": "not yet converted (serving)",
-    "model rollback": "not yet converted (serving)",
     "model token create": "prints a secret token once (serving)",
-    "model token revoke": "not yet converted (serving)",
-    # owned by the coordinator commands (tessera/coordinator_cli.py)
-    "coordinator stop": "not yet converted (coordinator_cli)",
 }
 
-#: Parameters without help text, and why (owned by modules outside the CLI's core).
-NO_HELP = {
-    ("model release", "allow_unpromotable"): "serving/cli.py",
-}
+#: Parameters without help text, and why (none today).
+NO_HELP: dict[tuple[str, str], str] = {}
 
-#: Command groups whose help has no example yet, and why.
-NO_EXAMPLE = {
-    "model token": "defined in serving/cli.py",
-}
+#: Command groups whose help has no example yet, and why (none today).
+NO_EXAMPLE: dict[str, str] = {}
 
 
 def _walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[

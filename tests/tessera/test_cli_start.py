@@ -70,10 +70,14 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
 
 
 #: What the CLI's own command modules load only inside the commands that use them: the
-#: governance, dataset and node-control work, the study-plan schema's users and gRPC.
+#: governance, dataset and node-control work, the study-plan schema's users, gRPC, the kit
+#: checks of the access policy (they open the site store), the prediction service's request
+#: validation (numpy) and the simulation's site agents and coordinator.
 DEFERRED = ("client_app.governance.studies", "client_app.governance.budget",
             "client_app.governance.consent", "client_app.datasets.versions",
-            "client_app.node.controller", "tessera.audit_service", "grpc")
+            "client_app.node.controller", "tessera.audit_service", "grpc",
+            "client_app.custody.caller", "serving.validation", "client_app.agent.site_agent",
+            "server.coordinator")
 
 
 def test_the_cli_modules_defer_the_work_of_their_commands() -> None:

@@ -114,6 +114,10 @@ def test_status_of_a_stopped_coordinator_and_stale_pid_files(fed: Federation,
     stopped = _tessera("--kit", fed.coordinator_kit, "coordinator", "stop",
                        "--coordinator-dir", layout.root)
     assert stopped.exit_code == 0 and "was not running" in stopped.output
+    as_json = _tessera("--kit", fed.coordinator_kit, "coordinator", "stop",
+                       "--coordinator-dir", layout.root, "--json")
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout) == {"action": "not_running", "pid": None}
 
 
 def test_the_server_app_uses_the_coordinator_folder_it_is_given(monkeypatch) -> None:

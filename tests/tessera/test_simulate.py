@@ -37,9 +37,11 @@ def test_site_rows_refuse_too_few_or_too_many_rows() -> None:
 def test_simulate_runs_five_encrypted_dp_sites_and_reports_rounds(tmp_path: Path) -> None:
     out = tmp_path / "sim.json"
     result = CliRunner().invoke(app, ["simulate", "--sites", "5", "--rounds", "2",
-                                      "--workdir", str(tmp_path / "work"), "--out", str(out)])
+                                      "--workdir", str(tmp_path / "work"), "--out", str(out),
+                                      "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
+    assert json.loads(result.stdout) == doc  # --json prints the --out document, only it
     assert doc["status"] == "completed"
     assert [r["round"] for r in doc["rounds"]] == [1, 2]
     for rnd in doc["rounds"]:
@@ -48,7 +50,7 @@ def test_simulate_runs_five_encrypted_dp_sites_and_reports_rounds(tmp_path: Path
         assert rnd["bytes_up"] >= 5 * 100_000
         assert rnd["seconds"] > 0
     assert doc["seconds_per_round"] > 0
-    assert "per round" in result.output
+    assert "per round" in result.stderr  # the progress lines move to stderr
 
 
 def test_simulate_refuses_an_unknown_study(tmp_path: Path) -> None:

@@ -116,6 +116,29 @@ def test_states_come_from_the_runs_files(fed: Federation, coord: CoordinatorDir)
     assert json.loads(coord.run("12").result_path.read_text())["status"] == "cancelled"
 
 
+def test_cancel_json_gives_the_cancelled_runs_status(fed: Federation,
+                                                     coord: CoordinatorDir) -> None:
+    _run(coord, "13")  # no result, coordinator not running: interrupted
+    result = _as_coordinator(fed, "study", "cancel", "13", "--coordinator-dir", coord.root,
+                             "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["run_id"], doc["state"]) == ("13", "cancelled")
+    assert list(doc) == sorted(doc)
+
+
+def test_json_and_follow_together_are_refused_before_anything_runs(
+        fed: Federation, coord: CoordinatorDir) -> None:
+    _run(coord, "12")
+    before = {p: p.read_bytes() for p in coord.root.rglob("*") if p.is_file()}
+    for args in (("submit", "--study", "breast_cancer"), ("resume", "12")):
+        result = _as_coordinator(fed, "study", *args, "--coordinator-dir", coord.root,
+                                 "--json", "--follow")
+        assert result.exit_code == 2, result.output
+        assert "--json and --follow" in result.output and result.stdout == ""
+    assert {p: p.read_bytes() for p in coord.root.rglob("*") if p.is_file()} == before
+
+
 def test_report_writes_the_demos_report_and_a_summary(fed: Federation, coord: CoordinatorDir,
                                                       tmp_path: Path) -> None:
     _run(coord, "11", result=_completed())

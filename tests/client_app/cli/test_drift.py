@@ -13,6 +13,7 @@ from client_app.custody.vault import create_vault
 from client_app.governance.drift_sharing import drift_shared
 from client_app.store.folder import SiteDir, init_site_dir
 from client_app.store.site_store import SiteStore
+from common.cli_options import login_name
 from tessera.access import KIT_ENV_VAR, POLICY_ENV_VAR
 from tessera.cli import app
 
@@ -44,7 +45,7 @@ def test_sharing_is_off_until_switched_on_and_each_change_is_an_event(site: Site
     with SiteStore.open(site) as store:
         changes = [e.details for e in store.events(kind="sharing_changed")]
     assert [(c["what"], c["allowed"], c["actor"]) for c in changes] == [
-        ("drift", True, "dr-lee"), ("drift", False, "operator")]
+        ("drift", True, "dr-lee"), ("drift", False, login_name())]  # --actor's default
 
 
 def test_a_bad_switch_value_is_refused_and_changes_nothing(site: SiteDir) -> None:
