@@ -32,7 +32,7 @@ def main(grid: Grid, context: Context) -> None:
     if str(cfg.get("task", "") or "") == "drift":
         from server.drift_collect import collect_for_run
 
-        collect_for_run(PromptGrid(grid), coordinator_dir=Path(folder) if folder else
+        collect_for_run(grid, coordinator_dir=Path(folder) if folder else
                         WorkDir(Path(str(cfg["workdir"]))).coordinator.root,
                         plan_path=Path(str(cfg["plan"])), run_id=str(context.run_id),
                         expected_sites=int(cfg.get("expected-sites", 1)),

@@ -31,7 +31,7 @@ from common.errors import TesseraError
 from gui.access import gate
 from gui.models import Column, RowsModel
 from gui.pages.base import Page, heading
-from gui.text import tr
+from gui.text import noop, tr
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def summary_text(report: dict[str, Any]) -> str:
 
 
 class DriftPage(Page):
-    title = "Drift"
+    title = noop("Drift")
     key = "drift"
     icon = "SP_BrowserReload"
 
@@ -141,7 +141,8 @@ class DriftPage(Page):
         layout.addWidget(self.share)
 
     def fetch(self) -> DriftView:
-        models = tuple((m.name, f"{m.study}, round {m.round} - {m.name}")
+        models = tuple((m.name, tr("{study}, round {round} - {name}").format(
+                           study=m.study, round=m.round, name=m.name))
                        for m in self.operator.stored_models())
         shared = facade.drift_sharing(self.operator)
         chosen = self._chosen if self._chosen in {n for n, _ in models} else None
