@@ -160,6 +160,44 @@ def _dp_sgd_rounds(fed: Federation, site: str, run_id: str) -> list[int]:
         return [e.round for e in store.ledger() if e.kind == "dp_sgd" and e.run_id == run_id]
 
 
+# The straggler runs before the coordinator is killed: after a coordinator restart, a site
+# that straggled was seen to miss the next round too (its SuperNode still reconnecting), which
+# is an open question of its own, not what this test is about.
+def test_a_straggler_is_dropped_from_its_round_and_trains_in_the_next(
+        fed: Federation) -> None:
+    run_id = _submit(fed, "straggler")
+    _wait_for(fed, run_id, "round_started", 1)
+    node = int((_site(fed.root, "c") / "run" / "node.pid").read_text())
+    agent = next(p for p in descendants(node) if AGENT_MODULE in cmdline(p))
+    stopped = _signal_tree(agent, signal.SIGSTOP)
+    deadline = time.monotonic() + 10 * ROUND_TIMEOUT
+    try:
+        # The message's ClientApp process too, once it starts: it waits for its agent.
+        while not any(e.get("event") == "round_trained" for e in _events(fed, run_id)):
+            assert time.monotonic() < deadline, "round 1 never ended"
+            for pid in descendants(node):
+                if pid not in stopped and "flwr-clientapp" in cmdline(pid):
+                    stopped.update(_signal_tree(pid, signal.SIGSTOP))
+            time.sleep(0.05)
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGCONT)
+    code, output = _invoke("study", "follow", run_id, "--coordinator-dir", fed.coord.root,
+                           kit=fed.kit)
+    assert code == 0, output
+    result = json.loads(fed.coord.run(run_id).result_path.read_text())
+    assert result["status"] == "completed", result.get("error")
+    first, second = result["rounds"]
+    assert sorted(first["participating_sites"]) == ["a", "b"]
+    dropped = {r["site"]: r for r in first["refused_sites"]}
+    assert dropped["c"]["code"] == "no_reply", first
+    assert not first["rejected_envelopes"], first
+    assert "c" in second["participating_sites"], (second.get("refused_sites"),
+                                                   second.get("participating_sites"))
+    assert 2 in _dp_sgd_rounds(fed, "c", run_id)
+
+
 def test_a_killed_coordinator_resumes_from_the_last_completed_round_without_spending_twice(
         fed: Federation) -> None:
     run_id = _submit(fed, "resume")
@@ -199,37 +237,3 @@ def test_a_killed_coordinator_resumes_from_the_last_completed_round_without_spen
     assert [r["round"] for r in doc["rounds"]] == [1, 2, 3]
     again = _invoke("study", "resume", run_id, "--coordinator-dir", fed.coord.root, kit=fed.kit)
     assert again[0] != 0 and "only an interrupted run resumes" in again[1]
-
-
-def test_a_straggler_is_dropped_from_its_round_and_trains_in_the_next(
-        fed: Federation) -> None:
-    run_id = _submit(fed, "straggler")
-    _wait_for(fed, run_id, "round_started", 1)
-    node = int((_site(fed.root, "c") / "run" / "node.pid").read_text())
-    agent = next(p for p in descendants(node) if AGENT_MODULE in cmdline(p))
-    stopped = _signal_tree(agent, signal.SIGSTOP)
-    deadline = time.monotonic() + 10 * ROUND_TIMEOUT
-    try:
-        # The message's ClientApp process too, once it starts: it waits for its agent.
-        while not any(e.get("event") == "round_trained" for e in _events(fed, run_id)):
-            assert time.monotonic() < deadline, "round 1 never ended"
-            for pid in descendants(node):
-                if pid not in stopped and "flwr-clientapp" in cmdline(pid):
-                    stopped.update(_signal_tree(pid, signal.SIGSTOP))
-            time.sleep(0.05)
-    finally:
-        for pid in stopped:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGCONT)
-    code, output = _invoke("study", "follow", run_id, "--coordinator-dir", fed.coord.root,
-                           kit=fed.kit)
-    assert code == 0, output
-    result = json.loads(fed.coord.run(run_id).result_path.read_text())
-    assert result["status"] == "completed", result.get("error")
-    first, second = result["rounds"]
-    assert sorted(first["participating_sites"]) == ["a", "b"]
-    dropped = {r["site"]: r for r in first["refused_sites"]}
-    assert dropped["c"]["code"] == "no_reply", first
-    assert not first["rejected_envelopes"], first
-    assert "c" in second["participating_sites"], second
-    assert 2 in _dp_sgd_rounds(fed, "c", run_id)
