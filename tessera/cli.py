@@ -27,6 +27,7 @@ from tessera.cli_conventions import deprecated_site_count, group_help, kit_on_ev
 from tessera.coordinator_cli import app as coordinator_app
 from tessera.data_cli import app as data_app
 from tessera.drift_cli import register as register_study_drift
+from tessera.progress import num
 from tessera.simulate import register as register_simulate
 from tessera.study_cli import register as register_study_runs
 
@@ -262,13 +263,13 @@ def demo(
     if result["status"] != "completed":
         err_console.print(f"[bold red]study did not complete:[/] {result.get('error')}")
         raise typer.Exit(exit_status(ErrorCode.PROCESS_FAILED))
-    console.print(f"final accuracy {final.get('accuracy', 0):.3f}  AUC {final.get('auc', 0):.3f}"
-                  f"  (baseline AUC {result['baseline']['auc']:.3f})")
+    console.print(f"final accuracy {num(final.get('accuracy'))}  AUC {num(final.get('auc'))}"
+                  f"  (baseline AUC {num(result['baseline'].get('auc'))})")
     check = result.get("released_model_check")
     if final.get("dp_noise") and check:
         console.print(f"  the federation's metrics are DP estimates from noisy counts; scored "
                       f"exactly on the pooled held-out rows the released model has accuracy "
-                      f"{check['accuracy']:.3f}, AUC {check['auc']:.3f}")
+                      f"{num(check.get('accuracy'))}, AUC {num(check.get('auc'))}")
     for line in next_steps(options, passphrase_is_default=passphrase == DEMO_PASSPHRASE):
         typer.echo(line)  # not wrapped: each command stays one line to copy
 

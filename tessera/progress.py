@@ -1,4 +1,8 @@
-"""Follow a coordinator run's progress file and show each step with rich."""
+"""Follow a coordinator run's progress file and show each step with rich.
+
+:func:`num` is the coordinator CLI's one metric format: three decimals, ``n/a`` when a metric
+is undefined (under DP an AUC is ``None`` when the noisy counts leave one class empty).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,15 @@ from rich.table import Table
 from common.workdir import RunDir
 
 
+def num(value: Any) -> str:
+    """A metric with three decimals; ``n/a`` for a missing or undefined (NaN) one."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return "n/a"
+    return "n/a" if value != value else f"{value:.3f}"
+
+
 class ProgressView:
     """Tails ``runs/<run>/progress.jsonl`` and prints rounds as they complete."""
-
 
     def __init__(self, runs_dir: Path, console: Console, *, rounds: int,
                  run_id: str | None = None) -> None:
@@ -73,8 +83,8 @@ class ProgressView:
             self._trained(event)
         elif kind == "round_evaluated":
             m = event["metrics"]
-            c.print(f"  round {event['round']}: accuracy {m.get('accuracy', 0):.3f}  "
-                    f"AUC {m.get('auc', 0):.3f}  ({event['seconds']:.1f} s)")
+            c.print(f"  round {event['round']}: accuracy {num(m.get('accuracy'))}  "
+                    f"AUC {num(m.get('auc'))}  ({event['seconds']:.1f} s)")
         elif kind == "model_released":
             c.print(f"final model released by {event['site']}")
         elif kind == "importance_measured":
@@ -100,8 +110,8 @@ class ProgressView:
             self.console.print(f"  [yellow]{event['site']} held out: {m['error']['message']}[/]")
             return
         found = m.get("metrics", m)
-        self.console.print(f"  {event['site']} held out: AUC {found.get('auc', float('nan')):.3f}"
-                           f"  accuracy {found.get('accuracy', float('nan')):.3f}")
+        self.console.print(f"  {event['site']} held out: AUC {num(found.get('auc'))}"
+                           f"  accuracy {num(found.get('accuracy'))}")
 
     def _trained(self, event: dict[str, Any]) -> None:
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)

@@ -24,7 +24,7 @@ from common.workdir import CoordinatorDir
 from tessera import study_ops
 from tessera.coordinator_control import CoordinatorController
 from tessera.coordinator_ops import coordinator_manifest
-from tessera.progress import ProgressView
+from tessera.progress import ProgressView, num
 from tessera.report import run_report
 
 console = Console()
@@ -228,8 +228,7 @@ def _summary(doc: dict[str, Any]) -> None:
     for rnd in doc["rounds"]:
         m = rnd.get("metrics", {})
         console.print(f"  round {rnd['round']}: {', '.join(rnd['participating_sites'])}  "
-                      f"accuracy {m.get('accuracy', float('nan')):.3f}  "
-                      f"AUC {m.get('auc', float('nan')):.3f}")
+                      f"accuracy {num(m.get('accuracy'))}  AUC {num(m.get('auc'))}")
     for site in doc["sites"]:
         console.print(f"  {site['name']}: {site['examples']} examples, epsilon spent "
                       f"{site['epsilon_spent']:.3f}")
