@@ -25,7 +25,7 @@ lint: install
 	$(BIN)/mypy common privacy client_app server serving gui tessera scripts
 
 test: install lint
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -rs
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -rs --durations=15
 
 protos: install
 	$(BIN)/python scripts/gen_protos.py
