@@ -20,6 +20,7 @@ from server.coordinator import run_study
 from server.drift import SiteDrift, study_drift
 from server.drift_collect import DriftCollection, collect_drift
 from server.drift_scores import score_drift
+from server.model_card import write_card
 from server.registry import ModelRegistry
 from tessera.cli import app
 from tessera.inprocess import InProcessGrid
@@ -80,25 +81,30 @@ def test_unchanged_data_shows_no_score_shift(federation: Federation) -> None:
     assert not result.retraining_recommended
 
 
-def test_a_score_shift_at_one_site_crosses_the_score_threshold_alone(
+def test_a_score_shift_at_two_sites_crosses_the_score_threshold_alone(
         federation: Federation) -> None:
     fed = federation.fed
-    register_shifted(fed, 1, towards_max=0.5, features=PREDICTIVE)
+    # Scores are bimodal: one site of three moving to "malignant" gives a pooled PSI near
+    # 0.2 (each moved site's own PSI is far above 1); two sites cross 0.25 clearly.
+    for index in (1, 2):
+        register_shifted(fed, index, towards_max=0.5, features=PREDICTIVE)
     again = federation.collect()
     assert again.refused == {} and all(a.scores is not None for a in again.answers)
     result = study_drift(fed.coordinator_dir, STUDY)
     scores = result.scores
     assert scores is not None and scores.psi is not None
-    assert scores.crossed and scores.psi > scores.threshold
+    assert scores.crossed and scores.psi > scores.threshold, scores
     assert scores.per_site["site-1"] == pytest.approx(0.0, abs=1e-12)
-    assert scores.per_site["site-3"] == pytest.approx(0.0, abs=1e-12)
-    assert (scores.per_site["site-2"] or 0.0) > 1.0
+    for moved in ("site-2", "site-3"):
+        assert (scores.per_site[moved] or 0.0) > 1.0
     assert result.worst_psi <= result.threshold  # the watched feature did not move
     assert result.retraining_recommended and result.draft_plan
     with ModelRegistry.open(fed.coordinator_dir) as registry:
         assert registry.retraining_recommended(registry.get(STUDY, 1))
         check = registry.drift_checks(STUDY, 1)[-1]
     assert check.details["scores"]["psi"] == pytest.approx(scores.psi)
+    card = (write_card(fed.coordinator_dir, STUDY, 1) / "card.md").read_text()
+    assert "RETRAINING RECOMMENDED" in card and "model scores PSI" in card
 
     runner, kit = CliRunner(), str(fed.coordinator_kit)
     base = ["--kit", kit, "study", "drift", STUDY, "--coordinator-dir",
