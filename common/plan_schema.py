@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -301,6 +303,12 @@ class DriftSpec(_Spec):
     deviation ``noise_multiplier`` on every cell (one row is in one bin of each feature's
     histogram). The coordinator's PSI of a feature above ``psi_threshold`` marks the model
     "retraining recommended".
+
+    With ``scores = true`` a site that kept the study's final model also releases, in the same
+    Gaussian release, a histogram of that model's scores on the same rows (``bins`` equal bins
+    over [0, 1]); their PSI above ``score_psi_threshold`` also marks the model. Both keys are
+    left out of the plan (and its hash) while ``scores`` is false, so plans written before
+    them keep their hash.
     """
 
     psi_threshold: float = Field(default=0.25, gt=0.0)
@@ -308,6 +316,17 @@ class DriftSpec(_Spec):
     bins: int = Field(default=10, ge=2, le=50)
     #: The features to watch (each costs budget: one histogram each); absent: all.
     features: list[str] | None = None
+    #: Also release the final model's score histogram (one more histogram of budget).
+    scores: bool = False
+    score_psi_threshold: float = Field(default=0.25, gt=0.0)
+
+    @model_serializer(mode="wrap")
+    def _without_score_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and not self.scores:
+            data.pop("scores", None)
+            data.pop("score_psi_threshold", None)
+        return data
 
 
 class StudyPlan(_Spec):

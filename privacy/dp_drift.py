@@ -6,16 +6,23 @@ feature's declared range (the plan's data dictionary, public), values outside th
 counted in the first or last bin. The bins are fixed by the approved plan before any data is
 seen, so they reveal nothing.
 
-**Sensitivity.** Each feature's histogram is a partition of the rows: adding or removing one
-row changes exactly one of its cells by one, an L2 change of 1. Over the ``F`` features the
-row changes ``F`` cells by one each, an L2 change of ``sqrt(F)``. The site adds Gaussian noise
-of standard deviation ``noise_multiplier`` to every cell (CSPRNG, :mod:`privacy.secure_noise`)
-and rounds to whole numbers: ``F`` Gaussian mechanisms of sensitivity 1 and noise multiplier
-``noise_multiplier``, recorded in the ledger as one
-``GaussianRelease(noise_multiplier, count=F)`` (the same as one Gaussian mechanism of
-sensitivity ``sqrt(F)`` with noise multiplier ``noise_multiplier / sqrt(F)``). The row count,
-the shares and every PSI the coordinator computes from the noisy cells (summed across sites or
-not) are post-processing and cost nothing more.
+With ``[drift] scores = true``, a site that kept the study's final model adds one more
+histogram to the same release: the model's scores on the same rows, on ``bins`` equal bins
+over [0, 1] (also public). It is the last row of the release (:data:`SCORES_METRIC` in the
+reply says it is there); a site without the model answers with the features only.
+
+**Sensitivity.** Each histogram is a partition of the rows: adding or removing one row
+changes exactly one of its cells by one, an L2 change of 1 (the ledger's neighbouring
+relation is add/remove of one row, as for every other release). Over the ``H`` histograms of
+one release (``F`` features, plus one for the scores) the row changes ``H`` cells by one
+each, an L2 change of ``sqrt(H)``. The site adds Gaussian noise of standard deviation
+``noise_multiplier`` to every cell (CSPRNG, :mod:`privacy.secure_noise`) and rounds to whole
+numbers: ``H`` Gaussian mechanisms of sensitivity 1 and noise multiplier ``noise_multiplier``,
+recorded in the ledger as one ``GaussianRelease(noise_multiplier, count=H)`` (the same as one
+Gaussian mechanism of sensitivity ``sqrt(H)`` with noise multiplier
+``noise_multiplier / sqrt(H)``). The row count, the shares and every PSI the coordinator
+computes from the noisy cells (summed across sites or not) are post-processing and cost
+nothing more.
 """
 
 from __future__ import annotations
@@ -60,13 +67,27 @@ class DriftBins:
         return np.linspace(self.lows[feature], self.highs[feature], self.bins + 1)
 
 
+#: Reply metric: 1 when the release's last histogram is the model's scores.
+SCORES_METRIC = "drift_scores"
+
+
 @dataclass(frozen=True)
 class WatchedFeatures:
-    """The features a plan's ``[drift]`` watches: names, column indices, and their bins."""
+    """The features a plan's ``[drift]`` watches: names, column indices, and their bins;
+    ``scores`` when the plan also asks for the final model's score histogram."""
 
     names: tuple[str, ...]
     columns: tuple[int, ...]
     bins: DriftBins
+    scores: bool = False
+
+    def release_bins(self, *, with_scores: bool) -> DriftBins:
+        """The bins of one release: each watched feature's, then (``with_scores``) the
+        scores' ``bins`` equal bins over [0, 1]."""
+        if not with_scores:
+            return self.bins
+        return DriftBins.of([*self.bins.lows, 0.0], [*self.bins.highs, 1.0],
+                            bins=self.bins.bins)
 
 
 def watched_features(plan: StudyPlan) -> WatchedFeatures:
@@ -85,7 +106,8 @@ def watched_features(plan: StudyPlan) -> WatchedFeatures:
     return WatchedFeatures(names=names, columns=tuple(features.index(n) for n in names),
                            bins=DriftBins.of([float(v) for v in lows if v is not None],
                                              [float(v) for v in highs if v is not None],
-                                             bins=plan.drift.bins))
+                                             bins=plan.drift.bins),
+                           scores=plan.drift.scores)
 
 
 def histograms(X: np.ndarray, bins: DriftBins) -> np.ndarray:
@@ -112,7 +134,8 @@ def noisy_histograms(X: np.ndarray, bins: DriftBins, *, noise_multiplier: float,
 
 
 def drift_mechanism(*, noise_multiplier: float, features: int) -> GaussianRelease:
-    """What one drift release is, for the ledger: ``features`` unit-sensitivity Gaussians."""
+    """What one drift release is, for the ledger: ``features`` unit-sensitivity Gaussians
+    (one per histogram of the release, the score histogram included)."""
     return GaussianRelease(noise_multiplier=noise_multiplier, count=features)
 
 

@@ -10,10 +10,11 @@ A plan with DP declares the noise of every release it makes (``[statistics]`` an
 - the score histograms of the evaluation counts, once per evaluated round: every round with
   ``every_round``, else the final round only (:mod:`privacy.dp_evaluation`);
 - the feature importance of the final model, once, when the plan asks for it;
-- with ``[drift]``, one drift release (per-feature histograms of a dataset version,
-  :mod:`privacy.dp_drift`): a site answers once per dataset version and repeats that answer
-  for the same version; one is counted in the run, and later versions spend beyond it,
-  checked against the site's ceiling when they are asked for.
+- with ``[drift]``, one drift release (per-feature histograms of a dataset version, and
+  with ``scores`` the final model's score histogram, :mod:`privacy.dp_drift`): a site
+  answers once per dataset version and consented rows and repeats that answer otherwise; one
+  is counted in the run, and later versions (or rows after a consent change) spend beyond
+  it, checked against the site's ceiling when they are asked for.
 
 :func:`planned_releases` lists them; a site calibrates its DP-SGD noise so that these and
 all planned rounds together spend exactly the plan's target epsilon, which makes the plan's
@@ -64,8 +65,8 @@ def drift_mechanism(plan: StudyPlan) -> GaussianRelease | None:
     """One drift release (None without DP or without ``[drift]``)."""
     if not plan.privacy.dp or plan.drift is None:
         return None
-    return GaussianRelease(noise_multiplier=plan.drift.noise_multiplier,
-                           count=len(plan.drift.features or plan.dataset.features))
+    histograms = len(plan.drift.features or plan.dataset.features) + int(plan.drift.scores)
+    return GaussianRelease(noise_multiplier=plan.drift.noise_multiplier, count=histograms)
 
 
 def evaluated_rounds(plan: StudyPlan) -> int:

@@ -26,7 +26,9 @@ registry.
 PSI per feature is computed on the sum of all sites' noisy histograms (negative cells count as
 zero); each site's own PSI is shown too. The worst pooled PSI above the plan's
 ``psi_threshold`` marks the model "retraining recommended" and drafts the next version of
-the plan (:mod:`server.drift_draft`).
+the plan (:mod:`server.drift_draft`). With ``[drift] scores = true`` the final model's score
+histograms are compared too (:mod:`server.drift_scores`, measured reference only), and a
+pooled score PSI above ``score_psi_threshold`` does the same.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from common.files import atomic_write_bytes
 from common.plan import StudyPlan, load_plan, plan_hash
 from common.workdir import PLAN_PREFIX, CoordinatorDir
 from privacy.dp_drift import DriftBins, WatchedFeatures, cleaned_shares, watched_features
+from server.drift_scores import ScoreDrift, score_drift
 from server.registry import DriftCheck, ModelRegistry, ModelVersion
 
 #: Folder of the sites' drift answers, inside the coordinator folder.
@@ -54,12 +57,14 @@ DRIFT_DIR = "drift"
 
 @dataclass(frozen=True)
 class SiteDrift:
-    """One site's drift answer: noisy counts (features x bins) of one dataset version."""
+    """One site's drift answer: noisy counts (features x bins) of one dataset version, and
+    the final model's noisy score histogram when the site sent one."""
 
     site: str
     dataset_version: str
     cells: np.ndarray
     at: str
+    scores: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class StudyDrift:
     reference: str
     check: DriftCheck | None
     draft_plan: str
+    #: The score comparison (plans with ``[drift] scores = true``), else None.
+    scores: ScoreDrift | None = None
 
     @property
     def worst_psi(self) -> float:
@@ -91,7 +98,8 @@ class StudyDrift:
 
     @property
     def retraining_recommended(self) -> bool:
-        return self.worst_psi > self.threshold
+        return self.worst_psi > self.threshold or (self.scores is not None
+                                                   and self.scores.crossed)
 
     def shifted(self) -> list[str]:
         """Features past the threshold, largest PSI first."""
@@ -105,7 +113,8 @@ class StudyDrift:
                 "retraining_recommended": self.retraining_recommended,
                 "shifted_features": self.shifted(), "draft_plan": self.draft_plan,
                 "features": [{"feature": f.feature, "psi": f.psi, "per_site": f.per_site}
-                             for f in self.features]}
+                             for f in self.features],
+                "scores": None if self.scores is None else self.scores.to_json()}
 
 
 def answers_dir(coordinator_dir: Path, digest: str) -> Path:
@@ -116,9 +125,12 @@ def save_answer(coordinator_dir: Path, digest: str, answer: SiteDrift) -> Path:
     """Keep one site's answer for one dataset version (a repeated answer replaces it)."""
     name = answer.dataset_version[:32] or "unversioned"
     path = answers_dir(coordinator_dir, digest) / answer.site / f"{name}.json"
-    atomic_write_bytes(path, json.dumps({
+    doc: dict[str, object] = {
         "site": answer.site, "dataset_version": answer.dataset_version, "at": answer.at,
-        "plan_hash": digest, "cells": answer.cells.tolist()}).encode("utf-8"))
+        "plan_hash": digest, "cells": answer.cells.tolist()}
+    if answer.scores is not None:
+        doc["scores"] = answer.scores.tolist()
+    atomic_write_bytes(path, json.dumps(doc).encode("utf-8"))
     return path
 
 
@@ -130,13 +142,18 @@ def load_answers(coordinator_dir: Path, digest: str, bins: DriftBins) -> list[Si
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
             cells = np.asarray(doc["cells"], dtype=np.float64)
+            scores = None if doc.get("scores") is None else np.asarray(doc["scores"],
+                                                                       dtype=np.float64)
             site, version, at = str(doc["site"]), str(doc["dataset_version"]), str(doc["at"])
         except (OSError, ValueError, KeyError, TypeError):
             raise TesseraError(ErrorCode.DATA_INVALID, f"{path} is not a drift answer") from None
         if cells.shape != (bins.features, bins.bins) or doc.get("plan_hash") != digest \
-                or not np.isfinite(cells).all() or site != path.parent.name:
+                or not np.isfinite(cells).all() or site != path.parent.name or (
+                    scores is not None and (scores.shape != (bins.bins,)
+                                            or not np.isfinite(scores).all())):
             raise TesseraError(ErrorCode.DATA_INVALID, f"{path} does not fit the plan's bins")
-        out.append(SiteDrift(site=site, dataset_version=version, cells=cells, at=at))
+        out.append(SiteDrift(site=site, dataset_version=version, cells=cells, at=at,
+                             scores=scores))
     return sorted(out, key=lambda a: a.at)
 
 
@@ -225,6 +242,17 @@ REFERENCE_TEXT = {
 }
 
 
+def _reason(result: StudyDrift) -> str:
+    """Why the next plan version was drafted, for its description."""
+    parts = []
+    if result.worst_psi > result.threshold:
+        parts.append(f"PSI {result.worst_psi:.3f} > {result.threshold:g} in "
+                     f"{', '.join(result.shifted()[:5])}")
+    if result.scores is not None and result.scores.crossed:
+        parts.append(f"score PSI {result.scores.psi:.3f} > {result.scores.threshold:g}")
+    return f"drift check {datetime.now(UTC).date().isoformat()}: {'; '.join(parts)}"
+
+
 def study_drift(coordinator_dir: Path, study: str, *, version: int | None = None,
                 record: bool = True) -> StudyDrift:
     """Combine the newest kept answer of every site for a registered model; record the check
@@ -250,21 +278,25 @@ def study_drift(coordinator_dir: Path, study: str, *, version: int | None = None
             raise TesseraError(ErrorCode.DATA_INVALID, "the sites' summed drift histograms "
                                "hold no rows after noise for some feature")
         assert plan.drift is not None
+        scores = score_drift(answers, dict(trained_on), current,
+                             threshold=plan.drift.score_psi_threshold) \
+            if plan.drift.scores else None
         result = StudyDrift(
             study=mv.study, version=mv.version, plan_hash=mv.plan_hash,
             threshold=plan.drift.psi_threshold,
             sites={site: a.dataset_version for site, a in current.items()}, features=features,
-            reference=REFERENCE_TEXT[reference.kind], check=None, draft_plan="")
+            reference=REFERENCE_TEXT[reference.kind], check=None, draft_plan="",
+            scores=scores)
         if not record:
             return result
         draft = ""
         if result.retraining_recommended:
-            reason = (f"drift check {datetime.now(UTC).date().isoformat()}: PSI "
-                      f"{result.worst_psi:.3f} > {result.threshold:g} in "
-                      f"{', '.join(result.shifted()[:5])}")
-            draft = draft_next_plan(coordinator_dir, plan, reason=reason)
+            draft = draft_next_plan(coordinator_dir, plan, reason=_reason(result))
+        details: dict[str, object] = {"sites": result.sites, "reference": reference.kind,
+                                      "psi": {f.feature: f.psi for f in features}}
+        if scores is not None:
+            details["scores"] = scores.to_json()
         check = registry.record_drift(
             mv, worst_psi=result.worst_psi, threshold=result.threshold, draft_plan=draft,
-            details={"sites": result.sites, "reference": reference.kind,
-                     "psi": {f.feature: f.psi for f in features}})
+            details=details, recommended=result.retraining_recommended)
     return replace(result, check=check, draft_plan=draft)

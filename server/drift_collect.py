@@ -3,7 +3,8 @@
 :func:`collect_drift` sends a ``TASK_DRIFT`` for a plan (signed with the coordinator's key
 like every task, with a fresh nonce) to every connected node, checks each reply's signature
 and shape, and keeps every answer in the coordinator folder (:func:`server.drift.save_answer`)
-for ``tessera study drift`` to combine. A site that refuses (plan without ``[drift]``, sharing
+for ``tessera study drift`` to combine (with the final model's score histogram when the plan
+asks for it and the site holds the model). A site that refuses (plan without ``[drift]``, sharing
 switched off, budget) is reported with its reason and costs nothing.
 
 In a deployment the request travels as a Flower run whose run config says ``task = "drift"``
@@ -26,7 +27,7 @@ from common.errors import ErrorCode, TesseraError
 from common.files import atomic_write_bytes
 from common.plan import StudyPlan, load_plan, plan_hash, plan_to_toml
 from common.workdir import CoordinatorDir
-from privacy.dp_drift import DriftBins, watched_features
+from privacy.dp_drift import SCORES_METRIC, DriftBins, WatchedFeatures, watched_features
 from protos.tessera.v1 import agent_pb2
 from protos.wire import DRIFT_PREFIX
 from server.coordinator import federation_keys, wait_for_nodes
@@ -69,23 +70,34 @@ def collect_for_run(grid: Grid, *, coordinator_dir: Path, plan_path: Path, run_i
     return collection
 
 
+def _row(metrics: dict[str, float], row: int, bins: int) -> np.ndarray:
+    values = np.zeros(bins)
+    for b in range(bins):
+        value = metrics.get(f"{DRIFT_PREFIX}{row}:{b}")
+        if value is None or not math.isfinite(value):
+            raise TesseraError(ErrorCode.DATA_INVALID,
+                               "the drift reply lacks a cell of the plan's bins")
+        values[b] = value
+    return values
+
+
 def cells_from_metrics(metrics: dict[str, float], bins: DriftBins) -> np.ndarray:
     """The (features x bins) counts of a drift reply; DATA_INVALID when any is missing."""
-    cells = np.zeros((bins.features, bins.bins))
-    for j in range(bins.features):
-        for b in range(bins.bins):
-            value = metrics.get(f"{DRIFT_PREFIX}{j}:{b}")
-            if value is None or not math.isfinite(value):
-                raise TesseraError(ErrorCode.DATA_INVALID,
-                                   "the drift reply lacks a cell of the plan's bins")
-            cells[j, b] = value
-    return cells
+    return np.stack([_row(metrics, j, bins.bins) for j in range(bins.features)])
+
+
+def scores_from_metrics(metrics: dict[str, float], watched: WatchedFeatures) -> np.ndarray | None:
+    """The reply's score histogram (the row after the features), when the plan asks for one
+    and the site sent it; None otherwise (a site without the final model)."""
+    if not watched.scores or metrics.get(SCORES_METRIC) != 1.0:
+        return None
+    return _row(metrics, watched.bins.features, watched.bins.bins)
 
 
 def collect_drift(grid: Grid, *, coordinator_dir: Path, plan: StudyPlan,
                   timeout: float = 300.0) -> DriftCollection:
     """Ask every connected site for its drift histograms of ``plan``; keep the answers."""
-    bins = watched_features(plan).bins
+    watched = watched_features(plan)
     key, site_keys = federation_keys(Path(coordinator_dir))
     digest = plan_hash(plan)
     run_id = f"drift-{plan.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}"
@@ -109,12 +121,13 @@ def collect_drift(grid: Grid, *, coordinator_dir: Path, plan: StudyPlan,
             refused[reply.site] = f"{reply.error_code}: {reply.reason}"
             continue
         try:
-            cells = cells_from_metrics(dict(reply.metrics), bins)
+            cells = cells_from_metrics(dict(reply.metrics), watched.bins)
+            scores = scores_from_metrics(dict(reply.metrics), watched)
         except TesseraError as err:
             refused[reply.site] = err.message
             continue
         answer = SiteDrift(site=reply.site, dataset_version=reply.dataset_version,
-                           cells=cells, at=at)
+                           cells=cells, at=at, scores=scores)
         save_answer(Path(coordinator_dir), digest, answer)
         answers.append(answer)
     return DriftCollection(answers=tuple(answers), refused=refused)

@@ -157,8 +157,11 @@ def _drift_blocks(ctx: CardContext) -> list[Block]:
     last = ctx.drift[-1]
     verdict = "RETRAINING RECOMMENDED" if last.retraining_recommended else "within threshold"
     psi = last.details.get("psi") or {}
+    scores = last.details.get("scores") or {}
+    score_text = (f"; model scores PSI {fmt(scores['psi'])}, threshold "
+                  f"{fmt(scores['threshold'])}" if scores.get("psi") is not None else "")
     return [_text(f"Newest check {last.at:%Y-%m-%d %H:%M}: {verdict} (worst PSI "
-                  f"{last.worst_psi:.3f}, threshold {fmt(last.threshold)})."
+                  f"{last.worst_psi:.3f}, threshold {fmt(last.threshold)}{score_text})."
                   + (f" Next plan version drafted: {last.draft_plan}." if last.draft_plan
                      else "")),
             _table(["Feature", "PSI"], [[str(k), fmt(v)] for k, v in sorted(

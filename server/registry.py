@@ -303,8 +303,10 @@ class ModelRegistry(SqlStore):
 
 
     def record_drift(self, mv: ModelVersion, *, worst_psi: float, threshold: float,
-                     details: dict[str, object], draft_plan: str = "") -> DriftCheck:
-        """Record a drift check of ``mv``; retraining is recommended past ``threshold``."""
+                     details: dict[str, object], draft_plan: str = "",
+                     recommended: bool | None = None) -> DriftCheck:
+        """Record a drift check of ``mv``; retraining is recommended past ``threshold`` (or
+        as ``recommended`` says, when another measure, e.g. the scores', decided it)."""
         for name, value in (("worst_psi", worst_psi), ("threshold", threshold)):
             if not math.isfinite(value) or value < 0:
                 raise TesseraError(ErrorCode.DATA_INVALID, f"{name}: must be a finite number >= 0")
@@ -312,7 +314,9 @@ class ModelRegistry(SqlStore):
         with self._transaction(write=True) as session:
             row = DriftCheckRow(at=datetime.now(UTC), study=mv.study, version=mv.version,
                                 worst_psi=float(worst_psi), threshold=float(threshold),
-                                retraining_recommended=worst_psi > threshold,
+                                retraining_recommended=(worst_psi > threshold
+                                                        if recommended is None
+                                                        else recommended),
                                 draft_plan=draft_plan, details=details_text)
             session.add(row)
             session.flush()

@@ -3,15 +3,16 @@
 Only translates options; the work is :func:`tessera.drift_ops.request_drift`'s (``--collect``:
 ask the running coordinator's sites first) and :func:`server.drift.study_drift`'s. It
 combines the answers the sites gave to drift requests (kept in the coordinator folder),
-records the check in the registry and, past the plan's ``[drift] psi_threshold``, marks the
-model "retraining recommended" and prints the path of the drafted next plan version.
+records the check in the registry and, past the plan's ``[drift] psi_threshold`` (or, with
+``scores``, its ``score_psi_threshold`` for the final model's scores), marks the model
+"retraining recommended" and prints the path of the drafted next plan version.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,6 +20,9 @@ from rich.table import Table
 
 from common.cli_boundary import cli_boundary
 from common.workdir import CoordinatorDir
+
+if TYPE_CHECKING:
+    from server.drift_scores import ScoreDrift
 
 
 def drift_command(
@@ -67,14 +71,29 @@ def drift_command(
     for f in sorted(result.features, key=lambda f: -f.psi):
         table.add_row(f.feature, f"{f.psi:.4f}", *(f"{f.per_site[s]:.4f}" for s in sites))
     Console().print(table)
+    typer.echo(f"  worst feature PSI {result.worst_psi:.4f} (threshold {result.threshold:g})")
+    if result.scores is not None:
+        _echo_scores(result.scores)
     verdict = "RETRAINING RECOMMENDED" if result.retraining_recommended else "within threshold"
-    typer.echo(f"  worst PSI {result.worst_psi:.4f} (threshold {result.threshold:g}): {verdict}")
+    typer.echo(f"  {verdict}")
     if result.draft_plan:
         draft = folder / result.draft_plan
         typer.echo(f"  next plan version drafted: {draft}")
         typer.echo("  review it, then submit it; each site reviews and approves it as usual")
     if not record:
         typer.echo("  (not recorded: --no-record)")
+
+
+def _echo_scores(scores: ScoreDrift) -> None:
+    """The final model's score shift, all compared sites together and per site."""
+    def shown(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    per_site = ", ".join(f"{site} {shown(v)}" for site, v in sorted(scores.per_site.items()))
+    typer.echo(f"  model scores: PSI {shown(scores.psi)} (threshold {scores.threshold:g})"
+               + (f"; per site: {per_site}" if per_site else ""))
+    for site, why in sorted(scores.not_compared.items()):
+        typer.echo(f"    {site} not compared: {why}")
 
 
 def register(app: typer.Typer) -> None:

@@ -21,15 +21,19 @@ WATCHED = ["mean_texture", "mean_smoothness", "mean_symmetry", "worst_smoothness
            "mean_radius", "worst_texture"]
 
 
-def drift_plan(*, drift: bool = True, he: bool = True, threshold: float = 0.3) -> StudyPlan:
+def drift_plan(*, drift: bool = True, he: bool = True, threshold: float = 0.3,
+               scores: bool = False, features: list[str] | None = None) -> StudyPlan:
     """The bundled breast-cancer plan, one round, no KPI gates, with a ``[drift]`` section
-    watching six features (noise 2: cheap enough for a target epsilon of 10)."""
+    watching six features (or ``features``; noise 2: cheap enough for a target epsilon of
+    10), and with ``scores`` the final model's score histogram too (score threshold 0.25)."""
     raw = override(load_plan(bundled_plan_path("breast_cancer")), rounds=1,
                    target_epsilon=10.0, he_enabled=he).model_dump()
     raw["kpis"] = None
     if drift:
         raw["drift"] = {"psi_threshold": threshold, "noise_multiplier": 2.0,
-                        "features": WATCHED}
+                        "features": features or WATCHED}
+        if scores:
+            raw["drift"].update(scores=True, score_psi_threshold=0.25)
     return StudyPlan.model_validate(raw)
 
 
@@ -39,14 +43,17 @@ def build(root: Path, plan: StudyPlan, *, sites: int = 3) -> LocalFederation:
                                   ceilings={f"site-{i}": 40.0 for i in range(1, sites + 1)})
 
 
-def register_shifted(fed: LocalFederation, index: int, *, towards_max: float) -> None:
-    """Register a new version of site ``index``'s data with every watched feature moved
-    ``towards_max`` of the way to its declared maximum (0: the same values again)."""
+def register_shifted(fed: LocalFederation, index: int, *, towards_max: float,
+                     features: list[str] | None = None) -> None:
+    """Register a new version of site ``index``'s data with every watched feature (or each
+    of ``features``) moved ``towards_max`` of the way to its declared maximum (0: the same
+    values again)."""
     plan = fed.plan
     raw = load_bundled(plan.dataset.name)
     X = raw.X.copy()
     columns = plan.dataset.columns or {}
-    for name in (plan.drift.features if plan.drift and plan.drift.features else WATCHED):
+    watched = plan.drift.features if plan.drift and plan.drift.features else WATCHED
+    for name in features or watched:
         j = raw.features.index(name)
         high = columns[name].max
         assert high is not None

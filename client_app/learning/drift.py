@@ -29,7 +29,7 @@ import numpy as np
 from client_app.custody.vault import SiteVault
 from client_app.datasets.versions import DatasetVersion, dataset_versions
 from client_app.governance.consent import withdrawn_ids, without_patients
-from client_app.learning.local_eval import MODEL_FORMAT, stored_models
+from client_app.learning.local_eval import MODEL_FORMAT, model_name, stored_models
 from client_app.learning.site_data import standardise
 from common.datasets import TableData, read_csv_bytes
 from common.drift import counts, ks_p_value, ks_statistic, psi, quantile_edges, score_counts
@@ -141,6 +141,20 @@ def _scores(doc: dict[str, Any], plan: StudyPlan, X: np.ndarray) -> np.ndarray:
     vector_to_model(model, np.asarray(doc["values"], dtype=np.float64), layout)
     X_std = standardise(X, np.asarray(doc["mean"]), np.asarray(doc["std"]))
     return np.clip(predict_scores(model, X_std), 0.0, 1.0)
+
+
+def kept_model_scores(vault: SiteVault, plan: StudyPlan, *, plan_hash: str,
+                      X: np.ndarray) -> np.ndarray | None:
+    """The scores on raw rows ``X`` of the final model this site kept for ``plan_hash``
+    (it decrypted it itself); None when it kept none (e.g. it missed the final round)."""
+    name = model_name(plan, plan_hash)
+    if not (vault.site.models_dir / f"{name}.enc").is_file():
+        return None
+    doc = _model_doc(vault, name)
+    if doc.get("plan_hash") != plan_hash or list(doc["features"]) != list(plan.dataset.features):
+        raise TesseraError(ErrorCode.DATA_INVALID,
+                           f"model '{name}' is not the final model of this plan")
+    return _scores(doc, plan, X)
 
 
 def feature_drift(name: str, reference: np.ndarray, current: np.ndarray) -> FeatureDrift:

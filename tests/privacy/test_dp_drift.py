@@ -10,7 +10,7 @@ import pytest
 import tomli_w
 
 from common.errors import ErrorCode, TesseraError
-from common.plan import parse_plan, plan_to_toml
+from common.plan import parse_plan, plan_hash, plan_to_toml
 from privacy.accounting import epsilon_for_history
 from privacy.dp_drift import (
     DriftBins,
@@ -102,3 +102,30 @@ def test_a_drift_section_needs_known_features_with_ranges() -> None:
         parse_plan(tomli_w.dumps(raw))
     assert "mean_radius needs a min and a max" in err.value.message
     assert parse_plan(plan_to_toml(drift_plan())) == drift_plan()
+
+
+def test_scores_are_one_more_histogram_over_zero_to_one() -> None:
+    plain, scored = drift_plan(), drift_plan(scores=True)
+    assert not watched_features(plain).scores and watched_features(scored).scores
+    bins = watched_features(scored).release_bins(with_scores=True)
+    assert bins.features == len(WATCHED) + 1
+    assert (bins.lows[-1], bins.highs[-1]) == (0.0, 1.0)
+    assert watched_features(scored).release_bins(with_scores=False).features == len(WATCHED)
+    assert planned_releases(scored)[-1] == GaussianRelease(noise_multiplier=2.0,
+                                                           count=len(WATCHED) + 1)
+    split, fewer = budget_split(scored), budget_split(plain)
+    assert split is not None and fewer is not None and split.drift is not None
+    assert fewer.drift is not None and split.drift > fewer.drift
+
+
+def test_a_plan_without_scores_keeps_its_text_and_hash() -> None:
+    plain = drift_plan()
+    assert "scores" not in plan_to_toml(plain)
+    assert "scores" not in plain.model_dump()["drift"]
+    scored = drift_plan(scores=True)
+    assert "score_psi_threshold = 0.25" in plan_to_toml(scored)
+    assert parse_plan(plan_to_toml(scored)) == scored
+    assert plan_hash(scored) != plan_hash(plain)
+    raw = plain.model_dump(mode="json", exclude_none=True)
+    raw["drift"]["scores"] = False  # written out explicitly: the same plan, the same hash
+    assert plan_hash(parse_plan(tomli_w.dumps(raw))) == plan_hash(plain)

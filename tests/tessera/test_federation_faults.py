@@ -7,6 +7,10 @@ SIGKILLed in the middle of a round.
   recorded as not answering before the round timeout.
 * A killed site's node starts again and reports itself running.
 * Two studies on different plans, submitted at once to one coordinator, both complete.
+* ``tessera study drift --collect`` asks the real sites for the drift release the plan that
+  needs all three declares (features and the final model's scores): every site answers once
+  (one ledger entry each, counting every histogram), and asking again repeats the answers
+  and spends nothing.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ import pytest
 from typer.testing import CliRunner
 
 from client_app.node.procfs import descendants
+from client_app.store.folder import open_site_dir
+from client_app.store.site_store import SiteStore
 from common.plan import plan_hash
 from common.processes import free_port
 from common.workdir import CoordinatorDir
+from server.registry import ModelRegistry
 from tessera.cli import app
 from tests.conftest import TEST_PASSPHRASE
 
@@ -34,6 +41,17 @@ pytestmark = pytest.mark.slow
 
 SITES = ("a", "b", "c")
 ROUND_TIMEOUT = 40
+#: The drift release of the plan that needs every site: three watched features and the final
+#: model's scores, noise cheap enough to fit the plan's target epsilon next to one round.
+DRIFT = """
+[drift]
+psi_threshold = 0.5
+noise_multiplier = 20.0
+bins = 5
+features = ["mean_radius", "mean_texture", "worst_smoothness"]
+scores = true
+"""
+DRIFT_FEATURES = ("mean_radius", "mean_texture", "worst_smoothness")
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,9 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
         plans[need] = root / f"plan-{need}.toml"
         _tessera("study", "plan", "breast_cancer", "--rounds", "1", "--min-sites", need,
                  "--out", plans[need])
+    with plans[3].open("a", encoding="utf-8") as toml:
+        toml.write(DRIFT)
+    _tessera("study", "validate", plans[3])
     for name in SITES:
         site = _site(root, name)
         _tessera("site", "import-kit", root / "fed" / "site-kits" / name, "--site-dir", site)
@@ -80,6 +101,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
             _tessera("site", "study", "receive", plan, "--site-dir", site)
             digest = _tessera("study", "validate", plan).strip().splitlines()[-1]
             _tessera("site", "approve", digest, "--site-dir", site)
+        _tessera("site", "drift", "--site-dir", site, "--sharing", "on")
     for need, plan in plans.items():
         out = root / f"he-{need}"
         _tessera("site", "he-keygen", "--site-dir", _site(root, "a"), "--plan", plan,
@@ -201,3 +223,41 @@ def test_two_studies_from_one_coordinator_at_once_both_complete(fed: Federation)
         assert sorted(result["rounds"][0]["participating_sites"]) == ["a", "b", "c"]
     versions = sorted(r["model"]["version"] for r in results)
     assert len(set(versions)) == 2  # two registrations, two versions
+
+
+def _drift_entries(fed: Federation) -> dict[str, list[str]]:
+    out = {}
+    for name in SITES:
+        with SiteStore.open(open_site_dir(_site(fed.root, name))) as store:
+            out[name] = [e.dataset_version for e in store.ledger() if e.kind == "drift"]
+    return out
+
+
+def test_study_drift_collects_from_the_real_sites_once_per_version(fed: Federation) -> None:
+    digest = plan_hash_of(fed.plans[3])
+    with ModelRegistry.open(fed.coord.root) as registry:
+        versions = [mv.version for mv in registry.list(study="breast_cancer")
+                    if mv.plan_hash == digest]
+    assert versions, "no model of the plan with [drift] was registered"
+    argv = ("study", "drift", "breast_cancer", "--collect", "--version", max(versions),
+            "--coordinator-dir", fed.coord.root, "--timeout", 120, "--json")
+    first = json.loads(_tessera(*argv, kit=fed.kit))
+    assert set(first["sites"]) == set(SITES)
+    assert [f["feature"] for f in first["features"]] == list(DRIFT_FEATURES)
+    for feature in first["features"]:
+        assert set(feature["per_site"]) == set(SITES)
+    assert first["reference"].startswith("the sites' drift answers")  # the trained versions
+    assert first["scores"]["not_compared"] == {}  # every site kept the final model
+    assert set(first["scores"]["per_site"]) == set(SITES)
+    spent = _drift_entries(fed)
+    assert all(len(entries) == 1 for entries in spent.values()), spent
+    for name in SITES:
+        with SiteStore.open(open_site_dir(_site(fed.root, name))) as store:
+            entry = next(e for e in store.ledger() if e.kind == "drift")
+        assert entry.mechanism.to_json()["count"] == len(DRIFT_FEATURES) + 1
+
+    second = json.loads(_tessera(*argv, kit=fed.kit))
+    assert _drift_entries(fed) == spent  # repeated answers: nothing more spent
+    assert second["sites"] == first["sites"]
+    assert [f["psi"] for f in second["features"]] == [f["psi"] for f in first["features"]]
+    assert second["scores"]["psi"] == first["scores"]["psi"]
