@@ -21,6 +21,7 @@ The statistics step is not repeatable: a run resumes only from a checkpoint writ
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,13 +84,22 @@ def inputs_digest(ctx: TaskContext) -> str:
     return hashlib.sha256(_DOMAIN + canonical(doc)).hexdigest()
 
 
-def to_keep(ctx: TaskContext, reply: agent_pb2.TaskReply) -> SentReply | None:
-    """The reply to keep for a repeatable step that ended well (None otherwise)."""
-    if not reply.ok or ctx.request.kind not in REPEATABLE:
-        return None
-    return SentReply(run_id=ctx.run_id, plan_hash=ctx.plan_hash,
-                     kind=task_name(ctx.request.kind), round=ctx.round,
-                     inputs_digest=inputs_digest(ctx), reply=reply.SerializeToString())
+def answer(ctx: TaskContext, repeat: Repeat | None,
+           handler: Callable[[TaskContext], agent_pb2.TaskReply],
+           ) -> tuple[agent_pb2.TaskReply, SentReply | None]:
+    """The reply to an admitted task whose inputs are verified, and what to keep of it: the
+    kept reply for a repeat (:func:`resend`, nothing new to keep), else the handler's reply,
+    kept when the step is repeatable and ended well."""
+    if repeat is not None:
+        return resend(ctx, repeat), None
+    kind = ctx.request.kind
+    inputs = inputs_digest(ctx) if kind in REPEATABLE else None  # before anything is spent
+    reply = handler(ctx)
+    if inputs is None or not reply.ok:
+        return reply, None
+    return reply, SentReply(run_id=ctx.run_id, plan_hash=ctx.plan_hash, kind=task_name(kind),
+                            round=ctx.round, inputs_digest=inputs,
+                            reply=reply.SerializeToString())
 
 
 def _open_inputs(ctx: TaskContext) -> None:

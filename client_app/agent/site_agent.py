@@ -26,7 +26,7 @@ from client_app.agent.admission import (
 )
 from client_app.agent.context import AgentIdentity, TaskContext
 from client_app.agent.contributions import SumVerifier
-from client_app.agent.repeats import resend, to_keep
+from client_app.agent.repeats import answer
 from client_app.agent.signing import sign_reply
 from client_app.custody.identity import signing_key
 from client_app.custody.key_holders import study_key_holders
@@ -144,11 +144,8 @@ class SiteAgent:
                 repeat = check_schedule(request, plan, store, self.site.name)
                 context = self._context(request, plan, store)
                 context.verify_inputs()  # every input checked before anything is decrypted
-                if repeat is not None:  # a step answered before: the same reply, or refused
-                    reply = resend(context, repeat)
-                else:
-                    reply = HANDLERS[request.kind](context)
-                    sent = to_keep(context, reply)
+                # A step answered before gets the same reply (or its refusal).
+                reply, sent = answer(context, repeat, HANDLERS[request.kind])
                 ok = reply.ok
             finally:
                 finish_task(store, task_id, ok=ok, sent=sent)
