@@ -7,7 +7,10 @@ matches its hash, the site approved that hash, the nonce was never seen (replays
 and the run's schedule allows the task (one statistics step, rounds in increasing order, one
 evaluation per round, one release, importance and leave-one-site-out only when the plan
 declares them and the operator shares them, each at most once per run; drift only when the
-plan declares ``[drift]`` and the operator switched its sharing on).
+plan declares ``[drift]`` and the operator switched its sharing on). A task that asks again for
+the latest step of its kind the site answered in the run is let through as a
+:class:`~client_app.agent.repeats.Repeat` when the site kept that step's reply: it gets that
+reply for identical inputs and its refusal otherwise (:mod:`client_app.agent.repeats`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from collections.abc import Callable
 
 from client_app.agent.context import AgentIdentity
 from client_app.agent.drift import check_drift
+from client_app.agent.repeats import REPEATABLE, Repeat
 from client_app.agent.signing import verify_task
 from client_app.governance.sharing import refuse_unless_shared
 from client_app.store.events import SiteEvent
+from client_app.store.sent_replies import last_sent
 from client_app.store.site_store import SiteStore
 from client_app.store.task_log import TaskRecord, admit_task, completed_tasks
 from common.errors import ErrorCode, TesseraError
@@ -86,8 +91,10 @@ def log_task(request: agent_pb2.TaskRequest, store: SiteStore) -> int:
 
 
 def check_schedule(request: agent_pb2.TaskRequest, plan: StudyPlan, store: SiteStore,
-                   site_name: str) -> None:
-    """OUT_OF_SCHEDULE unless the plan calls for this task now in this run."""
+                   site_name: str) -> Repeat | None:
+    """OUT_OF_SCHEDULE (DUPLICATE for a round trained before) unless the plan calls for this
+    task now in this run; a :class:`Repeat` for a task asking again for the latest step of
+    its kind whose reply the site kept (the caller answers it with :func:`resend`)."""
     kind, round_, rounds = request.kind, int(request.round), plan.training.rounds
     done = completed_tasks(store, run_id=request.run_id)
     policy = plan.evaluation_policy
@@ -96,30 +103,43 @@ def check_schedule(request: agent_pb2.TaskRequest, plan: StudyPlan, store: SiteS
         raise _refuse(ErrorCode.OUT_OF_SCHEDULE,
                       "the plan declares no leave-one-site-out runs")
     name = task_name(kind)
+    repeats: list[Repeat] = []
+
+    def answered(code: ErrorCode, message: str) -> None:
+        """The step was done before: a Repeat of the kept latest step, else the refusal."""
+        sent = last_sent(store, run_id=request.run_id, kind=name) \
+            if kind in REPEATABLE else None
+        if sent is None or sent.round != round_:
+            raise _refuse(code, message)
+        repeats.append(Repeat(sent=sent, refusal=_refuse(code, message)))
 
     def once(message: str, *, same_round: bool = False) -> None:
         if any(t.kind == name and (not same_round or t.round == round_) for t in done):
-            raise _refuse(ErrorCode.OUT_OF_SCHEDULE, message)
+            answered(ErrorCode.OUT_OF_SCHEDULE, message)
 
     if kind == agent_pb2.TASK_HELLO:
-        return
+        return None
     if kind == agent_pb2.TASK_DRIFT:
         check_drift(plan, store, round_=round_)
-        return
+        return None
     if kind == agent_pb2.TASK_STATS:
         if round_ != 0:
             raise _refuse(ErrorCode.OUT_OF_SCHEDULE, "statistics belong to round 0")
         once("the statistics of this run were already sent")
-        return
+        return None
     if not 1 <= round_ <= rounds:
         raise _refuse(ErrorCode.WRONG_ROUND, f"round {round_} is outside the plan's "
                                              f"{rounds} rounds")
     if kind == agent_pb2.TASK_TRAIN:
-        if any(t.kind == name and t.round >= round_ for t in done):
-            raise _refuse(ErrorCode.DUPLICATE,
-                          f"round {round_} (or a later one) was already trained in this run")
-        return
-    _check_queries(request, plan, done, site_name, once, store)
+        trained = [t.round for t in done if t.kind == name]
+        if trained and max(trained) >= round_:
+            message = f"round {round_} (or a later one) was already trained in this run"
+            if max(trained) > round_:
+                raise _refuse(ErrorCode.DUPLICATE, message)
+            answered(ErrorCode.DUPLICATE, message)
+    else:
+        _check_queries(request, plan, done, site_name, once, store)
+    return repeats[0] if repeats else None
 
 
 def _check_queries(request: agent_pb2.TaskRequest, plan: StudyPlan, done: list[TaskRecord],

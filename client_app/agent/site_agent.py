@@ -26,6 +26,7 @@ from client_app.agent.admission import (
 )
 from client_app.agent.context import AgentIdentity, TaskContext
 from client_app.agent.contributions import SumVerifier
+from client_app.agent.repeats import answer
 from client_app.agent.signing import sign_reply
 from client_app.custody.identity import signing_key
 from client_app.custody.key_holders import study_key_holders
@@ -138,15 +139,16 @@ class SiteAgent:
             require_approval(store, request.plan_hash, self.site.name)
             admit_privacy(self.vault, store, plan)
             task_id = log_task(request, store)
-            ok = False
+            ok, sent = False, None
             try:
-                check_schedule(request, plan, store, self.site.name)
+                repeat = check_schedule(request, plan, store, self.site.name)
                 context = self._context(request, plan, store)
                 context.verify_inputs()  # every input checked before anything is decrypted
-                reply = HANDLERS[request.kind](context)
+                # A step answered before gets the same reply (or its refusal).
+                reply, sent = answer(context, repeat, HANDLERS[request.kind])
                 ok = reply.ok
             finally:
-                finish_task(store, task_id, ok=ok)
+                finish_task(store, task_id, ok=ok, sent=sent)
         return reply
 
     def _context(self, request: agent_pb2.TaskRequest, plan: StudyPlan,

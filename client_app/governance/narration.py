@@ -150,6 +150,9 @@ _SENTENCES: dict[str, Callable[[Details, str], str]] = {
     "drift_shared": lambda d, s: f"Shared noised drift histograms of {s}" + (
         " again (the answer already released for this data version)" if d.get("repeated")
         else ""),
+    "reply_resent": lambda d, s: f"Sent the same {str(d.get('task', 'step')).replace('_', ' ')}"
+                                 f" answer for {_round(d)} of {s} again (asked again after a "
+                                 "coordinator restart; nothing new computed or released)",
     "model_exported": lambda d, s: f"Exported a kept model of {s} to ONNX for serving "
                                    "(parity checked on this site's rows)",
     "model_released": lambda d, s: f"Released the final model of {s} ({_round(d)}, "

@@ -46,3 +46,5 @@ class SiteEvent(StrEnum):
     HE_KEY_SEALED = "he_key_sealed"
     HE_KEY_IMPORTED = "he_key_imported"
     HE_RECIPIENTS_CONFIRMED = "he_recipients_confirmed"
+    # a step asked again after a coordinator restart, answered with the reply already sent
+    REPLY_RESENT = "reply_resent"

@@ -136,3 +136,20 @@ class TaskRow(SiteTable, table=True):
     round: int = Field(sa_type=sa.Integer())
     nonce: str = Field(sa_type=sa.String(64))
     ok: bool | None = Field(default=None, sa_type=sa.Boolean(), nullable=True)
+
+
+class SentReplyRow(SiteTable, table=True):
+    """The reply the agent sent for the latest step of one kind in one run (unsigned: it is
+    signed afresh for each task that receives it), with the digest of the inputs it answered
+    (``client_app.agent.repeats``). One row per run and kind; an older one is replaced."""
+
+    __tablename__ = "sent_replies"
+    __table_args__ = (sa.UniqueConstraint("run_id", "kind", name="uq_sent_replies_run_kind"),)
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    run_id: str = Field(sa_type=sa.String(128))
+    plan_hash: str = Field(sa_type=sa.String(128))
+    kind: str = Field(sa_type=sa.String(32))
+    round: int = Field(sa_type=sa.Integer())
+    inputs_digest: str = Field(sa_type=sa.String(64))
+    reply: bytes = Field(sa_type=sa.LargeBinary())

@@ -1,5 +1,7 @@
 """The agent's task log: admitted tasks per run, so that replays and schedules the plan does
-not call for are refused (table ``tasks``, append-only; ``ok`` is set once when a task ends).
+not call for are refused (table ``tasks``, append-only; ``ok`` is set once when a task ends,
+in the same transaction that keeps the reply of a step that may be asked again:
+:mod:`client_app.store.sent_replies`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from client_app.store.sent_replies import SentReply, keep_sent
 from client_app.store.site_store import SiteStore
 from client_app.store.tables import TaskRow
 from common.errors import ErrorCode, TesseraError
@@ -41,11 +44,15 @@ def admit_task(store: SiteStore, *, run_id: str, plan_hash: str, kind: str, roun
         return int(row.id or 0)
 
 
-def finish_task(store: SiteStore, task_id: int, *, ok: bool) -> None:
-    """Record how a logged task ended (set once)."""
+def finish_task(store: SiteStore, task_id: int, *, ok: bool,
+                sent: SentReply | None = None) -> None:
+    """Record how a logged task ended (set once), keeping ``sent`` (the reply of a task that
+    ended well) in the same transaction."""
     with store.transaction(write=True) as session:
         session.execute(sa.update(TaskRow).where(col(TaskRow.id) == task_id)
                         .where(col(TaskRow.ok).is_(None)).values(ok=ok))
+        if ok and sent is not None:
+            keep_sent(session, sent)
 
 
 def completed_tasks(store: SiteStore, *, run_id: str) -> list[TaskRecord]:

@@ -66,15 +66,21 @@ def test_replayed_task_is_refused(run: HonestRun) -> None:
 
 
 def test_second_release_of_a_run_is_refused(run: HonestRun) -> None:
+    # A second decryption of the final model, on other inputs, is refused. (The very same
+    # inputs get the first release back byte for byte, decrypting nothing:
+    # tests/adversarial/test_resumed_steps.py.)
     rounds = run.plan.training.rounds
     released = [site for site, req, reply in run.exchanges
                 if req.kind == agent_pb2.TASK_RELEASE and reply.ok]
     assert released == [run.fed.custodian]
+    fewer = run.full_set(W, rounds)
+    del fewer.envelopes[-1]
+    del fewer.digests[-1]
     reply = run.agent(run.fed.custodian).handle(run.task(
-        agent_pb2.TASK_RELEASE, rounds, model=run.full_set(W, rounds),
-        stats=run.full_set(S, 0)))
+        agent_pb2.TASK_RELEASE, rounds, model=fewer, stats=run.full_set(S, 0)))
     assert not reply.ok and reply.error_code == "out_of_schedule"
     assert "already released" in reply.reason and not reply.HasField("model")
+    assert "other inputs" in reply.reason
 
 
 def test_schedules_the_plan_does_not_call_for_are_refused(run: HonestRun) -> None:

@@ -2,7 +2,8 @@
 
 * The coordinator (its process, the SuperLink and the ServerApp) SIGKILLed once round 1 is
   complete, started again and the run resumed: the run completes with rounds 1 to 3 in its
-  report, and every site's ledger holds exactly one DP-SGD entry per round.
+  report, every site takes part in every round (a site that trained round 2 before the kill
+  sends that update again) and every site's ledger holds exactly one DP-SGD entry per round.
 * A straggler (its site agent stopped with SIGSTOP for longer than the round timeout, then
   continued: a site whose training takes too long) is dropped from that round and recorded,
   the round completes with the others and the straggler trains again in the next round.
@@ -160,9 +161,14 @@ def _dp_sgd_rounds(fed: Federation, site: str, run_id: str) -> list[int]:
         return [e.round for e in store.ledger() if e.kind == "dp_sgd" and e.run_id == run_id]
 
 
-# The straggler runs before the coordinator is killed: after a coordinator restart, a site
-# that straggled was seen to miss the next round too (its SuperNode still reconnecting), which
-# is an open question of its own, not what this test is about.
+# The straggler runs before the coordinator is killed. Once, run after the restart, the
+# straggler also missed round 2. Not the SuperNode's reconnect back-off (it ends at the first
+# call that succeeds, long before this study starts); the time the straggler takes to reach
+# round 2 is: a SuperNode pulls its next message only after it pushed a reply to the last one
+# (its ClientApp's answer, or the error reply once the stopped ClientApp's task heartbeat
+# lapses), and the continued agent first trains the dropped round 1 (its task was already on
+# the agent's socket) before it takes round 2. That took 21 s of the 45 s timeout in a run on a
+# busy two-core machine; a more loaded one can run past it.
 def test_a_straggler_is_dropped_from_its_round_and_trains_in_the_next(
         fed: Federation) -> None:
     run_id = _submit(fed, "straggler")
@@ -224,9 +230,10 @@ def test_a_killed_coordinator_resumes_from_the_last_completed_round_without_spen
     assert [r["round"] for r in result["rounds"]] == [1, 2, 3]
     assert sorted(result["rounds"][0]["participating_sites"]) == list(SITES)
     for rnd in result["rounds"][1:]:
-        # A site that trained round 2 just before the kill refuses it when asked again.
-        duplicate = {r["site"] for r in rnd["refused_sites"] if r["code"] == "duplicate"}
-        assert sorted([*rnd["participating_sites"], *duplicate]) == list(SITES), rnd
+        # A site that trained round 2 just before the kill sends the same update again when
+        # the resumed run asks for it with the same inputs: every site takes part.
+        assert sorted(rnd["participating_sites"]) == list(SITES), rnd
+        assert not rnd["refused_sites"], rnd
     for site in SITES:
         assert _dp_sgd_rounds(fed, site, run_id) == [1, 2, 3], site
     assert result["model"]["version"] >= 1

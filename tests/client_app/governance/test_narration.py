@@ -86,3 +86,10 @@ def test_an_activity_keeps_the_raw_record_one_click_away() -> None:
                     plan_hash=DIGEST, studies={DIGEST: "breast_cancer"})
     assert item.study == "breast_cancer" and item.actor == SITE_AGENT
     assert '"digest": "' + "d" * 64 in item.raw
+
+
+def test_a_resent_reply_says_that_nothing_new_was_computed() -> None:
+    text = narrate("reply_resent", {"run_id": "1", "task": "open_counts", "round": 2,
+                                    "digest": "f" * 64}, study="s")
+    assert text == ("Sent the same open counts answer for round 2 of s again (asked again "
+                    "after a coordinator restart; nothing new computed or released)")

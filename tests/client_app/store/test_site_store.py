@@ -50,9 +50,9 @@ def test_migrations_create_the_schema_and_stamp_the_head(tmp_path: Path) -> None
         version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
         journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
     assert {"approvals", "ledger", "events", "settings", "alembic_version", "dataset_versions",
-            "consent_events", "study_plans"} <= tables
+            "consent_events", "study_plans", "tasks", "sent_replies"} <= tables
     assert version == [(head_revision(MIGRATIONS_DIR),)]
-    assert head_revision(MIGRATIONS_DIR) == "0004"
+    assert head_revision(MIGRATIONS_DIR) == "0005"
     assert journal == "wal"
 
 
