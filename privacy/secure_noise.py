@@ -17,9 +17,20 @@ and numpy's generators (Mersenne Twister, PCG64) are never used for them.
   of four independent normals of the target standard deviation divided by two (the same
   distribution, N(0, std**2)); the gaps that let an attacker invert one floating-point
   normal back to its uniforms no longer identify the draw.
-- **Poisson sampling** (:class:`SecurePoissonSampler`): example ``i`` joins a batch when its
-  word is below ``floor(sample_rate * 2**64)``, so the real rate never exceeds the planned
-  one (the accountant's figure stays an upper bound).
+- **Poisson sampling** (:class:`SecurePoissonSampler`): each example joins each batch
+  independently with probability exactly ``sample_rate`` (``q``). Rather than one draw per
+  example, the sampler draws the **gaps** between chosen examples, which are i.i.d.
+  Geometric(q) (``P(G >= k) = (1 - q)**k``), by inversion: ``G = floor(ln U / ln(1 - q))``
+  for a uniform ``U`` in (0, 1], so a step costs about ``q * n + 1`` keystream words instead
+  of ``n``. ``U`` is a real number whose binary digits are keystream bits, read 64 at a time
+  as needed: the first word ``w`` places it in ``(w / 2**64, (w + 1) / 2**64]``. float64
+  (``log1p`` for ``ln(1 - q)``) gives ``G`` with an error bound (each rounding taken at
+  4 ulp, times 4); whenever that bound does not settle ``G`` (for about ``1e-14 / q`` of
+  the gaps; always for ``w = 0``) the gap is decided in exact integer arithmetic, refining
+  ``U`` with further words until ``U <= (1 - q)**k`` is certain either way
+  (:func:`_exact_gap`). So the batches have exactly the distribution of ``n`` independent
+  Bernoulli(q) trials, with no floating-point deviation, and the accountant's rate is the
+  real one. Sample rate 1 takes every example.
 """
 
 from __future__ import annotations
@@ -44,7 +55,7 @@ _DRAWS_SCALE = 2.0
 _NOISE_NONCE = b"dpsgd-noise\x00"
 _SAMPLING_NONCE = b"dpsgd-sample"
 _TWO_POW_53 = float(2**53)
-_TWO_POW_64 = 2**64
+_TWO_POW_MINUS_64 = 2.0**-64
 
 
 def new_key() -> bytes:
@@ -126,12 +137,87 @@ class SecurePoissonSampler:
             )
         self._stream = ChaChaStream(key, nonce=_SAMPLING_NONCE)
         self._n = n
-        # floor(q * 2**64): q * 2**64 is exact in binary floating point, int() floors it.
-        self._threshold = None if sample_rate >= 1 else int(sample_rate * _TWO_POW_64)
+        self._rate = float(sample_rate)
+        self._log_keep = math.log1p(-self._rate) if self._rate < 1 else -math.inf  # ln(1 - q)
+        expected = n * self._rate
+        # Words per draw: enough gaps to pass the last row in almost every batch.
+        self._chunk = int(expected + 4 * math.sqrt(expected) + 8)
 
     def batch(self) -> np.ndarray:
         """Indices (int64, ascending) of the examples in the next batch."""
-        words = self._stream.words(self._n)
-        if self._threshold is None:
+        if self._rate >= 1:
             return np.arange(self._n, dtype=np.int64)
-        return np.flatnonzero(words < np.uint64(self._threshold)).astype(np.int64)
+        found, start = [], 0  # start: the first row not yet decided
+        while start < self._n:
+            gaps = self.gaps(self._stream.words(self._chunk))
+            rows = start + np.cumsum(gaps + 1) - 1  # each gap is followed by a chosen row
+            found.append(rows[rows < self._n])
+            start = int(rows[-1]) + 1
+        return np.concatenate(found)
+
+    def gaps(self, words: np.ndarray) -> np.ndarray:
+        """The Geometric(q) gaps (int64, capped at ``n``) that keystream ``words`` start.
+
+        Each gap's ``U`` starts with its word; the rare gap that float64 cannot settle draws
+        further words from the sampling stream (see the module notes).
+        """
+        n, log_keep = self._n, self._log_keep
+        with np.errstate(over="ignore", divide="ignore"):
+            u = (words.astype(np.float64) + 0.5) * _TWO_POW_MINUS_64  # within U's cell
+            log_u = np.log(u)
+            x = np.minimum(log_u / log_keep, 2.0 * n)  # G = floor(x) for the exact x
+            # |x - exact x| is below this for every U of the cell: the cell's width and the
+            # rounding of w, ln and the division, each bounded at 4 ulp, times a margin of 4.
+            tol = 4.0 * ((2.0**-63 / u + 2.0**-51 * (1.0 - log_u)) / -log_keep + 2.0**-51 * x)
+            low = np.floor(np.maximum(x - tol, 0.0))
+            high = np.where(words == 0, math.inf, np.floor(x + tol))  # w = 0: U may be ~0
+        gaps = np.minimum(low, n).astype(np.int64)
+        for i in np.flatnonzero((low != high) & (low < n)):
+            gaps[i] = _exact_gap(int(words[i]), self._rate, n=n, stream=self._stream)
+        return gaps
+
+
+def _exact_gap(word: int, rate: float, *, n: int, stream: ChaChaStream) -> int:
+    """``min(G, n)`` for the ``U`` that starts with ``word``, decided exactly.
+
+    ``G >= k`` exactly when ``U <= (1 - q)**k``; a binary search over ``k`` in ``[0, n]``
+    compares ``U``'s cell ``(a / 2**b, (a + 1) / 2**b]`` with ``(1 - q)**k`` computed in
+    fixed point to ``p`` bits, truncated at each of its multiplications (so at most ``k``
+    units of ``2**-p`` low), and refines the cell with the next keystream word, at a higher
+    precision, until the comparison is certain.
+    """
+    numerator, denominator = rate.as_integer_ratio()  # q = M / 2**e exactly
+    exponent = denominator.bit_length() - 1
+    cell = [word, 64]
+
+    def at_most(k: int) -> bool:  # U <= (1 - q)**k
+        while True:
+            a, b = cell
+            p = exponent + b + k.bit_length() + 64
+            power = _fixed_power((denominator - numerator) << (p - exponent), k, bits=p)
+            if (a + 1) << (p - b) <= power:
+                return True
+            if a << (p - b) >= power + k:
+                return False
+            cell[0], cell[1] = (a << 64) | int(stream.words(1)[0]), b + 64
+
+    low, high = 0, n
+    while low < high:
+        middle = (low + high + 1) // 2
+        if at_most(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _fixed_power(base: int, k: int, *, bits: int) -> int:
+    """``(base / 2**bits)**k * 2**bits``, each product truncated (at most ``k`` units low)."""
+    result = 1 << bits
+    while k:
+        if k & 1:
+            result = (result * base) >> bits
+        k >>= 1
+        if k:
+            base = (base * base) >> bits
+    return result
