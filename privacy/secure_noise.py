@@ -25,12 +25,12 @@ and numpy's generators (Mersenne Twister, PCG64) are never used for them.
   of ``n``. ``U`` is a real number whose binary digits are keystream bits, read 64 at a time
   as needed: the first word ``w`` places it in ``(w / 2**64, (w + 1) / 2**64]``. float64
   (``log1p`` for ``ln(1 - q)``) gives ``G`` with an error bound (each rounding taken at
-  4 ulp, times 4); whenever that bound does not settle ``G`` (for about ``1e-14 / q`` of
-  the gaps; always for ``w = 0``) the gap is decided in exact integer arithmetic, refining
-  ``U`` with further words until ``U <= (1 - q)**k`` is certain either way
-  (:func:`_exact_gap`). So the batches have exactly the distribution of ``n`` independent
-  Bernoulli(q) trials, with no floating-point deviation, and the accountant's rate is the
-  real one. Sample rate 1 takes every example.
+  4 ulp); whenever that bound does not settle ``G`` (about ``3e-11 / q`` of the gaps, and
+  every gap with ``w < 2**40``, one in 16 million) the gap is decided in exact integer
+  arithmetic, refining ``U`` with further words until ``U <= (1 - q)**k`` is certain either
+  way (:func:`_exact_gap`). So the batches have exactly the distribution of ``n``
+  independent Bernoulli(q) trials, with no floating-point deviation, and the accountant's
+  rate is the real one. Sample rate 1 takes every example.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ _NOISE_NONCE = b"dpsgd-noise\x00"
 _SAMPLING_NONCE = b"dpsgd-sample"
 _TWO_POW_53 = float(2**53)
 _TWO_POW_MINUS_64 = 2.0**-64
+#: Words below this (U < 2**-24, one gap in 16 million) are always decided exactly.
+_SETTLED_WORD = np.uint64(2**40)
 
 
 def new_key() -> bytes:
@@ -139,6 +141,12 @@ class SecurePoissonSampler:
         self._n = n
         self._rate = float(sample_rate)
         self._log_keep = math.log1p(-self._rate) if self._rate < 1 else -math.inf  # ln(1 - q)
+        # Float64 settles a gap when its first word w is at least 2**40 (U >= 2**-24) and
+        # x = ln u / ln(1 - q) is farther than this from an integer: over that range the
+        # cell's width (2**-64 / U <= 2**-40 relative) and the roundings of w, ln, ln(1 - q)
+        # and the division (4 ulp each, |ln u| <= 16.7) move x by at most
+        # 4 * (2**-39 + 34.3 * 2**-51) / -ln(1 - q), about half of this.
+        self._tolerance = 2.0**-36 / -self._log_keep
         expected = n * self._rate
         # Words per draw: enough gaps to pass the last row in almost every batch.
         self._chunk = int(expected + 4 * math.sqrt(expected) + 8)
@@ -147,13 +155,16 @@ class SecurePoissonSampler:
         """Indices (int64, ascending) of the examples in the next batch."""
         if self._rate >= 1:
             return np.arange(self._n, dtype=np.int64)
-        found, start = [], 0  # start: the first row not yet decided
-        while start < self._n:
+        found: list[np.ndarray] = []
+        start = 0  # the first row not yet decided
+        while True:
             gaps = self.gaps(self._stream.words(self._chunk))
-            rows = start + np.cumsum(gaps + 1) - 1  # each gap is followed by a chosen row
-            found.append(rows[rows < self._n])
+            rows = np.cumsum(gaps + 1) + (start - 1)  # each gap is followed by a chosen row
+            if rows[-1] >= self._n:
+                last = rows[rows < self._n]
+                return np.concatenate([*found, last]) if found else last
+            found.append(rows)
             start = int(rows[-1]) + 1
-        return np.concatenate(found)
 
     def gaps(self, words: np.ndarray) -> np.ndarray:
         """The Geometric(q) gaps (int64, capped at ``n``) that keystream ``words`` start.
@@ -161,18 +172,16 @@ class SecurePoissonSampler:
         Each gap's ``U`` starts with its word; the rare gap that float64 cannot settle draws
         further words from the sampling stream (see the module notes).
         """
-        n, log_keep = self._n, self._log_keep
-        with np.errstate(over="ignore", divide="ignore"):
+        n, tolerance = self._n, self._tolerance
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             u = (words.astype(np.float64) + 0.5) * _TWO_POW_MINUS_64  # within U's cell
-            log_u = np.log(u)
-            x = np.minimum(log_u / log_keep, 2.0 * n)  # G = floor(x) for the exact x
-            # |x - exact x| is below this for every U of the cell: the cell's width and the
-            # rounding of w, ln and the division, each bounded at 4 ulp, times a margin of 4.
-            tol = 4.0 * ((2.0**-63 / u + 2.0**-51 * (1.0 - log_u)) / -log_keep + 2.0**-51 * x)
-            low = np.floor(np.maximum(x - tol, 0.0))
-            high = np.where(words == 0, math.inf, np.floor(x + tol))  # w = 0: U may be ~0
-        gaps = np.minimum(low, n).astype(np.int64)
-        for i in np.flatnonzero((low != high) & (low < n)):
+            x = np.minimum(np.log(u) / self._log_keep, 2.0 * n)  # G = floor(exact x)
+            whole = np.floor(x)
+            part = x - whole
+            settled = (part > tolerance) & (part < 1.0 - tolerance) & (words >= _SETTLED_WORD)
+            settled |= x - tolerance >= n  # G >= n either way: past the last row
+        gaps = np.minimum(whole, n).astype(np.int64)
+        for i in np.flatnonzero(~settled):
             gaps[i] = _exact_gap(int(words[i]), self._rate, n=n, stream=self._stream)
         return gaps
 

@@ -110,10 +110,16 @@ def test_poisson_batches_sample_each_example_at_the_planned_rate() -> None:
     assert stats.chisquare(counts).pvalue > 1e-4  # no example favoured
 
 
-def test_poisson_batches_of_three_rows_have_the_product_distribution() -> None:
-    # Independence, not only the marginal rate: all 8 subsets at their Bernoulli odds.
+@pytest.mark.parametrize("words_per_read", [None, 1])
+def test_poisson_batches_of_three_rows_have_the_product_distribution(
+    words_per_read: int | None,
+) -> None:
+    # Independence, not only the marginal rate: all 8 subsets at their Bernoulli odds, also
+    # when a batch's gaps come from several reads of the stream (one word at a time).
     rate, batches = 0.3, 20_000
     sampler = SecurePoissonSampler(KEY, n=3, sample_rate=rate)
+    if words_per_read is not None:
+        sampler._chunk = words_per_read
 
     observed = np.zeros(8)
     for _ in range(batches):
