@@ -110,12 +110,17 @@ class SecureGaussian:
     def standard_normal(self, count: int) -> np.ndarray:
         """``count`` float64 standard normals (Box-Muller on keystream uniforms)."""
         pairs = (count + 1) // 2
-        words = self._stream.words(2 * pairs) >> np.uint64(11)
-        u1 = (words[:pairs].astype(np.float64) + 1.0) / _TWO_POW_53  # (0, 1]: log is finite
-        u2 = words[pairs:].astype(np.float64) / _TWO_POW_53
+        # (w >> 11) / 2**53 for every word, exactly (a power of two scales without rounding).
+        uniforms = (self._stream.words(2 * pairs) >> np.uint64(11)).astype(np.float64)
+        uniforms *= 1.0 / _TWO_POW_53
+        u1 = uniforms[:pairs]
+        u1 += 1.0 / _TWO_POW_53  # ((w >> 11) + 1) / 2**53, exactly: (0, 1], log is finite
         radius = np.sqrt(-2.0 * np.log(u1))
-        angle = 2.0 * math.pi * u2
-        return np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:count]
+        angle = 2.0 * math.pi * uniforms[pairs:]
+        out = np.empty(2 * pairs)
+        np.multiply(radius, np.cos(angle), out=out[:pairs])
+        np.multiply(radius, np.sin(angle), out=out[pairs:])
+        return out[:count]
 
     def noise(self, count: int, *, std: float) -> np.ndarray:
         """``count`` float64 draws of N(0, std**2), each the sum of four normals over two."""

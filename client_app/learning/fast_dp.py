@@ -82,9 +82,10 @@ def train_dp_fast(
     total = sum(sizes)
     std = float(noise_multiplier * max_grad_norm)
     closed = has_closed_form(model)
-    taken, examples, loss_sum = 0, 0, 0.0
+    taken, examples = 0, 0
+    loss_sums: list[torch.Tensor] = []
     for index in poisson_batches(sampler, steps=steps, device=features.device):
-        xb, yb = features[index], labels[index]
+        xb, yb = features.index_select(0, index), labels.index_select(0, index)
         if closed:
             summed, losses = clipped_gradient_sum(model, xb, yb, max_grad_norm=max_grad_norm)
         else:
@@ -106,6 +107,7 @@ def train_dp_fast(
                                 alpha=-learning_rate)
         taken += 1
         if len(xb):  # an empty Poisson batch still takes a (pure-noise) step
-            loss_sum += float(losses.sum())
+            loss_sums.append(losses.sum())
             examples += len(xb)
+    loss_sum = float(torch.stack(loss_sums).to(torch.float64).sum()) if loss_sums else 0.0
     return taken, loss_sum, examples
