@@ -19,6 +19,8 @@ of Goodfellow (2015) and Li et al. (2022), written out for these two models.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -100,4 +102,9 @@ def _mlp(
 
 def _row_sums(matrix: torch.Tensor) -> torch.Tensor:
     """``matrix.sum(dim=1)`` as a matrix-vector product (cheaper on a few hundred rows)."""
-    return matrix @ torch.ones(matrix.shape[1], dtype=matrix.dtype, device=matrix.device)
+    return matrix @ _ones(matrix.shape[1], matrix.dtype, matrix.device)
+
+
+@functools.lru_cache(maxsize=32)
+def _ones(size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.ones(size, dtype=dtype, device=device)

@@ -111,16 +111,16 @@ MLP_PARAMETERS = ("fc1.weight", "fc1.bias", "norm.weight", "norm.bias", "fc2.wei
 def mlp_backward(model: MLP, xb: torch.Tensor, yb: torch.Tensor) -> MlpBackward:
     """Forward and backward by hand, example by example (every layer acts on one example).
 
-    GroupNorm's per-group means are products with a block-averaging matrix (one small matrix
-    product instead of a reshape and a reduction: the same numbers to float rounding, at a
-    third of the cost on a batch of a few hundred rows).
+    GroupNorm's per-group means are products with a block-averaging matrix ``A`` (and the
+    centring ``h - mean`` one product with ``I - A``): the same numbers to float rounding as
+    reshaping and reducing, at a third of the cost on a batch of a few hundred rows.
     """
     norm = model.norm
     fc1_weight, fc2_weight = model.fc1.weight, model.fc2.weight
     with torch.no_grad():
-        average = _group_average(fc1_weight.shape[0], norm.num_groups, fc1_weight)
+        average, centring = _group_matrices(fc1_weight.shape[0], norm.num_groups, fc1_weight)
         hidden = xb @ fc1_weight.T + model.fc1.bias
-        centred = hidden - hidden @ average
+        centred = hidden @ centring
         rstd = torch.rsqrt((centred * centred) @ average + norm.eps)  # 1 / group spread
         standard = centred * rstd  # GroupNorm without its affine part
         scaled = torch.addcmul(norm.bias, standard, norm.weight)
@@ -131,23 +131,25 @@ def mlp_backward(model: MLP, xb: torch.Tensor, yb: torch.Tensor) -> MlpBackward:
         # ReLU's derivative (1 where the output is positive, else 0) as the sign of its output.
         g_scaled = g_logits[:, None] * fc2_weight * torch.sign(active)
         g_standard = g_scaled * norm.weight
-        g_hidden = (g_standard - g_standard @ average
-                    - standard * ((g_standard * standard) @ average)) * rstd
+        g_hidden = (g_standard @ centring - standard * ((g_standard * standard) @ average)) * rstd
     return MlpBackward(logits=logits, g_logits=g_logits, active=active, g_scaled=g_scaled,
                        standard=standard, g_hidden=g_hidden)
 
 
 @functools.lru_cache(maxsize=16)
-def _block_average(width: int, groups: int, dtype: torch.dtype,
-                   device: torch.device) -> torch.Tensor:
+def _block_matrices(width: int, groups: int, dtype: torch.dtype,
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     size = width // groups
     block = torch.full((size, size), 1.0 / size, dtype=dtype, device=device)
-    return torch.block_diag(*[block] * groups)
+    average = torch.block_diag(*[block] * groups)
+    return average, torch.eye(width, dtype=dtype, device=device) - average
 
 
-def _group_average(width: int, groups: int, like: torch.Tensor) -> torch.Tensor:
-    """``(width, width)``: ``h @ it`` replaces each value by the mean of its group."""
-    return _block_average(width, groups, like.dtype, like.device)
+def _group_matrices(width: int, groups: int,
+                    like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A, I - A)``, each ``(width, width)``: ``h @ A`` replaces each value by its group's
+    mean, ``h @ (I - A)`` subtracts it."""
+    return _block_matrices(width, groups, like.dtype, like.device)
 
 
 def _mlp(
