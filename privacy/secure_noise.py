@@ -21,9 +21,10 @@ and numpy's generators (Mersenne Twister, PCG64) are never used for them.
   independently with probability exactly ``sample_rate`` (``q``). Rather than one draw per
   example, the sampler draws the **gaps** between chosen examples, which are i.i.d.
   Geometric(q) (``P(G >= k) = (1 - q)**k``), by inversion: ``G = floor(ln U / ln(1 - q))``
-  for a uniform ``U`` in (0, 1], so a step costs about ``q * n + 1`` keystream words instead
-  of ``n``. ``U`` is a real number whose binary digits are keystream bits, read 64 at a time
-  as needed: the first word ``w`` places it in ``(w / 2**64, (w + 1) / 2**64]``. float64
+  for a uniform ``U`` in (0, 1] (drawn about sixteen batches ahead; the gap that passes the
+  last row is spent), so a step costs about ``q * n + 1`` keystream words instead of ``n``.
+  ``U`` is a real number whose binary digits are keystream bits, read 64 at a time as
+  needed: the first word ``w`` places it in ``(w / 2**64, (w + 1) / 2**64]``. float64
   (``log1p`` for ``ln(1 - q)``) gives ``G`` with an error bound (each rounding taken at
   4 ulp); whenever that bound does not settle ``G`` (about ``3e-11 / q`` of the gaps, and
   every gap with ``w < 2**40``, one in 16 million) the gap is decided in exact integer
@@ -153,23 +154,33 @@ class SecurePoissonSampler:
         # 4 * (2**-39 + 34.3 * 2**-51) / -ln(1 - q), about half of this.
         self._tolerance = 2.0**-36 / -self._log_keep
         expected = n * self._rate
-        # Words per draw: enough gaps to pass the last row in almost every batch.
-        self._chunk = int(expected + 4 * math.sqrt(expected) + 8)
+        # Gaps drawn per read of the stream: about 16 batches' worth. Unused gaps wait for the
+        # next batch; each is used once, so batches stay independent.
+        self._words_per_read = 16 * int(expected + 4 * math.sqrt(expected) + 8)
+        self._ends = np.zeros(0, dtype=np.int64)  # cumulative (gap + 1) of the drawn gaps
+        self._next = 0  # the first unused gap
 
     def batch(self) -> np.ndarray:
         """Indices (int64, ascending) of the examples in the next batch."""
         if self._rate >= 1:
             return np.arange(self._n, dtype=np.int64)
         found: list[np.ndarray] = []
-        start = 0  # the first row not yet decided
+        row = 0  # the first row not yet decided
         while True:
-            gaps = self.gaps(self._stream.words(self._chunk))
-            rows = np.cumsum(gaps + 1) + (start - 1)  # each gap is followed by a chosen row
-            if rows[-1] >= self._n:
-                last = rows[rows < self._n]
-                return np.concatenate([*found, last]) if found else last
-            found.append(rows)
-            start = int(rows[-1]) + 1
+            if self._next == len(self._ends):
+                self._ends = np.cumsum(self.gaps(self._stream.words(self._words_per_read)) + 1)
+                self._next = 0
+            ends, first = self._ends, self._next
+            before = int(ends[first - 1]) if first else 0
+            # Gap j chooses row ends[j] - before - 1 + row; the first gap past the last row
+            # ends the batch and is spent.
+            stop = int(np.searchsorted(ends, before + self._n - row, side="right"))
+            found.append(ends[first:stop] - (before + 1 - row))
+            if stop < len(ends):
+                self._next = stop + 1
+                return found[0] if len(found) == 1 else np.concatenate(found)
+            row += int(ends[-1]) - before
+            self._next = len(ends)
 
     def gaps(self, words: np.ndarray) -> np.ndarray:
         """The Geometric(q) gaps (int64, capped at ``n``) that keystream ``words`` start.

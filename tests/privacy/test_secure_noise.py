@@ -119,7 +119,7 @@ def test_poisson_batches_of_three_rows_have_the_product_distribution(
     rate, batches = 0.3, 20_000
     sampler = SecurePoissonSampler(KEY, n=3, sample_rate=rate)
     if words_per_read is not None:
-        sampler._chunk = words_per_read
+        sampler._words_per_read = words_per_read
 
     observed = np.zeros(8)
     for _ in range(batches):
