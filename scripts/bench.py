@@ -1,6 +1,6 @@
 """Measure Tessera's cost figures in one run and write them as one JSON file.
 
-Usage: python scripts/bench.py --out FILE [--quick]
+Usage: python scripts/bench.py --out FILE [--quick] [--dp-only]
 
 Keys (numbers measured in this run; ``null`` with a ``notes`` entry for what is not built):
 
@@ -14,7 +14,9 @@ Keys (numbers measured in this run; ``null`` with a ``notes`` entry for what is 
   to sum the same 100 float64 vectors streamed the same way;
 - ``dp_epoch_ratio_logreg`` / ``dp_epoch_ratio_mlp``: one DP-SGD epoch (fast engine) over one
   plain epoch, 20,000 rows x 30 features, batch 256, one torch thread, shortest of several
-  runs (``*_opacus``: the Opacus engine);
+  runs taken in turns (``*_opacus``: the Opacus engine; ``dp_epoch_cpu_ratio_*``: the same
+  in process CPU time, steadier on a loaded machine; ``dp_epoch_ratio_by_rows``: the fast
+  engine at 10,000 and 50,000 rows);
 - ``noise_calibration_seconds``: one uncached noise calibration of the breast-cancer plan;
 - ``sim_seconds_per_round_100`` / ``_1000``: mean seconds of a round of ``tessera simulate``
   (breast cancer, DP and HE on, in-process agents, 40 rows per site, two rounds; one with
@@ -45,6 +47,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -114,41 +117,69 @@ def he_figures(*, quick: bool) -> dict[str, object]:
     return out
 
 
+DP_KINDS: tuple[Literal["logreg", "mlp"], ...] = ("logreg", "mlp")
+
+
 def dp_figures(*, quick: bool) -> dict[str, object]:
-    """One DP-SGD epoch over one plain epoch, per engine and model."""
+    """One DP-SGD epoch over one plain epoch, per engine and model (and, fast engine only,
+    at 10,000 and 50,000 rows)."""
     import torch
 
-    from client_app.learning.training import train_local
-    from common.models import build_model
-    from common.plan import ModelSpec
-
-    rng = np.random.default_rng(1)
-    rows, features = 20_000, 30
-    X = rng.normal(size=(rows, features))
-    y = (X @ rng.normal(size=features) + rng.normal(size=rows) > 0).astype(np.float64)
     out: dict[str, object] = {}
     reps = 5 if quick else 15
     # One thread: on a small model torch's thread pool only adds contention, and the
     # shortest of several runs is the figure least disturbed by other load on the machine.
     torch.set_num_threads(1)
-    for kind in ("logreg", "mlp"):
-        seconds: dict[str, float] = {}
-        for mode in ("plain", "fast", "opacus"):
-            times = []
-            for _ in range(reps + 1):  # the first run warms up imports and caches
-                model = build_model(ModelSpec(kind=kind), n_features=features, seed=0)
-                dp: dict[str, object] = {"dp": False, "noise_multiplier": 1.0,
-                                         "max_grad_norm": 1.0}
-                if mode != "plain":
-                    dp.update(dp=True, engine=mode)
-                outcome = train_local(model, X, y, epochs=1, batch_size=256,
-                                      learning_rate=0.1, seed=0, **dp)  # type: ignore[arg-type]
-                times.append(outcome.seconds)
-            seconds[mode] = min(times[1:])
-        out[f"dp_epoch_ratio_{kind}"] = seconds["fast"] / seconds["plain"]
-        out[f"dp_epoch_ratio_{kind}_opacus"] = seconds["opacus"] / seconds["plain"]
-        out[f"dp_epoch_seconds_{kind}"] = seconds
+    for kind in DP_KINDS:
+        wall, cpu = _dp_epoch_seconds(kind, rows=20_000, modes=("plain", "fast", "opacus"),
+                                      reps=reps)
+        out[f"dp_epoch_ratio_{kind}"] = wall["fast"] / wall["plain"]
+        out[f"dp_epoch_ratio_{kind}_opacus"] = wall["opacus"] / wall["plain"]
+        out[f"dp_epoch_cpu_ratio_{kind}"] = cpu["fast"] / cpu["plain"]
+        out[f"dp_epoch_seconds_{kind}"] = wall
+    by_rows: dict[str, dict[str, float]] = {}
+    for rows in (10_000, 50_000):
+        for kind in DP_KINDS:
+            wall, cpu = _dp_epoch_seconds(kind, rows=rows, modes=("plain", "fast"), reps=reps)
+            by_rows[f"{kind}_{rows}"] = {"ratio": wall["fast"] / wall["plain"],
+                                         "cpu_ratio": cpu["fast"] / cpu["plain"],
+                                         "plain_seconds": wall["plain"],
+                                         "fast_seconds": wall["fast"]}
+    out["dp_epoch_ratio_by_rows"] = by_rows
     return out
+
+
+def _dp_epoch_seconds(kind: Literal["logreg", "mlp"], *, rows: int, modes: tuple[str, ...],
+                      reps: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Shortest wall and process-CPU seconds of one epoch per mode, 30 features, batch 256.
+
+    The modes take turns within each repetition, so that load on the machine falls on all
+    of them alike; CPU time (one torch thread) is the less disturbed of the two under load.
+    """
+    from client_app.learning.training import train_local
+    from common.models import build_model
+    from common.plan import ModelSpec
+
+    rng = np.random.default_rng(1)
+    features = 30
+    X = rng.normal(size=(rows, features))
+    y = (X @ rng.normal(size=features) + rng.normal(size=rows) > 0).astype(np.float64)
+    wall: dict[str, list[float]] = {mode: [] for mode in modes}
+    cpu: dict[str, list[float]] = {mode: [] for mode in modes}
+    for rep in range(reps + 1):  # the first run warms up imports and caches
+        for mode in modes:
+            model = build_model(ModelSpec(kind=kind), n_features=features, seed=0)
+            dp: dict[str, object] = {"dp": False, "noise_multiplier": 1.0, "max_grad_norm": 1.0}
+            if mode != "plain":
+                dp.update(dp=True, engine=mode)
+            started = time.process_time()
+            outcome = train_local(model, X, y, epochs=1, batch_size=256, learning_rate=0.1,
+                                  seed=0, **dp)  # type: ignore[arg-type]
+            if rep:
+                cpu[mode].append(time.process_time() - started)
+                wall[mode].append(outcome.seconds)
+    return ({mode: min(times) for mode, times in wall.items()},
+            {mode: min(times) for mode, times in cpu.items()})
 
 
 def calibration_figure() -> dict[str, object]:
@@ -255,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--dp-only", action="store_true",
+                        help="only the DP-SGD epoch figures and the noise calibration")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     started = time.perf_counter()
@@ -262,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "machine": platform.machine(), "reference_he": REFERENCE}
     result.update(dp_figures(quick=args.quick))
     result.update(calibration_figure())
+    if args.dp_only:
+        return _write(args.out, result, started)
     result.update(he_figures(quick=args.quick))
     # Virtual sites share one disk: a memory file system, where there is one, keeps their
     # store's fsyncs from measuring the disk instead of Tessera.
@@ -275,9 +310,13 @@ def main(argv: list[str] | None = None) -> int:
         result["sim_seconds_per_round_1000"] = None
     result.update(dict.fromkeys(NOT_BUILT))
     result["notes"] = notes
+    return _write(args.out, result, started)
+
+
+def _write(out: Path, result: dict[str, object], started: float) -> int:
     result["seconds"] = time.perf_counter() - started
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result, indent=2, sort_keys=True))
     return 0
 

@@ -4,6 +4,8 @@ rate, none of it touching torch's or numpy's generators."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from privacy.secure_noise import (
     ChaChaStream,
     SecureGaussian,
     SecurePoissonSampler,
+    _exact_gap,
     new_key,
 )
 
@@ -105,6 +108,112 @@ def test_poisson_batches_sample_each_example_at_the_planned_rate() -> None:
     assert counts.sum() / (500 * 400) == pytest.approx(0.07, abs=0.003)
     assert np.var(sizes) == pytest.approx(500 * 0.07 * 0.93, rel=0.2)  # Poisson, not fixed
     assert stats.chisquare(counts).pvalue > 1e-4  # no example favoured
+
+
+@pytest.mark.parametrize("words_per_read", [None, 1])
+def test_poisson_batches_of_three_rows_have_the_product_distribution(
+    words_per_read: int | None,
+) -> None:
+    # Independence, not only the marginal rate: all 8 subsets at their Bernoulli odds, also
+    # when a batch's gaps come from several reads of the stream (one word at a time).
+    rate, batches = 0.3, 20_000
+    sampler = SecurePoissonSampler(KEY, n=3, sample_rate=rate)
+    if words_per_read is not None:
+        sampler._words_per_read = words_per_read
+
+    observed = np.zeros(8)
+    for _ in range(batches):
+        observed[sum(1 << int(i) for i in sampler.batch())] += 1
+
+    expected = np.array([rate ** bin(s).count("1") * (1 - rate) ** (3 - bin(s).count("1"))
+                         for s in range(8)]) * batches
+    assert stats.chisquare(observed, expected).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("n, rate", [(2000, 0.05), (50_000, 256 / 50_000)])
+def test_batch_sizes_are_binomial_and_every_row_is_equally_likely(n: int, rate: float) -> None:
+    sampler = SecurePoissonSampler(KEY, n=n, sample_rate=rate)
+    steps = 3000
+
+    counts = np.zeros(n)
+    sizes = np.empty(steps)
+    for step in range(steps):
+        batch = sampler.batch()
+        assert np.all(np.diff(batch) > 0) and batch.dtype == np.int64
+        assert len(batch) == 0 or (batch[0] >= 0 and batch[-1] < n)
+        counts[batch] += 1
+        sizes[step] = len(batch)
+
+    mean, variance = n * rate, n * rate * (1 - rate)
+    assert abs(sizes.mean() - mean) < 5 * np.sqrt(variance / steps)
+    assert sizes.var(ddof=1) == pytest.approx(variance, rel=0.15)
+    assert counts.sum() / (n * steps) == pytest.approx(rate, rel=0.01)
+    assert stats.chisquare(counts).pvalue > 1e-4  # no row favoured, first and last included
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.3, 256 / 50_000, 1e-6, 0.999_999])
+def test_float_gaps_equal_the_exact_integer_decision(rate: float) -> None:
+    n = 1_000_000
+    words = ChaChaStream(KEY, nonce=b"test-words\x00\x00").words(3000)
+
+    gaps = SecurePoissonSampler(KEY, n=n, sample_rate=rate).gaps(words)
+
+    refine = ChaChaStream(KEY, nonce=b"test-refine\x00")
+    exact = [_exact_gap(int(w), rate, n=n, stream=refine) for w in words]
+    assert gaps.tolist() == exact
+
+
+@pytest.mark.parametrize("rate, k", [(0.3, 1), (0.3, 7), (256 / 50_000, 200), (1e-6, 50_003)])
+def test_a_gap_whose_first_word_straddles_the_boundary_reads_more_bits(
+    rate: float, k: int
+) -> None:
+    # G >= k exactly when U <= (1 - q)**k. Words just below and above floor((1 - q)**k 2**64)
+    # are decided by their 64 bits; the word that contains the boundary needs the next one.
+    numerator, denominator = rate.as_integer_ratio()
+    boundary = Fraction(denominator - numerator, denominator) ** k
+    word = int(boundary * 2**64)
+    sampler = SecurePoissonSampler(KEY, n=10**6, sample_rate=rate)
+
+    below, above = sampler.gaps(np.array([word - 1, word + 1], dtype=np.uint64))
+    assert below >= k > above
+    straddling = int(sampler.gaps(np.array([word], dtype=np.uint64))[0])
+
+    # The sampler's stream was fresh: the refining word is its first one.
+    extra = int(ChaChaStream(KEY, nonce=b"dpsgd-sample").words(1)[0])
+    low = Fraction((word << 64) | extra, 2**128)
+    high = low + Fraction(1, 2**128)
+    assert high <= boundary or low >= boundary  # 128 bits decide it for this key
+    assert straddling == (k if high <= boundary else k - 1)
+
+
+def test_a_zero_word_is_resolved_exactly_not_by_its_logarithm() -> None:
+    # U in (0, 2**-64]: any gap of at least 64 ln 2 / -ln(1 - q) is possible.
+    rate, n = 0.5, 10_000
+    gaps = SecurePoissonSampler(KEY, n=n, sample_rate=rate).gaps(np.zeros(1, dtype=np.uint64))
+
+    assert 64 <= gaps[0] <= n
+
+
+@pytest.mark.parametrize("rate", [1e-300, 5e-324, 1 - 2**-53])
+def test_extreme_rates_sample_without_overflow(rate: float) -> None:
+    sampler = SecurePoissonSampler(KEY, n=50, sample_rate=rate)
+
+    sizes = [len(sampler.batch()) for _ in range(20)]
+
+    assert sizes == ([50] * 20 if rate > 0.5 else [0] * 20)
+
+
+def test_a_batch_reads_about_q_n_keystream_words_not_n(monkeypatch: pytest.MonkeyPatch) -> None:
+    n, rate = 1_000_000, 0.000_256
+    sampler = SecurePoissonSampler(KEY, n=n, sample_rate=rate)
+    read = []
+    words = sampler._stream.words
+    monkeypatch.setattr(sampler._stream, "words", lambda count: read.append(count) or words(count))
+
+    for _ in range(50):
+        sampler.batch()
+
+    assert sum(read) / 50 < 2 * n * rate
 
 
 def test_full_rate_sampling_takes_every_example_and_keys_change_the_batches() -> None:
