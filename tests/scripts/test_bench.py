@@ -40,22 +40,12 @@ def test_quick_bench_writes_every_key(tmp_path: Path) -> None:
     # Speed (fast engine against Opacus's hooks) is the benchmark's to report, not a test's:
     # a loaded machine reorders them.
     assert report["dp_epoch_ratio_logreg_opacus"] > 0
-
-
-@pytest.mark.slow
-def test_dp_only_bench_writes_the_dp_epoch_figures_and_the_calibration(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--quick", "--dp-only"],
-                   check=True, capture_output=True, timeout=600)
-    report = json.loads(out.read_text())
-    for key in ("dp_epoch_ratio_logreg", "dp_epoch_ratio_mlp", "dp_epoch_cpu_ratio_logreg",
-                "dp_epoch_cpu_ratio_mlp", "noise_calibration_seconds"):
+    for key in ("dp_epoch_cpu_ratio_logreg", "dp_epoch_cpu_ratio_mlp"):
         assert isinstance(report[key], float) and report[key] > 0, key
     assert sorted(report["dp_epoch_ratio_by_rows"]) == [
         "logreg_10000", "logreg_50000", "mlp_10000", "mlp_50000"]
     assert all(row["ratio"] > 0 and row["cpu_ratio"] > 0
                for row in report["dp_epoch_ratio_by_rows"].values())
-    assert "he_upload_ratio_100k" not in report and "sim_seconds_per_round_100" not in report
 
 
 def test_bench_refuses_to_run_without_an_output_file() -> None:
