@@ -91,12 +91,26 @@ def migrate(engine: Engine, scripts_dir: Path) -> None:
     A no-op when the database is already at the head; a fresh database gets every revision.
     """
     head = head_revision(scripts_dir)
+    if _current_revision(engine) == head:
+        return  # the common case, read without taking the write lock
     with engine.begin() as connection:
         if MigrationContext.configure(connection).get_current_revision() == head:
             return
         config = alembic_config(scripts_dir)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def _current_revision(engine: Engine) -> str | None:
+    """The revision a database is at (``None`` before its first migration), read in a
+    read-only transaction."""
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        try:
+            with connection.begin():
+                return connection.execute(sa.text("SELECT version_num FROM alembic_version")
+                                          ).scalar_one_or_none()
+        except sa.exc.DBAPIError:  # no version table yet (or another backend's wording)
+            return None
 
 
 def run_alembic_env(context: ModuleType, metadata: sa.MetaData) -> None:
