@@ -115,19 +115,18 @@ def test_a_resumed_run_goes_on_from_the_last_completed_round_without_spending_tw
     assert point is not None and point.round == 3
 
 
-def test_sites_refuse_a_round_they_trained_before_the_coordinator_died(
+def test_sites_resend_a_round_they_trained_before_the_coordinator_died_and_spend_once(
         tmp_path: Path) -> None:
     fed = _federation(tmp_path, rounds=3, min_sites=2)
     result = _crash_and_resume(fed, kill_round=2, after_delivery=True)
-    # Every site trained round 2 once; asked again it refuses, so the resumed round has too
-    # few sites and the run stops clearly instead of spending twice.
-    assert result["status"] == "failed"
-    assert "round 2: only 0 site(s) left" in result["error"]["message"]
-    refused = result["rounds"][1]["refused_sites"]
-    assert {r["code"] for r in refused} == {"duplicate"}
-    assert "model" not in result
+    # Every site trained round 2 before the kill; asked again with the same inputs, each
+    # re-sends the update it kept instead of training (and spending) a second time.
+    assert result["status"] == "completed", result.get("error")
+    assert [r["round"] for r in result["rounds"]] == [1, 2, 3]
+    assert sorted(result["rounds"][1]["participating_sites"]) == ["site-1", "site-2", "site-3"]
+    assert result["rounds"][1]["refused_sites"] == []
     for site in fed.sites:
-        assert _dp_sgd_rounds(site) == [1, 2]
+        assert _dp_sgd_rounds(site) == [1, 2, 3]
 
 
 def test_resuming_a_run_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
