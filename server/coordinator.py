@@ -143,7 +143,8 @@ def federation_stats(grid: Grid, run: StudyRun) -> dict[str, Any]:
     rlog.participating.extend(got.sites)
     for envelope in got.envelopes:  # each site's (released) training row count
         run.site_examples[envelope.site] = int(envelope.example_count)
-    run.require_quorum(len(got.envelopes), "federation statistics")
+    run.require_quorum(len(got.envelopes), "federation statistics",
+                       left_out=[*got.refused, *got.rejected])
     run.sets[(agent_pb2.ENVELOPE_STATS, 0)] = contribution_set(agent_pb2.ENVELOPE_STATS, 0,
                                                                got.envelopes)
     run.recorder.event("stats_summed", sites=len(got.envelopes))

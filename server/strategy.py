@@ -128,7 +128,8 @@ class EncryptedFedAvg(Strategy):
             rlog.participating.append(site)
             rlog.site_metrics[site] = dict(reply.metrics)
             self.run.note_epsilon(site, reply.metrics)
-        self.run.require_quorum(len(got.envelopes), f"round {server_round}")
+        self.run.require_quorum(len(got.envelopes), f"round {server_round}",
+                                left_out=[*got.refused, *got.rejected])
         self.run.sets[(agent_pb2.ENVELOPE_WEIGHTS, server_round)] = contribution_set(
             agent_pb2.ENVELOPE_WEIGHTS, server_round, got.envelopes)
         self.run.keep_sets_from(server_round)

@@ -9,7 +9,7 @@ by reference (its digests); :attr:`StudyRun.delivered` remembers who verified wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from flwr.app import Message
@@ -21,6 +21,7 @@ from common.eval_partition import evaluation_bins
 from common.plan import StudyPlan
 from privacy.signing import SigningKey
 from protos.tessera.v1 import agent_pb2
+from server.collect import Refusal
 from server.envelopes import Expectation, ReplayGuard, by_reference
 from server.he_context import EvaluationContext
 from server.run_record import RunRecorder
@@ -153,11 +154,15 @@ class StudyRun:
                                bins=evaluation_bins(self.plan))
         return self.expectation(agent_pb2.ENVELOPE_EVAL, round_, length)
 
-    def require_quorum(self, count: int, what: str) -> None:
-        """Abort the study if fewer than the plan's minimum sites remain."""
+    def require_quorum(self, count: int, what: str, *,
+                       left_out: Sequence[Refusal] = ()) -> None:
+        """Abort the study if fewer than the plan's minimum sites remain; the message names
+        each site left out of the step and why (``left_out``, as the report records them)."""
         need = self.plan.federation.min_sites
         if count < need:
-            raise StudyAbortedError(f"{what}: only {count} site(s) left, the plan needs {need}")
+            why = "; ".join(f"{r.site}: {r.code} ({r.reason})" for r in left_out)
+            raise StudyAbortedError(f"{what}: only {count} site(s) left, the plan needs {need}"
+                                    + (f"; left out: {why}" if why else ""))
 
     @property
     def evaluation_context(self) -> bytes | None:
