@@ -85,6 +85,21 @@ def test_the_cli_modules_defer_the_work_of_their_commands() -> None:
     assert loaded == [], f"import tessera.cli pulled in {loaded}: import them inside commands"
 
 
+#: The database layer (the site store, the model registry, the release and token stores open
+#: it) and numpy: a third of a second of start-up that no --help needs. The command modules
+#: import the stores, folders and vaults inside the commands that open them.
+DATABASE_LAYER = ("sqlalchemy", "sqlmodel", "alembic", "numpy", "common.sql",
+                  "client_app.store.site_store", "client_app.store.folder",
+                  "client_app.custody.vault", "server.registry", "serving.releases",
+                  "serving.tokens")
+
+
+def test_importing_the_cli_opens_no_database_layer() -> None:
+    loaded = json.loads(_run(_IMPORT_ONLY.format(heavy=DATABASE_LAYER)))
+    assert loaded == [], f"import tessera.cli pulled in {loaded}: import them inside commands"
+
+
+
 def test_the_help_of_every_command_loads_no_heavy_library() -> None:
     report = json.loads(_run(_EVERY_HELP.format(heavy=HEAVY)))
     assert report["helps"] > 30  # every group and command was asked, not just the root
