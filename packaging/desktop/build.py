@@ -4,9 +4,10 @@ command, used by ``make bundle`` and by the bundle's smoke test.
 Usage: python packaging/desktop/build.py [--if-stale]
 
 With ``--if-stale`` the bundle is rebuilt only when it is missing or older than what it
-freezes: the packages it collects, its spec and entry script, ``pyproject.toml`` and the
-environment's installed packages (a folder whose time changes when a package is installed or
-removed). Prints one line saying what it did and how long it took.
+freezes: the packages it collects, its spec, entry script and this build command,
+``pyproject.toml`` and the environment's installed packages (a folder whose time changes
+when a package is installed or removed). Prints one line saying what it did and how long it
+took.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ FROZEN_SUFFIXES = frozenset({".py", ".pyi", ".toml", ".ini", ".mako", ".proto", 
 
 def frozen_sources() -> Iterator[Path]:
     """Every file whose change makes the bundle out of date."""
-    yield from (HERE / "tessera-site.spec", HERE / "tessera_site.py", ROOT / "pyproject.toml")
+    yield from (HERE / "tessera-site.spec", HERE / "tessera_site.py", Path(__file__).resolve(),
+                ROOT / "pyproject.toml")
     yield Path(sysconfig.get_paths()["purelib"])  # its time moves on every (un)install
     for package in FROZEN_PACKAGES:
         for path in (ROOT / package).rglob("*"):
@@ -75,7 +77,8 @@ def main() -> None:
         if not stale:
             print(f"bundle up to date: {EXECUTABLE.relative_to(ROOT)}")
             return
-        print(f"bundle out of date ({len(stale)} newer sources, e.g. {stale[0]}): building")
+        print(f"bundle out of date ({len(stale)} newer sources, e.g. {stale[0]}): building",
+              flush=True)
     seconds = build()
     print(f"bundle built in {seconds:.0f} s: {EXECUTABLE.relative_to(ROOT)}, "
           f"{bundle_size() / 2**20:.0f} MiB")
