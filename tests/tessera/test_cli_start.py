@@ -86,16 +86,18 @@ def test_the_cli_modules_defer_the_work_of_their_commands() -> None:
 
 
 #: The database layer (the site store, the model registry, the release and token stores open
-#: it) and numpy: a third of a second of start-up that no --help needs. The command modules
-#: import the stores, folders and vaults inside the commands that open them.
-DATABASE_LAYER = ("sqlalchemy", "sqlmodel", "alembic", "numpy", "common.sql",
+#: it), numpy and the study-plan schema (pydantic): more than half a second of start-up that
+#: no --help needs. The command modules import the stores, folders, vaults and plans inside
+#: the commands that open them.
+STORES_AND_SCHEMAS = ("sqlalchemy", "sqlmodel", "alembic", "numpy", "pydantic", "common.sql",
+                  "common.plan", "tessera.study_ops",
                   "client_app.store.site_store", "client_app.store.folder",
                   "client_app.custody.vault", "server.registry", "serving.releases",
                   "serving.tokens")
 
 
-def test_importing_the_cli_opens_no_database_layer() -> None:
-    loaded = json.loads(_run(_IMPORT_ONLY.format(heavy=DATABASE_LAYER)))
+def test_importing_the_cli_loads_no_store_or_plan_schema() -> None:
+    loaded = json.loads(_run(_IMPORT_ONLY.format(heavy=STORES_AND_SCHEMAS)))
     assert loaded == [], f"import tessera.cli pulled in {loaded}: import them inside commands"
 
 
