@@ -18,11 +18,10 @@ from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError
 from common.files import atomic_write_bytes
 from common.workdir import CoordinatorDir as CoordinatorLayout
-from server.model_card import write_card
-from server.registry import ModelRegistry, ModelVersion
 
 if TYPE_CHECKING:
     from server.explain import Explanation
+    from server.registry import ModelRegistry, ModelVersion
 
 app = typer.Typer(
     name="model",
@@ -44,6 +43,8 @@ def _group() -> None:
 
 def open_registry(coordinator_dir: Path) -> ModelRegistry:
     """Open an existing coordinator folder's registry (never creates one by accident)."""
+    from server.registry import ModelRegistry  # here: the database layer, not at --help
+
     if not CoordinatorLayout(Path(coordinator_dir)).db_path.is_file():
         raise TesseraError(ErrorCode.NOT_FOUND,
                            f"--coordinator-dir {coordinator_dir}: no coordinator.db there "
@@ -191,6 +192,8 @@ def card(
     ] = None,
 ) -> None:
     """Write a model card (card.md, card.html and PNG plots) for one registered model."""
+    from server.model_card import write_card  # here: --help stays light
+
     with cli_boundary():
         open_registry(coordinator_dir).close()  # a coordinator folder, never created by accident
         folder = write_card(coordinator_dir, study, version, out)

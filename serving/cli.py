@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import ssl
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,22 +22,24 @@ from common.workdir import CoordinatorDir as CoordinatorLayout
 from privacy.manifest import KIT_FILE
 from server.model_cli import CoordinatorDir, open_registry
 from server.model_cli import app as model_app
-from server.registry import ModelRegistry, ModelVersion
-from serving.releases import (
-    DEFAULT_MAX_ERROR_RATE,
-    DEFAULT_MAX_SCORE_PSI,
-    DEFAULT_MIN_REQUESTS,
-    Release,
-    ReleaseStore,
-    Thresholds,
-)
-from serving.tokens import TokenStore
+
+# The registry, release and token stores bring the database layer (SQLAlchemy, SQLModel,
+# Alembic): imported inside the commands, so that --help stays light.
+if TYPE_CHECKING:
+    from server.registry import ModelRegistry, ModelVersion
+    from serving.releases import Release
+    from serving.tokens import TokenStore
 
 __all__ = ["model_app"]
 
 #: The help of ``serve --max-batch``: its default is the service's own limit,
 #: ``serving.validation.DEFAULT_MAX_BATCH``, named here by value (that module loads numpy).
 MAX_BATCH_HELP = "Most rows per request (default: the service's limit, 1024)."
+#: The rollback guard's defaults, ``serving.releases.DEFAULT_*``, named here by value (that
+#: module loads the database layer); tests/tessera/test_cli_start.py checks they agree.
+DEFAULT_MAX_ERROR_RATE = 0.05
+DEFAULT_MAX_SCORE_PSI = 0.25
+DEFAULT_MIN_REQUESTS = 50
 token_app = typer.Typer(
     help="API tokens of the prediction service.\n\nExample: tessera model token create "
          "--name ehr-gateway --coordinator-dir coordinator", no_args_is_help=True)
@@ -61,6 +63,7 @@ def _one_folder(coordinator_dir: Path | None, site_dir: Path | None) -> None:
 
 def _token_store(coordinator_dir: Path | None, site_dir: Path | None) -> TokenStore:
     """The token store of a coordinator's service or of a site's."""
+    from serving.tokens import TokenStore
     _one_folder(coordinator_dir, site_dir)
     if site_dir is not None:
         from client_app.store.folder import open_site_dir
@@ -116,6 +119,7 @@ def serve(
     from serving.mtls import PeerCertProtocol
     from serving.service import PredictionService
     from serving.site_catalog import SiteCatalog
+    from serving.tokens import TokenStore
     from serving.validation import DEFAULT_MAX_BATCH
 
     with cli_boundary():
@@ -250,6 +254,8 @@ def release(
     as_json: JsonOption = False,
 ) -> None:
     """Start a canary or blue-green release of a study's model version."""
+    from serving.releases import ReleaseStore, Thresholds
+
     with cli_boundary():
         if (canary is None) == (blue_green is None):
             raise TesseraError(ErrorCode.CONFIG_INVALID,
@@ -286,6 +292,8 @@ def release(
 def promote(study: Study, coordinator_dir: CoordinatorDir, actor: ActorOption,
             as_json: JsonOption = False) -> None:
     """Make the release candidate the stable version (all traffic)."""
+    from serving.releases import ReleaseStore
+
     with cli_boundary(), ReleaseStore(_checked(coordinator_dir)) as store:
         state = store.promote(study, actor=actor)
     if as_json:
@@ -302,6 +310,8 @@ def rollback(
     as_json: JsonOption = False,
 ) -> None:
     """Drop the release candidate: all traffic back to the stable version."""
+    from serving.releases import ReleaseStore
+
     with cli_boundary(), ReleaseStore(_checked(coordinator_dir)) as store:
         state = store.rollback(study, actor=actor, reason=reason)
     assert state is not None
@@ -314,6 +324,8 @@ def rollback(
 @model_app.command("releases")
 def releases(study: Study, coordinator_dir: CoordinatorDir, as_json: AsJson = False) -> None:
     """Show a study's release state and its history of release actions."""
+    from serving.releases import ReleaseStore
+
     with cli_boundary(), ReleaseStore(_checked(coordinator_dir)) as store:
         state, events = store.get(study), store.events(study)
     if as_json:

@@ -14,9 +14,7 @@ import typer
 
 from common.cli_boundary import cli_boundary
 from common.cli_options import JsonOption, print_json
-from common.datasets import csv_bytes, load_bundled, partition_indices
 from common.errors import ErrorCode, TesseraError
-from common.plan import bundled_plan_path, load_plan
 
 app = typer.Typer(help="Sample data for trying a federation.", no_args_is_help=True,
                   add_completion=False)
@@ -40,6 +38,9 @@ def split(
     as_json: JsonOption = False,
 ) -> None:
     """Write the study's bundled dataset as one CSV per site (disjoint rows, patient ids)."""
+    from common.datasets import csv_bytes, load_bundled, partition_indices  # numpy: when run
+    from common.plan import bundled_plan_path, load_plan
+
     with cli_boundary(f"cannot write into {out}"):
         names = [s.strip() for s in sites.split(",") if s.strip()]
         if not names or len(set(names)) != len(names):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,13 +19,16 @@ from common.cli_boundary import cli_boundary
 from common.cli_options import JsonOption, print_json
 from common.errors import ErrorCode, TesseraError, exit_status
 from common.files import atomic_write_bytes
-from common.plan import StudyPlan, bundled_plan_path, load_plan, override, plan_hash, plan_to_toml
 from common.workdir import CoordinatorDir
-from tessera import study_ops
 from tessera.coordinator_control import CoordinatorController
 from tessera.coordinator_ops import coordinator_manifest
 from tessera.progress import ProgressView, num
-from tessera.report import run_report
+
+# The plan schema (pydantic) and the run operations that read plans: imported inside the
+# commands, so that --help stays light.
+if TYPE_CHECKING:
+    from common.plan import StudyPlan
+    from tessera import study_ops
 
 console = Console()
 CoordinatorDirOption = Annotated[Path, typer.Option(
@@ -39,6 +42,8 @@ def _coordinator(path: Path) -> CoordinatorDir:
 
 
 def _plan(plan: Path | None, study: str | None) -> StudyPlan:
+    from common.plan import bundled_plan_path, load_plan
+
     if (plan is None) == (study is None):
         raise TesseraError(ErrorCode.CONFIG_INVALID, "give a PLAN file or --study NAME (one)")
     return load_plan(plan if plan is not None else bundled_plan_path(str(study)))
@@ -53,6 +58,8 @@ def plan_command(
     min_sites: Annotated[int | None, typer.Option(min=1, help="Minimum sites.")] = None,
 ) -> None:
     """Write a bundled study plan (with the changes given) to a file and print its hash."""
+    from common.plan import bundled_plan_path, load_plan, override, plan_hash, plan_to_toml
+
     with cli_boundary(f"cannot write {out}"):
         plan = override(load_plan(bundled_plan_path(study)), rounds=rounds,
                         target_epsilon=epsilon, seed=seed, min_sites=min_sites)
@@ -77,6 +84,8 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Submit a study to the running coordinator; prints the run id."""
+    from tessera import study_ops
+
     with cli_boundary():
         _json_without_follow(as_json=as_json, follow_run=follow_run)
         parsed = _plan(plan, study)
@@ -101,6 +110,8 @@ def _json_without_follow(*, as_json: bool, follow_run: bool) -> None:
 def status(run: RunArgument, coordinator_dir: CoordinatorDirOption,
            as_json: JsonOption = False) -> None:
     """A run's state, rounds done and last error."""
+    from tessera import study_ops
+
     with cli_boundary():
         layout = _coordinator(coordinator_dir)
         found = study_ops.run_status(layout, study_ops.resolve_run(layout, run))
@@ -119,6 +130,8 @@ def _status_line(found: study_ops.RunStatus) -> None:
 def follow(run: RunArgument, coordinator_dir: CoordinatorDirOption,
            timeout: Annotated[float, typer.Option(help="Seconds to follow.")] = 7200.0) -> None:
     """Show a run's progress as it happens (as the demo does) until it ends."""
+    from tessera import study_ops
+
     with cli_boundary():
         layout = _coordinator(coordinator_dir)
         run = study_ops.resolve_run(layout, run)
@@ -150,6 +163,8 @@ def resume(run: RunArgument, coordinator_dir: CoordinatorDirOption,
            as_json: JsonOption = False) -> None:
     """Go on with a run the coordinator lost (killed or restarted) from its last completed
     round; sites are not asked again for what they already did."""
+    from tessera import study_ops
+
     with cli_boundary():
         _json_without_follow(as_json=as_json, follow_run=follow_run)
         layout = _coordinator(coordinator_dir)
@@ -164,6 +179,8 @@ def resume(run: RunArgument, coordinator_dir: CoordinatorDirOption,
 
 def list_command(coordinator_dir: CoordinatorDirOption, as_json: JsonOption = False) -> None:
     """Every run of this coordinator, oldest first."""
+    from tessera import study_ops
+
     with cli_boundary():
         runs = study_ops.list_runs(_coordinator(coordinator_dir))
     if as_json:
@@ -178,6 +195,8 @@ def list_command(coordinator_dir: CoordinatorDirOption, as_json: JsonOption = Fa
 def cancel(run: RunArgument, coordinator_dir: CoordinatorDirOption,
            as_json: JsonOption = False) -> None:
     """Stop a run that has not finished; it is recorded as cancelled."""
+    from tessera import study_ops
+
     with cli_boundary():
         layout = _coordinator(coordinator_dir)
         found = study_ops.cancel(layout, study_ops.resolve_run(layout, run))
@@ -192,6 +211,9 @@ def report(run: RunArgument, coordinator_dir: CoordinatorDirOption,
                "--out", help="Where to write report.json (default: in the run's folder).")]
            = None) -> None:
     """Write the run's report.json (the demo's format) and print a summary."""
+    from tessera import study_ops
+    from tessera.report import run_report
+
     with cli_boundary(f"cannot write {out}"):
         layout = _coordinator(coordinator_dir)
         run = study_ops.resolve_run(layout, run)

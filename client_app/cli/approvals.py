@@ -21,7 +21,6 @@ from client_app.cli.options import (
     print_json,
     site_store,
 )
-from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 
 
@@ -35,6 +34,7 @@ def approve(
     The plan is approved only if its privacy terms fit the site's (its delta not above the
     site's; differential privacy on unless the site allows non-private studies)."""
     from client_app.governance.studies import decide  # here: --help stays light
+    from client_app.store.folder import open_site_dir
 
     with cli_boundary():
         digest = checked_plan_hash(plan_hash)
@@ -59,6 +59,7 @@ def revoke(
 ) -> None:
     """Revoke an earlier approval; the agent refuses further rounds of that plan."""
     from client_app.governance.studies import decide  # here: --help stays light
+    from client_app.store.folder import open_site_dir
 
     with cli_boundary():
         digest = checked_plan_hash(plan_hash)

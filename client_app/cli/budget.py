@@ -20,7 +20,6 @@ from client_app.cli.options import (
     print_json,
     site_store,
 )
-from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError, exit_status
 
@@ -48,6 +47,7 @@ def budget(
     cumulative epsilon per dataset, and whether the ledger passes its integrity check."""
     from client_app.custody.vault import unlock_vault  # here: --help stays light
     from client_app.governance.budget import ledger_report
+    from client_app.store.folder import open_site_dir
 
     with cli_boundary():
         site = open_site_dir(site_dir)

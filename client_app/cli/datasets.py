@@ -34,13 +34,13 @@ from client_app.datasets.validation import (
     Policy,
     ValidationReport,
 )
-from client_app.store.folder import SiteDir, open_site_dir
 from common.cli_boundary import cli_boundary
 from common.cli_options import input_file
 from common.errors import ErrorCode, TesseraError, exit_status
 
 if TYPE_CHECKING:
     from client_app.datasets.versions import DatasetVersion
+    from client_app.store.folder import SiteDir
 
 FileArgument = Annotated[Path, typer.Argument(help="The data file (CSV or Parquet).")]
 PlanOption = Annotated[Path, typer.Option("--plan", help="The study plan (TOML) to check against.")]
@@ -66,6 +66,7 @@ def _version_line(v: DatasetVersion) -> str:
 def _register(site_dir: Path, data_file: Path, plan_file: Path, *, policy: Policy, actor: str,
               name: str | None) -> DatasetVersion:
     from client_app.datasets.versions import prepare_dataset, store_dataset
+    from client_app.store.folder import open_site_dir
     from common.plan import load_plan
 
     site = open_site_dir(site_dir)
@@ -160,6 +161,7 @@ def register_file(
 def list_datasets(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
     """List the site's datasets with their current version."""
     from client_app.datasets.versions import dataset_versions
+    from client_app.store.folder import open_site_dir
 
     with cli_boundary():
         site = open_site_dir(site_dir)
@@ -193,6 +195,7 @@ def show(
 ) -> None:
     """Show every version of a dataset, oldest first, with its lineage and validation."""
     from client_app.datasets.versions import dataset_versions
+    from client_app.store.folder import open_site_dir
 
     with cli_boundary():
         versions = dataset_versions(open_site_dir(site_dir), name)

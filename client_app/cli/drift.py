@@ -23,8 +23,6 @@ from client_app.cli.options import (
     print_json,
     site_vault,
 )
-from client_app.governance.drift_sharing import drift_shared, set_drift_sharing
-from client_app.store.site_store import SiteStore
 from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError
 
@@ -41,6 +39,9 @@ def drift(
         "else.")] = None,
 ) -> None:
     """Per-feature PSI and KS and the score shift: newest dataset version vs the model's."""
+    from client_app.governance.drift_sharing import drift_shared, set_drift_sharing
+    from client_app.store.site_store import SiteStore  # here: --help stays light
+
     with cli_boundary():
         vault = site_vault(site_dir)
         with SiteStore.open(vault.site) as store:

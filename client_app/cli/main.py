@@ -25,10 +25,6 @@ from client_app.cli import (
     vault,
 )
 from client_app.cli.options import JsonOption, SiteDirOption, print_json
-from client_app.custody.kit import import_site_kit
-from client_app.custody.vault import open_or_create_vault
-from client_app.store.folder import init_site_dir
-from client_app.store.site_store import SiteStore
 from common.cli_boundary import cli_boundary
 from common.settings import DEFAULT_CEILING
 from privacy.passphrase import passphrase_from_environment
@@ -50,6 +46,10 @@ def init(
     as_json: JsonOption = False,
 ) -> None:
     """Create a site folder with its store and keystore (idempotent for the same name)."""
+    from client_app.custody.vault import open_or_create_vault  # here: --help stays light
+    from client_app.store.folder import init_site_dir
+    from client_app.store.site_store import SiteStore
+
     with cli_boundary():
         site = init_site_dir(site_dir, name=name, ceiling=ceiling)
         open_or_create_vault(site, passphrase_from_environment())
@@ -71,6 +71,8 @@ def import_kit(
     as_json: JsonOption = False,
 ) -> None:
     """Verify a site kit (signature, keys) and install it into the site folder."""
+    from client_app.custody.kit import import_site_kit  # here: --help stays light
+
     with cli_boundary():
         identity = import_site_kit(kit, site_dir, expected_coordinator_key=coordinator_key)
     manifest = identity.manifest

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from client_app.cli.options import JsonOption, SiteDirOption, print_json
-from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 from privacy.passphrase import passphrase_from_environment
 
@@ -30,6 +29,7 @@ def start(
 ) -> None:
     """Start the site agent and its SuperNode in the background."""
     from client_app.node.controller import NodeController  # here: --help stays light
+    from client_app.store.folder import open_site_dir
 
     with cli_boundary():
         controller = NodeController(open_site_dir(site_dir))
@@ -59,6 +59,7 @@ def stop(
 ) -> None:
     """Stop the site agent and its SuperNode."""
     from client_app.node.controller import NodeController
+    from client_app.store.folder import open_site_dir
 
     with cli_boundary():
         controller = NodeController(open_site_dir(site_dir))
@@ -92,6 +93,7 @@ def _status_rows(status: NodeStatus) -> list[tuple[str, str]]:
 def status(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
     """Show whether the node runs, the agent answers, and its current study and round."""
     from client_app.node.controller import NodeController
+    from client_app.store.folder import open_site_dir
 
     with cli_boundary():
         current = NodeController(open_site_dir(site_dir)).status()

@@ -10,18 +10,21 @@ import string
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
-from client_app.custody.identity import adopt_kit_secrets
-from client_app.custody.vault import SiteVault, unlock_vault
-from client_app.store.folder import SiteDir, open_site_dir
-from client_app.store.site_store import SiteStore
 from common.cli_boundary import cli_boundary
 from common.cli_options import ActorOption, JsonOption, print_json
 from common.errors import ErrorCode, TesseraError
+
+# The site store, folder and vault bring the database layer (SQLAlchemy, SQLModel, Alembic):
+# imported inside the helpers that open them, so that every command's --help stays light.
+if TYPE_CHECKING:
+    from client_app.custody.vault import SiteVault
+    from client_app.store.folder import SiteDir
+    from client_app.store.site_store import SiteStore
 
 __all__ = ["ActorOption", "JsonOption", "NoteOption", "PlanHashArgument", "SiteDirOption",
            "cells", "checked_plan_hash", "print_json", "site_store", "site_vault",
@@ -51,17 +54,26 @@ def checked_plan_hash(value: str) -> str:
 @contextmanager
 def site_store(site_dir: Path) -> Iterator[SiteStore]:
     """The store of an existing site folder, opened and used inside the CLI boundary."""
+    from client_app.store.folder import open_site_dir
+    from client_app.store.site_store import SiteStore
+
     with cli_boundary(), SiteStore.open(open_site_dir(site_dir)) as store:
         yield store
 
 
 def site_vault(site_dir: Path) -> SiteVault:
     """The unlocked vault of an existing site folder (the passphrase as the vault reads it)."""
+    from client_app.custody.vault import unlock_vault
+    from client_app.store.folder import open_site_dir
+
     return unlock_vault(open_site_dir(site_dir))
 
 
 def site_vault_with_kit(site: SiteDir) -> SiteVault:
     """The unlocked vault of ``site`` with the secrets of its installed kit adopted."""
+    from client_app.custody.identity import adopt_kit_secrets
+    from client_app.custody.vault import unlock_vault
+
     vault = unlock_vault(site)
     adopt_kit_secrets(vault)
     return vault

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from client_app.cli.options import JsonOption, SiteDirOption, print_json
-from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 
 
@@ -24,6 +23,7 @@ def report(
     spent against the ceiling, consent, the model at this site, the audit log's check."""
     from client_app.governance.participation import build_report  # here: --help stays light
     from client_app.governance.report_render import write_report
+    from client_app.store.folder import open_site_dir
 
     with cli_boundary():
         site = open_site_dir(site_dir)

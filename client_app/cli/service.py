@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from client_app.cli.options import JsonOption, SiteDirOption, print_json
-from client_app.node.accounts import create_accounts, prepare_folders
 from client_app.node.commands import default_superlink
 from client_app.node.services import (
     CREDENTIAL_NAME,
@@ -21,7 +20,6 @@ from client_app.node.services import (
     ServiceLayout,
     write_units,
 )
-from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
@@ -57,6 +55,9 @@ def install_service(
 ) -> None:
     """Write systemd units that run the agent and the SuperNode under two accounts; as root,
     also give the site folder to the site account and make the SuperNode's folder."""
+    from client_app.node.accounts import create_accounts, prepare_folders
+    from client_app.store.folder import open_site_dir  # here: --help stays light
+
     with cli_boundary():
         site = open_site_dir(site_dir)
         layout = ServiceLayout(

@@ -12,14 +12,6 @@ from typing import Annotated
 import typer
 
 from client_app.cli.options import ActorOption, JsonOption, SiteDirOption, print_json
-from client_app.governance.sharing import (
-    min_cell_count,
-    set_min_cell_count,
-    set_sharing,
-    sharing,
-)
-from client_app.store.folder import open_site_dir
-from client_app.store.site_store import SiteStore
 from common.cli_boundary import cli_boundary
 from common.errors import ErrorCode, TesseraError
 
@@ -46,6 +38,15 @@ def sharing_command(
     as_json: JsonOption = False,
 ) -> None:
     """Show or change what per-site statistics this site shares with the coordinator."""
+    from client_app.governance.sharing import (  # here: --help stays light
+        min_cell_count,
+        set_min_cell_count,
+        set_sharing,
+        sharing,
+    )
+    from client_app.store.folder import open_site_dir
+    from client_app.store.site_store import SiteStore
+
     with cli_boundary():
         site = open_site_dir(site_dir)
         changes = {name: _choice(value, f"--{name.replace('_', '-')}")

@@ -21,7 +21,6 @@ from client_app.cli.options import (
     cells,
     print_json,
 )
-from client_app.store.folder import open_site_dir
 from common.cli_boundary import cli_boundary
 from common.cli_options import input_file
 from common.errors import ErrorCode, TesseraError
@@ -42,6 +41,7 @@ def receive(
 ) -> None:
     """Validate a study plan and add it to this site's inbox (pending until approved)."""
     from client_app.governance.studies import receive_plan  # here: --help stays light
+    from client_app.store.folder import open_site_dir
 
     with cli_boundary():
         received = receive_plan(open_site_dir(site_dir), _read_text(plan), source="file")
@@ -56,6 +56,7 @@ def receive(
 def list_plans(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
     """List received study plans, newest first, with the site's decision."""
     from client_app.governance.studies import received_plans
+    from client_app.store.folder import open_site_dir
 
     with cli_boundary():
         plans = received_plans(open_site_dir(site_dir))
@@ -74,6 +75,7 @@ def show(plan_hash: PlanHashArgument, site_dir: SiteDirOption,
          as_json: JsonOption = False) -> None:
     """Show a received plan's summary: model, data fields, rounds, privacy, release."""
     from client_app.governance.studies import received_plan
+    from client_app.store.folder import open_site_dir
 
     with cli_boundary():
         received = received_plan(open_site_dir(site_dir), plan_hash)
@@ -91,6 +93,7 @@ def diff(plan_hash: PlanHashArgument, site_dir: SiteDirOption,
          as_json: JsonOption = False) -> None:
     """Compare a plan with the newest earlier plan of the same study."""
     from client_app.governance.studies import plan_diff
+    from client_app.store.folder import open_site_dir
 
     with cli_boundary():
         found = plan_diff(open_site_dir(site_dir), plan_hash)

@@ -22,17 +22,6 @@ from client_app.cli.options import (
     print_json,
     site_vault_with_kit,
 )
-from client_app.custody.identity import adopt_kit_secrets
-from client_app.custody.kit import load_site_identity
-from client_app.custody.vault import (
-    keystore_path,
-    open_or_create_vault,
-    rotate_passphrase,
-    unlock_vault,
-)
-from client_app.store.events import SiteEvent
-from client_app.store.folder import open_site_dir
-from client_app.store.site_store import SiteStore
 from common.cli_boundary import cli_boundary
 from common.cli_options import input_file
 from common.errors import ErrorCode, TesseraError
@@ -43,6 +32,10 @@ NEW_PASSPHRASE_ENV_VAR = "TESSERA_NEW_SITE_PASSPHRASE"  # noqa: S105 (a variable
 
 def unlock_check(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
     """Check the site passphrase (creates the keystore on first use)."""
+    from client_app.custody.identity import adopt_kit_secrets  # here: --help stays light
+    from client_app.custody.vault import keystore_path, open_or_create_vault, unlock_vault
+    from client_app.store.folder import open_site_dir
+
     with cli_boundary():
         site = open_site_dir(site_dir)
         if keystore_path(site).exists():
@@ -58,6 +51,11 @@ def unlock_check(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
 
 def rotate(site_dir: SiteDirOption, as_json: JsonOption = False) -> None:
     """Re-wrap the site's keys under a new passphrase (data files are not rewritten)."""
+    from client_app.custody.vault import rotate_passphrase  # here: --help stays light
+    from client_app.store.events import SiteEvent
+    from client_app.store.folder import open_site_dir
+    from client_app.store.site_store import SiteStore
+
     with cli_boundary():
         site = open_site_dir(site_dir)
         old = passphrase_from_environment()
@@ -86,6 +84,8 @@ def he_keygen(
     """As the study's key custodian: generate its CKKS key and seal it to the sites you
     confirm (each shown with its key fingerprints; compare them with each site)."""
     from client_app.custody.he_custody import keygen_and_seal, recipients_of
+    from client_app.custody.kit import load_site_identity
+    from client_app.store.folder import open_site_dir
     from common.plan import load_plan
     from privacy.signing import fingerprint
 
@@ -138,6 +138,8 @@ def he_import(
     """Import this site's sealed CKKS key after checking the custodian's signatures."""
     from client_app.custody.he_custody import import_sealed
     from client_app.custody.key_holders import study_key_holders
+    from client_app.custody.kit import load_site_identity
+    from client_app.store.folder import open_site_dir
 
     with cli_boundary():
         site = open_site_dir(site_dir)

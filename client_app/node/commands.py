@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from client_app.custody.kit import load_site_identity
 from client_app.node.passphrase_fd import PASSPHRASE_FD_OPTION
-from client_app.store.folder import SiteDir
 from common.processes import free_port
+
+if TYPE_CHECKING:  # the site store's database layer: not needed to build a command line
+    from client_app.store.folder import SiteDir
 
 #: Entry-point modules (``python -m``) of the site's processes.
 AGENT_MODULE = "client_app.node.agent_process"
@@ -65,6 +67,8 @@ def supernode_command(site: SiteDir, superlink: str, *, insecure: bool,
     if insecure:
         return [*args, "--insecure"]
     if kit_files is None:
+        from client_app.custody.kit import load_site_identity
+
         kit = load_site_identity(site.root)
         kit_files = (kit.ca_certificate, kit.node_auth_key)
     return [*args, "--root-certificates", str(kit_files[0]),
@@ -73,6 +77,8 @@ def supernode_command(site: SiteDir, superlink: str, *, insecure: bool,
 
 def default_superlink(site: SiteDir) -> str:
     """The SuperLink address the site's signed manifest names."""
+    from client_app.custody.kit import load_site_identity
+
     manifest = load_site_identity(site.root).manifest
     entry = manifest.site(site.name)
     host = entry.superlink_address or manifest.superlink_address

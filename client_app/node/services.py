@@ -22,12 +22,15 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from client_app.node.commands import agent_command, supernode_command
-from client_app.store.folder import SiteDir
 from common.errors import ErrorCode, TesseraError
 from common.files import atomic_write_bytes
 from common.workdir import FLOWER_HOME
+
+if TYPE_CHECKING:  # the site store's database layer: not needed to write unit files
+    from client_app.store.folder import SiteDir
 
 DEFAULT_SITE_USER = "tessera-site"
 DEFAULT_NODE_USER = "tessera-node"

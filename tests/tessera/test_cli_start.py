@@ -85,6 +85,23 @@ def test_the_cli_modules_defer_the_work_of_their_commands() -> None:
     assert loaded == [], f"import tessera.cli pulled in {loaded}: import them inside commands"
 
 
+#: The database layer (the site store, the model registry, the release and token stores open
+#: it), numpy and the study-plan schema (pydantic): more than half a second of start-up that
+#: no --help needs. The command modules import the stores, folders, vaults and plans inside
+#: the commands that open them.
+STORES_AND_SCHEMAS = ("sqlalchemy", "sqlmodel", "alembic", "numpy", "pydantic", "common.sql",
+                  "common.plan", "tessera.study_ops",
+                  "client_app.store.site_store", "client_app.store.folder",
+                  "client_app.custody.vault", "server.registry", "serving.releases",
+                  "serving.tokens")
+
+
+def test_importing_the_cli_loads_no_store_or_plan_schema() -> None:
+    loaded = json.loads(_run(_IMPORT_ONLY.format(heavy=STORES_AND_SCHEMAS)))
+    assert loaded == [], f"import tessera.cli pulled in {loaded}: import them inside commands"
+
+
+
 def test_the_help_of_every_command_loads_no_heavy_library() -> None:
     report = json.loads(_run(_EVERY_HELP.format(heavy=HEAVY)))
     assert report["helps"] > 30  # every group and command was asked, not just the root
