@@ -24,8 +24,12 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/mypy common privacy client_app server serving gui tessera scripts
 
+# Two passes: every test not marked serial, a test file per worker on two workers (most of
+# a real-process test's time is waiting on its processes), then the serial ones alone.
 test: install lint
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -rs --durations=15
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -rs --durations=15 \
+		-n 2 --dist loadfile -m "not serial"
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -rs --durations=10 -m serial
 
 protos: install
 	$(BIN)/python scripts/gen_protos.py

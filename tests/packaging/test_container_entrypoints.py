@@ -93,6 +93,7 @@ def base() -> Iterator[Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # it adds OS accounts, and useradd refuses while another adds its own
 @needs_root
 @pytest.mark.skipif(shutil.which("setpriv") is None or shutil.which("useradd") is None,
                     reason="needs setpriv (util-linux) and useradd (passwd)")

@@ -45,8 +45,10 @@ from tests.packaging.processes import (
     uid_after_exec,
 )
 
+#: serial: it adds OS accounts, and useradd refuses while another adds its own.
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.serial,
     pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                        reason="creates OS accounts and switches to them: needs root"),
     pytest.mark.skipif(shutil.which("setpriv") is None or shutil.which("useradd") is None,

@@ -34,7 +34,9 @@ from common.workdir import CoordinatorDir
 from tessera.cli import app
 from tests.conftest import TEST_PASSPHRASE
 
-pytestmark = pytest.mark.slow
+#: serial: a straggler must come back within the round timeout; a second test beside it
+#: could slow it past that.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 SITES = ("a", "b", "c")
 ROUND_TIMEOUT = 45

@@ -19,7 +19,8 @@ from common.processes import free_port
 from tests.conftest import TEST_PASSPHRASE
 from tests.federation import provision_sites
 
-pytestmark = pytest.mark.slow
+#: serial: it keeps every core busy on purpose, which would starve a test running beside it.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 TESSERA = str(Path(sys.executable).parent / "tessera")
 PLAN = load_plan(bundled_plan_path("breast_cancer"))
