@@ -66,11 +66,11 @@ def run_one(study: str, *, epsilon: float, seed: int, workdir: Path) -> dict[str
     if result["status"] != "completed":
         return {**row, "status": result["status"], "reason": json.dumps(result.get("error"))}
     check = released_model_check(fed, result) or {}
-    baseline = centralised_baseline(fed)
+    auc, baseline_auc = float(check["auc"]), float(centralised_baseline(fed)["auc"])  # type: ignore[arg-type]
     spent = [s["epsilon_spent"] for s in result["sites"]]
-    return {**row, "status": "completed", "auc": check.get("auc"),
-            "accuracy": check.get("accuracy"), "baseline_auc": baseline["auc"],
-            "gap": baseline["auc"] - check["auc"], "epsilon_spent_max": max(spent)}
+    return {**row, "status": "completed", "auc": auc, "accuracy": check.get("accuracy"),
+            "baseline_auc": baseline_auc, "gap": baseline_auc - auc,
+            "epsilon_spent_max": max(spent)}
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
