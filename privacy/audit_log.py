@@ -9,10 +9,13 @@ records back with the auditor's key. The byte format and the key-less verificati
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,6 +106,26 @@ def _require(pattern: Any, value: object, param: str) -> str:
     return value
 
 
+@contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+    """Hold the one-writer lock of the log at ``path`` (an advisory ``flock`` on the sibling
+    file ``<name>.lock``, created owner-only; the log's folder must exist).
+
+    An :class:`AuditLog` keeps the chain's last hash and the Merkle frontier in memory, so
+    every process that appends must open (or create) the log, append and checkpoint while
+    holding this lock: two writers that each opened the log at record N would both append a
+    record N and break the chain. The lock is released when the process ends, even by a
+    crash.
+    """
+    lock = Path(path).with_name(Path(path).name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def _durable_append(path: Path, line: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
@@ -125,7 +148,8 @@ class AuditEntry:
 
 
 class AuditLog:
-    """An open audit log that this party appends to (one writer per log)."""
+    """An open audit log that this party appends to (one writer at a time: see
+    :func:`writer_lock`)."""
 
     __slots__ = ("_data_key", "_frontier", "_key", "_last", "_path", "_preamble")
 

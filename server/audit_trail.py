@@ -8,35 +8,47 @@ manifest; an unprovisioned (development) coordinator keeps no log.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from common.workdir import CoordinatorDir
-from privacy.audit_log import AuditLog
+from privacy.audit_log import AuditLog, writer_lock
 from privacy.manifest import MANIFEST_FILE, SIGNING_KEY_FILE, load_manifest
 from privacy.signing import SigningKey
 
 
-def _open(coordinator: Path) -> AuditLog | None:
+@contextmanager
+def _opened(coordinator: Path) -> Iterator[AuditLog | None]:
+    """The coordinator's log, opened (or created) under its writer lock for the whole
+    block; None for an unprovisioned folder."""
     layout = CoordinatorDir(coordinator)
     kit = layout.kit_dir
     if not (kit / MANIFEST_FILE).exists() or not (kit / SIGNING_KEY_FILE).exists():
-        return None
+        yield None
+        return
     key = SigningKey(bytes.fromhex((kit / SIGNING_KEY_FILE).read_text().strip()))
     path = layout.audit_log
-    if path.exists():
-        return AuditLog.open(path, signing_key=key)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    manifest = load_manifest(kit / MANIFEST_FILE)
-    return AuditLog.create(path, party="coordinator", role="coordinator", signing_key=key,
-                           auditor_public_hex=manifest.auditor_sealing_key)
+    with writer_lock(path):
+        if path.exists():
+            yield AuditLog.open(path, signing_key=key)
+            return
+        manifest = load_manifest(kit / MANIFEST_FILE)
+        yield AuditLog.create(path, party="coordinator", role="coordinator", signing_key=key,
+                              auditor_public_hex=manifest.auditor_sealing_key)
 
 
 def record_run(coordinator: Path, result: dict[str, Any]) -> int:
     """Append one run's decisions; returns the number of records written."""
-    log = _open(coordinator)
-    if log is None:
-        return 0
+    with _opened(coordinator) as log:
+        if log is None:
+            return 0
+        return _append_run(log, result)
+
+
+def _append_run(log: AuditLog, result: dict[str, Any]) -> int:
     plan = result.get("plan_hash")
     count = 0
 
@@ -70,9 +82,9 @@ def record_event(coordinator: Path, event: str, *, actor: str, details: dict[str
 
     Returns False when the coordinator keeps no log (an unprovisioned development folder).
     """
-    log = _open(coordinator)
-    if log is None:
-        return False
-    log.append(event, actor=actor, plan_hash=plan_hash, details=details)
-    log.checkpoint()
-    return True
+    with _opened(coordinator) as log:
+        if log is None:
+            return False
+        log.append(event, actor=actor, plan_hash=plan_hash, details=details)
+        log.checkpoint()
+        return True

@@ -19,7 +19,8 @@ from client_app.custody.kit import load_site_identity
 from client_app.custody.vault import SiteVault
 from client_app.store.site_store import SiteStore
 from common.errors import TesseraError
-from privacy.audit_log import AuditLog
+from privacy.audit_log import AuditLog, writer_lock
+from privacy.signing import SigningKey
 
 log = logging.getLogger(__name__)
 _CURSOR = "audit_cursor"
@@ -32,10 +33,8 @@ def log_path(vault: SiteVault) -> Path:
     return vault.site.audit_log
 
 
-def _open_log(vault: SiteVault) -> AuditLog | None:
-    key = signing_key(vault)
-    if key is None:
-        return None  # an unprovisioned development site has no auditor to encrypt to
+def _open_log(vault: SiteVault, key: SigningKey) -> AuditLog:
+    """The site's log, opened or created; the caller holds :func:`writer_lock`."""
     path = log_path(vault)
     if path.exists():
         return AuditLog.open(path, signing_key=key)
@@ -49,10 +48,21 @@ def _plan(value: str | None) -> str | None:
 
 
 def sync(vault: SiteVault) -> int:
-    """Copy every store record not yet in the log; returns how many were appended."""
-    log = _open_log(vault)
-    if log is None:
-        return 0
+    """Copy every store record not yet in the log; returns how many were appended.
+
+    The agent, the CLI and the app may sync at once: the log's writer lock covers the whole
+    copy (open, append, checkpoint, cursor), so each record is appended once, in order.
+    """
+    key = signing_key(vault)
+    if key is None:
+        return 0  # an unprovisioned development site has no auditor to encrypt to
+    path = log_path(vault)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with writer_lock(path):
+        return _copy_new(vault, _open_log(vault, key))
+
+
+def _copy_new(vault: SiteVault, log: AuditLog) -> int:
     appended = 0
     with SiteStore.open(vault.site) as store:
         cursor = json.loads(store.setting(_CURSOR) or "{}")
