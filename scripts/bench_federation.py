@@ -214,7 +214,7 @@ def deployment(*, sites: int, rounds: int, study: str, he: bool) -> dict[str, An
     """Run ``tessera demo`` (real processes) and sample the ServerApp's memory per round."""
     with tempfile.TemporaryDirectory(prefix="tessera-bench-deploy-") as tmp:
         work, report = Path(tmp) / "work", Path(tmp) / "report.json"
-        argv = [venv_binary("tessera"), "demo", "--sites", str(sites), "--rounds", str(rounds),
+        argv = [venv_binary("tessera"), "demo", "--num-sites", str(sites), "--rounds", str(rounds),
                 "--study", study, "--workdir", str(work), "--report", str(report),
                 *([] if he else ["--no-he"])]
         env = {**os.environ, "TESSERA_SITE_PASSPHRASE": PASSPHRASE}
