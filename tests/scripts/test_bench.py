@@ -45,7 +45,8 @@ def test_quick_bench_writes_every_key(tmp_path: Path) -> None:
     # Speed (fast engine against Opacus's hooks) is the benchmark's to report, not a test's:
     # a loaded machine reorders them.
     assert report["dp_epoch_ratio_logreg_opacus"] > 0
-    for key in ("dp_epoch_cpu_ratio_logreg", "dp_epoch_cpu_ratio_mlp"):
+    for key in ("dp_epoch_cpu_ratio_logreg", "dp_epoch_cpu_ratio_mlp",
+                "noise_calibration_first_seconds"):
         assert isinstance(report[key], float) and report[key] > 0, key
     assert sorted(report["dp_epoch_ratio_by_rows"]) == [
         "logreg_10000", "logreg_50000", "mlp_10000", "mlp_50000"]
