@@ -3,22 +3,39 @@ a test applies to a site's data (a new dataset version registered at that site).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from client_app.agent.site_agent import SiteAgent
 from client_app.custody.vault import unlock_vault
 from client_app.datasets.validation import Policy
 from client_app.datasets.versions import register_content
 from common.datasets import csv_bytes, load_bundled
 from common.plan import StudyPlan, bundled_plan_path, load_plan, override
+from server.drift_collect import DriftCollection, collect_drift
 from tessera import local_federation
+from tessera.inprocess import InProcessGrid
 from tessera.local_federation import LocalFederation
 
 PASSPHRASE = "drift federation passphrase"
 WATCHED = ["mean_texture", "mean_smoothness", "mean_symmetry", "worst_smoothness",
            "mean_radius", "worst_texture"]
+
+
+@dataclass
+class DriftFederation:
+    """A built drift federation and its first collection (the training-time reference)."""
+
+    fed: LocalFederation
+    baseline: DriftCollection
+
+    def collect(self) -> DriftCollection:
+        """Collect the sites' drift answers again, through freshly unlocked agents."""
+        agents = [SiteAgent(unlock_vault(s, PASSPHRASE)) for s in self.fed.sites]
+        return collect_drift(InProcessGrid(agents), coordinator_dir=self.fed.coordinator_dir,
+                             plan=self.fed.plan)
 
 
 def drift_plan(*, drift: bool = True, he: bool = True, threshold: float = 0.3,

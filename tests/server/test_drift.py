@@ -6,7 +6,6 @@ into PSI per feature, and a shift at one site crosses the plan's threshold, mark
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -21,25 +20,14 @@ from common.plan import load_plan, plan_hash
 from common.workdir import CoordinatorDir
 from server.coordinator import run_study
 from server.drift import SiteDrift, combine, reference_of, reference_shares, study_drift
-from server.drift_collect import DriftCollection, collect_drift
+from server.drift_collect import DriftCollection
 from server.registry import ModelRegistry
 from tessera.cli import app
 from tessera.inprocess import InProcessGrid
-from tessera.local_federation import LocalFederation
 from tests.drift_federation import PASSPHRASE, WATCHED, build, drift_plan, register_shifted
+from tests.drift_federation import DriftFederation as Federation
 
 STUDY = "breast_cancer"
-
-
-@dataclass
-class Federation:
-    fed: LocalFederation
-    baseline: DriftCollection
-
-    def collect(self) -> DriftCollection:
-        agents = [SiteAgent(unlock_vault(s, PASSPHRASE)) for s in self.fed.sites]
-        return collect_drift(InProcessGrid(agents), coordinator_dir=self.fed.coordinator_dir,
-                             plan=self.fed.plan)
 
 
 @pytest.fixture(scope="module")

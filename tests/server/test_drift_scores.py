@@ -6,7 +6,6 @@ shift that moves the scores (not the watched feature) crosses the score threshol
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -18,30 +17,19 @@ from client_app.governance.drift_sharing import set_drift_sharing
 from client_app.store.site_store import SiteStore
 from server.coordinator import run_study
 from server.drift import SiteDrift, study_drift
-from server.drift_collect import DriftCollection, collect_drift
+from server.drift_collect import DriftCollection
 from server.drift_scores import score_drift
 from server.model_card import write_card
 from server.registry import ModelRegistry
 from tessera.cli import app
 from tessera.inprocess import InProcessGrid
-from tessera.local_federation import LocalFederation
 from tests.drift_federation import PASSPHRASE, build, drift_plan, register_shifted
+from tests.drift_federation import DriftFederation as Federation
 
 STUDY = "breast_cancer"
 WATCHED = ["mean_texture"]
 #: Strongly predictive features the plan does not watch: moving them moves the scores only.
 PREDICTIVE = ["worst_radius", "worst_perimeter", "worst_area", "worst_concave_points"]
-
-
-@dataclass
-class Federation:
-    fed: LocalFederation
-    baseline: DriftCollection
-
-    def collect(self) -> DriftCollection:
-        agents = [SiteAgent(unlock_vault(s, PASSPHRASE)) for s in self.fed.sites]
-        return collect_drift(InProcessGrid(agents), coordinator_dir=self.fed.coordinator_dir,
-                             plan=self.fed.plan)
 
 
 @pytest.fixture(scope="module")
