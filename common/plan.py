@@ -147,6 +147,7 @@ def override(
     he_enabled: bool | None = None,
     min_sites: int | None = None,
     loso: bool | None = None,
+    attesters: int | None = None,
 ) -> StudyPlan:
     """Return a new, validated plan with the given fields replaced (``None`` keeps a field)."""
     raw = plan.model_dump()
@@ -156,6 +157,7 @@ def override(
         ("study", "seed"): seed,
         ("he", "enabled"): he_enabled,
         ("federation", "min_sites"): min_sites,
+        ("federation", "attesters"): attesters,
     }
     for (section, field), value in changes.items():
         if value is not None:

@@ -226,9 +226,25 @@ class HESpec(_Spec):
 
 
 class FederationSpec(_Spec):
-    """``[federation]``: how many sites must take part in a round."""
+    """``[federation]``: how many sites must take part in a round, and whether sites may
+    decrypt *attested* sums.
+
+    With ``attesters = c`` (encrypted studies only) a site accepts, for training, evaluation
+    and importance, the sum of a contribution set that ``c`` distinct key-holding sites
+    verified contribution by contribution and signed (docs/envelope-format.md, "Attested
+    sums"), instead of verifying every contribution itself. The key is left out of the plan
+    (and its hash) while it is 0, so plans written before it keep their hash.
+    """
 
     min_sites: int = Field(default=2, ge=1)
+    attesters: int = Field(default=0, ge=0, le=32)
+
+    @model_serializer(mode="wrap")
+    def _without_attesters(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and not self.attesters:
+            data.pop("attesters", None)
+        return data
 
 
 class KpiSpec(_Spec):
@@ -344,6 +360,13 @@ class StudyPlan(_Spec):
     release: ReleaseSpec | None = None
     statistics: StatisticsSpec | None = None
     drift: DriftSpec | None = None
+
+    @model_validator(mode="after")
+    def _attested_sums_need_he(self) -> StudyPlan:
+        if self.federation.attesters and not self.he.enabled:
+            raise ValueError("[federation] attesters sign sums of encrypted contributions: "
+                             "it needs [he] enabled = true")
+        return self
 
     @model_validator(mode="after")
     def _drift_needs_ranges(self) -> StudyPlan:

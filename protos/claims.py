@@ -18,6 +18,7 @@ from protos.wire import envelope_name, task_name
 ENVELOPE_DOMAIN = "update-envelope/v2"
 TASK_DOMAIN = "task-request/v1"
 REPLY_DOMAIN = "task-reply/v2"
+ATTESTATION_DOMAIN = "sum-attestation/v1"
 
 
 def layout_claims(layout: Any) -> list[list[Any]]:
@@ -38,11 +39,30 @@ def envelope_claims(env: agent_pb2.UpdateEnvelope) -> dict[str, Any]:
 
 
 def set_claims(contributions: agent_pb2.ContributionSet) -> dict[str, Any] | None:
-    """The reference to a contribution set a task signature covers (None when absent)."""
+    """The reference to a contribution set a task signature covers (None when absent); an
+    attested set adds its sum's digest."""
     if not contributions.digests and not contributions.envelopes:
         return None
-    return {"kind": envelope_name(contributions.kind), "round": int(contributions.round),
-            "digests": list(contributions.digests)}
+    claims: dict[str, Any] = {"kind": envelope_name(contributions.kind),
+                              "round": int(contributions.round),
+                              "digests": list(contributions.digests)}
+    if contributions.sum_digest:
+        claims["sum_digest"] = contributions.sum_digest
+    return claims
+
+
+def attestation_claims(contributions: agent_pb2.ContributionSet, *, plan_hash: str,
+                       run_id: str, fingerprint: str, attester: str) -> dict[str, Any]:
+    """What an attester's signature covers: the study, run, kind and round of a set, who
+    contributed with which payload digests, their example total, the key the contributions
+    were encrypted under, the digest of their sum, and the attester's own name."""
+    return {
+        "study": plan_hash, "run_id": run_id, "kind": envelope_name(contributions.kind),
+        "round": int(contributions.round), "sites": list(contributions.sites),
+        "digests": list(contributions.digests),
+        "example_total": int(contributions.example_total), "fingerprint": fingerprint,
+        "sum_digest": contributions.sum_digest, "attester": attester,
+    }
 
 
 def task_claims(request: agent_pb2.TaskRequest) -> dict[str, Any]:
@@ -54,6 +74,8 @@ def task_claims(request: agent_pb2.TaskRequest) -> dict[str, Any]:
         "nonce": request.nonce.hex(),
         "model": set_claims(request.model), "stats": set_claims(request.stats),
         "counts": set_claims(request.counts),
+        # Only an attest task names the set it asks for (older claims stay as they were).
+        **({"attest": set_claims(request.attest)} if request.HasField("attest") else {}),
     }
 
 

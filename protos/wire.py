@@ -45,6 +45,7 @@ TASK_NAMES: dict[int, str] = {
     agent_pb2.TASK_IMPORTANCE: "importance",
     agent_pb2.TASK_RELEASE: "release",
     agent_pb2.TASK_DRIFT: "drift",
+    agent_pb2.TASK_ATTEST: "attest",
 }
 ENVELOPE_NAMES: dict[int, str] = {
     agent_pb2.ENVELOPE_WEIGHTS: "weights",

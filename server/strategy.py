@@ -27,6 +27,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from protos.tessera.v1 import agent_pb2
+from server.attestation import attest_current
 from server.checkpoint import save_checkpoint
 from server.collect import Contributions, collect
 from server.envelopes import contribution_set
@@ -96,9 +97,10 @@ class EncryptedFedAvg(Strategy):
         self.run.require_quorum(len(self.run.trainers), f"round {server_round}")
         previous = record_round(arrays)
         model = previous if previous >= 1 else None
+        self._sent_at[server_round] = time.perf_counter()  # the round's time counts attesting
+        attest_current(grid, self.run)
         messages = self._messages(agent_pb2.TASK_TRAIN, server_round, self.run.trainers,
                                   model=model, stats=True)
-        self._sent_at[server_round] = time.perf_counter()
         self.run.recorder.event("round_started", round=server_round,
                                 sites=sorted(self.run.trainers.values()))
         return messages
@@ -156,6 +158,7 @@ class EncryptedFedAvg(Strategy):
         final = server_round == self.run.plan.training.rounds
         if not self.run.evaluate_rounds or not (policy.every_round or final):
             return []
+        attest_current(grid, self.run)
         return self._messages(agent_pb2.TASK_EVALUATE, server_round, self.run.evaluators,
                               model=server_round, stats=True)
 

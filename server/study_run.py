@@ -4,7 +4,9 @@ step produced, and how each site's signed task is built and exchanged.
 Sites decrypt nothing the coordinator aggregated: each task carries the signed
 contributions of the steps it builds on (the round-0 statistics, the previous round's
 weights, a round's evaluation counts). A site that already verified a set in this run gets it
-by reference (its digests); :attr:`StudyRun.delivered` remembers who verified what.
+by reference (its digests); :attr:`StudyRun.delivered` remembers who verified what. With
+attested sums (:mod:`server.attestation`) a set's attested form stands in for its
+contributions in the tasks that accept it (:data:`ATTESTED_TASKS`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class StudyAbortedError(TesseraError):
 
 SetKey = tuple[int, int]  # (envelope kind, round)
 
+#: Tasks whose decryption stays at the site: they accept a set's attested form.
+ATTESTED_TASKS = frozenset({agent_pb2.TASK_TRAIN, agent_pb2.TASK_EVALUATE,
+                            agent_pb2.TASK_IMPORTANCE, agent_pb2.TASK_EVALUATE_OWN})
+
 
 @dataclass
 class StudyRun:
@@ -63,6 +69,10 @@ class StudyRun:
     sets: dict[SetKey, agent_pb2.ContributionSet] = field(default_factory=dict)
     #: Which sets each site has verified in this run (sent by reference afterwards).
     delivered: set[tuple[str, int, int]] = field(default_factory=set)
+    #: Attested forms of sets ([federation] attesters), by (envelope kind, round).
+    attested: dict[SetKey, agent_pb2.ContributionSet] = field(default_factory=dict)
+    #: Which sets each site has opened from their attested form.
+    delivered_attested: set[tuple[str, int, int]] = field(default_factory=set)
     guard: ReplayGuard = field(default_factory=ReplayGuard)
     site_epsilon: dict[str, float] = field(default_factory=dict)
     site_examples: dict[str, int] = field(default_factory=dict)
@@ -83,28 +93,46 @@ class StudyRun:
         for key in [k for k in self.sets if k[0] != agent_pb2.ENVELOPE_STATS
                     and k[1] < round_]:
             del self.sets[key]
+            self.attested.pop(key, None)
 
     # -- tasks -------------------------------------------------------------------------
     def request(self, site: str, kind: int, round_: int, *, model: int | None = None,
-                stats: bool = False, counts: int | None = None) -> agent_pb2.TaskRequest:
+                stats: bool = False, counts: int | None = None,
+                attest: SetKey | None = None) -> agent_pb2.TaskRequest:
         """A signed task for ``site``: with the weights set of round ``model``, the
-        statistics set and/or the evaluation-counts set of round ``counts``."""
+        statistics set and/or the evaluation-counts set of round ``counts``; ``attest``
+        (kind, round): every contribution of that set, for the site to attest."""
         req = agent_pb2.TaskRequest(kind=kind, plan_hash=self.plan_hash,  # type: ignore[arg-type]
                                     plan_toml=self.plan_toml, round=round_, run_id=self.run_id)
         if model is not None:
-            req.model.CopyFrom(self._set_for(site, agent_pb2.ENVELOPE_WEIGHTS, model))
+            req.model.CopyFrom(self._set_for(site, kind, agent_pb2.ENVELOPE_WEIGHTS, model))
         if stats:
-            req.stats.CopyFrom(self._set_for(site, agent_pb2.ENVELOPE_STATS, 0))
+            req.stats.CopyFrom(self._set_for(site, kind, agent_pb2.ENVELOPE_STATS, 0))
         if counts is not None:
-            req.counts.CopyFrom(self._set_for(site, agent_pb2.ENVELOPE_EVAL, counts))
+            req.counts.CopyFrom(self._set_for(site, kind, agent_pb2.ENVELOPE_EVAL, counts))
+        if attest is not None:
+            req.attest.CopyFrom(self._full(*attest))
         return sign_task(req, self.coordinator_key)
 
-    def _set_for(self, site: str, kind: int, round_: int) -> agent_pb2.ContributionSet:
+    def _full(self, kind: int, round_: int) -> agent_pb2.ContributionSet:
         full = self.sets.get((kind, round_))
         if full is None:
             raise TesseraError(ErrorCode.PROCESS_FAILED,
                                f"no accepted contributions for round {round_} to forward")
-        return by_reference(full) if (site, kind, round_) in self.delivered else full
+        return full
+
+    def _set_for(self, site: str, task: int, kind: int,
+                 round_: int) -> agent_pb2.ContributionSet:
+        """The set as ``site`` gets it for a ``task``: by reference when it verified it
+        before (an attested sum counts only where the task accepts one), the attested form
+        when there is one and the task accepts it, else every contribution."""
+        full = self._full(kind, round_)
+        key = (site, kind, round_)
+        takes_attested = task in ATTESTED_TASKS
+        if key in self.delivered or (takes_attested and key in self.delivered_attested):
+            return by_reference(full)
+        attested = self.attested.get((kind, round_))
+        return attested if takes_attested and attested is not None else full
 
     def send(self, grid: Grid, requests: dict[int, agent_pb2.TaskRequest], *,
              names: dict[int, str] | None = None,
@@ -130,6 +158,8 @@ class StudyRun:
         for cset in (req.model, req.stats, req.counts):
             if cset.envelopes:
                 self.delivered.add((site, int(cset.kind), int(cset.round)))
+            elif cset.sum_digest:
+                self.delivered_attested.add((site, int(cset.kind), int(cset.round)))
 
     # -- expectations --------------------------------------------------------------------
     def expectation(self, kind: int, round_: int, length: int) -> Expectation:

@@ -151,6 +151,9 @@ def simulate_command(
     workdir: Annotated[Path, typer.Option(help="Work folder to create.")] =
         Path("simulate-work"),
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+    attesters: Annotated[int | None, typer.Option(
+        min=0, max=32, help="Sites that verify each set and sign its sum for the others "
+                            "([federation] attesters; default: the plan's).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run a study over many virtual sites in one process (real agents, DP and HE on)."""
@@ -160,7 +163,8 @@ def simulate_command(
     with cli_boundary():
         path = Path(study) if study.endswith(".toml") else bundled_plan_path(study)
         base = load_plan(path)
-        plan = override(base, rounds=rounds, min_sites=min(sites, base.federation.min_sites))
+        plan = override(base, rounds=rounds, min_sites=min(sites, base.federation.min_sites),
+                        attesters=attesters)
         logging.getLogger("flwr").setLevel(logging.WARNING)
         console.print(f"simulating study [bold]{plan.name}[/] over {sites} sites "
                       f"({rows_per_site} rows each), {plan.training.rounds} rounds")

@@ -122,6 +122,13 @@ def check_schedule(request: agent_pb2.TaskRequest, plan: StudyPlan, store: SiteS
     if kind == agent_pb2.TASK_DRIFT:
         check_drift(plan, store, round_=round_)
         return None
+    if kind == agent_pb2.TASK_ATTEST:  # decrypts and spends nothing: no once-per-run rule
+        if not plan.federation.attesters:
+            raise _refuse(ErrorCode.OUT_OF_SCHEDULE, "the plan declares no attested sums")
+        if not 0 <= round_ <= rounds:
+            raise _refuse(ErrorCode.WRONG_ROUND,
+                          f"round {round_} is outside the plan's {rounds} rounds")
+        return None
     if kind == agent_pb2.TASK_STATS:
         if round_ != 0:
             raise _refuse(ErrorCode.OUT_OF_SCHEDULE, "statistics belong to round 0")

@@ -124,17 +124,25 @@ class TaskContext:
         """The verified sum of the evaluation-counts contributions of this task's round."""
         return self._open(self.request.counts, self._expect_counts(groups), "evaluation counts")
 
+    @property
+    def full_only(self) -> bool:
+        """Whether this task's decryption leaves the site (the release, opening counts): it
+        then accepts only sums recomputed here from every contribution, never attested ones."""
+        return self.request.kind in (agent_pb2.TASK_RELEASE, agent_pb2.TASK_OPEN_COUNTS)
+
     def verify_inputs(self) -> None:
         """Check every contribution set the task must carry, and that it carries no other,
         before anything is decrypted."""
         request, kind, round_ = self.request, self.request.kind, self.round
         wants_stats = kind not in (agent_pb2.TASK_HELLO, agent_pb2.TASK_STATS,
-                                   agent_pb2.TASK_OPEN_COUNTS, agent_pb2.TASK_DRIFT)
+                                   agent_pb2.TASK_OPEN_COUNTS, agent_pb2.TASK_DRIFT,
+                                   agent_pb2.TASK_ATTEST)
         model_round = {agent_pb2.TASK_TRAIN: round_ - 1}.get(kind, round_)
         wants_model = wants_stats and model_round >= 1
         wants_counts = kind == agent_pb2.TASK_OPEN_COUNTS
+        wants_attest = kind == agent_pb2.TASK_ATTEST
         for name, wanted in (("stats", wants_stats), ("model", wants_model),
-                             ("counts", wants_counts)):
+                             ("counts", wants_counts), ("attest", wants_attest)):
             if request.HasField(name) != wanted:
                 state = "carries no" if wanted else "may not carry"
                 raise TesseraError(ErrorCode.BAD_ENVELOPE,
@@ -149,8 +157,29 @@ class TaskContext:
         started = time.perf_counter()
         for contributions, expect in checks:
             self.sums.verify(contributions, expect, plan=self.plan, signers=self.signers,
-                             secret=self.secret)
+                             secret=self.secret, full_only=self.full_only)
+        if wants_attest:  # an attester checks every contribution itself, never a reference
+            if not request.attest.envelopes:
+                raise TesseraError(ErrorCode.BAD_ENVELOPE,
+                                   "an attest task must carry every contribution")
+            self.sums.verify(request.attest, self.expect_attested(), plan=self.plan,
+                             signers=self.signers, secret=self.secret, full_only=True)
         self.verify_seconds += time.perf_counter() - started
+
+    def expect_attested(self) -> Expected:
+        """What the set of an attest task must be: the statistics (round 0) or the weights of
+        one of the plan's rounds, the task's round; anything else is OUT_OF_SCHEDULE."""
+        cset, rounds = self.request.attest, self.plan.training.rounds
+        if cset.round != self.round:
+            raise TesseraError(ErrorCode.BAD_ENVELOPE,
+                               "the set to attest is of another round than the task")
+        if cset.kind == agent_pb2.ENVELOPE_STATS and self.round == 0:
+            return self._expect_stats()
+        if cset.kind == agent_pb2.ENVELOPE_WEIGHTS and 1 <= self.round <= rounds:
+            return self._expect_model(self.round)
+        raise TesseraError(ErrorCode.OUT_OF_SCHEDULE,
+                           "only the statistics of round 0 and the weights of the plan's "
+                           "rounds are attested")
 
     def _expect_stats(self) -> Expected:
         return Expected(kind=agent_pb2.ENVELOPE_STATS, round=0, run_id=self.run_id,
@@ -170,7 +199,7 @@ class TaskContext:
             raise TesseraError(ErrorCode.BAD_ENVELOPE, f"the task carries no {what}")
         started = time.perf_counter()
         opened = self.sums.open(contributions, expect, plan=self.plan, signers=self.signers,
-                                secret=self.secret)
+                                secret=self.secret, full_only=self.full_only)
         self.verify_seconds += time.perf_counter() - started
         return opened
 

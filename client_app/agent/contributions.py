@@ -7,7 +7,9 @@ the site checks each one (version, study, run, round, kind, layout, encryption, 
 fingerprint, payload digest and the Ed25519 signature of a distinct permitted site), requires
 at least the plan's minimum number of sites, recomputes the sum itself and only then decrypts.
 Verified sums are kept per run, kind and round, so a set forwarded once can later be named by
-its digests alone.
+its digests alone. A plan with ``[federation] attesters`` may forward a set as an *attested
+sum* instead (:mod:`client_app.agent.attested`); tasks whose decryption leaves the site ask
+for ``full_only`` and accept only sums recomputed here.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from client_app.agent.attested import check_attested, is_attested
 from client_app.agent.envelopes import layout_to_proto
 from common.errors import ErrorCode, TesseraError
 from common.layout import TensorSlot, layout_length
@@ -54,6 +57,8 @@ class VerifiedSum:
     examples: int
     contributors: tuple[str, ...]
     digests: tuple[str, ...]
+    #: Opened from an attested sum rather than recomputed here from every contribution.
+    attested: bool = False
 
     @property
     def mean(self) -> np.ndarray:
@@ -74,27 +79,41 @@ class SumVerifier:
         self._fingerprints: dict[tuple[str, int, int], str] = {}
 
     def verify(self, contributions: agent_pb2.ContributionSet, expect: Expected, *,
-               plan: StudyPlan, signers: Mapping[str, str], secret: bytes | None) -> None:
+               plan: StudyPlan, signers: Mapping[str, str], secret: bytes | None,
+               full_only: bool = False) -> tuple[str, ...]:
         """Check a set without decrypting anything (a set named by digests must have been
-        verified here before)."""
-        self._checked(contributions, expect, plan=plan, signers=signers, secret=secret)
+        verified here before); the contributing sites."""
+        checked = self._checked(contributions, expect, plan=plan, signers=signers,
+                                secret=secret, full_only=full_only)
+        return checked.contributors if isinstance(checked, VerifiedSum) else checked
 
     def open(self, contributions: agent_pb2.ContributionSet, expect: Expected, *,
              plan: StudyPlan, signers: Mapping[str, str],
-             secret: bytes | None) -> VerifiedSum:
+             secret: bytes | None, full_only: bool = False) -> VerifiedSum:
         """The verified sum of a contribution set, or a TesseraError naming the fault."""
         key = (expect.run_id, int(expect.kind), int(expect.round))
         checked = self._checked(contributions, expect, plan=plan, signers=signers,
-                                secret=secret)
+                                secret=secret, full_only=full_only)
         if isinstance(checked, VerifiedSum):
             return checked
-        envelopes = list(contributions.envelopes)
-        opened = VerifiedSum(values=_sum(envelopes, expect, secret),
-                             examples=sum(int(e.example_count) for e in envelopes),
-                             contributors=checked,
-                             digests=tuple(e.digest for e in envelopes))
+        if is_attested(contributions):
+            assert secret is not None  # checked in check_attested
+            length = layout_length(list(expect.layout))
+            opened = VerifiedSum(values=decrypt_vector(secret, list(contributions.sum),
+                                                       length=length),
+                                 examples=int(contributions.example_total),
+                                 contributors=checked, digests=tuple(contributions.digests),
+                                 attested=True)
+            fingerprint = _set_fingerprint(contributions)
+        else:
+            envelopes = list(contributions.envelopes)
+            opened = VerifiedSum(values=_sum(envelopes, expect, secret),
+                                 examples=sum(int(e.example_count) for e in envelopes),
+                                 contributors=checked,
+                                 digests=tuple(e.digest for e in envelopes))
+            fingerprint = _fingerprint(envelopes)
         self._cache[key] = opened
-        self._fingerprints[key] = _fingerprint(envelopes)
+        self._fingerprints[key] = fingerprint
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_SIZE:
             dropped, _ = self._cache.popitem(last=False)
@@ -102,17 +121,32 @@ class SumVerifier:
         return opened
 
     def _checked(self, contributions: agent_pb2.ContributionSet, expect: Expected, *,
-                 plan: StudyPlan, signers: Mapping[str, str],
-                 secret: bytes | None) -> VerifiedSum | tuple[str, ...]:
+                 plan: StudyPlan, signers: Mapping[str, str], secret: bytes | None,
+                 full_only: bool) -> VerifiedSum | tuple[str, ...]:
         """A cached sum when this exact set was opened before; else the verified senders."""
         if contributions.kind != expect.kind or contributions.round != expect.round:
             raise _bad(expect, "the set is labelled with another kind or round")
         key = (expect.run_id, int(expect.kind), int(expect.round))
         digests = tuple(contributions.digests)
         cached = self._cache.get(key)
+        if is_attested(contributions):
+            if full_only:
+                raise _bad(expect, "this task decrypts for release: it must carry every "
+                                   "contribution, not an attested sum",
+                           ErrorCode.PERMISSION_DENIED)
+            if cached is not None and \
+                    self._fingerprints.get(key) == _set_fingerprint(contributions):
+                return cached
+            return check_attested(contributions, plan=plan, plan_hash=expect.plan_hash,
+                                  run_id=expect.run_id, layout=expect.layout,
+                                  signers=signers, secret=secret)
         if not contributions.envelopes:
             if cached is None or cached.digests != digests:
                 raise _bad(expect, "named by digests only, but not verified here before",
+                           ErrorCode.NOT_CACHED)
+            if full_only and cached.attested:
+                raise _bad(expect, "verified here only as an attested sum: this task decrypts "
+                                   "for release and must carry every contribution",
                            ErrorCode.NOT_CACHED)
             self._cache.move_to_end(key)
             return cached
@@ -136,6 +170,11 @@ def _fingerprint(envelopes: Sequence[agent_pb2.UpdateEnvelope]) -> str:
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
     return digest.hexdigest()
+
+
+def _set_fingerprint(contributions: agent_pb2.ContributionSet) -> str:
+    """sha256 over an attested set exactly as received."""
+    return hashlib.sha256(contributions.SerializeToString(deterministic=True)).hexdigest()
 
 
 def _check_all(envelopes: Sequence[agent_pb2.UpdateEnvelope], expect: Expected, *,

@@ -61,6 +61,9 @@ def _set_inputs(ctx: TaskContext, name: str) -> dict[str, Any] | None:
     if cset.envelopes:
         pairs = [(env.site, env.digest) for env in cset.envelopes]
         examples = sum(int(env.example_count) for env in cset.envelopes)
+    elif cset.sum_digest:  # an attested sum, checked by verify_inputs
+        pairs = list(zip(cset.sites, cset.digests, strict=True))
+        examples = int(cset.example_total)
     else:  # named by digests: verify_inputs found it among the sums verified here before
         cached = ctx.sums.cached(run_id=ctx.run_id, kind=cset.kind, round_=cset.round)
         if cached is None or cached.digests != tuple(cset.digests):

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from client_app.agent import drift, evaluation, release, training
+from client_app.agent import attesting, drift, evaluation, release, training
 from client_app.agent.admission import (
     admit_plan,
     check_schedule,
@@ -71,6 +71,7 @@ HANDLERS: dict[int, Handler] = {
     agent_pb2.TASK_IMPORTANCE: evaluation.importance,
     agent_pb2.TASK_RELEASE: release.release,
     agent_pb2.TASK_DRIFT: drift.drift,
+    agent_pb2.TASK_ATTEST: attesting.attest,
 }
 
 

@@ -48,3 +48,5 @@ class SiteEvent(StrEnum):
     HE_RECIPIENTS_CONFIRMED = "he_recipients_confirmed"
     # a step asked again after a coordinator restart, answered with the reply already sent
     REPLY_RESENT = "reply_resent"
+    # a contribution set verified and its sum signed for the other sites (TASK_ATTEST)
+    SUM_ATTESTED = "sum_attested"

@@ -53,7 +53,7 @@ class HonestRun:
     def full_set(self, kind: int, round_: int) -> agent_pb2.ContributionSet:
         """A contribution set as the coordinator forwarded it in full during the run."""
         for _, req, _ in self.exchanges:
-            for cset in (req.model, req.stats, req.counts):
+            for cset in (req.model, req.stats, req.counts, req.attest):
                 if cset.kind == kind and cset.round == round_ and cset.envelopes:
                     copy = agent_pb2.ContributionSet()
                     copy.CopyFrom(cset)
@@ -78,6 +78,7 @@ class HonestRun:
         model: agent_pb2.ContributionSet | None = None,
         stats: agent_pb2.ContributionSet | None = None,
         counts: agent_pb2.ContributionSet | None = None,
+        attest: agent_pb2.ContributionSet | None = None,
     ) -> agent_pb2.TaskRequest:
         """A task validly signed with the coordinator's key, carrying whatever it chooses."""
         req = agent_pb2.TaskRequest(
@@ -87,15 +88,19 @@ class HonestRun:
             round=round_,
             run_id=run_id,
         )
-        for name, cset in (("model", model), ("stats", stats), ("counts", counts)):
+        for name, cset in (("model", model), ("stats", stats), ("counts", counts),
+                           ("attest", attest)):
             if cset is not None:
                 getattr(req, name).CopyFrom(cset)
         return sign_task(req, self.coordinator)
 
 
-def honest_run(root: Path, *, rounds: int = 2, dp: bool = True) -> HonestRun:
-    """Run an honest HE study (3 sites, ``rounds`` rounds) and keep every exchange."""
-    raw = override(load_plan(bundled_plan_path("breast_cancer")), rounds=rounds).model_dump()
+def honest_run(root: Path, *, rounds: int = 2, dp: bool = True,
+               attesters: int = 0) -> HonestRun:
+    """Run an honest HE study (3 sites, ``rounds`` rounds, sums attested by ``attesters``
+    sites when not 0) and keep every exchange."""
+    raw = override(load_plan(bundled_plan_path("breast_cancer")), rounds=rounds,
+                   attesters=attesters or None).model_dump()
     raw["privacy"]["dp"] = dp
     raw["evaluation"]["every_round"] = True  # every kind of task in every round
     plan = StudyPlan.model_validate(raw)

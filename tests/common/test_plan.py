@@ -293,3 +293,17 @@ def test_unknown_bundled_plan_lists_available_names() -> None:
 
 def test_study_plan_type_is_exported_model() -> None:
     assert isinstance(parse_plan(MINIMAL), StudyPlan)
+
+
+def test_attesters_enter_the_hash_only_when_declared() -> None:
+    plain = parse_plan(MINIMAL)
+    assert plan_hash(parse_plan(MINIMAL + "\n[federation]\nattesters = 0\n")) == plan_hash(plain)
+    attested = parse_plan(MINIMAL + "\n[federation]\nattesters = 2\n")
+    assert attested.federation.attesters == 2 and plan_hash(attested) != plan_hash(plain)
+    assert parse_plan(plan_to_toml(attested)) == attested
+
+
+def test_attesters_need_an_encrypted_study() -> None:
+    with pytest.raises(TesseraError) as err:
+        parse_plan(MINIMAL + "\n[he]\nenabled = false\n\n[federation]\nattesters = 2\n")
+    assert "attesters" in err.value.message and "[he] enabled" in err.value.message

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprotos/tessera/v1/agent.proto\x12\ntessera.v1\"J\n\x0b\x43hunkLayout\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0e\n\x06length\x18\x04 \x01(\x04\"\xbd\x02\n\x0eUpdateEnvelope\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\r\n\x05study\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\x0c\n\x04site\x18\x04 \x01(\t\x12\x15\n\rexample_count\x18\x05 \x01(\x04\x12\x1b\n\x13\x63ontext_fingerprint\x18\x06 \x01(\t\x12\'\n\x06layout\x18\x07 \x03(\x0b\x32\x17.tessera.v1.ChunkLayout\x12\x11\n\tencrypted\x18\x08 \x01(\x08\x12\x13\n\x0b\x63iphertexts\x18\t \x03(\x0c\x12\x0e\n\x06values\x18\n \x03(\x01\x12\x0e\n\x06\x64igest\x18\x0b \x01(\t\x12&\n\x04kind\x18\x0c \x01(\x0e\x32\x18.tessera.v1.EnvelopeKind\x12\x0e\n\x06run_id\x18\r \x01(\t\x12\x11\n\tsignature\x18\x0e \x01(\x0c\"\x88\x01\n\x0f\x43ontributionSet\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.tessera.v1.EnvelopeKind\x12\r\n\x05round\x18\x02 \x01(\r\x12-\n\tenvelopes\x18\x03 \x03(\x0b\x32\x1a.tessera.v1.UpdateEnvelope\x12\x0f\n\x07\x64igests\x18\x04 \x03(\t\"\x9d\x02\n\x0bTaskRequest\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.tessera.v1.TaskKind\x12\x11\n\tplan_hash\x18\x02 \x01(\t\x12\x11\n\tplan_toml\x18\x03 \x01(\x0c\x12\r\n\x05round\x18\x04 \x01(\r\x12*\n\x05model\x18\x05 \x01(\x0b\x32\x1b.tessera.v1.ContributionSet\x12*\n\x05stats\x18\x06 \x01(\x0b\x32\x1b.tessera.v1.ContributionSet\x12\x0e\n\x06run_id\x18\x07 \x01(\t\x12+\n\x06\x63ounts\x18\x08 \x01(\x0b\x32\x1b.tessera.v1.ContributionSet\x12\r\n\x05nonce\x18\t \x01(\x0c\x12\x11\n\tsignature\x18\n \x01(\x0c\"4\n\tHistogram\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0b\n\x03pos\x18\x02 \x03(\x04\x12\x0b\n\x03neg\x18\x03 \x03(\x04\"y\n\nEvalCounts\x12\x0c\n\x04\x62ins\x18\x01 \x01(\r\x12)\n\nhistograms\x18\x02 \x03(\x0b\x32\x15.tessera.v1.Histogram\x12\x14\n\x0clog_loss_sum\x18\x03 \x01(\x01\x12\t\n\x01n\x18\x04 \x01(\x04\x12\x11\n\tbrier_sum\x18\x05 \x01(\x01\"u\n\rReleasedModel\x12\'\n\x06layout\x18\x01 \x03(\x0b\x32\x17.tessera.v1.ChunkLayout\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\x0c\n\x04mean\x18\x03 \x03(\x01\x12\x0b\n\x03std\x18\x04 \x03(\x01\x12\x10\n\x08\x66\x65\x61tures\x18\x05 \x03(\t\"\xda\x02\n\tTaskReply\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12,\n\x08\x65nvelope\x18\x05 \x01(\x0b\x32\x1a.tessera.v1.UpdateEnvelope\x12\x33\n\x07metrics\x18\x06 \x03(\x0b\x32\".tessera.v1.TaskReply.MetricsEntry\x12&\n\x06\x63ounts\x18\x07 \x01(\x0b\x32\x16.tessera.v1.EvalCounts\x12(\n\x05model\x18\x08 \x01(\x0b\x32\x19.tessera.v1.ReleasedModel\x12\x11\n\tsignature\x18\t \x01(\x0c\x12\x17\n\x0f\x64\x61taset_version\x18\n \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*\xcc\x01\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nTASK_HELLO\x10\x01\x12\x0e\n\nTASK_STATS\x10\x02\x12\x0e\n\nTASK_TRAIN\x10\x03\x12\x11\n\rTASK_EVALUATE\x10\x04\x12\x14\n\x10TASK_OPEN_COUNTS\x10\x05\x12\x15\n\x11TASK_EVALUATE_OWN\x10\x06\x12\x13\n\x0fTASK_IMPORTANCE\x10\x07\x12\x10\n\x0cTASK_RELEASE\x10\x08\x12\x0e\n\nTASK_DRIFT\x10\t*j\n\x0c\x45nvelopeKind\x12\x1d\n\x19\x45NVELOPE_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45NVELOPE_WEIGHTS\x10\x01\x12\x12\n\x0e\x45NVELOPE_STATS\x10\x02\x12\x11\n\rENVELOPE_EVAL\x10\x03\x32\x45\n\tSiteAgent\x12\x38\n\x06Handle\x12\x17.tessera.v1.TaskRequest\x1a\x15.tessera.v1.TaskReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprotos/tessera/v1/agent.proto\x12\ntessera.v1\"J\n\x0b\x43hunkLayout\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0e\n\x06length\x18\x04 \x01(\x04\"\xbd\x02\n\x0eUpdateEnvelope\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\r\n\x05study\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\r\x12\x0c\n\x04site\x18\x04 \x01(\t\x12\x15\n\rexample_count\x18\x05 \x01(\x04\x12\x1b\n\x13\x63ontext_fingerprint\x18\x06 \x01(\t\x12\'\n\x06layout\x18\x07 \x03(\x0b\x32\x17.tessera.v1.ChunkLayout\x12\x11\n\tencrypted\x18\x08 \x01(\x08\x12\x13\n\x0b\x63iphertexts\x18\t \x03(\x0c\x12\x0e\n\x06values\x18\n \x03(\x01\x12\x0e\n\x06\x64igest\x18\x0b \x01(\t\x12&\n\x04kind\x18\x0c \x01(\x0e\x32\x18.tessera.v1.EnvelopeKind\x12\x0e\n\x06run_id\x18\r \x01(\t\x12\x11\n\tsignature\x18\x0e \x01(\x0c\"\xfe\x01\n\x0f\x43ontributionSet\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.tessera.v1.EnvelopeKind\x12\r\n\x05round\x18\x02 \x01(\r\x12-\n\tenvelopes\x18\x03 \x03(\x0b\x32\x1a.tessera.v1.UpdateEnvelope\x12\x0f\n\x07\x64igests\x18\x04 \x03(\t\x12\r\n\x05sites\x18\x05 \x03(\t\x12\x15\n\rexample_total\x18\x06 \x01(\x04\x12\x0b\n\x03sum\x18\x07 \x03(\x0c\x12\x12\n\nsum_digest\x18\x08 \x01(\t\x12-\n\x0c\x61ttestations\x18\t \x03(\x0b\x32\x17.tessera.v1.Attestation\".\n\x0b\x41ttestation\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xca\x02\n\x0bTaskRequest\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.tessera.v1.TaskKind\x12\x11\n\tplan_hash\x18\x02 \x01(\t\x12\x11\n\tplan_toml\x18\x03 \x01(\x0c\x12\r\n\x05round\x18\x04 \x01(\r\x12*\n\x05model\x18\x05 \x01(\x0b\x32\x1b.tessera.v1.ContributionSet\x12*\n\x05stats\x18\x06 \x01(\x0b\x32\x1b.tessera.v1.ContributionSet\x12\x0e\n\x06run_id\x18\x07 \x01(\t\x12+\n\x06\x63ounts\x18\x08 \x01(\x0b\x32\x1b.tessera.v1.ContributionSet\x12\r\n\x05nonce\x18\t \x01(\x0c\x12+\n\x06\x61ttest\x18\x0b \x01(\x0b\x32\x1b.tessera.v1.ContributionSet\x12\x11\n\tsignature\x18\n \x01(\x0c\"4\n\tHistogram\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0b\n\x03pos\x18\x02 \x03(\x04\x12\x0b\n\x03neg\x18\x03 \x03(\x04\"y\n\nEvalCounts\x12\x0c\n\x04\x62ins\x18\x01 \x01(\r\x12)\n\nhistograms\x18\x02 \x03(\x0b\x32\x15.tessera.v1.Histogram\x12\x14\n\x0clog_loss_sum\x18\x03 \x01(\x01\x12\t\n\x01n\x18\x04 \x01(\x04\x12\x11\n\tbrier_sum\x18\x05 \x01(\x01\"u\n\rReleasedModel\x12\'\n\x06layout\x18\x01 \x03(\x0b\x32\x17.tessera.v1.ChunkLayout\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\x0c\n\x04mean\x18\x03 \x03(\x01\x12\x0b\n\x03std\x18\x04 \x03(\x01\x12\x10\n\x08\x66\x65\x61tures\x18\x05 \x03(\t\"\x89\x03\n\tTaskReply\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12,\n\x08\x65nvelope\x18\x05 \x01(\x0b\x32\x1a.tessera.v1.UpdateEnvelope\x12\x33\n\x07metrics\x18\x06 \x03(\x0b\x32\".tessera.v1.TaskReply.MetricsEntry\x12&\n\x06\x63ounts\x18\x07 \x01(\x0b\x32\x16.tessera.v1.EvalCounts\x12(\n\x05model\x18\x08 \x01(\x0b\x32\x19.tessera.v1.ReleasedModel\x12\x11\n\tsignature\x18\t \x01(\x0c\x12\x17\n\x0f\x64\x61taset_version\x18\n \x01(\t\x12-\n\x08\x61ttested\x18\x0b \x01(\x0b\x32\x1b.tessera.v1.ContributionSet\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*\xdd\x01\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nTASK_HELLO\x10\x01\x12\x0e\n\nTASK_STATS\x10\x02\x12\x0e\n\nTASK_TRAIN\x10\x03\x12\x11\n\rTASK_EVALUATE\x10\x04\x12\x14\n\x10TASK_OPEN_COUNTS\x10\x05\x12\x15\n\x11TASK_EVALUATE_OWN\x10\x06\x12\x13\n\x0fTASK_IMPORTANCE\x10\x07\x12\x10\n\x0cTASK_RELEASE\x10\x08\x12\x0e\n\nTASK_DRIFT\x10\t\x12\x0f\n\x0bTASK_ATTEST\x10\n*j\n\x0c\x45nvelopeKind\x12\x1d\n\x19\x45NVELOPE_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45NVELOPE_WEIGHTS\x10\x01\x12\x12\n\x0e\x45NVELOPE_STATS\x10\x02\x12\x11\n\rENVELOPE_EVAL\x10\x03\x32\x45\n\tSiteAgent\x12\x38\n\x06Handle\x12\x17.tessera.v1.TaskRequest\x1a\x15.tessera.v1.TaskReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,28 +33,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TASKREPLY_METRICSENTRY']._loaded_options = None
   _globals['_TASKREPLY_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_TASKKIND']._serialized_start=1514
-  _globals['_TASKKIND']._serialized_end=1718
-  _globals['_ENVELOPEKIND']._serialized_start=1720
-  _globals['_ENVELOPEKIND']._serialized_end=1826
+  _globals['_TASKKIND']._serialized_start=1772
+  _globals['_TASKKIND']._serialized_end=1993
+  _globals['_ENVELOPEKIND']._serialized_start=1995
+  _globals['_ENVELOPEKIND']._serialized_end=2101
   _globals['_CHUNKLAYOUT']._serialized_start=45
   _globals['_CHUNKLAYOUT']._serialized_end=119
   _globals['_UPDATEENVELOPE']._serialized_start=122
   _globals['_UPDATEENVELOPE']._serialized_end=439
   _globals['_CONTRIBUTIONSET']._serialized_start=442
-  _globals['_CONTRIBUTIONSET']._serialized_end=578
-  _globals['_TASKREQUEST']._serialized_start=581
-  _globals['_TASKREQUEST']._serialized_end=866
-  _globals['_HISTOGRAM']._serialized_start=868
-  _globals['_HISTOGRAM']._serialized_end=920
-  _globals['_EVALCOUNTS']._serialized_start=922
-  _globals['_EVALCOUNTS']._serialized_end=1043
-  _globals['_RELEASEDMODEL']._serialized_start=1045
-  _globals['_RELEASEDMODEL']._serialized_end=1162
-  _globals['_TASKREPLY']._serialized_start=1165
-  _globals['_TASKREPLY']._serialized_end=1511
-  _globals['_TASKREPLY_METRICSENTRY']._serialized_start=1465
-  _globals['_TASKREPLY_METRICSENTRY']._serialized_end=1511
-  _globals['_SITEAGENT']._serialized_start=1828
-  _globals['_SITEAGENT']._serialized_end=1897
+  _globals['_CONTRIBUTIONSET']._serialized_end=696
+  _globals['_ATTESTATION']._serialized_start=698
+  _globals['_ATTESTATION']._serialized_end=744
+  _globals['_TASKREQUEST']._serialized_start=747
+  _globals['_TASKREQUEST']._serialized_end=1077
+  _globals['_HISTOGRAM']._serialized_start=1079
+  _globals['_HISTOGRAM']._serialized_end=1131
+  _globals['_EVALCOUNTS']._serialized_start=1133
+  _globals['_EVALCOUNTS']._serialized_end=1254
+  _globals['_RELEASEDMODEL']._serialized_start=1256
+  _globals['_RELEASEDMODEL']._serialized_end=1373
+  _globals['_TASKREPLY']._serialized_start=1376
+  _globals['_TASKREPLY']._serialized_end=1769
+  _globals['_TASKREPLY_METRICSENTRY']._serialized_start=1723
+  _globals['_TASKREPLY_METRICSENTRY']._serialized_end=1769
+  _globals['_SITEAGENT']._serialized_start=2103
+  _globals['_SITEAGENT']._serialized_end=2172
 # @@protoc_insertion_point(module_scope)

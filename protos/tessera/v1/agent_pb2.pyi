@@ -19,6 +19,7 @@ class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_IMPORTANCE: _ClassVar[TaskKind]
     TASK_RELEASE: _ClassVar[TaskKind]
     TASK_DRIFT: _ClassVar[TaskKind]
+    TASK_ATTEST: _ClassVar[TaskKind]
 
 class EnvelopeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -36,6 +37,7 @@ TASK_EVALUATE_OWN: TaskKind
 TASK_IMPORTANCE: TaskKind
 TASK_RELEASE: TaskKind
 TASK_DRIFT: TaskKind
+TASK_ATTEST: TaskKind
 ENVELOPE_KIND_UNSPECIFIED: EnvelopeKind
 ENVELOPE_WEIGHTS: EnvelopeKind
 ENVELOPE_STATS: EnvelopeKind
@@ -86,19 +88,37 @@ class UpdateEnvelope(_message.Message):
     def __init__(self, version: _Optional[int] = ..., study: _Optional[str] = ..., round: _Optional[int] = ..., site: _Optional[str] = ..., example_count: _Optional[int] = ..., context_fingerprint: _Optional[str] = ..., layout: _Optional[_Iterable[_Union[ChunkLayout, _Mapping]]] = ..., encrypted: _Optional[bool] = ..., ciphertexts: _Optional[_Iterable[bytes]] = ..., values: _Optional[_Iterable[float]] = ..., digest: _Optional[str] = ..., kind: _Optional[_Union[EnvelopeKind, str]] = ..., run_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class ContributionSet(_message.Message):
-    __slots__ = ("kind", "round", "envelopes", "digests")
+    __slots__ = ("kind", "round", "envelopes", "digests", "sites", "example_total", "sum", "sum_digest", "attestations")
     KIND_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     ENVELOPES_FIELD_NUMBER: _ClassVar[int]
     DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLE_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SUM_FIELD_NUMBER: _ClassVar[int]
+    SUM_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    ATTESTATIONS_FIELD_NUMBER: _ClassVar[int]
     kind: EnvelopeKind
     round: int
     envelopes: _containers.RepeatedCompositeFieldContainer[UpdateEnvelope]
     digests: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, kind: _Optional[_Union[EnvelopeKind, str]] = ..., round: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[UpdateEnvelope, _Mapping]]] = ..., digests: _Optional[_Iterable[str]] = ...) -> None: ...
+    sites: _containers.RepeatedScalarFieldContainer[str]
+    example_total: int
+    sum: _containers.RepeatedScalarFieldContainer[bytes]
+    sum_digest: str
+    attestations: _containers.RepeatedCompositeFieldContainer[Attestation]
+    def __init__(self, kind: _Optional[_Union[EnvelopeKind, str]] = ..., round: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[UpdateEnvelope, _Mapping]]] = ..., digests: _Optional[_Iterable[str]] = ..., sites: _Optional[_Iterable[str]] = ..., example_total: _Optional[int] = ..., sum: _Optional[_Iterable[bytes]] = ..., sum_digest: _Optional[str] = ..., attestations: _Optional[_Iterable[_Union[Attestation, _Mapping]]] = ...) -> None: ...
+
+class Attestation(_message.Message):
+    __slots__ = ("site", "signature")
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    signature: bytes
+    def __init__(self, site: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("kind", "plan_hash", "plan_toml", "round", "model", "stats", "run_id", "counts", "nonce", "signature")
+    __slots__ = ("kind", "plan_hash", "plan_toml", "round", "model", "stats", "run_id", "counts", "nonce", "attest", "signature")
     KIND_FIELD_NUMBER: _ClassVar[int]
     PLAN_HASH_FIELD_NUMBER: _ClassVar[int]
     PLAN_TOML_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +128,7 @@ class TaskRequest(_message.Message):
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
+    ATTEST_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     kind: TaskKind
     plan_hash: str
@@ -118,8 +139,9 @@ class TaskRequest(_message.Message):
     run_id: str
     counts: ContributionSet
     nonce: bytes
+    attest: ContributionSet
     signature: bytes
-    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., plan_hash: _Optional[str] = ..., plan_toml: _Optional[bytes] = ..., round: _Optional[int] = ..., model: _Optional[_Union[ContributionSet, _Mapping]] = ..., stats: _Optional[_Union[ContributionSet, _Mapping]] = ..., run_id: _Optional[str] = ..., counts: _Optional[_Union[ContributionSet, _Mapping]] = ..., nonce: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., plan_hash: _Optional[str] = ..., plan_toml: _Optional[bytes] = ..., round: _Optional[int] = ..., model: _Optional[_Union[ContributionSet, _Mapping]] = ..., stats: _Optional[_Union[ContributionSet, _Mapping]] = ..., run_id: _Optional[str] = ..., counts: _Optional[_Union[ContributionSet, _Mapping]] = ..., nonce: _Optional[bytes] = ..., attest: _Optional[_Union[ContributionSet, _Mapping]] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Histogram(_message.Message):
     __slots__ = ("group", "pos", "neg")
@@ -160,7 +182,7 @@ class ReleasedModel(_message.Message):
     def __init__(self, layout: _Optional[_Iterable[_Union[ChunkLayout, _Mapping]]] = ..., values: _Optional[_Iterable[float]] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskReply(_message.Message):
-    __slots__ = ("site", "ok", "error_code", "reason", "envelope", "metrics", "counts", "model", "signature", "dataset_version")
+    __slots__ = ("site", "ok", "error_code", "reason", "envelope", "metrics", "counts", "model", "signature", "dataset_version", "attested")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +200,7 @@ class TaskReply(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ATTESTED_FIELD_NUMBER: _ClassVar[int]
     site: str
     ok: bool
     error_code: str
@@ -188,4 +211,5 @@ class TaskReply(_message.Message):
     model: ReleasedModel
     signature: bytes
     dataset_version: str
-    def __init__(self, site: _Optional[str] = ..., ok: _Optional[bool] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., envelope: _Optional[_Union[UpdateEnvelope, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., counts: _Optional[_Union[EvalCounts, _Mapping]] = ..., model: _Optional[_Union[ReleasedModel, _Mapping]] = ..., signature: _Optional[bytes] = ..., dataset_version: _Optional[str] = ...) -> None: ...
+    attested: ContributionSet
+    def __init__(self, site: _Optional[str] = ..., ok: _Optional[bool] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., envelope: _Optional[_Union[UpdateEnvelope, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., counts: _Optional[_Union[EvalCounts, _Mapping]] = ..., model: _Optional[_Union[ReleasedModel, _Mapping]] = ..., signature: _Optional[bytes] = ..., dataset_version: _Optional[str] = ..., attested: _Optional[_Union[ContributionSet, _Mapping]] = ...) -> None: ...
