@@ -16,6 +16,7 @@ from privacy.ckks import add_encrypted, fingerprint_of_secret
 from privacy.digest import payload_digest
 from protos.claims import ATTESTATION_DOMAIN, attestation_claims
 from protos.tessera.v1 import agent_pb2
+from protos.wire import envelope_name
 
 
 def attest(ctx: TaskContext) -> agent_pb2.TaskReply:
@@ -36,6 +37,6 @@ def attest(ctx: TaskContext) -> agent_pb2.TaskReply:
     attested.attestations.add(site=ctx.site, signature=bytes.fromhex(
         ctx.identity.signing_key.sign(ATTESTATION_DOMAIN, claims)))
     ctx.store.record_event(SiteEvent.SUM_ATTESTED, plan_hash=ctx.plan_hash, details={
-        "run_id": ctx.run_id, "kind": int(cset.kind), "round": int(cset.round),
+        "run_id": ctx.run_id, "set": envelope_name(cset.kind), "round": int(cset.round),
         "sites": len(envelopes), "sum_digest": attested.sum_digest})
     return agent_pb2.TaskReply(ok=True, attested=attested)

@@ -153,6 +153,10 @@ _SENTENCES: dict[str, Callable[[Details, str], str]] = {
     "reply_resent": lambda d, s: f"Sent the same {str(d.get('task', 'step')).replace('_', ' ')}"
                                  f" answer for {_round(d)} of {s} again (asked again after a "
                                  "coordinator restart; nothing new computed or released)",
+    "sum_attested": lambda d, s: f"Checked {plural(d.get('sites', 0), 'site')}' "
+                                 f"{d.get('set', 'weights')} contributions to {_round(d)} of "
+                                 f"{s} and signed their sum for the other sites (nothing "
+                                 "decrypted or spent)",
     "model_exported": lambda d, s: f"Exported a kept model of {s} to ONNX for serving "
                                    "(parity checked on this site's rows)",
     "model_released": lambda d, s: f"Released the final model of {s} ({_round(d)}, "
