@@ -62,6 +62,9 @@ class StudySummary:
     #: The budget split: each release besides DP-SGD and what it costs (empty without DP).
     budget_split: tuple[str, ...] = ()
     budget_split_json: dict[str, object] | None = None
+    #: Sites whose signatures on a sum this site accepts instead of checking every
+    #: contribution itself ([federation] attesters; 0: it checks every one).
+    attesters: int = 0
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) pairs for display, in review order."""
@@ -82,6 +85,10 @@ class StudySummary:
             ("encryption", "CKKS homomorphic encryption of every update" if self.he_enabled
              else "none: updates travel in plaintext"),
             ("minimum sites", str(self.min_sites)),
+            ("sum verification", "this site checks every contribution it sums" if
+             not self.attesters else f"for training and evaluation, this site decrypts sums "
+             f"that {self.attesters} key-holding site(s) checked and signed; the "
+             "release checks every contribution"),
             ("release policy", self.release_policy),
             ("KPI gates", gates),
             *((f"column {name}", text) for name, text in self.columns.items()),
@@ -181,6 +188,7 @@ def summarise(plan: StudyPlan) -> StudySummary:
                  for name, spec in (getattr(plan.dataset, "columns", None) or {}).items()},
         budget_split=() if split is None else tuple(split.lines()),
         budget_split_json=None if split is None else split.to_json(),
+        attesters=plan.federation.attesters,
     )
 
 
