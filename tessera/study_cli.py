@@ -56,13 +56,18 @@ def plan_command(
     epsilon: Annotated[float | None, typer.Option(help="Target epsilon per site.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
     min_sites: Annotated[int | None, typer.Option(min=1, help="Minimum sites.")] = None,
+    attesters: Annotated[int | None, typer.Option(
+        min=0, max=32, help="Sites that check each set and sign its sum for the others "
+                            "(encrypted studies; 0: every site checks every contribution).")
+    ] = None,
 ) -> None:
     """Write a bundled study plan (with the changes given) to a file and print its hash."""
     from common.plan import bundled_plan_path, load_plan, override, plan_hash, plan_to_toml
 
     with cli_boundary(f"cannot write {out}"):
         plan = override(load_plan(bundled_plan_path(study)), rounds=rounds,
-                        target_epsilon=epsilon, seed=seed, min_sites=min_sites)
+                        target_epsilon=epsilon, seed=seed, min_sites=min_sites,
+                        attesters=attesters)
         if out.is_dir():
             raise TesseraError(ErrorCode.CONFIG_INVALID, f"--out: {out} is a folder")
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,18 @@ def test_study_plan_writes_the_plan_the_sites_will_approve(tmp_path: Path) -> No
     assert into_folder.exit_code == 2 and "is a folder" in into_folder.output
 
 
+def test_study_plan_declares_attesters(tmp_path: Path) -> None:
+    out = tmp_path / "plan.toml"
+    result = CliRunner().invoke(app, ["study", "plan", "breast_cancer", "--attesters", "3",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert load_plan(out).federation.attesters == 3
+    assert "attesters = 3" in out.read_text(encoding="utf-8")
+    plain = CliRunner().invoke(app, ["study", "plan", "diabetes", "--attesters", "2", "--out",
+                                     str(tmp_path / "x.toml")])
+    assert plain.exit_code == 0, plain.output  # diabetes is encrypted too
+
+
 def test_submit_refuses_when_the_coordinator_is_not_running(fed: Federation,
                                                             coord: CoordinatorDir,
                                                             tmp_path: Path) -> None:
