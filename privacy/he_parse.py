@@ -61,6 +61,12 @@ def private_context(data: bytes) -> ts.Context:
     return context
 
 
+def parameters_only(context: ts.Context) -> bytes:
+    """The serialisation of ``context`` without any key: enough to parse and add ciphertexts."""
+    return bytes(context.serialize(save_public_key=False, save_secret_key=False,
+                                   save_galois_keys=False, save_relin_keys=False))
+
+
 def slots_of(context: ts.Context) -> int:
     """Values one ciphertext of ``context`` holds."""
     return int(context.seal_context().data.key_context_data().parms().poly_modulus_degree()) // 2
