@@ -71,7 +71,7 @@ def add_encrypted(evaluation_context: bytes, vectors: Iterable[Sequence[bytes]],
     sizes = [int(total.size()) for total in acc]
     slot_bytes = sum(len(data) for data in first) * 5 // 4 + (1 << 16)
     del first  # only the running sum stays
-    count = _auto_workers(len(acc)) if workers is None else workers
+    count = auto_workers(len(acc)) if workers is None else workers
     if count == 0:
         for index, vector in enumerate(stream, start=1):
             _fold(context, shape, acc, sizes, vector, index)
@@ -141,7 +141,8 @@ def _fold(context: ts.Context, shape: ChunkShape, acc: list[_cpp.CKKSVector],
             ) from None
 
 
-def _auto_workers(chunks: int) -> int:
+def auto_workers(chunks: int) -> int:
+    """Worker processes :func:`add_encrypted` starts by itself for ``chunks``-chunk vectors."""
     if chunks < PARALLEL_MIN_CHUNKS:
         return 0
     try:

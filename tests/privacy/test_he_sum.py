@@ -118,12 +118,12 @@ def test_short_vectors_start_no_worker_and_long_ones_one_per_spare_cpu(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(he_sum.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
-    assert he_sum._auto_workers(he_sum.PARALLEL_MIN_CHUNKS - 1) == 0
-    assert he_sum._auto_workers(he_sum.PARALLEL_MIN_CHUNKS) == 1
+    assert he_sum.auto_workers(he_sum.PARALLEL_MIN_CHUNKS - 1) == 0
+    assert he_sum.auto_workers(he_sum.PARALLEL_MIN_CHUNKS) == 1
     monkeypatch.setattr(he_sum.os, "sched_getaffinity", lambda _: {0}, raising=False)
-    assert he_sum._auto_workers(10 * he_sum.PARALLEL_MIN_CHUNKS) == 0
+    assert he_sum.auto_workers(10 * he_sum.PARALLEL_MIN_CHUNKS) == 0
     monkeypatch.setattr(he_sum.os, "sched_getaffinity", lambda _: set(range(64)), raising=False)
-    assert he_sum._auto_workers(he_sum.PARALLEL_MIN_CHUNKS) == he_sum.MAX_AUTO_WORKERS
+    assert he_sum.auto_workers(he_sum.PARALLEL_MIN_CHUNKS) == he_sum.MAX_AUTO_WORKERS
 
 
 @pytest.mark.parametrize("workers", [-1, True, 1.5, he_sum.MAX_WORKERS + 1])
