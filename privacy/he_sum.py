@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection
 
@@ -143,8 +144,8 @@ def _fold(context: ts.Context, shape: ChunkShape, acc: list[_cpp.CKKSVector],
 
 def auto_workers(chunks: int) -> int:
     """Worker processes :func:`add_encrypted` starts by itself for ``chunks``-chunk vectors."""
-    if chunks < PARALLEL_MIN_CHUNKS:
-        return 0
+    if chunks < PARALLEL_MIN_CHUNKS or getattr(sys, "frozen", False):
+        return 0  # a frozen bundle's executable is not a plain interpreter
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover (platforms without CPU affinity)

@@ -124,6 +124,8 @@ def test_short_vectors_start_no_worker_and_long_ones_one_per_spare_cpu(
     assert he_sum.auto_workers(10 * he_sum.PARALLEL_MIN_CHUNKS) == 0
     monkeypatch.setattr(he_sum.os, "sched_getaffinity", lambda _: set(range(64)), raising=False)
     assert he_sum.auto_workers(he_sum.PARALLEL_MIN_CHUNKS) == he_sum.MAX_AUTO_WORKERS
+    monkeypatch.setattr(he_sum.sys, "frozen", True, raising=False)
+    assert he_sum.auto_workers(he_sum.PARALLEL_MIN_CHUNKS) == 0
 
 
 @pytest.mark.parametrize("workers", [-1, True, 1.5, he_sum.MAX_WORKERS + 1])
