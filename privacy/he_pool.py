@@ -8,10 +8,11 @@ only processes can share that work.
 Each worker is a fresh interpreter (``python -c``, never a copy or a re-run of the caller's
 program) running :func:`privacy.he_sum.serve_worker`. It receives the encryption parameters
 only, never a key. Contributions travel through a shared-memory file of two slots per worker:
-the parent copies a contribution's chunks into a free slot and sends a short message over a
-pipe; the worker adds them into its own running sum and frees the slot. Control messages are
-small tuples over :class:`multiprocessing.connection.Connection` (pickled between this
-process and its own child):
+the parent copies a contribution's chunks into a free slot (a Linux memory file; elsewhere no
+worker starts and the caller adds alone) and sends a short message over a pipe; the worker
+adds them into its own running sum and frees the slot. Control messages are small tuples
+over :class:`multiprocessing.connection.Connection` (pickled between this process and its own
+child):
 
 - to the worker: ``("setup", parameters, sizes, slot_bytes)``,
   ``("item", index, slot, lengths)``, ``("stop",)``;
@@ -29,7 +30,6 @@ import mmap
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -71,13 +71,23 @@ class WorkerPool:
         self._count, self._slot_bytes = count, slot_bytes
         self._workers: list[_Worker] = []
         self._next = 0
+        self._unstarted = 0
         self.refusals: list[tuple[int, TesseraError]] = []
 
     def __enter__(self) -> WorkerPool:
         try:
             for _ in range(self._count):
-                self._workers.append(self._start())
-                _send(self._workers[-1], self._setup)
+                try:
+                    worker = self._start()
+                except OSError:  # no process to be had: the caller adds without it
+                    self._unstarted += 1
+                    continue
+                self._workers.append(worker)
+                try:
+                    _send(worker, self._setup)
+                except TesseraError:
+                    worker.gone = True
+                    self._unstarted += 1
         except BaseException:
             self.close()
             raise
@@ -88,31 +98,41 @@ class WorkerPool:
         self.close()
 
     def _start(self) -> _Worker:
+        if not hasattr(os, "memfd_create"):
+            raise OSError("shared memory files (memfd) are Linux-only")
         size = SLOTS * self._slot_bytes
-        memory_fd = _shared_memory_fd(size)
-        down_read, down_write = os.pipe()
-        up_read, up_write = os.pipe()
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[1])  # the folder holding privacy/
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        opened: list[int] = []
+        memory: mmap.mmap | None = None
         try:
+            opened.append(memory_fd := os.memfd_create("tessera-he-sum", 0))
+            os.ftruncate(memory_fd, size)
+            memory = mmap.mmap(memory_fd, size)
+            opened.extend(down := os.pipe())
+            opened.extend(up := os.pipe())
+            (down_read, down_write), (up_read, up_write) = down, up
             process = subprocess.Popen(
                 [sys.executable, "-c", _ENTRY, str(down_read), str(up_write), str(memory_fd)],
                 pass_fds=(down_read, up_write, memory_fd), env=env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         except BaseException:
-            for fd in (down_read, down_write, up_read, up_write, memory_fd):
+            if memory is not None:
+                memory.close()
+            for fd in opened:
                 os.close(fd)
             raise
         os.close(down_read)
         os.close(up_write)
-        worker = _Worker(process, Connection(down_write, readable=False),
-                         Connection(up_read, writable=False), mmap.mmap(memory_fd, size),
-                         memory_fd)
-        return worker
+        return _Worker(process, Connection(down_write, readable=False),
+                       Connection(up_read, writable=False), memory, memory_fd)
 
     def wait_started(self) -> None:
         """Block until every worker has started (``PROCESS_FAILED`` if one cannot)."""
+        if self._unstarted:
+            raise TesseraError(ErrorCode.PROCESS_FAILED,
+                               "workers: a summing worker process could not be started")
         for worker in self._workers:
             deadline = time.monotonic() + _PATIENCE_SECONDS
             while not worker.started:
@@ -222,14 +242,3 @@ def _send(worker: _Worker, message: tuple[Any, ...]) -> None:
     except OSError:
         raise TesseraError(ErrorCode.PROCESS_FAILED,
                            "workers: a summing worker process ended early") from None
-
-
-def _shared_memory_fd(size: int) -> int:
-    """A file descriptor of ``size`` bytes of memory the worker can map too."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("tessera-he-sum", 0)
-    else:  # pragma: no cover (platforms without memfd)
-        with tempfile.TemporaryFile() as handle:
-            fd = os.dup(handle.fileno())
-    os.ftruncate(fd, size)
-    return fd

@@ -144,8 +144,9 @@ def _fold(context: ts.Context, shape: ChunkShape, acc: list[_cpp.CKKSVector],
 
 def auto_workers(chunks: int) -> int:
     """Worker processes :func:`add_encrypted` starts by itself for ``chunks``-chunk vectors."""
-    if chunks < PARALLEL_MIN_CHUNKS or getattr(sys, "frozen", False):
-        return 0  # a frozen bundle's executable is not a plain interpreter
+    if (chunks < PARALLEL_MIN_CHUNKS or getattr(sys, "frozen", False)
+            or not hasattr(os, "memfd_create")):
+        return 0  # a frozen bundle's executable is not a plain interpreter; memfd is Linux's
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover (platforms without CPU affinity)

@@ -137,3 +137,21 @@ def test_a_bad_worker_count_is_refused(
         add_encrypted(keys.evaluation_context, sealed, workers=workers)  # type: ignore[arg-type]
     assert info.value.code is ErrorCode.CONFIG_INVALID
     assert info.value.message.startswith("workers")
+
+
+def test_without_a_process_to_start_the_sum_runs_alone_unless_workers_were_asked_for(
+    keys: CkksKeys, uploads: tuple[np.ndarray, list[list[bytes]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, sealed = uploads
+    alone = add_encrypted(keys.evaluation_context, sealed, workers=0)
+
+    def no_process(*args: object, **kwargs: object) -> None:
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(he_pool.subprocess, "Popen", no_process)
+    monkeypatch.setattr(he_sum, "auto_workers", lambda chunks: 2)
+    assert add_encrypted(keys.evaluation_context, sealed) == alone
+    with pytest.raises(TesseraError) as info:
+        add_encrypted(keys.evaluation_context, sealed, workers=1)
+    assert info.value.code is ErrorCode.PROCESS_FAILED
