@@ -45,6 +45,13 @@ MAX_AUTO_WORKERS = 7
 MAX_WORKERS = 32
 
 
+class _End:
+    """Marks the end of the stream (``None`` is a contribution, if a malformed one)."""
+
+
+_END = _End()
+
+
 def add_encrypted(evaluation_context: bytes, vectors: Iterable[Sequence[bytes]], *,
                   workers: int | None = None) -> list[bytes]:
     """Element-wise sum of chunked encrypted vectors that all have the same layout.
@@ -64,9 +71,10 @@ def add_encrypted(evaluation_context: bytes, vectors: Iterable[Sequence[bytes]],
                            f"workers: must be an integer from 0 to {MAX_WORKERS}, got {workers!r}")
     shape = shape_of(context)
     stream = iter(vectors)
-    first = next(stream, None)
-    if first is None:
+    first = next(stream, _END)
+    if first is _END:
         raise TesseraError(ErrorCode.BAD_CIPHERTEXT, "vectors: no encrypted vectors to add")
+    assert not isinstance(first, _End)
     acc: list[_cpp.CKKSVector] = []
     _fold(context, shape, acc, None, first, 0)
     sizes = [int(total.size()) for total in acc]
@@ -105,7 +113,7 @@ def _fold_shared(context: ts.Context, shape: ChunkShape, acc: list[_cpp.CKKSVect
 
 
 def _check_layout(vector: Sequence[bytes], index: int, sizes: list[int] | None) -> None:
-    if isinstance(vector, bytes | str) or len(vector) == 0:
+    if isinstance(vector, bytes | str) or not hasattr(vector, "__len__") or len(vector) == 0:
         raise TesseraError(
             ErrorCode.BAD_CIPHERTEXT, f"vectors[{index}]: must be a non-empty list of chunks"
         )

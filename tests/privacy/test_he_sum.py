@@ -88,6 +88,16 @@ def test_the_earliest_of_several_refused_contributions_is_reported(
         assert info.value.message.startswith("vectors[3] chunk 0: is not at these parameters'")
 
 
+def test_a_contribution_that_is_not_a_list_of_chunks_is_refused(
+    keys: CkksKeys, uploads: tuple[np.ndarray, list[list[bytes]]],
+) -> None:
+    for stream in ([None], [uploads[1][0], 7]):
+        with pytest.raises(TesseraError) as info:
+            add_encrypted(keys.evaluation_context, stream)  # type: ignore[arg-type]
+        assert info.value.code is ErrorCode.BAD_CIPHERTEXT
+        assert "must be a non-empty list of chunks" in info.value.message
+
+
 def test_a_worker_that_dies_fails_the_sum_instead_of_dropping_its_share(
     keys: CkksKeys, uploads: tuple[np.ndarray, list[list[bytes]]],
     monkeypatch: pytest.MonkeyPatch,
