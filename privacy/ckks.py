@@ -10,16 +10,15 @@ as a list of ciphertexts ("chunks") of at most ``slots`` values each.
 CKKS wraps silently when a value outgrows the coefficient modulus: callers clip and pre-scale
 values and check them with :func:`check_headroom` before encrypting.
 
-Deserialised contexts are cached per bytes object (a few entries), so a process that encrypts
-with a secret context keeps that key in memory as long as it keeps the bytes.
+Contexts and ciphertexts are parsed (and checked) by :mod:`privacy.he_parse`; the streamed sum
+:func:`add_encrypted` lives in :mod:`privacy.he_sum` and is re-exported here.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +26,9 @@ import tenseal as ts
 
 from common.errors import ErrorCode, TesseraError
 from common.plan_schema import HE_MAX_COEFF_BITS
+from privacy.he_parse import load_chunk, load_context, private_context, shape_of, slots_of
 from privacy.he_seeded import encrypt_seeded
+from privacy.he_sum import add_encrypted as add_encrypted
 
 #: Largest total coefficient-modulus bits at 128-bit classical security per ring degree, for
 #: a ternary secret (the HE security standard's table, as SEAL enforces it).
@@ -150,7 +151,7 @@ def fingerprint_of_secret(secret_context: bytes) -> str:
     key always gives the same fingerprint. It is a one-way digest of a high-entropy key and
     reveals nothing about it.
     """
-    context = _private_context(secret_context)
+    context = private_context(secret_context)
     canonical = context.serialize(
         save_public_key=False, save_secret_key=True, save_galois_keys=False, save_relin_keys=False
     )
@@ -163,7 +164,7 @@ def encrypt_vector(secret_context: bytes, values: np.ndarray) -> list[bytes]:
     Each ciphertext is in seeded form (:mod:`privacy.he_seeded`): about half the bytes of a
     TenSEAL ciphertext, loaded by any context with these parameters.
     """
-    context = _private_context(secret_context)
+    context = private_context(secret_context)
     if not isinstance(values, np.ndarray) or values.ndim != 1 or values.size == 0:
         raise TesseraError(ErrorCode.DATA_INVALID, "values: must be a non-empty 1-D numpy array")
     if not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
@@ -171,7 +172,7 @@ def encrypt_vector(secret_context: bytes, values: np.ndarray) -> list[bytes]:
     flat = values.astype(np.float64, copy=False)
     if not np.all(np.isfinite(flat)):
         raise TesseraError(ErrorCode.DATA_INVALID, "values: must be finite (no NaN or inf)")
-    slots = _slots(context)
+    slots = slots_of(context)
     try:
         return [
             encrypt_seeded(context, flat[start : start + slots].tolist())
@@ -183,68 +184,21 @@ def encrypt_vector(secret_context: bytes, values: np.ndarray) -> list[bytes]:
         ) from None
 
 
-def add_encrypted(evaluation_context: bytes, vectors: Iterable[Sequence[bytes]]) -> list[bytes]:
-    """Element-wise sum of chunked encrypted vectors that all have the same layout.
-
-    Streaming: ``vectors`` may be any iterable (a generator reading contributions one at a
-    time); only the running sum (one parsed ciphertext per chunk) and the vector being added
-    are held, so memory stays flat in the number of contributors. Each chunk is parsed and
-    added in place by the library (no Python arithmetic on values).
-    """
-    context = _context(evaluation_context, name="evaluation_context")
-    if isinstance(vectors, bytes | str):
-        raise TesseraError(ErrorCode.BAD_CIPHERTEXT, "vectors: no encrypted vectors to add")
-    slots = _slots(context)
-    acc: list[ts.CKKSVector] = []
-    index = -1
-    for index, vector in enumerate(vectors):
-        if isinstance(vector, bytes | str) or len(vector) == 0:
-            raise TesseraError(
-                ErrorCode.BAD_CIPHERTEXT, f"vectors[{index}]: must be a non-empty list of chunks"
-            )
-        if index == 0:
-            acc = [_load_chunk(context, data, slots, where=f"vectors[0] chunk {chunk}")
-                   for chunk, data in enumerate(vector)]
-            continue
-        if len(vector) != len(acc):
-            raise TesseraError(
-                ErrorCode.BAD_CIPHERTEXT,
-                f"vectors[{index}]: has {len(vector)} chunks, vectors[0] has {len(acc)}",
-            )
-        for chunk, (total, data) in enumerate(zip(acc, vector, strict=True)):
-            where = f"vectors[{index}] chunk {chunk}"
-            other = _load_chunk(context, data, slots, where=where)
-            if other.size() != total.size():
-                raise TesseraError(
-                    ErrorCode.BAD_CIPHERTEXT,
-                    f"{where}: holds {other.size()} values, vectors[0] holds {total.size()}",
-                )
-            try:
-                total.add_(other)
-            except (ValueError, RuntimeError) as exc:
-                raise TesseraError(
-                    ErrorCode.BAD_CIPHERTEXT,
-                    f"{where}: cannot be added to vectors[0] chunk {chunk} ({exc})",
-                ) from None
-    if index < 0:
-        raise TesseraError(ErrorCode.BAD_CIPHERTEXT, "vectors: no encrypted vectors to add")
-    return [total.serialize() for total in acc]
-
-
 def decrypt_vector(secret_context: bytes, chunks: Sequence[bytes], *, length: int) -> np.ndarray:
     """Decrypt chunks made by :func:`encrypt_vector` (or summed) and return the first ``length``
     values as float64."""
-    context = _private_context(secret_context)
+    context = private_context(secret_context)
     if not _is_int(length) or length < 1:
         raise TesseraError(
             ErrorCode.CONFIG_INVALID, f"length: must be an integer >= 1, got {length!r}"
         )
     if isinstance(chunks, bytes | str) or len(chunks) == 0:
         raise TesseraError(ErrorCode.BAD_CIPHERTEXT, "chunks: no ciphertexts to decrypt")
-    slots = _slots(context)
+    shape = shape_of(context)
+    slots = shape.slots
     parts: list[np.ndarray] = []
     for index, data in enumerate(chunks):
-        vector = _load_chunk(context, data, slots, where=f"chunks[{index}]")
+        vector = load_chunk(context, data, shape, where=f"chunks[{index}]")
         if index < len(chunks) - 1 and vector.size() != slots:
             raise TesseraError(
                 ErrorCode.BAD_CIPHERTEXT,
@@ -268,12 +222,12 @@ def decrypt_vector(secret_context: bytes, chunks: Sequence[bytes], *, length: in
 
 def can_decrypt(context_bytes: bytes) -> bool:
     """Whether a serialized context holds a secret key."""
-    return bool(_context(context_bytes, name="context_bytes").is_private())
+    return bool(load_context(context_bytes, name="context_bytes").is_private())
 
 
 def can_encrypt(context_bytes: bytes) -> bool:
     """Whether a serialized context can encrypt (tried for real on one value)."""
-    context = _context(context_bytes, name="context_bytes")
+    context = load_context(context_bytes, name="context_bytes")
     try:
         ts.ckks_vector(context, [0.0])
     except ValueError:
@@ -320,68 +274,6 @@ def check_headroom(params: CkksParams, *, max_abs: float, contributors: int) -> 
             "contributors may encrypt without the sum wrapping; clip harder, scale down or "
             "choose larger coeff_mod_bit_sizes",
         )
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_context(data: bytes) -> ts.Context:
-    return ts.context_from(data)
-
-
-def _context(data: bytes, *, name: str) -> ts.Context:
-    if not isinstance(data, bytes) or not data:
-        raise TesseraError(ErrorCode.CONFIG_INVALID, f"{name}: must be non-empty bytes")
-    try:
-        context = _cached_context(data)
-    except (ValueError, RuntimeError):
-        raise TesseraError(
-            ErrorCode.CONFIG_INVALID, f"{name}: not a serialized TenSEAL context"
-        ) from None
-    try:
-        context.global_scale  # noqa: B018 (a context without a scale cannot encode)
-    except ValueError:
-        raise TesseraError(ErrorCode.CONFIG_INVALID, f"{name}: has no CKKS scale") from None
-    return context
-
-
-def _private_context(data: bytes) -> ts.Context:
-    context = _context(data, name="secret_context")
-    if not context.is_private():
-        raise TesseraError(ErrorCode.KEY_MISSING, "secret_context: holds no secret key")
-    return context
-
-
-def _slots(context: ts.Context) -> int:
-    return int(context.seal_context().data.key_context_data().parms().poly_modulus_degree()) // 2
-
-
-def _load_chunk(context: ts.Context, data: object, slots: int, *, where: str) -> ts.CKKSVector:
-    """Parse one ciphertext and check it is a single, fresh-shaped ciphertext of this context."""
-    if not isinstance(data, bytes) or not data:
-        raise TesseraError(ErrorCode.BAD_CIPHERTEXT, f"{where}: must be non-empty bytes")
-    try:
-        vector = ts.ckks_vector_from(context, data)
-    except (ValueError, RuntimeError, TypeError):
-        raise TesseraError(
-            ErrorCode.BAD_CIPHERTEXT,
-            f"{where}: not a CKKS ciphertext for these encryption parameters",
-        ) from None
-    ciphertexts = vector.ciphertext()
-    if len(ciphertexts) != 1 or ciphertexts[0].size() != 2:
-        raise TesseraError(
-            ErrorCode.BAD_CIPHERTEXT, f"{where}: must hold exactly one two-part ciphertext"
-        )
-    if (ciphertexts[0].parms_id() != context.seal_context().data.first_parms_id()
-            or ciphertexts[0].scale != context.global_scale):
-        raise TesseraError(
-            ErrorCode.BAD_CIPHERTEXT,
-            f"{where}: is not at these parameters' data level and scale",
-        )
-    if not 1 <= vector.size() <= slots:
-        raise TesseraError(
-            ErrorCode.BAD_CIPHERTEXT,
-            f"{where}: claims {vector.size()} values, expected 1 to {slots}",
-        )
-    return vector
 
 
 def _is_int(value: object) -> bool:

@@ -10,8 +10,10 @@ Keys (numbers measured in this run; ``null`` with a ``notes`` entry for what is 
 - ``he_update_bytes_small``: bytes of one encrypted 31-value update (the breast-cancer
   logistic regression), same parameters (and ``_bundled``);
 - ``he_server_sum_ratio_100x1m``: seconds to sum 100 encrypted 1,000,000-value updates,
-  streamed one at a time (:func:`privacy.ckks.add_encrypted`), over the seconds numpy takes
-  to sum the same 100 float64 vectors streamed the same way;
+  streamed one at a time (:func:`privacy.ckks.add_encrypted`, with the worker processes it
+  starts by itself: ``he_server_sum_workers``), over the seconds numpy takes to sum the same
+  100 float64 vectors streamed the same way (``_one_process``: the sum without workers;
+  ``he_server_sum_loadavg``: the machine's load averages just after);
 - ``dp_epoch_ratio_logreg`` / ``dp_epoch_ratio_mlp``: one DP-SGD epoch (fast engine) over one
   plain epoch, 20,000 rows x 30 features, batch 256, one torch thread, shortest of several
   runs taken in turns (``*_opacus``: the Opacus engine; ``dp_epoch_cpu_ratio_*``: the same
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -73,6 +76,7 @@ def he_figures(*, quick: bool) -> dict[str, object]:
     from common.plan import bundled_plan_path, load_plan
     from privacy.ckks import CkksParams, add_encrypted, encrypt_vector, generate_keys
     from privacy.he_params import choose_params
+    from privacy.he_sum import auto_workers
 
     rng = np.random.default_rng(0)
     out: dict[str, object] = {}
@@ -119,6 +123,13 @@ def he_figures(*, quick: bool) -> dict[str, object]:
     out["he_server_sum_seconds_100x1m"] = he_s
     out["numpy_sum_seconds_100x1m"] = np_s
     out["he_server_sum_ratio_100x1m"] = he_s / np_s
+    # What the worker processes bring: the same sum in this process alone, and how loaded the
+    # machine was (other processes take the CPUs the workers would use).
+    out["he_server_sum_workers"] = auto_workers(len(sealed[0]))
+    one_s = _median_seconds(
+        lambda: add_encrypted(keys.evaluation_context, encrypted(), workers=0), reps)
+    out["he_server_sum_ratio_100x1m_one_process"] = one_s / np_s
+    out["he_server_sum_loadavg"] = list(os.getloadavg())
     return out
 
 

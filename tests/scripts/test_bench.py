@@ -12,6 +12,7 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
 MEASURED = ("he_upload_ratio_100k", "he_update_bytes_small", "he_server_sum_ratio_100x1m",
+            "he_server_sum_ratio_100x1m_one_process",
             "dp_epoch_ratio_logreg", "dp_epoch_ratio_mlp", "noise_calibration_seconds",
             "sim_seconds_per_round_100", "digits_accuracy_eps3", "digits_dp_epoch_ratio")
 #: A gap to the centralised baseline: a number, of either sign (DP noise can help by chance).
