@@ -18,10 +18,10 @@ site, so it can score them; the federation never does this):
 
 Nothing is tuned here: every hyper-parameter is the bundled plan's, fixed on synthetic
 cohorts drawn from the plan's data dictionary (``scripts/tune_schedule.py``,
-docs/utility.md), never on any site's rows. A budget the plan cannot meet (its evaluation, statistics and importance
-releases alone spend it) is reported as refused with the reason. The summary per study and
-epsilon is the mean over seeds; ``auc_gap_eps3_<study>`` is the figure ``scripts/bench.py``
-reports. Run by hand, not by the tests.
+docs/utility.md), never on any site's rows. A budget the plan cannot meet (its evaluation,
+statistics and importance releases alone spend it) is reported as refused with the reason.
+The summary per study and epsilon is the mean over seeds; ``auc_gap_eps3_<study>`` is the
+figure ``scripts/bench.py`` reports. Run by hand, not by the tests.
 """
 
 from __future__ import annotations
