@@ -3,7 +3,7 @@
 Usage::
 
     python scripts/tune_schedule.py --study breast_cancer --out FILE [--epsilon 3]
-                                    [--tasks 4] [--candidates NAME,...]
+                                    [--tasks 4] [--first-task 0] [--candidates NAME,...]
 
 For every candidate schedule (a few ``[training]`` / ``[privacy]`` settings over the bundled
 plan) and every synthetic task of :mod:`synthetic_cohort` (``--tasks`` seeded tasks at each
@@ -13,7 +13,10 @@ synthetic test set, replays the schedule (:func:`replay`) at ``--epsilon`` and r
 between a centralised, non-private scikit-learn logistic regression on the pooled synthetic
 training rows and the replayed model, both scored on the synthetic test set. The summary per
 candidate is the mean gap over tasks (and its worst task), with the seconds of DP-SGD the
-schedule costs, which is what the suite pays for every study it runs.
+schedule costs, which is what the suite pays for every study it runs. Every candidate after
+the first is also compared with the first task by task (``improvement``: how much smaller its
+gap is, with ``improvement_se``, the standard error of that mean); the noise streams of a
+replay are keyed by the task, so the pairs differ by the schedule, not by luck.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ TEST_ROWS = 20_000
 #: Candidate schedules: changes to the bundled plan, by dotted field.
 CANDIDATES: dict[str, dict[str, Any]] = {
     "bundled": {},
+    "epochs2": {"training.local_epochs": 2},
     "lr0.25": {"training.learning_rate": 0.25},
     "lr0.15": {"training.learning_rate": 0.15},
     "epochs4_lr0.25": {"training.local_epochs": 4, "training.learning_rate": 0.25},
@@ -84,6 +88,12 @@ def with_changes(plan: StudyPlan, changes: dict[str, Any]) -> StudyPlan:
     return type(plan).model_validate(raw)
 
 
+def _stream(*parts: object) -> bytes:
+    """A 256-bit key for one noise stream of a replay: candidates compared on the same task
+    see the same noise."""
+    return hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+
+
 def replay(plan: StudyPlan, sites: list[tuple[np.ndarray, np.ndarray]],
            *, key: int) -> tuple[Any, np.ndarray, np.ndarray, float]:
     """The plan's run on these sites' training rows: the final model, the shared mean and
@@ -91,12 +101,18 @@ def replay(plan: StudyPlan, sites: list[tuple[np.ndarray, np.ndarray]],
     import torch
 
     from client_app.agent.training import clip_update
-    from client_app.learning.statistics import standardisation_of, statistics_release
+    from client_app.learning.statistics import (
+        declared_ranges,
+        standardisation_of,
+        statistics_clip,
+        statistics_release,
+    )
     from client_app.learning.training import train_local
     from common.datasets import TableData
     from common.models import build_model, model_to_vector, vector_to_model
     from privacy.accounting import noise_for_target, plan_sampling
     from privacy.dp_evaluation import noisy_cells
+    from privacy.dp_statistics import noisy_statistics
     from privacy.release_plan import planned_releases
 
     torch.manual_seed(key)
@@ -105,10 +121,19 @@ def replay(plan: StudyPlan, sites: list[tuple[np.ndarray, np.ndarray]],
                         y=y.astype(np.int64), features=tuple(plan.dataset.features),
                         label=plan.dataset.label)
               for X, y in sites]
-    released = [int(noisy_cells(np.array([len(t.y)]),
-                                 noise_multiplier=plan.statistics_policy.count_noise_multiplier)[0])
-                if dp else len(t.y) for t in tables]
-    sums = sum(statistics_release(plan, t) for t in tables)
+    policy, ranges = plan.statistics_policy, declared_ranges(plan)
+    if dp and ranges is not None:  # the sites' releases, with noise keyed for the replay
+        released = [max(1, int(noisy_cells(np.array([len(t.y)]),
+                                           noise_multiplier=policy.count_noise_multiplier,
+                                           key=_stream(key, "counts", site))[0]))
+                    for site, t in enumerate(tables)]
+        sums = sum(noisy_statistics(t.X, ranges, clip=statistics_clip(plan),
+                                    noise_multiplier=policy.noise_multiplier,
+                                    key=_stream(key, "statistics", site))
+                   for site, t in enumerate(tables))
+    else:
+        released = [len(t.y) for t in tables]
+        sums = sum(statistics_release(plan, t) for t in tables)
     mean, scale = standardisation_of(plan, np.asarray(sums), float(sum(released)))
     model = build_model(plan.model, n_features=len(plan.dataset.features), seed=plan.seed)
     weights, layout = model_to_vector(model)
@@ -131,8 +156,7 @@ def replay(plan: StudyPlan, sites: list[tuple[np.ndarray, np.ndarray]],
                 batch_size=plan.training.batch_size, learning_rate=plan.training.learning_rate,
                 dp=dp, noise_multiplier=noise, max_grad_norm=plan.privacy.max_grad_norm,
                 seed=key, released_rows=n,
-                noise_key=hashlib.sha256(f"{key}/{round_}/{site}".encode()).digest() if dp
-                else None)
+                noise_key=_stream(key, "dp-sgd", round_, site) if dp else None)
             seconds += outcome.seconds
             update = clip_update(model_to_vector(local)[0] - weights,
                                  bound=plan.privacy.update_clip)
@@ -165,6 +189,16 @@ def evaluate(plan: StudyPlan, *, task_seed: int, separation: float,
     return {"auc": auc, "baseline_auc": base, "gap": base - auc, "train_seconds": seconds}
 
 
+def paired(reference: list[float], gaps: list[float]) -> dict[str, float]:
+    """How much smaller a candidate's gaps are than the first candidate's on the same tasks
+    (same noise streams): the mean difference and its standard error. Empty for the first."""
+    if not reference:
+        return {}
+    diff = np.asarray(reference) - np.asarray(gaps)
+    return {"improvement": float(diff.mean()),
+            "improvement_se": float(diff.std(ddof=1) / np.sqrt(diff.size))}
+
+
 def main(argv: list[str] | None = None) -> int:
     from common.plan import bundled_plan_path, load_plan
 
@@ -173,18 +207,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epsilon", type=float, default=3.0)
     parser.add_argument("--tasks", type=int, default=4)
+    parser.add_argument("--first-task", type=int, default=0,
+                        help="seed of the first task (a confirmation pass takes fresh ones)")
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
     args = parser.parse_args(argv)
     bundled = load_plan(bundled_plan_path(args.study))
     summary: dict[str, Any] = {}
-    runs = []
+    runs: list[dict[str, Any]] = []
     for name in args.candidates.split(","):
         plan = with_changes(bundled, {**CANDIDATES[name],
                                       "privacy.target_epsilon": args.epsilon})
         started = time.perf_counter()
         rows = [{"candidate": name, "task": t, "separation": s,
                  **evaluate(plan, task_seed=t, separation=s, key=t)}
-                for s in SEPARATIONS for t in range(args.tasks)]
+                for s in SEPARATIONS
+                for t in range(args.first_task, args.first_task + args.tasks)]
+        reference = [r["gap"] for r in runs if r["candidate"] == runs[0]["candidate"]] if runs \
+            else []
         runs.extend(rows)
         summary[name] = {
             "changes": CANDIDATES[name],
@@ -194,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                for s in SEPARATIONS},
             "train_seconds": statistics.fmean(r["train_seconds"] for r in rows),
             "seconds": time.perf_counter() - started,
+            **paired(reference, [r["gap"] for r in rows]),
         }
         print(name, json.dumps({k: v for k, v in summary[name].items() if k != "changes"}),
               file=sys.stderr, flush=True)
