@@ -16,11 +16,12 @@ site, so it can score them; the federation never does this):
   (:func:`tessera.baseline.centralised_baseline`), the same rows for both;
 - ``gap``: ``baseline_auc - auc``.
 
-Nothing is tuned here: every hyper-parameter is the bundled plan's, fixed before any site's
-rows were seen. A budget the plan cannot meet (its evaluation, statistics and importance
-releases alone spend it) is reported as refused with the reason. The summary per study and
-epsilon is the mean over seeds; ``auc_gap_eps3_<study>`` is the figure ``scripts/bench.py``
-reports. Run by hand, not by the tests.
+Nothing is tuned here: every hyper-parameter is the bundled plan's, fixed on synthetic
+cohorts drawn from the plan's data dictionary (``scripts/tune_schedule.py``,
+docs/utility.md), never on any site's rows. A budget the plan cannot meet (its evaluation,
+statistics and importance releases alone spend it) is reported as refused with the reason.
+The summary per study and epsilon is the mean over seeds; ``auc_gap_eps3_<study>`` is the
+figure ``scripts/bench.py`` reports. Run by hand, not by the tests.
 """
 
 from __future__ import annotations

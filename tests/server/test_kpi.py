@@ -10,9 +10,10 @@ from common.errors import ErrorCode, TesseraError
 from common.plan import KpiSpec, bundled_plan_path, load_plan, parse_plan, plan_hash, plan_to_toml
 from server.kpi import evaluate_gates
 
-# plan_hash of common/studies/breast_cancer.toml without its [kpis] table (with the [60, 50, 60]
-# CKKS parameters): plans that set no gate must keep the hash their sites approved.
-BREAST_CANCER_HASH_WITHOUT_KPIS = "0208afe98d1d15cbc35488f1dab7cd75d377494b8d37e09b9863f0cd08918c6d"
+# plan_hash of common/studies/breast_cancer.toml without its [kpis] table (with the rule's
+# N = 4096, [60, 27, 20] CKKS parameters): plans that set no gate must keep the hash their
+# sites approved.
+BREAST_CANCER_HASH_WITHOUT_KPIS = "64732992e87b0eeedaa41dadb8db4c40a5e7db2329d5c29e4f57fa01608cf3ce"
 
 
 def _bundled_text_without_kpis(name: str) -> str:

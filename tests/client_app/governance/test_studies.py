@@ -114,7 +114,7 @@ def test_diff_shows_added_and_removed_fields(site: SiteDir) -> None:
     v1 = load_plan(BREAST)
     raw = v1.model_dump(mode="json", exclude_none=True)
     raw["dataset"]["sensitive"] = "mean_area"
-    raw["he"]["coeff_mod_bit_sizes"] = [60, 40, 40, 60]
+    raw["he"]["coeff_mod_bit_sizes"] = [60, 29, 20]
     del raw["kpis"]["max_ece"]
     v2 = type(v1).model_validate(raw)
     receive_plan(site, plan_to_toml(v1))
@@ -122,7 +122,7 @@ def test_diff_shows_added_and_removed_fields(site: SiteDir) -> None:
     changes = {c.path: (c.old, c.new) for c in plan_diff(site, plan_hash(v2)).changes}
     assert changes["dataset.sensitive"] == ("(absent)", "mean_area")
     assert changes["kpis.max_ece"] == ("0.2", "(absent)")
-    assert changes["he.coeff_mod_bit_sizes"] == ("[60, 50, 60]", "[60, 40, 40, 60]")
+    assert changes["he.coeff_mod_bit_sizes"] == ("[60, 27, 20]", "[60, 29, 20]")
     assert set(changes) == {"dataset.sensitive", "kpis.max_ece", "he.coeff_mod_bit_sizes"}
 
 
