@@ -66,28 +66,25 @@ def _copy_new(vault: SiteVault, log: AuditLog) -> int:
     appended = 0
     with SiteStore.open(vault.site) as store:
         cursor = json.loads(store.setting(_CURSOR) or "{}")
-        for item in store.approvals():
-            if item.id > cursor.get("approval", 0):
-                log.append(f"study_{item.decision}", actor=item.actor or "operator",
-                           plan_hash=_plan(item.plan_hash),
-                           details={"note": item.note, "at": item.at.isoformat()})
-                cursor["approval"] = item.id
-                appended += 1
-        for entry in store.ledger():
-            if entry.id > cursor.get("ledger", 0):
-                log.append("epsilon_spent", actor="site-agent", plan_hash=_plan(entry.plan_hash),
-                           details=entry.to_json())
-                cursor["ledger"] = entry.id
-                appended += 1
-        for event in store.events():
-            if event.id > cursor.get("event", 0):
-                log.append(event.kind.lower(), actor="site", plan_hash=_plan(event.plan_hash),
-                           details={**event.details, "at": event.at.isoformat()})
-                cursor["event"] = event.id
-                appended += 1
+        for item in store.approvals(after=cursor.get("approval", 0)):
+            log.append(f"study_{item.decision}", actor=item.actor or "operator",
+                       plan_hash=_plan(item.plan_hash),
+                       details={"note": item.note, "at": item.at.isoformat()})
+            cursor["approval"] = item.id
+            appended += 1
+        for entry in store.ledger(after=cursor.get("ledger", 0)):
+            log.append("epsilon_spent", actor="site-agent", plan_hash=_plan(entry.plan_hash),
+                       details=entry.to_json())
+            cursor["ledger"] = entry.id
+            appended += 1
+        for event in store.events(after=cursor.get("event", 0)):
+            log.append(event.kind.lower(), actor="site", plan_hash=_plan(event.plan_hash),
+                       details={**event.details, "at": event.at.isoformat()})
+            cursor["event"] = event.id
+            appended += 1
         if appended:
             log.checkpoint()
-        store.put_setting(_CURSOR, json.dumps(cursor, sort_keys=True))
+            store.put_setting(_CURSOR, json.dumps(cursor, sort_keys=True))
     return appended
 
 
