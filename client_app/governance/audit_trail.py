@@ -33,10 +33,27 @@ def log_path(vault: SiteVault) -> Path:
     return vault.site.audit_log
 
 
+#: The log this process last appended to, per (path, signing key), with the file's stamp
+#: (device, inode, size, modification time) when it left it. Opening verifies the whole log,
+#: which grows with the site's history, so a log whose file is still exactly as this process
+#: left it is appended to without being read again; any other write to it (another process's
+#: sync, a replacement, a change) changes the stamp and the log is opened and verified anew.
+#: Tampering is not hidden either way: the signed checkpoints cover the records as written.
+_KEPT: dict[tuple[Path, str], tuple[tuple[int, int, int, int], AuditLog]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def _open_log(vault: SiteVault, key: SigningKey) -> AuditLog:
     """The site's log, opened or created; the caller holds :func:`writer_lock`."""
     path = log_path(vault)
     if path.exists():
+        kept = _KEPT.pop((path, key.public_hex), None)
+        if kept is not None and kept[0] == _stamp(path):
+            return kept[1]
         return AuditLog.open(path, signing_key=key)
     auditor = load_site_identity(vault.site.root).manifest.auditor_sealing_key
     return AuditLog.create(path, party=vault.site.name, role="site", signing_key=key,
@@ -59,7 +76,10 @@ def sync(vault: SiteVault) -> int:
     path = log_path(vault)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with writer_lock(path):
-        return _copy_new(vault, _open_log(vault, key))
+        opened = _open_log(vault, key)
+        appended = _copy_new(vault, opened)
+        _KEPT[(path, key.public_hex)] = (_stamp(path), opened)  # only after a whole copy
+        return appended
 
 
 def _copy_new(vault: SiteVault, log: AuditLog) -> int:
