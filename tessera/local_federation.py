@@ -28,7 +28,7 @@ from client_app.custody.vault import SiteVault, create_vault
 from client_app.datasets.validation import Policy
 from client_app.datasets.versions import register_content
 from client_app.governance.consent import withdraw
-from client_app.governance.studies import decide, receive_plan
+from client_app.governance.studies import decide, file_plan
 from client_app.store.folder import SiteDir, init_site_dir, store_template
 from client_app.store.site_store import SiteStore
 from common.datasets import (
@@ -180,6 +180,7 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
     site_dirs: list[SiteDir] = []
     vaults: list[SiteVault] = []
     raw = load_bundled(plan.dataset.name)
+    plan_toml = plan_to_toml(plan)
     for name, rows in zip(site_names(sites), parts, strict=True):
         site = init_site_dir(layout.site(name).root, name=name)
         vault = create_vault(site, passphrase, simulation_only=simulation_only)
@@ -200,7 +201,8 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
             store.set_delta(plan.privacy.delta, actor="demo-operator")
             if not plan.privacy.dp:  # the operator approving a non-private plan allows them
                 store.set_allow_non_private(True, actor="demo-operator", confirm=True)
-        receive_plan(site, plan_to_toml(plan), source="file")
+            # The operator receives the plan file (its summary is for reading, not kept).
+            file_plan(store, plan, plan_toml, digest=digest, source="file")
         decide(site, digest, "approved", actor="demo-operator", note="approved by tessera demo")
         _demo_opt_out(vault, plan, raw, rows, count=2 if name == "site-1" else 1)
         site_dirs.append(site)
