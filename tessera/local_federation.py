@@ -28,8 +28,8 @@ from client_app.custody.vault import SiteVault, create_vault
 from client_app.datasets.validation import Policy
 from client_app.datasets.versions import register_content
 from client_app.governance.consent import withdraw
-from client_app.governance.studies import decide, receive_plan
-from client_app.store.folder import SiteDir, init_site_dir
+from client_app.governance.studies import decide, file_plan
+from client_app.store.folder import SiteDir, init_site_dir, store_template
 from client_app.store.site_store import SiteStore
 from common.datasets import (
     TableData,
@@ -66,6 +66,8 @@ class LocalFederation:
     tls: bool = False
     #: Each site's split secret, in ``sites`` order (the launcher plays every site).
     split_secrets: tuple[bytes, ...] = field(repr=False, default=())
+    #: Each site's unlocked vault, in ``sites`` order (as the launcher created them).
+    vaults: tuple[SiteVault, ...] = field(repr=False, default=())
 
     def site_split(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Site ``index``'s (train, held-out) rows of :attr:`data`, as that site splits them."""
@@ -126,7 +128,8 @@ def provision(workdir: Path, names: list[str], *, port: int) -> None:
 
     As a real coordinator would, the launcher keeps only the coordinator kit; each site
     kit is imported (verified) into its site folder and the provisioning folder is removed,
-    so no party's folder holds another party's private key.
+    so no party's folder holds another party's private key. The site folders' stores start
+    as copies of one migrated template (:func:`client_app.store.folder.store_template`).
     """
     layout = WorkDir(workdir)
     staging = workdir / ".provisioning"
@@ -134,7 +137,9 @@ def provision(workdir: Path, names: list[str], *, port: int) -> None:
     shutil.copy2(fed.manifest_path, layout.manifest_path)
     shutil.copytree(fed.coordinator_kit, layout.coordinator.kit_dir)
     shutil.copytree(fed.auditor_kit, layout.auditor.kit_dir)
+    template = store_template(staging / "site-store-template.db")
     for name in names:
+        init_site_dir(layout.site(name).root, name=name, store_template=template)
         import_site_kit(fed.site_kit(name), layout.site(name).root,
                         expected_coordinator_key=fed.manifest.coordinator_signing_key)
     shutil.rmtree(staging)
@@ -143,11 +148,14 @@ def provision(workdir: Path, names: list[str], *, port: int) -> None:
 def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, float],
           passphrase: str, tls: bool = False, port: int = 9092,
           default_ceiling: float = DEFAULT_CEILING,
-          parts: list[np.ndarray] | None = None) -> LocalFederation:
+          parts: list[np.ndarray] | None = None,
+          simulation_only: bool = False) -> LocalFederation:
     """Provision a coordinator, ``sites`` hospitals and an auditor folder in ``workdir``.
 
     Each site holds its partition of the bundled data, or ``parts[i]`` (row indices) when
-    given (simulations of more sites than the data can be split into).
+    given (simulations of more sites than the data can be split into). ``simulation_only``
+    (``tessera simulate``'s throwaway folders) gives the keystores a cheap key derivation
+    (:data:`client_app.custody.vault.SIMULATION_ONLY_SCRYPT_N`).
     """
     if sites < 1:
         raise TesseraError(ErrorCode.CONFIG_INVALID, "--sites must be at least 1")
@@ -172,9 +180,10 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
     site_dirs: list[SiteDir] = []
     vaults: list[SiteVault] = []
     raw = load_bundled(plan.dataset.name)
+    plan_toml = plan_to_toml(plan)
     for name, rows in zip(site_names(sites), parts, strict=True):
         site = init_site_dir(layout.site(name).root, name=name)
-        vault = create_vault(site, passphrase)
+        vault = create_vault(site, passphrase, simulation_only=simulation_only)
         vault.write_secret(SPLIT_SECRET, demo_split_secret(name))
         content = csv_bytes(raw, rows)
         register_content(vault, content, source_name=f"{name}.csv", plan=plan,
@@ -192,7 +201,8 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
             store.set_delta(plan.privacy.delta, actor="demo-operator")
             if not plan.privacy.dp:  # the operator approving a non-private plan allows them
                 store.set_allow_non_private(True, actor="demo-operator", confirm=True)
-        receive_plan(site, plan_to_toml(plan), source="file")
+            # The operator receives the plan file (its summary is for reading, not kept).
+            file_plan(store, plan, plan_toml, digest=digest, source="file")
         decide(site, digest, "approved", actor="demo-operator", note="approved by tessera demo")
         _demo_opt_out(vault, plan, raw, rows, count=2 if name == "site-1" else 1)
         site_dirs.append(site)
@@ -203,7 +213,7 @@ def build(workdir: Path, plan: StudyPlan, *, sites: int, ceilings: dict[str, flo
         _key_ceremony(workdir, plan, vaults)
     return LocalFederation(workdir, plan, digest, plan_path, tuple(site_dirs), custodian.name,
                            data, tuple(tuple(int(i) for i in p) for p in parts), passphrase,
-                           tls, tuple(split_secret(v) for v in vaults))
+                           tls, tuple(split_secret(v) for v in vaults), tuple(vaults))
 
 
 def _demo_opt_out(vault: SiteVault, plan: StudyPlan, raw: TableData,

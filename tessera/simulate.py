@@ -101,7 +101,6 @@ def simulate(plan: StudyPlan, *, sites: int, workdir: Path, rows_per_site: int =
              timeout: float = 3600.0) -> SimulationResult:
     """Build ``sites`` virtual sites in ``workdir`` and run ``plan`` over them in process."""
     from client_app.agent.site_agent import SiteAgent
-    from client_app.custody.vault import unlock_vault
     from common.datasets import load_bundled, select
     from server.coordinator import run_study
     from tessera import local_federation
@@ -113,8 +112,9 @@ def simulate(plan: StudyPlan, *, sites: int, workdir: Path, rows_per_site: int =
     data = select(load_bundled(plan.dataset.name), plan.dataset)
     parts = site_rows(data.y, sites=sites, rows_per_site=rows_per_site, seed=plan.seed)
     fed = local_federation.build(workdir, plan, sites=sites, ceilings={},
-                                 passphrase=SIMULATION_PASSPHRASE, parts=parts)
-    agents = [SiteAgent(unlock_vault(site, SIMULATION_PASSPHRASE)) for site in fed.sites]
+                                 passphrase=SIMULATION_PASSPHRASE, parts=parts,
+                                 simulation_only=True)
+    agents = [SiteAgent(vault) for vault in fed.vaults]  # the vaults build unlocked
     built = time.perf_counter()
     result = run_study(InProcessGrid(agents), workdir=fed.workdir, plan_path=fed.plan_path,
                        run_id="simulation", expected_sites=sites, custodian=fed.custodian,

@@ -15,6 +15,7 @@ reply for identical inputs and its refusal otherwise (:mod:`client_app.agent.rep
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -62,16 +63,25 @@ def check_task(request: agent_pb2.TaskRequest, identity: AgentIdentity) -> None:
 
 
 def admit_plan(request: agent_pb2.TaskRequest) -> StudyPlan:
-    """The task's plan, once it matches its hash and this site approved it."""
-    try:
-        text = request.plan_toml.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _refuse(ErrorCode.PLAN_INVALID, "the study plan is not UTF-8 text") from None
-    plan = parse_plan(text)
-    digest = plan_hash(plan)
+    """The task's plan, once it matches its hash (approval is checked in the store)."""
+    plan, digest = parsed_plan(bytes(request.plan_toml))
     if digest != request.plan_hash:
         raise _refuse(ErrorCode.FOREIGN_STUDY, "the study plan sent does not match its plan hash")
     return plan
+
+
+@functools.lru_cache(maxsize=32)
+def parsed_plan(raw: bytes) -> tuple[StudyPlan, str]:
+    """The plan in ``raw`` (UTF-8 TOML) and its hash, parsed and validated once per distinct
+    text: both are pure functions of the bytes, and a plan is a frozen model that nothing
+    changes, so tasks (and agents) sent the same plan share one. A plan that fails to parse
+    is not kept: it is parsed (and refused) again each time."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _refuse(ErrorCode.PLAN_INVALID, "the study plan is not UTF-8 text") from None
+    plan = parse_plan(text)
+    return plan, plan_hash(plan)
 
 
 def require_approval(store: SiteStore, digest: str, site_name: str) -> None:

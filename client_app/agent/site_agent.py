@@ -35,9 +35,10 @@ from client_app.custody.site_secrets import ledger_key
 from client_app.custody.vault import SiteVault
 from client_app.governance.audit_trail import sync_quietly
 from client_app.governance.budget import admit_privacy
-from client_app.governance.studies import receive_plan
+from client_app.governance.studies import file_plan
 from client_app.store.agent_state import record_agent_state
 from client_app.store.events import SiteEvent
+from client_app.store.kept_engine import KeptEngine
 from client_app.store.site_store import SiteStore
 from client_app.store.task_log import finish_task
 from common.errors import ErrorCode, TesseraError
@@ -98,14 +99,16 @@ class SiteAgent:
         self.identity = load_identity(vault)
         self.sums = SumVerifier()
         self._study: str | None = None
-        sync_quietly(vault)
+        self._engine = KeptEngine(vault.site)  # one engine, lent to each task's stores
+        with self._engine.lend():
+            sync_quietly(vault)
         self._lock = threading.Lock()
 
     # -- boundary ---------------------------------------------------------------------
     def handle(self, request: agent_pb2.TaskRequest) -> agent_pb2.TaskReply:
         """Answer one task; failures become a signed reply with a code and a reason."""
         self._study = None
-        with self._lock:
+        with self._lock, self._engine.lend():
             try:
                 reply = self._run(request)
             except TesseraError as err:
@@ -120,10 +123,10 @@ class SiteAgent:
             record_agent_state(self.site, kind=task_name(request.kind), study=self._study,
                                plan_hash=request.plan_hash, round_=int(request.round),
                                ok=reply.ok, error_code=reply.error_code, reason=reply.reason)
+            sync_quietly(self.vault)
         reply.site = self.site.name
         if self.identity is not None:
             sign_reply(reply, request, self.identity.signing_key)
-        sync_quietly(self.vault)
         return reply
 
     def _run(self, request: agent_pb2.TaskRequest) -> agent_pb2.TaskReply:
@@ -136,7 +139,8 @@ class SiteAgent:
         self._study = plan.name
         with SiteStore.open(self.site, ledger_key=ledger_key(self.vault)) as store:
             # Every signed plan lands in the operator's inbox (pending until approved).
-            receive_plan(self.site, request.plan_toml.decode("utf-8"), source="coordinator")
+            file_plan(store, plan, request.plan_toml.decode("utf-8"), digest=request.plan_hash,
+                      source="coordinator")
             require_approval(store, request.plan_hash, self.site.name)
             admit_privacy(self.vault, store, plan)
             task_id = log_task(request, store)

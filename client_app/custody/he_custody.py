@@ -187,9 +187,9 @@ def _check_holders(holders: dict[str, str], manifest: Manifest, *, site: str) ->
     if site not in holders:
         raise TesseraError(ErrorCode.PERMISSION_DENIED,
                            f"the custodian's list of key holders does not name site '{site}'")
+    listed = {entry.name: entry.signing_public_key.lower() for entry in manifest.sites}
     for name, key in holders.items():
-        if name not in manifest.site_names or \
-                manifest.site(name).signing_public_key.lower() != key:
+        if listed.get(name) != key:
             raise TesseraError(ErrorCode.FINGERPRINT_MISMATCH,
                                f"the custodian's list of key holders gives site {name!r} a key "
                                "this site's manifest does not")

@@ -17,6 +17,7 @@ big-endian), the statement, then the serialized CKKS secret context.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -121,8 +122,18 @@ def study_key_holders(vault: SiteVault, plan_hash: str) -> dict[str, str]:
         raise TesseraError(ErrorCode.KEY_MISSING,
                            f"site '{vault.site.name}' holds no CKKS key (and so no key "
                            f"holders) for study {plan_hash[:12]}")
+    return dict(_verified_stored(document, plan_hash))
+
+
+@functools.lru_cache(maxsize=16)
+def _verified_stored(document: bytes, plan_hash: str) -> tuple[tuple[str, str], ...]:
+    """The holders of a stored statement, checked: a pure function of the statement's bytes
+    and the plan hash, so a statement read again (each task that opens a sum; every site of a
+    simulation holds the same one) is parsed and verified once. A statement that fails is
+    not kept: it is checked (and refused) again each time."""
     statement, _ = _parse(document)
     custodian = statement["custodian"]
-    return verify_holders(document, custodian=custodian,
-                          custodian_public=str(statement["holders"].get(custodian, "")),
-                          plan_hash=plan_hash, fingerprint=statement["fingerprint"])
+    return tuple(verify_holders(document, custodian=custodian,
+                                custodian_public=str(statement["holders"].get(custodian, "")),
+                                plan_hash=plan_hash,
+                                fingerprint=statement["fingerprint"]).items())

@@ -11,6 +11,7 @@ initialised under the kit's site name and the material copied to ``<site folder>
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tarfile
@@ -47,6 +48,7 @@ from privacy.manifest import (
     SiteEntry,
     certificate_sha256,
     load_manifest,
+    parse_manifest,
     read_kit_info,
 )
 from privacy.sealing import SealingKey
@@ -112,7 +114,7 @@ def import_site_kit(kit: Path, site_dir: Path, *,
     installed = site_dir / KIT_DIR
     pins = [k.strip().lower() for k in [expected_coordinator_key] if k]
     if (installed / MANIFEST_FILE).is_file():
-        pins.append(load_manifest(installed / MANIFEST_FILE).coordinator_signing_key.lower())
+        pins.append(_load_manifest(installed / MANIFEST_FILE).coordinator_signing_key.lower())
         if len(set(pins)) > 1:
             raise TesseraError(ErrorCode.BAD_SIGNATURE,
                                f"{site_dir} already trusts another coordinator key; "
@@ -142,7 +144,7 @@ def inspect_site_kit(kit: Path, *,
     pin = expected_coordinator_key.strip().lower() if expected_coordinator_key else None
     with _unpacked(Path(kit).expanduser()) as folder:
         info = _verified(folder, pinned=pin)
-        return info, load_manifest(folder / MANIFEST_FILE)
+        return info, _load_manifest(folder / MANIFEST_FILE)
 
 
 def load_site_identity(site_dir: Path) -> SiteKit:
@@ -157,7 +159,7 @@ def load_site_identity(site_dir: Path) -> SiteKit:
         raise TesseraError(ErrorCode.CONFIG_INVALID,
                            f"the kit in {root} is for {info.role} {info.party!r}, "
                            f"not site {site.name!r}")
-    manifest = load_manifest(root / MANIFEST_FILE)
+    manifest = _load_manifest(root / MANIFEST_FILE)
     manifest.site(site.name)
     # The signing and sealing keys move into the encrypted vault on first unlock
     # (client_app.custody.identity); only the node-authentication key must stay a file.
@@ -165,6 +167,25 @@ def load_site_identity(site_dir: Path) -> SiteKit:
         if not (root / name).is_file():
             raise TesseraError(ErrorCode.KEY_MISSING, f"site kit in {root} lacks {name}")
     return SiteKit(site=site.name, root=root, manifest=manifest)
+
+
+def _load_manifest(path: Path, *, trusted_coordinator_key: str | None = None) -> Manifest:
+    """:func:`privacy.manifest.load_manifest`, parsing and verifying a given text once.
+
+    The verified manifest is a pure function of the file's text and the pinned key (and a
+    frozen value), so the folders of many sites on one machine (a simulation) that hold the
+    same manifest share one parse instead of each reading every site's entry again.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):  # load_manifest names the problem
+        return load_manifest(path, trusted_coordinator_key=trusted_coordinator_key)
+    return _verified_manifest(text, trusted_coordinator_key)
+
+
+@functools.lru_cache(maxsize=8)
+def _verified_manifest(text: str, trusted_coordinator_key: str | None) -> Manifest:
+    return parse_manifest(text, trusted_coordinator_key=trusted_coordinator_key)
 
 
 def _verified(kit: Path, *, pinned: str | None) -> KitInfo:
@@ -176,7 +197,7 @@ def _verified(kit: Path, *, pinned: str | None) -> KitInfo:
     for name in (*PRIVATE_FILES, *PUBLIC_FILES):
         if not (kit / name).is_file():
             raise TesseraError(ErrorCode.KEY_MISSING, f"site kit {kit} lacks {name}")
-    manifest = load_manifest(kit / MANIFEST_FILE, trusted_coordinator_key=pinned)
+    manifest = _load_manifest(kit / MANIFEST_FILE, trusted_coordinator_key=pinned)
     if manifest.name != info.federation:
         raise TesseraError(ErrorCode.CONFIG_INVALID,
                            f"{KIT_FILE} names federation {info.federation!r}, "

@@ -124,9 +124,23 @@ class SiteVault:
         return read_encrypted(self.model_path(name), self.key, role=ROLE_MODEL)
 
 
-def create_vault(site: SiteDir, passphrase: str) -> SiteVault:
-    """Create the site's keystore (first set-up) and return the unlocked vault."""
-    store = Keystore.create(keystore_path(site), passphrase)
+#: scrypt cost (``n``) of the keystores of SIMULATED sites only (``tessera simulate``): their
+#: folders are throwaway and their passphrase is public, so the cost of the key derivation
+#: protects nothing there and building a thousand of them should not take minutes. A real
+#: site's keystore always takes the full cost (:class:`privacy.at_rest.ScryptParams`).
+SIMULATION_ONLY_SCRYPT_N = 2**10
+
+
+def create_vault(site: SiteDir, passphrase: str, *, simulation_only: bool = False) -> SiteVault:
+    """Create the site's keystore (first set-up) and return the unlocked vault.
+
+    ``simulation_only`` (for the throwaway folders of ``tessera simulate``, never a real
+    site) derives the key-encryption key at :data:`SIMULATION_ONLY_SCRYPT_N`.
+    """
+    if simulation_only:
+        store = Keystore.create(keystore_path(site), passphrase, n=SIMULATION_ONLY_SCRYPT_N)
+    else:
+        store = Keystore.create(keystore_path(site), passphrase)
     return SiteVault(site, store.data_key())
 
 

@@ -33,10 +33,27 @@ def log_path(vault: SiteVault) -> Path:
     return vault.site.audit_log
 
 
+#: The log this process last appended to, per (path, signing key), with the file's stamp
+#: (device, inode, size, modification time) when it left it. Opening verifies the whole log,
+#: which grows with the site's history, so a log whose file is still exactly as this process
+#: left it is appended to without being read again; any other write to it (another process's
+#: sync, a replacement, a change) changes the stamp and the log is opened and verified anew.
+#: Tampering is not hidden either way: the signed checkpoints cover the records as written.
+_KEPT: dict[tuple[Path, str], tuple[tuple[int, int, int, int], AuditLog]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def _open_log(vault: SiteVault, key: SigningKey) -> AuditLog:
     """The site's log, opened or created; the caller holds :func:`writer_lock`."""
     path = log_path(vault)
     if path.exists():
+        kept = _KEPT.pop((path, key.public_hex), None)
+        if kept is not None and kept[0] == _stamp(path):
+            return kept[1]
         return AuditLog.open(path, signing_key=key)
     auditor = load_site_identity(vault.site.root).manifest.auditor_sealing_key
     return AuditLog.create(path, party=vault.site.name, role="site", signing_key=key,
@@ -59,35 +76,35 @@ def sync(vault: SiteVault) -> int:
     path = log_path(vault)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with writer_lock(path):
-        return _copy_new(vault, _open_log(vault, key))
+        opened = _open_log(vault, key)
+        appended = _copy_new(vault, opened)
+        _KEPT[(path, key.public_hex)] = (_stamp(path), opened)  # only after a whole copy
+        return appended
 
 
 def _copy_new(vault: SiteVault, log: AuditLog) -> int:
     appended = 0
     with SiteStore.open(vault.site) as store:
         cursor = json.loads(store.setting(_CURSOR) or "{}")
-        for item in store.approvals():
-            if item.id > cursor.get("approval", 0):
-                log.append(f"study_{item.decision}", actor=item.actor or "operator",
-                           plan_hash=_plan(item.plan_hash),
-                           details={"note": item.note, "at": item.at.isoformat()})
-                cursor["approval"] = item.id
-                appended += 1
-        for entry in store.ledger():
-            if entry.id > cursor.get("ledger", 0):
-                log.append("epsilon_spent", actor="site-agent", plan_hash=_plan(entry.plan_hash),
-                           details=entry.to_json())
-                cursor["ledger"] = entry.id
-                appended += 1
-        for event in store.events():
-            if event.id > cursor.get("event", 0):
-                log.append(event.kind.lower(), actor="site", plan_hash=_plan(event.plan_hash),
-                           details={**event.details, "at": event.at.isoformat()})
-                cursor["event"] = event.id
-                appended += 1
+        for item in store.approvals(after=cursor.get("approval", 0)):
+            log.append(f"study_{item.decision}", actor=item.actor or "operator",
+                       plan_hash=_plan(item.plan_hash),
+                       details={"note": item.note, "at": item.at.isoformat()})
+            cursor["approval"] = item.id
+            appended += 1
+        for entry in store.ledger(after=cursor.get("ledger", 0)):
+            log.append("epsilon_spent", actor="site-agent", plan_hash=_plan(entry.plan_hash),
+                       details=entry.to_json())
+            cursor["ledger"] = entry.id
+            appended += 1
+        for event in store.events(after=cursor.get("event", 0)):
+            log.append(event.kind.lower(), actor="site", plan_hash=_plan(event.plan_hash),
+                       details={**event.details, "at": event.at.isoformat()})
+            cursor["event"] = event.id
+            appended += 1
         if appended:
             log.checkpoint()
-        store.put_setting(_CURSOR, json.dumps(cursor, sort_keys=True))
+            store.put_setting(_CURSOR, json.dumps(cursor, sort_keys=True))
     return appended
 
 

@@ -212,21 +212,39 @@ def receive_plan(site: SiteDir, toml_text: str, *, source: str = "file") -> Rece
     plan = parse_plan(toml_text)
     digest = plan_hash(plan)
     with SiteStore.open(site) as store:
-        if _row(store, digest) is None:
-            try:
-                with store.transaction(write=True) as session:
-                    if session.exec(select(StudyPlanRow.id)
-                                    .where(StudyPlanRow.plan_hash == digest)).first() is None:
-                        session.add(StudyPlanRow(at=datetime.now(UTC), plan_hash=digest,
-                                                 study=plan.name, plan_toml=toml_text,
-                                                 source=source))
-                        session.add(store.event_row(RECEIVED_EVENT, plan_hash=digest, details={
-                            "study": plan.name, "source": source}))
-            except IntegrityError:
-                pass  # another process stored the same hash first (non-SQLite backends)
+        file_plan(store, plan, toml_text, digest=digest, source=source)
         row = _row(store, digest)
         assert row is not None
         return _received(row, _decisions(store).get(digest))
+
+
+def file_plan(store: SiteStore, plan: StudyPlan, toml_text: str, *, digest: str,
+              source: str) -> bool:
+    """Keep an already validated plan (``toml_text`` parsed to ``plan``, whose hash is
+    ``digest``) in the inbox unless it is there; whether it was new.
+
+    What :func:`receive_plan` does without parsing again nor building the summary: the agent
+    files every plan it is sent this way, in its task's store.
+    """
+    if source not in PLAN_SOURCES:
+        raise TesseraError(ErrorCode.CONFIG_INVALID,
+                           f"source: must be one of {', '.join(PLAN_SOURCES)}")
+    with store.transaction() as session:
+        if session.exec(select(StudyPlanRow.id)
+                        .where(StudyPlanRow.plan_hash == digest)).first() is not None:
+            return False
+    try:
+        with store.transaction(write=True) as session:
+            if session.exec(select(StudyPlanRow.id)
+                            .where(StudyPlanRow.plan_hash == digest)).first() is not None:
+                return False
+            session.add(StudyPlanRow(at=datetime.now(UTC), plan_hash=digest, study=plan.name,
+                                     plan_toml=toml_text, source=source))
+            session.add(store.event_row(RECEIVED_EVENT, plan_hash=digest, details={
+                "study": plan.name, "source": source}))
+            return True
+    except IntegrityError:
+        return False  # another process stored the same hash first (non-SQLite backends)
 
 
 def received_plans(site: SiteDir) -> list[ReceivedPlan]:

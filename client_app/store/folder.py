@@ -18,11 +18,11 @@ import tomli_w
 
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
-from common.files import PRIVATE_DIR, atomic_write_bytes
+from common.files import PRIVATE_DIR, atomic_write_bytes, ensure_private_file
 from common.settings import DEFAULT_CEILING
-from common.workdir import SiteDir, site_config
+from common.workdir import SiteDir, site_config, sqlite_url
 
-__all__ = ["SiteDir", "init_site_dir", "open_site_dir", "validate_site_name"]
+__all__ = ["SiteDir", "init_site_dir", "open_site_dir", "store_template", "validate_site_name"]
 
 _SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -38,12 +38,32 @@ def validate_site_name(name: str) -> str:
     return name
 
 
-def init_site_dir(root: Path, *, name: str, ceiling: float = DEFAULT_CEILING) -> SiteDir:
+def store_template(path: Path) -> Path:
+    """Make ``path`` (which must not exist) an empty site database at the newest schema.
+
+    A new site folder's store is exactly this before its first write (the migrations only
+    create tables on an empty database), so a launcher that creates many folders at once
+    (``tessera simulate``) migrates one template and copies it
+    (:func:`init_site_dir` with ``store_template``) instead of migrating every folder.
+    """
+    path = Path(path)
+    if path.exists():
+        raise TesseraError(ErrorCode.DUPLICATE, f"path: {path.name} already exists")
+    ensure_private_file(path)
+    SiteStore(sqlite_url(path)).close()  # migrates; the last close folds the WAL back in
+    if path.with_name(path.name + "-wal").exists():
+        raise TesseraError(ErrorCode.INTERNAL, "the store template kept a write-ahead log")
+    return path
+
+
+def init_site_dir(root: Path, *, name: str, ceiling: float = DEFAULT_CEILING,
+                  store_template: Path | None = None) -> SiteDir:
     """Create (or re-open) the folder of site ``name`` with its migrated store.
 
     Idempotent for the same name: an existing site keeps its store and its ceiling (change
     the ceiling with :meth:`SiteStore.set_ceiling`). A folder that belongs to another site
-    name is refused.
+    name is refused. A new folder's store starts as a copy of ``store_template`` when given
+    (made by :func:`store_template`; brought to the newest schema if it is older).
     """
     validate_site_name(name)
     site = SiteDir(root=Path(root).expanduser().absolute(), name=name)
@@ -62,6 +82,8 @@ def init_site_dir(root: Path, *, name: str, ceiling: float = DEFAULT_CEILING) ->
     for folder in (site.root, site.keys_dir, site.data_dir, site.audit_dir):
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(PRIVATE_DIR)
+    if store_template is not None and not site.db_path.exists():
+        atomic_write_bytes(site.db_path, Path(store_template).read_bytes(), overwrite=False)
     with SiteStore.open(site) as store:
         store.set_ceiling(ceiling, actor="init", confirm_raise=True)
     _write_config(site)

@@ -100,9 +100,9 @@ class Ledger:
 
     # -- reading -------------------------------------------------------------------------
 
-    def ledger(self, *, dataset_id: str | None = None) -> list[LedgerRecord]:
-        """Ledger entries (all, or of one dataset), oldest first."""
-        query = select(LedgerRow)
+    def ledger(self, *, dataset_id: str | None = None, after: int = 0) -> list[LedgerRecord]:
+        """Ledger entries (all, or of one dataset; with an id above ``after``), oldest first."""
+        query = select(LedgerRow).where(col(LedgerRow.id) > after)
         if dataset_id is not None:
             query = query.where(LedgerRow.dataset_id == dataset_id)
         with self._transaction() as session:

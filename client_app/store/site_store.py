@@ -5,6 +5,10 @@ Alembic migrations of :mod:`client_app.store.tables`, applied when a store opens
 ``approvals``, ``ledger`` and ``events`` are append-only; ``settings`` is the one mutable
 table. Several processes (the site agent, a CLI command, the desktop app) may open the same
 ``site.db``; transactions are short and writes hold SQLite's write lock from their start.
+A long-lived process (the site agent) may keep one engine for its site
+(:class:`client_app.store.kept_engine.KeptEngine`) and lend it, for the length of one task, to
+every store of that site the task opens: each open then costs neither a new engine nor a
+migration check, and statements compile once per process instead of once per open.
 The ledger (:mod:`client_app.store.ledger`) and the privacy settings
 (:mod:`client_app.store.privacy_settings`) keep their own rules. The store holds no key: a
 store that records ledger entries is opened with the site's :class:`LedgerKey`.
@@ -15,9 +19,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from client_app.store.ledger import Ledger
@@ -49,6 +56,11 @@ __all__ = ["ApprovalRecord", "BudgetCheck", "EventRecord", "LedgerCheck", "Ledge
 
 Decision = Literal["approved", "revoked", "rejected"]
 
+#: The engine a task lends to every store of one site database it opens (the database's
+#: resolved path, the engine), set only by :class:`client_app.store.kept_engine.KeptEngine`.
+LENT_ENGINE: ContextVar[tuple[Path, Engine] | None] = ContextVar("tessera_lent_site_engine",
+                                                                default=None)
+
 
 def _require_text(value: str, *, name: str, limit: int = 128) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > limit:
@@ -66,15 +78,29 @@ class SiteStore(SqlStore, Ledger, PrivacySettings):
     entries; without it the ledger is read-only.
     """
 
-    def __init__(self, url: str, *, ledger_key: LedgerKey | None = None) -> None:
-        super().__init__(url, MIGRATIONS_DIR)
+    def __init__(self, url: str, *, ledger_key: LedgerKey | None = None,
+                 engine: Engine | None = None) -> None:
+        if engine is None:
+            super().__init__(url, MIGRATIONS_DIR)
+        else:  # a lent engine, already migrated by its keeper: closing leaves it open
+            self._engine = engine
+        self._owns_engine = engine is None
         self._ledger_key = ledger_key
 
     @classmethod
     def open(cls, site_dir: SiteDir, *, ledger_key: LedgerKey | None = None) -> SiteStore:
-        """Open (and migrate) the store of a site folder."""
+        """Open (and migrate) the store of a site folder; on the engine lent for the running
+        task when one is lent for this folder's database."""
+        lent = LENT_ENGINE.get()
+        if lent is not None and lent[0] == site_dir.db_path.resolve():
+            return cls(site_dir.db_url, ledger_key=ledger_key, engine=lent[1])
         ensure_private_file(site_dir.db_path)
         return cls(site_dir.db_url, ledger_key=ledger_key)
+
+    def close(self) -> None:
+        """Release the engine's connections (a lent engine stays with its keeper)."""
+        if self._owns_engine:
+            super().close()
 
     # -- approvals ---------------------------------------------------------------------------
 
@@ -109,9 +135,11 @@ class SiteStore(SqlStore, Ledger, PrivacySettings):
             ).first()
             return latest is not None and latest.decision == "approved"
 
-    def approvals(self) -> list[ApprovalRecord]:
+    def approvals(self, *, after: int = 0) -> list[ApprovalRecord]:
+        """Every decision (or those with an id above ``after``), oldest first."""
         with self._transaction() as session:
-            rows = session.exec(select(ApprovalRow).order_by(col(ApprovalRow.id))).all()
+            rows = session.exec(select(ApprovalRow).where(col(ApprovalRow.id) > after)
+                                .order_by(col(ApprovalRow.id))).all()
             return [approval_record(r) for r in rows]
 
     # -- internal settings (e.g. the audit-trail cursor) ---------------------------------------
@@ -147,8 +175,9 @@ class SiteStore(SqlStore, Ledger, PrivacySettings):
             session.flush()
             return event_record(row)
 
-    def events(self, *, kind: str | None = None) -> list[EventRecord]:
-        query = select(EventRow)
+    def events(self, *, kind: str | None = None, after: int = 0) -> list[EventRecord]:
+        """Site events (of one kind, or all; with an id above ``after``), oldest first."""
+        query = select(EventRow).where(col(EventRow.id) > after)
         if kind is not None:
             query = query.where(EventRow.kind == kind)
         with self._transaction() as session:

@@ -4,16 +4,19 @@ reproduce each split for the benchmark reference."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from client_app.custody.site_secrets import split_secret
-from client_app.custody.vault import unlock_vault
+from client_app.custody.vault import SIMULATION_ONLY_SCRYPT_N, unlock_vault
+from client_app.governance.studies import received_plans
 from client_app.learning.site_data import load_split
 from client_app.store.site_store import SiteStore
 from common.errors import ErrorCode, TesseraError
 from common.plan import StudyPlan, bundled_plan_path, load_plan, override
+from privacy.at_rest import ScryptParams
 from tessera import local_federation
 from tessera.baseline import centralised_baseline, pooled_splits
 
@@ -63,3 +66,20 @@ def test_a_plan_with_a_looser_delta_than_the_demo_sites_accept_is_refused(
         local_federation.build(tmp_path / "w", StudyPlan.model_validate(raw), sites=2,
                                ceilings={}, passphrase=PASS)
     assert info.value.code is ErrorCode.CONFIG_INVALID
+
+
+def _kdf_n(site_root: Path) -> int:
+    return int(json.loads((site_root / "keys" / "keystore.json").read_text())["kdf"]["n"])
+
+
+@pytest.mark.parametrize("simulation_only", [False, True])
+def test_only_a_simulation_builds_cheap_keystores_and_hands_back_unlocked_vaults(
+        tmp_path: Path, simulation_only: bool) -> None:
+    fed = local_federation.build(tmp_path / "w", PLAN, sites=2, ceilings={}, passphrase=PASS,
+                                 simulation_only=simulation_only)
+    expected = SIMULATION_ONLY_SCRYPT_N if simulation_only else ScryptParams().n
+    for site, vault in zip(fed.sites, fed.vaults, strict=True):
+        assert _kdf_n(site.root) == expected
+        assert unlock_vault(site, PASS).key == vault.key and vault.site == site
+        [received] = received_plans(site)
+        assert (received.plan_hash, received.status) == (fed.plan_hash, "approved")

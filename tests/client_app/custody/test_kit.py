@@ -188,3 +188,15 @@ def test_site_import_kit_cli_refuses_mismatched_keys(
     result = CliRunner().invoke(app, ["import-kit", str(kit), "--site-dir", str(tmp_path / "s")])
     assert result.exit_code == 7
     assert "error: the signing key in the kit does not match" in result.output
+
+
+def test_identities_share_one_verified_manifest_and_a_changed_one_is_checked_again(
+        fed: Federation, tmp_path: Path) -> None:
+    north = import_site_kit(fed.site_kit("north"), tmp_path / "north")
+    south = import_site_kit(fed.site_kit("south"), tmp_path / "south")
+    assert north.manifest is south.manifest  # the same text, parsed and verified once
+    _tamper_manifest(north.root)
+    with pytest.raises(TesseraError) as err:
+        load_site_identity(tmp_path / "north")
+    assert err.value.code is ErrorCode.BAD_SIGNATURE
+    assert load_site_identity(tmp_path / "south").manifest is south.manifest

@@ -9,6 +9,7 @@ import pytest
 from client_app.agent.site_agent import SiteAgent
 from client_app.governance.studies import (
     decide,
+    file_plan,
     plan_diff,
     receive_plan,
     received_plan,
@@ -213,3 +214,19 @@ def test_summary_lists_the_data_dictionary() -> None:
     assert summary.columns == {"mean_radius": "number, mm, 0 to 50: mean nucleus radius",
                                "benign": "binary"}
     assert ("column mean_radius", "number, mm, 0 to 50: mean nucleus radius") in summary.lines()
+
+
+def test_file_plan_keeps_a_parsed_plan_once_without_a_summary(site: SiteDir) -> None:
+    text = BREAST.read_text(encoding="utf-8")
+    plan = load_plan(BREAST)
+    digest = plan_hash(plan)
+    with SiteStore.open(site) as store:
+        assert file_plan(store, plan, text, digest=digest, source="coordinator") is True
+        assert file_plan(store, plan, text, digest=digest, source="coordinator") is False
+        with pytest.raises(TesseraError) as err:
+            file_plan(store, plan, text, digest=digest, source="mail")
+        assert err.value.code is ErrorCode.CONFIG_INVALID
+    [stored] = received_plans(site)
+    assert (stored.plan_hash, stored.source, stored.plan_toml) == (digest, "coordinator", text)
+    assert _received_events(site) == [digest]
+    assert receive_plan(site, text).source == "coordinator"  # the inbox keeps the first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sqlite3
 import stat
 import tomllib
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 import client_app.store.folder as folder_module
 from client_app.store import records, site_store, tables
-from client_app.store.folder import init_site_dir, open_site_dir
+from client_app.store.folder import init_site_dir, open_site_dir, store_template
 from client_app.store.site_store import SiteStore
 from common import workdir
 from common.errors import ErrorCode, TesseraError
@@ -70,3 +71,38 @@ def test_the_store_and_the_layout_never_import_the_folder_module(module: ModuleT
 
 def test_the_folder_module_imports_the_store_and_the_layout() -> None:
     assert {"client_app.store.site_store", "common.workdir"} <= _imported_modules(folder_module)
+
+
+def _schema(db: Path) -> tuple[list[tuple[str, str]], list[tuple[str]]]:
+    with sqlite3.connect(db) as raw:
+        tables = raw.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                             "ORDER BY name").fetchall()
+        return tables, raw.execute("SELECT version_num FROM alembic_version").fetchall()
+
+
+def test_a_folder_from_the_store_template_is_a_freshly_migrated_one(tmp_path: Path) -> None:
+    template = store_template(tmp_path / "template.db")
+    assert not template.with_name("template.db-wal").exists()
+    copied = init_site_dir(tmp_path / "a", name="a", store_template=template)
+    fresh = init_site_dir(tmp_path / "b", name="b")
+    assert _schema(copied.db_path) == _schema(fresh.db_path)
+    assert stat.S_IMODE(copied.db_path.stat().st_mode) == 0o600
+    with SiteStore.open(copied) as a, SiteStore.open(fresh) as b:
+        assert [e.kind for e in a.events()] == [e.kind for e in b.events()]
+        assert a.ceiling() == b.ceiling() == DEFAULT_CEILING
+    # The template is only read: it stays empty, and an existing folder keeps its store.
+    with SiteStore.open(copied) as store:
+        store.put_setting("probe", "kept")
+    init_site_dir(copied.root, name="a", store_template=template)
+    with SiteStore.open(copied) as store:
+        assert store.setting("probe") == "kept"
+    with sqlite3.connect(template) as raw:
+        assert raw.execute("SELECT COUNT(*) FROM events").fetchone() == (0,)
+
+
+def test_a_store_template_never_replaces_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "template.db"
+    target.write_bytes(b"keep")
+    with pytest.raises(TesseraError) as err:
+        store_template(target)
+    assert err.value.code is ErrorCode.DUPLICATE and target.read_bytes() == b"keep"

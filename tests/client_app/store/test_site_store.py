@@ -212,3 +212,16 @@ def test_migrated_rows_are_sealed_once_by_the_key_holder(tmp_path: Path) -> None
         store.set_delta(1e-5, actor="alice")
         _run(store)
         assert store.verify_ledger().ok and len(store.ledger()) == 3
+
+
+def test_records_after_an_id_are_the_newer_ones_only(store: SiteStore) -> None:
+    first = store.record_event("probe", details={"n": 1})
+    second = store.record_event("probe", details={"n": 2})
+    assert [e.id for e in store.events(kind="probe", after=first.id)] == [second.id]
+    assert store.events(kind="probe", after=second.id) == []
+    store.approve("a" * 64, actor="op")
+    store.reject("a" * 64, actor="op")
+    decisions = store.approvals()
+    assert [d.decision for d in store.approvals(after=decisions[0].id)] == ["rejected"]
+    entry, later = _run(store), _run(store)
+    assert [e.id for e in store.ledger(after=entry.id)] == [later.id]
