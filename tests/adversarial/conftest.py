@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import client_app.agent.contributions as contributions_module
 from client_app.custody.kit import import_site_kit
 from client_app.custody.vault import SiteVault, create_vault
 from client_app.store.folder import open_site_dir
@@ -66,3 +67,17 @@ def installed_site(kit: Path, root: Path) -> SiteVault:
     """Import ``kit`` into a new site folder at ``root`` and create its vault."""
     import_site_kit(kit, root)
     return create_vault(open_site_dir(root), TEST_PASSPHRASE)
+
+
+@pytest.fixture
+def decryptions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts every decryption a site makes of forwarded contributions or attested sums."""
+    calls: list[int] = []
+    real = contributions_module.decrypt_vector
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(contributions_module, "decrypt_vector", spy)
+    return calls

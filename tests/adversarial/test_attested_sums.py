@@ -14,7 +14,6 @@ import json
 import numpy as np
 import pytest
 
-import client_app.agent.contributions as contributions_module
 from client_app.agent.contributions import Expected, SumVerifier
 from client_app.custody.ckks_keys import load_secret_context
 from client_app.store.site_store import SiteStore
@@ -41,20 +40,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> HonestRun:
 @pytest.fixture(scope="module")
 def fresh(run: HonestRun) -> FreshRun:
     return fresh_run(run, X)
-
-
-@pytest.fixture
-def decryptions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts every decryption a site makes of forwarded contributions or sums."""
-    calls: list[int] = []
-    real = contributions_module.decrypt_vector
-
-    def spy(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(contributions_module, "decrypt_vector", spy)
-    return calls
 
 
 def _attest(run: HonestRun, full: agent_pb2.ContributionSet, *, run_id: str,

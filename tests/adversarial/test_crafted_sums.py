@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import client_app.agent.contributions as contributions_module
 from client_app.agent.envelopes import seal_vector
 from client_app.agent.signing import sign_envelope
 from client_app.learning.local_eval import stored_models
@@ -46,20 +45,6 @@ def fresh(run: HonestRun) -> FreshRun:
 def middle(run: HonestRun) -> FreshRun:
     """A run stopped after round 1: round 2's training is still to come."""
     return fresh_run(run, "attack-middle", train_rounds=1)
-
-
-@pytest.fixture
-def decryptions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts every decryption a site makes of forwarded contributions."""
-    calls: list[int] = []
-    real = contributions_module.decrypt_vector
-
-    def spy(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(contributions_module, "decrypt_vector", spy)
-    return calls
 
 
 def _crafted(run: HonestRun, template: agent_pb2.UpdateEnvelope) -> agent_pb2.UpdateEnvelope:
