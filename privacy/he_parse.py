@@ -20,6 +20,7 @@ import tenseal as ts
 from tenseal import _ts_cpp as _cpp
 
 from common.errors import ErrorCode, TesseraError
+from privacy.he_compact import is_compact, layout_of, to_seal
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ def load_chunk(context: ts.Context, data: object, shape: ChunkShape, *,
     """
     if not isinstance(data, bytes) or not data:
         raise TesseraError(ErrorCode.BAD_CIPHERTEXT, f"{where}: must be non-empty bytes")
+    if is_compact(data):
+        data = to_seal(data, layout_of(context), where=where)
     try:
         vector = _cpp.CKKSVector(context.data, data)
     except (ValueError, RuntimeError, TypeError):

@@ -1,9 +1,10 @@
 """Worker processes that share the parsing of a streamed encrypted sum (the parent's side).
 
 This module owns the processes :func:`privacy.he_sum.add_encrypted` starts for long vectors:
-their start, the hand-off of contributions and the collection of their partial sums. TenSEAL
-holds Python's global interpreter lock while it parses a ciphertext (the cost of a sum), so
-only processes can share that work.
+their start, the hand-off of contributions and the collection of their partial sums. Most of
+a sum's time is spent under Python's global interpreter lock (TenSEAL holds it while it parses
+a ciphertext; the compact form's checks, unpacking and seed expansion are many short calls),
+so only processes can share that work.
 
 Each worker is a fresh interpreter (``python -c``, never a copy or a re-run of the caller's
 program) running :func:`privacy.he_sum.serve_worker`. It receives the encryption parameters

@@ -3,19 +3,16 @@
 This module owns :func:`add_encrypted` (re-exported by :mod:`privacy.ckks`), the sum the
 coordinator computes over the sites' encrypted updates and a site over the contributions it
 verifies, and :func:`serve_worker`, the loop of the worker processes that share it
-(:mod:`privacy.he_pool`). Each chunk is parsed with every check of
-:func:`privacy.he_parse.load_chunk` and added in place by the library (TenSEAL's C++ vectors,
-without the Python wrapper); no Python arithmetic touches a value.
+(:mod:`privacy.he_pool`). Contributions are folded into a
+:class:`privacy.he_running.RunningSum`: the compact uploads of sites as numpy arrays (their
+seeds expanded in bulk, every check of the compact form), anything else parsed and added by
+the library.
 
-Parsing dominates the cost: SEAL expands the seed of each uploaded ciphertext's second
-polynomial when it loads it (:mod:`privacy.he_seeded`), about 0.13 ms of the 0.16 ms a
-2,048-slot chunk takes to load, against 0.015 ms to add it. TenSEAL holds Python's global
-interpreter lock while it parses, so threads cannot share that work; for vectors of at least
-:data:`PARALLEL_MIN_CHUNKS` chunks, worker processes (one per spare CPU) take whole
-contributions whenever they have a free slot, this process adds the others, and their partial
-sums are added at the end. Sums modulo the coefficient primes are exact, so the result is the
-same ciphertext whoever added what. Memory stays flat in the number of contributors: the
-running sums, the contribution in hand and each worker's two slots.
+For vectors of at least :data:`PARALLEL_MIN_CHUNKS` chunks, worker processes (one per spare
+CPU) take whole contributions whenever they have a free slot, this process adds the others,
+and their partial sums are added at the end. Sums modulo the coefficient primes are exact, so
+the result is the same ciphertext whoever added what. Memory stays flat in the number of
+contributors: the running sums, the contribution in hand and each worker's two slots.
 
 A refused contribution is reported as a sequential sum would: the first refused one in stream
 order, named by its index and chunk (``vectors[3] chunk 7: ...``).
@@ -29,12 +26,10 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection
 
-import tenseal as ts
-from tenseal import _ts_cpp as _cpp
-
 from common.errors import ErrorCode, TesseraError
-from privacy.he_parse import ChunkShape, load_chunk, load_context, parameters_only, shape_of
+from privacy.he_parse import load_context, parameters_only, shape_of
 from privacy.he_pool import SLOTS, WorkerPool
+from privacy.he_running import RunningSum, check_layout
 
 #: Chunks per vector from which a sum also runs in worker processes (about 260,000 values
 #: at ``N = 4096``): below it a sum is over before a worker has started.
@@ -69,85 +64,45 @@ def add_encrypted(evaluation_context: bytes, vectors: Iterable[Sequence[bytes]],
                                 or not 0 <= workers <= MAX_WORKERS):
         raise TesseraError(ErrorCode.CONFIG_INVALID,
                            f"workers: must be an integer from 0 to {MAX_WORKERS}, got {workers!r}")
-    shape = shape_of(context)
+    running = RunningSum(context, shape_of(context))
     stream = iter(vectors)
     first = next(stream, _END)
     if first is _END:
         raise TesseraError(ErrorCode.BAD_CIPHERTEXT, "vectors: no encrypted vectors to add")
     assert not isinstance(first, _End)
-    acc: list[_cpp.CKKSVector] = []
-    _fold(context, shape, acc, None, first, 0)
-    sizes = [int(total.size()) for total in acc]
+    running.fold(first, 0)
+    assert running.sizes is not None
+    sizes = running.sizes
     slot_bytes = sum(len(data) for data in first) * 5 // 4 + (1 << 16)
     del first  # only the running sum stays
-    count = auto_workers(len(acc)) if workers is None else workers
+    count = auto_workers(len(sizes)) if workers is None else workers
     if count == 0:
         for index, vector in enumerate(stream, start=1):
-            _fold(context, shape, acc, sizes, vector, index)
-        return [bytes(total.serialize()) for total in acc]
+            running.fold(vector, index)
+        return running.result()
     with WorkerPool(parameters_only(context), sizes, count=count,
                     slot_bytes=slot_bytes) as pool:
         if workers is not None:
             pool.wait_started()
         try:
-            _fold_shared(context, shape, acc, sizes, stream, pool)
+            _fold_shared(running, stream, pool)
         except TesseraError:
             pool.collect()  # a worker's refusal of an earlier contribution comes first
             raise
         for partial in pool.collect():
-            for chunk, data in enumerate(partial):
-                acc[chunk].add_(load_chunk(context, data, shape,
-                                           where=f"a worker's partial sum, chunk {chunk}"))
-    return [bytes(total.serialize()) for total in acc]
+            running.fold(partial, -1)
+    return running.result()
 
 
-def _fold_shared(context: ts.Context, shape: ChunkShape, acc: list[_cpp.CKKSVector],
-                 sizes: list[int], stream: Iterator[Sequence[bytes]], pool: WorkerPool) -> None:
+def _fold_shared(running: RunningSum, stream: Iterator[Sequence[bytes]],
+                 pool: WorkerPool) -> None:
     for index, vector in enumerate(stream, start=1):
         if pool.refused():
             return
-        _check_layout(vector, index, sizes)
+        check_layout(vector, index, running.sizes)
         if not (all(isinstance(data, bytes) and data for data in vector)
                 and pool.offer(index, vector)):
-            _fold(context, shape, acc, sizes, vector, index)
-
-
-def _check_layout(vector: Sequence[bytes], index: int, sizes: list[int] | None) -> None:
-    if isinstance(vector, bytes | str) or not hasattr(vector, "__len__") or len(vector) == 0:
-        raise TesseraError(
-            ErrorCode.BAD_CIPHERTEXT, f"vectors[{index}]: must be a non-empty list of chunks"
-        )
-    if sizes is not None and len(vector) != len(sizes):
-        raise TesseraError(
-            ErrorCode.BAD_CIPHERTEXT,
-            f"vectors[{index}]: has {len(vector)} chunks, vectors[0] has {len(sizes)}",
-        )
-
-
-def _fold(context: ts.Context, shape: ChunkShape, acc: list[_cpp.CKKSVector],
-          sizes: list[int] | None, vector: Sequence[bytes], index: int) -> None:
-    """Add contribution ``index`` into ``acc`` in place, or start ``acc`` with it when it is
-    empty; ``sizes``: values per chunk of ``vectors[0]`` (``None`` for ``vectors[0]``)."""
-    _check_layout(vector, index, sizes)
-    starting = not acc
-    for chunk, data in enumerate(vector):
-        where = f"vectors[{index}] chunk {chunk}"
-        other = load_chunk(context, data, shape, where=where)
-        if sizes is not None and other.size() != sizes[chunk]:
-            raise TesseraError(
-                ErrorCode.BAD_CIPHERTEXT,
-                f"{where}: holds {other.size()} values, vectors[0] holds {sizes[chunk]}",
-            )
-        if starting:
-            acc.append(other)
-            continue
-        try:
-            acc[chunk].add_(other)
-        except (ValueError, RuntimeError) as exc:
-            raise TesseraError(
-                ErrorCode.BAD_CIPHERTEXT,
-                f"{where}: cannot be added to vectors[0] chunk {chunk} ({exc})",
-            ) from None
+            running.fold(vector, index)
 
 
 def auto_workers(chunks: int) -> int:
@@ -173,10 +128,11 @@ def serve_worker(inbox_fd: int, outbox_fd: int, memory_fd: int) -> None:
     _, parameters, sizes, slot_bytes = inbox.recv()
     memory = mmap.mmap(memory_fd, SLOTS * slot_bytes)
     context = load_context(parameters, name="evaluation_context")
-    shape = shape_of(context)
+    running = RunningSum(context, shape_of(context))
+    running.sizes = list(sizes)
+    added = False
     for slot in range(SLOTS):
         outbox.send(("free", slot))
-    acc: list[_cpp.CKKSVector] = []
     refused = False
     while (message := inbox.recv())[0] == "item":
         _, index, slot, lengths = message
@@ -186,10 +142,10 @@ def serve_worker(inbox_fd: int, outbox_fd: int, memory_fd: int) -> None:
                 chunks.append(memory[offset:offset + length])
                 offset += length
             try:
-                _fold(context, shape, acc, sizes, chunks, index)
+                running.fold(chunks, index)
+                added = True
             except TesseraError as exc:
                 refused = True
                 outbox.send(("refused", index, exc.code.value, exc.message))
         outbox.send(("free", slot))
-    outbox.send(("sum", None if refused or not acc else
-                 [bytes(total.serialize()) for total in acc]))
+    outbox.send(("sum", None if refused or not added else running.result()))
