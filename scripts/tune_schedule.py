@@ -17,6 +17,13 @@ schedule costs, which is what the suite pays for every study it runs. Every cand
 the first is also compared with the first task by task (``improvement``: how much smaller its
 gap is, with ``improvement_se``, the standard error of that mean); the noise streams of a
 replay are keyed by the task, so the pairs differ by the schedule, not by luck.
+
+The candidates are :data:`schedule_candidates.CANDIDATES`; the ``replay.*`` switches of the
+diagnosis-only ones go to :func:`replay`, not to the plan. Each summary also carries the share
+of site updates the update clip truncated (``updates_truncated``), how far the shared mean
+lies from the pooled training rows' (``mean_error``, root mean square over features in units
+of the shared scale) and the pooled rows' standard deviation over that scale
+(``std_over_scale``).
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ import numpy as np
 
 from common.plan import StudyPlan
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the generator, beside this script
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # generator and candidates, beside it
+from schedule_candidates import CANDIDATES
 from synthetic_cohort import SEPARATIONS, draw_task, sample
 
 #: Public sizes of the bundled datasets (scikit-learn's documentation).
@@ -42,47 +50,12 @@ PUBLIC_ROWS = {"breast_cancer": 569, "diabetes": 442}
 SITES = 3
 TEST_ROWS = 20_000
 
-#: Candidate schedules: changes to the bundled plan, by dotted field.
-CANDIDATES: dict[str, dict[str, Any]] = {
-    "bundled": {},
-    "epochs2": {"training.local_epochs": 2},
-    "lr0.25": {"training.learning_rate": 0.25},
-    "lr0.15": {"training.learning_rate": 0.15},
-    "epochs4_lr0.25": {"training.local_epochs": 4, "training.learning_rate": 0.25},
-    "epochs8_lr0.25": {"training.local_epochs": 8, "training.learning_rate": 0.25},
-    "epochs8_lr0.15": {"training.local_epochs": 8, "training.learning_rate": 0.15},
-    "epochs8_lr0.5": {"training.local_epochs": 8, "training.learning_rate": 0.5},
-    "epochs12": {"training.local_epochs": 12},
-    "epochs16": {"training.local_epochs": 16},
-    "split": {"statistics.noise_multiplier": 6.0, "statistics.count_noise_multiplier": 16.0},
-    "epochs8_split": {"training.local_epochs": 8, "statistics.noise_multiplier": 6.0,
-                      "statistics.count_noise_multiplier": 16.0},
-    "lr1": {"training.learning_rate": 1.0},
-    "lr2": {"training.learning_rate": 2.0},
-    "epochs4": {"training.local_epochs": 4},
-    "epochs8": {"training.local_epochs": 8},
-    "clip2": {"privacy.max_grad_norm": 2.0},
-    "clip4": {"privacy.max_grad_norm": 4.0},
-    "batch64": {"training.batch_size": 64},
-    "epochs4_lr1": {"training.local_epochs": 4, "training.learning_rate": 1.0},
-    "epochs4_lr2": {"training.local_epochs": 4, "training.learning_rate": 2.0},
-    "epochs8_lr1": {"training.local_epochs": 8, "training.learning_rate": 1.0},
-    "epochs4_clip2": {"training.local_epochs": 4, "privacy.max_grad_norm": 2.0},
-    "epochs4_clip2_lr1": {"training.local_epochs": 4, "privacy.max_grad_norm": 2.0,
-                          "training.learning_rate": 1.0},
-    "epochs8_batch64_lr2": {"training.local_epochs": 8, "training.batch_size": 64,
-                            "training.learning_rate": 2.0},
-    "epochs8_clip2_lr1": {"training.local_epochs": 8, "privacy.max_grad_norm": 2.0,
-                          "training.learning_rate": 1.0},
-    "rounds5_epochs4_lr1": {"training.rounds": 5, "training.local_epochs": 4,
-                            "training.learning_rate": 1.0},
-}
-
-
 def with_changes(plan: StudyPlan, changes: dict[str, Any]) -> StudyPlan:
-    """``plan`` with dotted-field changes, validated."""
+    """``plan`` with dotted-field changes, validated (``replay.*`` keys are not the plan's)."""
     raw = plan.model_dump()
     for dotted, value in changes.items():
+        if dotted.startswith("replay."):
+            continue
         section, field = dotted.split(".")
         raw[section] = {**(raw.get(section) or {}), field: value}
     return type(plan).model_validate(raw)
@@ -95,9 +68,13 @@ def _stream(*parts: object) -> bytes:
 
 
 def replay(plan: StudyPlan, sites: list[tuple[np.ndarray, np.ndarray]],
-           *, key: int) -> tuple[Any, np.ndarray, np.ndarray, float]:
+           *, key: int, exact_statistics: bool = False,
+           exact_counts: bool = False) -> tuple[Any, np.ndarray, np.ndarray, float, float]:
     """The plan's run on these sites' training rows: the final model, the shared mean and
-    scale, and the seconds of local training."""
+    scale, the seconds of local training and the share of site updates the update clip
+    truncated. ``exact_statistics`` and ``exact_counts``
+    (diagnosis only, no plan can ask for them) replace the noisy round-0 statistics or the
+    noisy released row counts with the exact ones, DP-SGD unchanged."""
     import torch
 
     from client_app.agent.training import clip_update
@@ -112,7 +89,7 @@ def replay(plan: StudyPlan, sites: list[tuple[np.ndarray, np.ndarray]],
     from common.models import build_model, model_to_vector, vector_to_model
     from privacy.accounting import noise_for_target, plan_sampling
     from privacy.dp_evaluation import noisy_cells
-    from privacy.dp_statistics import noisy_statistics
+    from privacy.dp_statistics import noisy_statistics, row_vectors
     from privacy.release_plan import planned_releases
 
     torch.manual_seed(key)
@@ -123,21 +100,25 @@ def replay(plan: StudyPlan, sites: list[tuple[np.ndarray, np.ndarray]],
               for X, y in sites]
     policy, ranges = plan.statistics_policy, declared_ranges(plan)
     if dp and ranges is not None:  # the sites' releases, with noise keyed for the replay
-        released = [max(1, int(noisy_cells(np.array([len(t.y)]),
+        released = [len(t.y) if exact_counts else
+                    max(1, int(noisy_cells(np.array([len(t.y)]),
                                            noise_multiplier=policy.count_noise_multiplier,
                                            key=_stream(key, "counts", site))[0]))
                     for site, t in enumerate(tables)]
-        sums = sum(noisy_statistics(t.X, ranges, clip=statistics_clip(plan),
+        sums = sum(row_vectors(t.X, ranges, clip=statistics_clip(plan)).sum(axis=0)
+                   if exact_statistics else
+                   noisy_statistics(t.X, ranges, clip=statistics_clip(plan),
                                     noise_multiplier=policy.noise_multiplier,
                                     key=_stream(key, "statistics", site))
                    for site, t in enumerate(tables))
     else:
         released = [len(t.y) for t in tables]
         sums = sum(statistics_release(plan, t) for t in tables)
-    mean, scale = standardisation_of(plan, np.asarray(sums), float(sum(released)))
+    rows = sum(len(t.y) for t in tables) if exact_statistics else sum(released)
+    mean, scale = standardisation_of(plan, np.asarray(sums), float(rows))
     model = build_model(plan.model, n_features=len(plan.dataset.features), seed=plan.seed)
     weights, layout = model_to_vector(model)
-    seconds = 0.0
+    seconds, clipped, updates = 0.0, 0, 0
     for round_ in range(plan.training.rounds):
         total = np.zeros_like(weights)
         for site, (table, n) in enumerate(zip(tables, released, strict=True)):
@@ -158,17 +139,22 @@ def replay(plan: StudyPlan, sites: list[tuple[np.ndarray, np.ndarray]],
                 seed=key, released_rows=n,
                 noise_key=_stream(key, "dp-sgd", round_, site) if dp else None)
             seconds += outcome.seconds
-            update = clip_update(model_to_vector(local)[0] - weights,
-                                 bound=plan.privacy.update_clip)
+            raw = model_to_vector(local)[0] - weights
+            clipped += int(np.linalg.norm(raw) > plan.privacy.update_clip)
+            updates += 1
+            update = clip_update(raw, bound=plan.privacy.update_clip)
             total += (weights + update) * n
         weights = total / sum(released)
     vector_to_model(model, weights, layout)
-    return model, mean, scale, seconds
+    return model, mean, scale, seconds, clipped / updates
 
 
-def evaluate(plan: StudyPlan, *, task_seed: int, separation: float,
-             key: int) -> dict[str, float]:
-    """One replay on one synthetic task: the gap to the centralised baseline."""
+def evaluate(plan: StudyPlan, *, task_seed: int, separation: float, key: int,
+             options: dict[str, bool] | None = None) -> dict[str, float]:
+    """One replay on one synthetic task (``options``: :func:`replay`'s diagnosis switches):
+    the gap to the centralised baseline, how far the shared mean is from the pooled rows'
+    (root mean square over features, in units of the shared scale) and how the pooled rows'
+    standard deviation compares with the shared scale (mean over features)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.preprocessing import StandardScaler
@@ -179,14 +165,17 @@ def evaluate(plan: StudyPlan, *, task_seed: int, separation: float,
     per_site = round(PUBLIC_ROWS[plan.dataset.name] / SITES * (1 - plan.dataset.test_fraction))
     sites = [sample(task, per_site, seed=1000 * task_seed + s) for s in range(SITES)]
     X_test, y_test = sample(task, TEST_ROWS, seed=10**6 + task_seed)
-    model, mean, scale, seconds = replay(plan, sites, key=key)
+    model, mean, scale, seconds, truncated = replay(plan, sites, key=key, **(options or {}))
     auc = float(roc_auc_score(y_test, predict_scores(model, (X_test - mean) / scale)))
     X_train = np.concatenate([X for X, _ in sites])
     y_train = np.concatenate([y for _, y in sites])
     scaler = StandardScaler().fit(X_train)
     baseline = LogisticRegression(max_iter=5000).fit(scaler.transform(X_train), y_train)
     base = float(roc_auc_score(y_test, baseline.predict_proba(scaler.transform(X_test))[:, 1]))
-    return {"auc": auc, "baseline_auc": base, "gap": base - auc, "train_seconds": seconds}
+    return {"auc": auc, "baseline_auc": base, "gap": base - auc, "train_seconds": seconds,
+            "updates_truncated": truncated,
+            "mean_error": float(np.sqrt(np.mean(((X_train.mean(axis=0) - mean) / scale) ** 2))),
+            "std_over_scale": float(np.mean(X_train.std(axis=0) / scale))}
 
 
 def paired(reference: list[float], gaps: list[float]) -> dict[str, float]:
@@ -218,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         plan = with_changes(bundled, {**CANDIDATES[name],
                                       "privacy.target_epsilon": args.epsilon})
         started = time.perf_counter()
+        options = {k.removeprefix("replay."): bool(v) for k, v in CANDIDATES[name].items()
+                   if k.startswith("replay.")}
         rows = [{"candidate": name, "task": t, "separation": s,
-                 **evaluate(plan, task_seed=t, separation=s, key=t)}
+                 **evaluate(plan, task_seed=t, separation=s, key=t, options=options)}
                 for s in SEPARATIONS
                 for t in range(args.first_task, args.first_task + args.tasks)]
         reference = [r["gap"] for r in runs if r["candidate"] == runs[0]["candidate"]] if runs \
@@ -231,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
             "gap_max": max(r["gap"] for r in rows),
             **{f"gap_{s:g}": statistics.fmean(r["gap"] for r in rows if r["separation"] == s)
                for s in SEPARATIONS},
-            "train_seconds": statistics.fmean(r["train_seconds"] for r in rows),
+            **{field: statistics.fmean(r[field] for r in rows)
+               for field in ("train_seconds", "updates_truncated", "mean_error",
+                            "std_over_scale")},
             "seconds": time.perf_counter() - started,
             **paired(reference, [r["gap"] for r in rows]),
         }

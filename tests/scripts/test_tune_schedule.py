@@ -44,3 +44,17 @@ def test_every_candidate_is_a_valid_plan_and_a_bad_field_is_refused() -> None:
         with_changes(plan, changes)
     with pytest.raises(ValueError, match="learning_rate"):
         with_changes(plan, {"training.learning_rate": -1.0})
+
+
+def test_the_exact_statistics_diagnosis_centres_on_the_pooled_mean() -> None:
+    plan = with_changes(load_plan(bundled_plan_path("breast_cancer")), {"training.rounds": 1})
+    noisy = evaluate(plan, task_seed=0, separation=0.98, key=0)
+    exact = evaluate(plan, task_seed=0, separation=0.98, key=0,
+                     options={"exact_statistics": True, "exact_counts": True})
+    assert exact["mean_error"] < 1e-9 < noisy["mean_error"]
+    assert 0.0 <= noisy["updates_truncated"] <= 1.0
+
+
+def test_diagnosis_switches_leave_the_plan_alone() -> None:
+    plan = load_plan(bundled_plan_path("breast_cancer"))
+    assert with_changes(plan, CANDIDATES["exact_statistics_counts"]) == plan

@@ -69,7 +69,7 @@ def test_summary_names_model_fields_privacy_and_release(site: SiteDir) -> None:
     summary = summarise(plan)
     assert summary.plan_hash == plan_hash(plan)
     assert summary.features == tuple(plan.dataset.features) and summary.label == "benign"
-    assert (summary.rounds, summary.local_epochs) == (3, 2)
+    assert (summary.rounds, summary.local_epochs) == (3, 3)
     assert (summary.dp, summary.target_epsilon, summary.delta) == (True, 3.0, 1e-5)
     assert summary.he_enabled and summary.min_sites == 2
     assert summary.kpis == {"min_auc": 0.9, "max_ece": 0.2}
