@@ -4,7 +4,8 @@ and three sites as real processes, TLS), for the tests that fault its processes.
 :func:`running_federation` makes the kit, splits the data, gives every site the study's plan
 to receive and approve, makes its CKKS keys (site ``a`` holds them), starts the
 coordinator and the sites' nodes, and on the way out stops them all and asserts that no
-process started under the federation's folder outlives it.
+process started under the federation's folder outlives it. :func:`start_nodes` and
+:func:`stop_nodes` start and stop several sites' nodes at once (their start-ups overlap).
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from typer.testing import CliRunner
 
+from client_app.node.controller import NodeController
 from client_app.node.procfs import cmdline, descendants
 from client_app.store.folder import open_site_dir
 from client_app.store.site_store import SiteStore
+from common.errors import TesseraError
 from common.processes import free_port
 from common.workdir import CoordinatorDir
 from tessera.cli import app
@@ -65,6 +69,38 @@ def processes_under(root: Path) -> list[int]:
             if int(p.name) != mine and str(root) in cmdline(int(p.name))]
 
 
+def start_nodes(root: Path, names: Iterable[str] = SITES, *, timeout: float = 300.0) -> None:
+    """Start the nodes of the sites ``names`` under ``root`` (``tessera site node start
+    --wait 0``, one after the other) and wait until every agent answers and every SuperNode
+    is connected to the SuperLink: the nodes start up side by side, not in turn."""
+    names = list(names)
+    for name in names:
+        tessera("site", "node", "start", "--site-dir", site_dir(root, name), "--wait", 0)
+    nodes = {name: NodeController(open_site_dir(site_dir(root, name))) for name in names}
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = {name: node.status() for name, node in nodes.items()}
+        for name, status in statuses.items():
+            assert status.running, (name, status.last_error)
+        if all(s.agent_up and s.connection == "connected" for s in statuses.values()):
+            return
+        assert time.monotonic() < deadline, statuses
+        time.sleep(0.25)
+
+
+def stop_nodes(root: Path, names: Iterable[str] = SITES) -> None:
+    """Stop the nodes of the sites ``names`` under ``root``, side by side (as ``tessera site
+    node stop`` does: SIGTERM, then SIGKILL what is left after 30 s); a node that will not
+    stop is left to the caller's check for leftover processes."""
+    def stop(name: str) -> None:
+        with contextlib.suppress(TesseraError):
+            NodeController(open_site_dir(site_dir(root, name))).stop()
+
+    names = list(names)
+    with ThreadPoolExecutor(max_workers=max(len(names), 1)) as pool:
+        list(pool.map(stop, names))
+
+
 @contextlib.contextmanager
 def running_federation(root: Path, *, rounds: int) -> Iterator[Federation]:
     """The federation under ``root``, running, its sites approving one breast-cancer plan
@@ -97,12 +133,10 @@ def running_federation(root: Path, *, rounds: int) -> Iterator[Federation]:
             "--coordinator-dir", coord.root)
     tessera("coordinator", "start", "--coordinator-dir", coord.root, kit=kit)
     try:
-        for name in SITES:
-            tessera("site", "node", "start", "--site-dir", site_dir(root, name))
+        start_nodes(root)
         yield Federation(root, kit, coord, plan)
     finally:
-        for name in SITES:
-            invoke("site", "node", "stop", "--site-dir", site_dir(root, name))
+        stop_nodes(root)
         invoke("coordinator", "stop", "--coordinator-dir", coord.root, kit=kit)
         deadline = time.monotonic() + 30
         while processes_under(root) and time.monotonic() < deadline:
