@@ -25,10 +25,12 @@ lint: install
 	$(BIN)/mypy common privacy client_app server serving gui tessera scripts
 
 # Two passes: every test not marked serial, a test file per worker on two workers (most of
-# a real-process test's time is waiting on its processes), then the serial ones alone.
+# a real-process test's time is waiting on its processes), then the serial ones alone. Files
+# go to the workers in collection order, which tests/conftest.py sets to longest first
+# (xdist would otherwise hand out the files with the most tests first, the longest last).
 test: install lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -rs --durations=15 \
-		-n 2 --dist loadfile -m "not serial"
+		-n 2 --dist loadfile --no-loadscope-reorder -m "not serial"
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -rs --durations=10 -m serial
 
 protos: install

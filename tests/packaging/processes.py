@@ -1,13 +1,15 @@
 """What the packaging tests that run a site under two OS accounts share.
 
 Reading a process's account and its process tree from ``/proc``; probing, as an account,
-which of a site's files it can read; removing the accounts a test created; and submitting a
-one-round study to a running SuperLink and following it, while recording the account of
-every process under given parents.
+which of a site's files it can read; taking turns at adding and removing OS accounts, and
+removing the accounts a test created; and submitting a one-round study to a running
+SuperLink and following it, while recording the account of every process under given
+parents.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pwd
@@ -119,6 +121,22 @@ def scratch_folder(prefix: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+#: Held while a test adds, uses and removes OS accounts: ``useradd`` refuses while another
+#: ``useradd`` holds ``/etc/passwd``, so two such tests on two workers take turns.
+ACCOUNTS_LOCK = Path(tempfile.gettempdir()) / "tessera-tests-os-accounts.lock"
+
+
+@contextmanager
+def accounts_turn() -> Iterator[None]:
+    """This process's turn at adding OS accounts (waits while another test has it)."""
+    with ACCOUNTS_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def remove_accounts(names: Iterable[str]) -> None:
     """Stop what still runs as ``names``, then delete the accounts, their groups and homes
     (site accounts first: they are members of the node groups)."""
@@ -180,5 +198,5 @@ def record_accounts(parents: Iterable[int], seen: dict[int, int]) -> None:
                 continue
 
 
-__all__ = ["descendants", "probe", "record_accounts", "remove_accounts", "run_study",
-           "scratch_folder", "uid_of"]
+__all__ = ["accounts_turn", "descendants", "probe", "record_accounts", "remove_accounts",
+           "run_study", "scratch_folder", "uid_of"]

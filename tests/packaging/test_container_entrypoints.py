@@ -28,6 +28,7 @@ from common.processes import ProcessGroup, flower_env, free_port, port_open
 from tessera import local_federation
 from tests.packaging.environments import ROOT, shared_environment
 from tests.packaging.processes import (
+    accounts_turn,
     descendants,
     probe,
     record_accounts,
@@ -87,13 +88,15 @@ def _alive(pid: int) -> str:
 
 @pytest.fixture
 def base() -> Iterator[Path]:
-    with scratch_folder("tessera-entrypoints-") as folder:
-        yield folder
-    remove_accounts([user for pair in ACCOUNTS.values() for user in pair])
+    """A scratch folder, and this test's turn at adding OS accounts (useradd refuses while
+    another adds its own), so the test need not run alone."""
+    with accounts_turn():
+        with scratch_folder("tessera-entrypoints-") as folder:
+            yield folder
+        remove_accounts([user for pair in ACCOUNTS.values() for user in pair])
 
 
 @pytest.mark.slow
-@pytest.mark.serial  # it adds OS accounts, and useradd refuses while another adds its own
 @needs_root
 @pytest.mark.skipif(shutil.which("setpriv") is None or shutil.which("useradd") is None,
                     reason="needs setpriv (util-linux) and useradd (passwd)")

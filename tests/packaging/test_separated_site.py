@@ -37,6 +37,7 @@ from privacy.manifest import CA_CERT_FILE, load_manifest
 from tessera import coordinator_ops, local_federation
 from tests.packaging.environments import shared_environment
 from tests.packaging.processes import (
+    accounts_turn,
     probe,
     record_accounts,
     remove_accounts,
@@ -45,10 +46,10 @@ from tests.packaging.processes import (
     uid_after_exec,
 )
 
-#: serial: it adds OS accounts, and useradd refuses while another adds its own.
+#: It adds OS accounts, and useradd refuses while another adds its own: its ``base`` takes
+#: turns with the other test that does (``accounts_turn``), so it need not run alone.
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.serial,
     pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                        reason="creates OS accounts and switches to them: needs root"),
     pytest.mark.skipif(shutil.which("setpriv") is None or shutil.which("useradd") is None,
@@ -103,9 +104,10 @@ def _as_unit(path: Path, *, credentials: Path) -> list[str]:
 
 @pytest.fixture
 def base() -> Iterator[Path]:
-    with scratch_folder("tessera-separated-") as folder:
-        yield folder
-    remove_accounts([SITE_USER, NODE_USER])
+    with accounts_turn():
+        with scratch_folder("tessera-separated-") as folder:
+            yield folder
+        remove_accounts([SITE_USER, NODE_USER])
 
 
 def test_the_node_account_reaches_only_the_socket_and_a_study_completes(
