@@ -56,8 +56,8 @@ from privacy.manifest import Manifest
 from privacy.sealing import SealingKey
 from privacy.signing import SigningKey, canonical
 
-__all__ = ["Appended", "AuditEntry", "AuditLog", "Fault", "NewRecord", "VerifyReport", "export_checkpoint",
-           "load_checkpoint", "read_records", "verify_log"]
+__all__ = ["Appended", "AuditEntry", "AuditLog", "Fault", "NewRecord", "VerifyReport",
+           "export_checkpoint", "load_checkpoint", "read_records", "verify_log"]
 
 _SEAL_INFO = b"tessera/audit-seal/v1\x00"
 _PARTY_INFO = b"tessera/audit-party-key/v1\x00"
