@@ -9,7 +9,8 @@ SiteAgent` per site. :class:`WorkerGrid` is the coordinator's Grid: it hands eve
 sites' serialized TaskRequests of a send at once and collects the serialized replies, so
 the workers run in parallel while each site still takes its tasks one at a time, in order.
 Only the transport differs from :class:`tessera.inprocess.InProcessGrid`; the messages are
-the same bytes.
+the same bytes. Workers are spawned (a fresh interpreter each), so a script that starts them
+must guard its entry point (``if __name__ == "__main__":``); the ``tessera`` command does.
 """
 
 from __future__ import annotations
