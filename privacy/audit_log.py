@@ -1,7 +1,8 @@
 """The encrypted, hash-chained, append-only audit log of one party (writer and reader).
 
 Owns creating a log (preamble with the per-log data key sealed to the auditor), durable
-appends (one canonical JSON line per record, fsync'd), signed checkpoints, and reading
+appends (one canonical JSON line per record; a batch of records, and its checkpoint, in one
+write and one fsync), signed checkpoints, and reading
 records back with the auditor's key. The byte format and the key-less verification live in
 :mod:`privacy.audit_verify`; docs/audit-format.md specifies both.
 """
@@ -9,12 +10,13 @@ records back with the auditor's key. The byte format and the key-less verificati
 from __future__ import annotations
 
 import base64
+import copy
 import fcntl
 import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,8 +56,8 @@ from privacy.manifest import Manifest
 from privacy.sealing import SealingKey
 from privacy.signing import SigningKey, canonical
 
-__all__ = ["AuditEntry", "AuditLog", "Fault", "VerifyReport", "export_checkpoint",
-           "load_checkpoint", "read_records", "verify_log"]
+__all__ = ["Appended", "AuditEntry", "AuditLog", "Fault", "NewRecord", "VerifyReport",
+           "export_checkpoint", "load_checkpoint", "read_records", "verify_log"]
 
 _SEAL_INFO = b"tessera/audit-seal/v1\x00"
 _PARTY_INFO = b"tessera/audit-party-key/v1\x00"
@@ -135,6 +137,25 @@ def _durable_append(path: Path, line: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """A record to append: its event, actor, role (default: the log's), plan and details."""
+
+    event_type: str
+    actor: str
+    details: dict[str, Any]
+    role: str | None = None
+    plan_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What :meth:`AuditLog.append_many` appended: the records' indices, the checkpoint."""
+
+    indices: tuple[int, ...]
+    checkpoint: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -240,43 +261,71 @@ class AuditLog:
     def append(self, event_type: str, *, actor: str, role: str | None = None,
                plan_hash: str | None = None, details: dict[str, Any]) -> int:
         """Encrypt ``details`` and append one record durably; returns its index."""
-        _require(EVENT_PATTERN, event_type, "event_type")
-        _require(NAME_PATTERN, actor, "actor")
-        role = _require(NAME_PATTERN, self._preamble["role"] if role is None else role, "role")
-        if plan_hash is not None:
-            _require(HEX64, plan_hash, "plan_hash")
-        if not isinstance(details, dict):
+        record = NewRecord(event_type, actor=actor, role=role, plan_hash=plan_hash,
+                           details=details)
+        return self.append_many([record]).indices[0]
+
+    def append_many(self, records: Sequence[NewRecord], *,
+                    checkpoint: bool = False) -> Appended:
+        """Append ``records`` (and, with ``checkpoint``, a checkpoint over them) in one
+        ``O_APPEND`` write and one fsync: the same lines, in the same order, as one
+        :meth:`append` each (and :meth:`checkpoint`). Every record is checked before
+        anything is written; an interrupted write leaves whole lines and at most one
+        incomplete last line, as an interrupted :meth:`append` does."""
+        frontier, last = copy.deepcopy(self._frontier), self._last
+        lines: list[bytes] = []
+        for record in records:
+            line, last = self._record_line(record, index=frontier.size, prev=last)
+            frontier.add(bytes.fromhex(last))
+            lines.append(line)
+        cp = self._checkpoint_of(frontier) if checkpoint else None
+        if cp is not None:
+            lines.append(canonical({"type": "checkpoint"} | cp) + b"\n")
+        if lines:
+            _durable_append(self._path, b"".join(lines))
+        first = self._frontier.size
+        self._frontier, self._last = frontier, last
+        return Appended(indices=tuple(range(first, frontier.size)), checkpoint=cp)
+
+    def _record_line(self, record: NewRecord, *, index: int, prev: str) -> tuple[bytes, str]:
+        """One record's line (encrypted details) and its leaf hash; refuses bad fields."""
+        _require(EVENT_PATTERN, record.event_type, "event_type")
+        _require(NAME_PATTERN, record.actor, "actor")
+        role = _require(NAME_PATTERN, self._preamble["role"] if record.role is None
+                        else record.role, "role")
+        if record.plan_hash is not None:
+            _require(HEX64, record.plan_hash, "plan_hash")
+        if not isinstance(record.details, dict):
             raise TesseraError(ErrorCode.CONFIG_INVALID, "details: must be a dict")
         try:
-            plaintext = canonical(details)
+            plaintext = canonical(record.details)
         except (TypeError, ValueError):
             raise TesseraError(ErrorCode.CONFIG_INVALID,
                                "details: must be JSON-serialisable (str keys)") from None
         if len(plaintext) > MAX_DETAILS_BYTES:
             raise TesseraError(ErrorCode.CONFIG_INVALID,
                                f"details: larger than {MAX_DETAILS_BYTES} bytes")
-        index = self._frontier.size
         header: dict[str, Any] = {
             "v": FORMAT_VERSION, "log": self.log_id, "index": index, "time": utc_now(),
-            "actor": actor, "role": role, "event": event_type, "plan_hash": plan_hash,
-            "prev": self._last}
+            "actor": record.actor, "role": role, "event": record.event_type,
+            "plan_hash": record.plan_hash, "prev": prev}
         nonce = os.urandom(12)
         ct = nonce + AESGCM(self._data_key).encrypt(nonce, plaintext, record_aad(header))
         header["payload_sha256"] = hashlib.sha256(ct).hexdigest()
         leaf = leaf_hash(header)
         line = {"type": "record", "header": header, "hash": leaf,
                 "ct": base64.b64encode(ct).decode("ascii")}
-        _durable_append(self._path, canonical(line) + b"\n")
-        self._frontier.add(bytes.fromhex(leaf))
-        self._last = leaf
-        return index
+        return canonical(line) + b"\n", leaf
+
+    def _checkpoint_of(self, frontier: MerkleFrontier) -> dict[str, Any]:
+        claims = {"log_id": self.log_id, "tree_size": frontier.size,
+                  "root": frontier.root().hex(), "time": utc_now()}
+        return claims | {"signature": self._key.sign(CHECKPOINT_DOMAIN, claims)}
 
     def checkpoint(self) -> dict[str, Any]:
         """Sign {log id, tree size, root, time}, append it as a line and return it."""
-        claims = {"log_id": self.log_id, "tree_size": self._frontier.size,
-                  "root": self._frontier.root().hex(), "time": utc_now()}
-        cp = claims | {"signature": self._key.sign(CHECKPOINT_DOMAIN, claims)}
-        _durable_append(self._path, canonical({"type": "checkpoint"} | cp) + b"\n")
+        cp = self.append_many([], checkpoint=True).checkpoint
+        assert cp is not None
         return cp
 
 

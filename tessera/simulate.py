@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -32,6 +33,7 @@ from common.errors import ErrorCode, TesseraError, exit_status
 
 if TYPE_CHECKING:  # the site agent, DP-SGD and CKKS load only when a simulation runs
     import numpy as np
+    from flwr.serverapp import Grid
 
     from common.plan import StudyPlan
 
@@ -98,28 +100,40 @@ def site_rows(y: np.ndarray, *, sites: int, rows_per_site: int, seed: int) -> li
 
 
 def simulate(plan: StudyPlan, *, sites: int, workdir: Path, rows_per_site: int = 40,
-             timeout: float = 3600.0) -> SimulationResult:
-    """Build ``sites`` virtual sites in ``workdir`` and run ``plan`` over them in process."""
+             timeout: float = 3600.0, workers: int = 1) -> SimulationResult:
+    """Build ``sites`` virtual sites in ``workdir`` and run ``plan`` over them in process,
+    or, with ``workers`` above 1, over that many worker processes
+    (:class:`tessera.sim_workers.WorkerGrid`; the build counts their start)."""
     from client_app.agent.site_agent import SiteAgent
     from common.datasets import load_bundled, select
     from server.coordinator import run_study
     from tessera import local_federation
     from tessera.inprocess import InProcessGrid
+    from tessera.sim_workers import WorkerGrid
 
     if not isinstance(sites, int) or sites < 1:
         raise TesseraError(ErrorCode.CONFIG_INVALID, "sites: must be an integer >= 1")
+    if not isinstance(workers, int) or workers < 1:
+        raise TesseraError(ErrorCode.CONFIG_INVALID, "workers: must be an integer >= 1")
     started = time.perf_counter()
     data = select(load_bundled(plan.dataset.name), plan.dataset)
     parts = site_rows(data.y, sites=sites, rows_per_site=rows_per_site, seed=plan.seed)
     fed = local_federation.build(workdir, plan, sites=sites, ceilings={},
                                  passphrase=SIMULATION_PASSPHRASE, parts=parts,
                                  simulation_only=True)
-    agents = [SiteAgent(vault) for vault in fed.vaults]  # the vaults build unlocked
-    built = time.perf_counter()
-    result = run_study(InProcessGrid(agents), workdir=fed.workdir, plan_path=fed.plan_path,
-                       run_id="simulation", expected_sites=sites, custodian=fed.custodian,
-                       timeout=timeout)
-    finished = time.perf_counter()
+    with ExitStack() as stack:
+        grid: Grid
+        if workers > 1:
+            grid = stack.enter_context(WorkerGrid([v.site for v in fed.vaults],
+                                                  passphrase=SIMULATION_PASSPHRASE,
+                                                  workers=workers))
+        else:  # the vaults the build unlocked
+            grid = InProcessGrid([SiteAgent(vault) for vault in fed.vaults])
+        built = time.perf_counter()
+        result = run_study(grid, workdir=fed.workdir, plan_path=fed.plan_path,
+                           run_id="simulation", expected_sites=sites, custodian=fed.custodian,
+                           timeout=timeout)
+        finished = time.perf_counter()
     rounds = tuple(
         RoundFigures(round=int(r["round"]), sites=len(r.get("participating_sites", ())),
                      seconds=float(r["seconds"]),
@@ -154,6 +168,9 @@ def simulate_command(
     attesters: Annotated[int | None, typer.Option(
         min=0, max=32, help="Sites that verify each set and sign its sum for the others "
                             "([federation] attesters; default: the plan's).")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, max=256, help="Worker processes the sites are spread over (1: all in this "
+                             "process).")] = 1,
     as_json: JsonOption = False,
 ) -> None:
     """Run a study over many virtual sites in one process (real agents, DP and HE on)."""
@@ -168,7 +185,8 @@ def simulate_command(
         logging.getLogger("flwr").setLevel(logging.WARNING)
         console.print(f"simulating study [bold]{plan.name}[/] over {sites} sites "
                       f"({rows_per_site} rows each), {plan.training.rounds} rounds")
-        result = simulate(plan, sites=sites, workdir=workdir, rows_per_site=rows_per_site)
+        result = simulate(plan, sites=sites, workdir=workdir, rows_per_site=rows_per_site,
+                          workers=workers)
     for r in result.rounds:
         console.print(f"round {r.round}: {r.sites} sites, {r.seconds:.1f} s "
                       f"(sum {r.aggregation_seconds:.2f} s), up {r.bytes_up / 1e6:.2f} MB, "

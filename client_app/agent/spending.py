@@ -3,7 +3,8 @@ ledger entry that records it, the same for every kind of release.
 
 A release is checked (:func:`check_budget`) before any noisy value is computed and recorded
 (:func:`spend`) before it leaves the site; the store checks the ceiling again in the
-transaction that records it, so two tasks racing for the last of a budget cannot both pass.
+transaction that records it, so two tasks racing for the last of a budget cannot both pass,
+and a refusal there is recorded and reported as :func:`check_budget` reports one.
 """
 
 from __future__ import annotations
@@ -33,13 +34,21 @@ def check_budget(ctx: TaskContext, *mechanisms: Mechanism, what: str) -> None:
 
 def spend(ctx: TaskContext, mechanism: Mechanism, *, kind: ReleaseKind,
           what: str) -> LedgerRecord:
-    """Check and record one release of this task's dataset in the ledger."""
-    check_budget(ctx, mechanism, what=what)
+    """Check and record one release of this task's dataset in the ledger.
+
+    The store checks the ceiling in the transaction that records the release; when it
+    refuses, :func:`check_budget` records the refusal and says what was refused (one ledger
+    read and composition fewer than asking first on every release)."""
     split = ctx.split
-    return ctx.store.record_release(
-        mechanism=mechanism, kind=kind, plan_hash=ctx.plan_hash, study=ctx.plan.name,
-        run_id=ctx.run_id, round=ctx.round, dataset_id=split.dataset_id,
-        dataset_version=split.dataset_version)
+    try:
+        return ctx.store.record_release(
+            mechanism=mechanism, kind=kind, plan_hash=ctx.plan_hash, study=ctx.plan.name,
+            run_id=ctx.run_id, round=ctx.round, dataset_id=split.dataset_id,
+            dataset_version=split.dataset_version)
+    except TesseraError as err:
+        if err.code is ErrorCode.BUDGET_EXCEEDED:
+            check_budget(ctx, mechanism, what=what)  # the refusal event and its message
+        raise
 
 
 def epsilon_metrics(ctx: TaskContext, entry: LedgerRecord) -> dict[str, float]:

@@ -4,8 +4,9 @@ The site store keeps approvals, ledger entries and events append-only; this modu
 each new one into ``<site>/audit/site.log`` (privacy.audit_log: hash-chained, Merkle
 checkpoints signed with the site's Ed25519 key, payloads encrypted to the auditor). The site
 agent syncs when it starts, after every task and when it stops. A cursor in the store says
-what was copied; copying is at-least-once (a crash between append and cursor update repeats
-a record, which the log shows as a second record, never as tampering).
+what was copied; the records of one sync go in with their checkpoint in one write and one
+fsync (``AuditLog.append_many``). Copying is at-least-once (a crash between append and cursor
+update repeats a record, which the log shows as a second record, never as tampering).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from client_app.custody.kit import load_site_identity
 from client_app.custody.vault import SiteVault
 from client_app.store.site_store import SiteStore
 from common.errors import TesseraError
-from privacy.audit_log import AuditLog, writer_lock
+from privacy.audit_log import AuditLog, NewRecord, writer_lock
 from privacy.signing import SigningKey
 
 log = logging.getLogger(__name__)
@@ -83,29 +84,27 @@ def sync(vault: SiteVault) -> int:
 
 
 def _copy_new(vault: SiteVault, log: AuditLog) -> int:
-    appended = 0
+    records: list[NewRecord] = []
     with SiteStore.open(vault.site) as store:
         cursor = json.loads(store.setting(_CURSOR) or "{}")
         for item in store.approvals(after=cursor.get("approval", 0)):
-            log.append(f"study_{item.decision}", actor=item.actor or "operator",
-                       plan_hash=_plan(item.plan_hash),
-                       details={"note": item.note, "at": item.at.isoformat()})
+            records.append(NewRecord(f"study_{item.decision}", actor=item.actor or "operator",
+                                     plan_hash=_plan(item.plan_hash),
+                                     details={"note": item.note, "at": item.at.isoformat()}))
             cursor["approval"] = item.id
-            appended += 1
         for entry in store.ledger(after=cursor.get("ledger", 0)):
-            log.append("epsilon_spent", actor="site-agent", plan_hash=_plan(entry.plan_hash),
-                       details=entry.to_json())
+            records.append(NewRecord("epsilon_spent", actor="site-agent",
+                                     plan_hash=_plan(entry.plan_hash), details=entry.to_json()))
             cursor["ledger"] = entry.id
-            appended += 1
         for event in store.events(after=cursor.get("event", 0)):
-            log.append(event.kind.lower(), actor="site", plan_hash=_plan(event.plan_hash),
-                       details={**event.details, "at": event.at.isoformat()})
+            records.append(NewRecord(event.kind.lower(), actor="site",
+                                     plan_hash=_plan(event.plan_hash),
+                                     details={**event.details, "at": event.at.isoformat()}))
             cursor["event"] = event.id
-            appended += 1
-        if appended:
-            log.checkpoint()
+        if records:  # one write and one fsync for the records and their checkpoint
+            log.append_many(records, checkpoint=True)
             store.put_setting(_CURSOR, json.dumps(cursor, sort_keys=True))
-    return appended
+    return len(records)
 
 
 def sync_quietly(vault: SiteVault) -> None:

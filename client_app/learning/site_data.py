@@ -2,11 +2,13 @@
 
 The split is the site's own (:func:`common.splits.keyed_split`, stratified by label, under
 the vault's ``split-key``): a patient is on the same side in every study, whatever the
-plan's seed.
+plan's seed. The parsed table and its split are kept per process, keyed by every input.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,13 +49,39 @@ def site_split_indices(vault: SiteVault, data: TableData, *, dataset: str,
                        test_fraction=test_fraction)
 
 
+#: Parsed tables and their split, by everything they are computed from: the site folder, the
+#: dataset's name and content hash (checked against the stored bytes at every read), the
+#: plan's dataset section (columns, label, test fraction) and the split key's digest. A task
+#: still reads and checks the file and applies consent; it skips parsing and splitting when a
+#: previous task of this process did both on the same inputs.
+_PARSED: OrderedDict[tuple[str, ...], tuple[TableData, np.ndarray, np.ndarray]] = OrderedDict()
+#: At most this many table cells are kept parsed (the oldest tables go first).
+MAX_PARSED_CELLS = 20_000_000
+
+
+def _parsed(vault: SiteVault, plan: StudyPlan, raw: bytes,
+            version: str) -> tuple[TableData, np.ndarray, np.ndarray]:
+    """The dataset parsed and split this site's way, from the cache when the inputs match."""
+    name, secret = plan.dataset.name, split_secret(vault)
+    key = (str(vault.site.root), name, version, plan.dataset.model_dump_json(),
+           hashlib.sha256(secret).hexdigest())
+    if (hit := _PARSED.get(key)) is not None:
+        _PARSED.move_to_end(key)
+        return hit
+    data = read_csv_bytes(raw, plan.dataset, source_name=f"dataset '{name}'")
+    train_idx, test_idx = keyed_split(data.patient_ids, data.y, secret=secret, dataset=name,
+                                      test_fraction=plan.dataset.test_fraction)
+    _PARSED[key] = (data, train_idx, test_idx)
+    while sum(d.X.size for d, _, _ in _PARSED.values()) > MAX_PARSED_CELLS and _PARSED:
+        _PARSED.popitem(last=False)
+    return data, train_idx, test_idx
+
+
 def load_split(vault: SiteVault, plan: StudyPlan) -> SiteSplit:
     """Read the study's dataset at this site and split it the site's way (never by seed)."""
     name = plan.dataset.name
     raw, version = read_current(vault, name)
-    data = read_csv_bytes(raw, plan.dataset, source_name=f"dataset '{name}'")
-    train_idx, test_idx = site_split_indices(vault, data, dataset=name,
-                                             test_fraction=plan.dataset.test_fraction)
+    data, train_idx, test_idx = _parsed(vault, plan, raw, version.version)
     # Split first so other patients keep their assignment, then drop withdrawn patients.
     train, test, excluded = apply_consent(
         vault, plan.name, data.take(train_idx), data.take(test_idx)

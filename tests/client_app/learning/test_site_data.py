@@ -11,6 +11,7 @@ from client_app.custody.vault import SiteVault, create_vault
 from client_app.datasets.validation import Policy
 from client_app.datasets.versions import register_content
 from client_app.governance.consent import withdraw
+from client_app.learning import site_data
 from client_app.learning.site_data import load_split
 from client_app.store.folder import init_site_dir
 from common.datasets import csv_bytes, load_bundled, select
@@ -71,3 +72,36 @@ def test_the_split_carries_the_versions_public_digest(tmp_path: Path) -> None:
     split = load_split(vault, PLAN)
     assert len(split.public_version) == 64 and split.public_version != split.dataset_version
     assert np.isin(split.test.patient_ids, split.train.patient_ids).sum() == 0
+
+
+def _tables(split) -> tuple:
+    return tuple(np.asarray(a).tolist() for t in (split.train, split.test)
+                 for a in (t.patient_ids, t.X, t.y))
+
+
+def test_a_repeated_split_is_parsed_once_and_equals_a_fresh_one(tmp_path, monkeypatch) -> None:
+    vault = _site(tmp_path, "h1")
+    parses: list[str] = []
+    real = site_data.read_csv_bytes
+    monkeypatch.setattr(site_data, "read_csv_bytes",
+                        lambda *a, **k: parses.append("parse") or real(*a, **k))
+    first, second = load_split(vault, PLAN), load_split(vault, PLAN)
+    assert len(parses) == 1
+    assert _tables(second) == _tables(first)
+    monkeypatch.setattr(site_data, "_PARSED", type(site_data._PARSED)())  # nothing kept
+    assert _tables(load_split(vault, PLAN)) == _tables(first) and len(parses) == 2
+
+
+def test_a_new_dataset_version_or_test_fraction_is_split_afresh(tmp_path: Path) -> None:
+    vault = _site(tmp_path, "h1")
+    before = load_split(vault, PLAN)
+    raw = PLAN.model_dump()
+    raw["dataset"]["test_fraction"] = 0.3
+    wider = load_split(vault, StudyPlan.model_validate(raw))
+    assert len(wider.test.y) > len(before.test.y)
+    data = select(load_bundled(PLAN.dataset.name), PLAN.dataset)
+    register_content(vault, csv_bytes(data.take(np.arange(400))), source_name="h1-v2.csv",
+                     plan=PLAN, policy=Policy(), actor="ops")
+    after = load_split(vault, PLAN)
+    assert after.dataset_version != before.dataset_version
+    assert len(after.train.y) + len(after.test.y) == 400
