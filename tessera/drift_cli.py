@@ -36,7 +36,7 @@ def drift_command(
         "show it.")] = True,
     collect: Annotated[bool, typer.Option(
         "--collect", help="First ask every site of the running coordinator for its drift "
-        "histograms (a signed task; sites answer only for plans with [drift] and when their "
+        "histograms (a signed task; sites answer only for plans with \\[drift] and when their "
         "operator allows it).")] = False,
     timeout: Annotated[float, typer.Option(
         "--timeout", min=1.0, help="Seconds the sites have to answer (--collect).")] = 300.0,

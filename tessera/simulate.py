@@ -167,7 +167,7 @@ def simulate_command(
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
     attesters: Annotated[int | None, typer.Option(
         min=0, max=32, help="Sites that verify each set and sign its sum for the others "
-                            "([federation] attesters; default: the plan's).")] = None,
+                            "(\\[federation] attesters; default: the plan's).")] = None,
     workers: Annotated[int, typer.Option(
         min=1, max=256, help="Worker processes the sites are spread over (1: all in this "
                              "process).")] = 1,
