@@ -66,7 +66,7 @@ def test_show_prints_the_summary(site_dir: Path) -> None:
     _receive(site_dir, bundled_plan_path("breast_cancer"))
     shown = _invoke("site", "study", "show", plan_hash(V1), "--site-dir", site_dir)
     assert shown.exit_code == 0, shown.output
-    for text in ("status: pending", "model:", "logreg", "rounds:", "3 (2 local epoch(s)",
+    for text in ("status: pending", "model:", "logreg", "rounds:", "3 (3 local epoch(s)",
                  "target epsilon 3 at delta 1e-05", "release policy:", "at least 2 site(s)"):
         assert text in shown.stdout
     as_json = json.loads(_invoke("site", "study", "show", plan_hash(V1), "--site-dir",
