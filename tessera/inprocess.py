@@ -22,15 +22,9 @@ from protos.wire import pack_payload, unpack_payload
 ReplyHook = Callable[[str, agent_pb2.TaskRequest, bytes], bytes]
 
 
-class InProcessGrid(Grid):
-    """A Grid whose nodes are in-process site agents."""
-
-    def __init__(self, agents: Iterable[SiteAgent], *, reply_hook: ReplyHook | None = None):
-        self.nodes = {1000 + i: agent for i, agent in enumerate(agents)}
-        self.reply_hook = reply_hook
-        self.sent: list[tuple[int, str]] = []
-        # Messages take their sender identity from the process, as in a ServerApp process.
-        TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
+class LocalGrid(Grid):
+    """What a Grid of agents on this machine needs beyond delivery: messages are built as the
+    ServerApp builds them; runs and asynchronous push and pull are not used."""
 
     def set_run(self, run: Run) -> None:  # pragma: no cover - not used in-process
         """Not used in-process."""
@@ -45,10 +39,6 @@ class InProcessGrid(Grid):
         """Build a message for a node."""
         return Message(content=content, dst_node_id=dst_node_id, message_type=message_type)
 
-    def get_node_ids(self) -> Iterable[int]:
-        """The agents' node ids."""
-        return list(self.nodes)
-
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:  # pragma: no cover
         """Not used in-process."""
         raise NotImplementedError
@@ -56,6 +46,21 @@ class InProcessGrid(Grid):
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:  # pragma: no cover
         """Not used in-process."""
         raise NotImplementedError
+
+
+class InProcessGrid(LocalGrid):
+    """A Grid whose nodes are in-process site agents."""
+
+    def __init__(self, agents: Iterable[SiteAgent], *, reply_hook: ReplyHook | None = None):
+        self.nodes = {1000 + i: agent for i, agent in enumerate(agents)}
+        self.reply_hook = reply_hook
+        self.sent: list[tuple[int, str]] = []
+        # Messages take their sender identity from the process, as in a ServerApp process.
+        TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 1
+
+    def get_node_ids(self) -> Iterable[int]:
+        """The agents' node ids."""
+        return list(self.nodes)
 
     def send_and_receive(self, messages: Iterable[Message], *,
                          timeout: float | None = None) -> Iterable[Message]:

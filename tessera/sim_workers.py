@@ -21,15 +21,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
 
-from flwr.app import Message, RecordDict
-from flwr.serverapp import Grid
-from flwr.supercore.run import Run
+from flwr.app import Message
 from flwr.supercore.task_identity import TaskIdentity
 
 from common.errors import ErrorCode, TesseraError
 from common.workdir import SiteDir
 from protos.tessera.v1 import agent_pb2
 from protos.wire import pack_payload, unpack_payload
+from tessera.inprocess import LocalGrid
 
 
 def _serve(sites: list[tuple[str, str]], passphrase: str, conn: Connection) -> None:
@@ -47,7 +46,7 @@ def _serve(sites: list[tuple[str, str]], passphrase: str, conn: Connection) -> N
     conn.close()
 
 
-class WorkerGrid(Grid):
+class WorkerGrid(LocalGrid):
     """A Grid whose nodes are site agents in ``workers`` worker processes."""
 
     def __init__(self, sites: Sequence[SiteDir], *, passphrase: str, workers: int) -> None:
@@ -107,30 +106,9 @@ class WorkerGrid(Grid):
             raise TesseraError(ErrorCode.PROCESS_FAILED,
                                "a simulation worker process ended unexpectedly") from None
 
-    def set_run(self, run: Run) -> None:  # pragma: no cover - not used in-process
-        """Not used in-process."""
-
-    @property
-    def run(self) -> Run:  # pragma: no cover
-        """Not used in-process."""
-        raise NotImplementedError
-
-    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
-                       group_id: str, ttl: float | None = None) -> Message:
-        """Build a message for a node."""
-        return Message(content=content, dst_node_id=dst_node_id, message_type=message_type)
-
     def get_node_ids(self) -> Iterable[int]:
         """The agents' node ids."""
         return list(self._where)
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:  # pragma: no cover
-        """Not used in-process."""
-        raise NotImplementedError
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:  # pragma: no cover
-        """Not used in-process."""
-        raise NotImplementedError
 
     def send_and_receive(self, messages: Iterable[Message], *,
                          timeout: float | None = None) -> Iterable[Message]:
